@@ -1,0 +1,105 @@
+"""Alerts: findings merged per (rule, key) into the contract-3 alert. Pure.
+
+The same finding seen again (same rule and key) updates its alert: the events
+are united, ``count`` grows, ``last_seen`` moves on. The alert id is a hash
+of the rule and key, so scoring the same input twice gives the same ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import msgspec
+
+from monitor.rules import RulePack
+from monitor.scorer import Finding
+
+__all__ = ["Alert", "AlertBook", "dedup_key"]
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """One alert line (contract 3)."""
+
+    alert_id: str
+    dedup_key: str
+    rule_id: str
+    risk_id: str
+    severity: str
+    domain: str
+    org_id: str | None
+    event_ids: list[str]
+    first_seen: str
+    last_seen: str
+    count: int
+    score: float
+    title: str
+    message: str
+    legal_basis: list[str]
+    owner: str
+    owner_department: str | None = None
+    risk_title: str = ""
+    status: str = "live"  # the rule's status: shadow alerts open no tickets
+    pack_version: str = ""
+
+
+def dedup_key(rule_id: str, key: tuple) -> str:
+    """The identity of a finding: ``rule_id|k1|k2``.
+
+    >>> dedup_key("fin_duplicate_invoice", ("ORG01", "S9", "INV-7"))
+    'fin_duplicate_invoice|ORG01|S9|INV-7'
+    """
+    parts = []
+    for k in key:
+        if isinstance(k, float) and k.is_integer():
+            k = int(k)
+        parts.append(str(k))
+    return "|".join([rule_id, *parts])
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class AlertBook:
+    """Open alerts by dedup key; ``merge`` returns the alerts a batch changed."""
+
+    def __init__(self, pack: RulePack):
+        self.pack = pack
+        self.rules = {r.id: r for r in pack.rules}
+        self.alerts: dict[str, Alert] = {}
+        self._times: dict[str, tuple[float, float]] = {}
+
+    def merge(self, findings: list[Finding]) -> list[Alert]:
+        changed: dict[str, Alert] = {}
+        for f in findings:
+            rule = self.rules[f.rule_id]
+            key = dedup_key(f.rule_id, f.key)
+            alert = self.alerts.get(key)
+            message = rule.message.render(f.values)
+            if alert is None:
+                risk = rule.risk
+                post = self.pack.post_for(risk)
+                alert = Alert(
+                    alert_id=hashlib.sha256(key.encode()).hexdigest()[:16],
+                    dedup_key=key, rule_id=rule.id, risk_id=risk.id, severity=rule.severity,
+                    domain=risk.domain, org_id=f.values.get("org_id"), event_ids=list(dict.fromkeys(f.event_ids)),
+                    first_seen=_iso(f.first_seen), last_seen=_iso(f.last_seen), count=1, score=rule.score,
+                    title=rule.title, message=message, legal_basis=list(risk.legal_basis),
+                    owner=risk.owner, owner_department=post.department if post else None,
+                    risk_title=f"{risk.title_zh} / {risk.title_en}", status=rule.status,
+                    pack_version=self.pack.version,
+                )
+                self.alerts[key] = alert
+                self._times[key] = (f.first_seen, f.last_seen)
+            else:
+                first, last = self._times[key]
+                first, last = min(first, f.first_seen), max(last, f.last_seen)
+                self._times[key] = (first, last)
+                known = set(alert.event_ids)
+                alert.event_ids.extend(e for e in f.event_ids if e not in known)
+                alert.count += 1
+                alert.first_seen, alert.last_seen = _iso(first), _iso(last)
+                alert.message = message
+            changed[key] = alert
+        return list(changed.values())

@@ -1,0 +1,106 @@
+"""A batch of events as columns, read lazily by rule expressions.
+
+>>> from monitor.event import decode_lines
+>>> events, _ = decode_lines([b'{"event_id":"a","source":"s","domain":"finance","type":"payment",'
+...     b'"occurred_at":"2026-03-07T21:30:00+08:00","org_id":"ORG01","amount":5,"attributes":{"manual":true}}'])
+>>> batch = EventBatch(events)
+>>> rows = batch.all_rows
+>>> batch.column("amount", rows).tolist(), batch.column("occurred_at:hour", rows).tolist()
+([5.0], [21.0])
+>>> batch.column("occurred_at:weekday", rows).tolist(), batch.column("attributes.manual", rows).tolist()
+([6.0], [True])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monitor.event import ATTRIBUTE_TYPES, Event
+
+__all__ = ["EventBatch"]
+
+_STR_FIELDS = ("event_id", "source", "domain", "type", "org_id", "currency", "counterparty_id", "counterparty_name")
+
+
+def _as_str(v):
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _as_num(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return np.nan
+    return np.nan
+
+
+class EventBatch:
+    """Columns of a list of events. Top-level columns are built once per batch;
+    attribute columns are read only for the rows an expression asks about."""
+
+    __slots__ = ("events", "_full", "all_rows")
+
+    def __init__(self, events: list[Event]):
+        self.events = events
+        self._full: dict[str, np.ndarray] = {}
+        self.all_rows = np.arange(len(events))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def column(self, path: str, rows: np.ndarray) -> np.ndarray:
+        full = self._full.get(path)
+        if full is None:
+            if path.startswith("attributes."):
+                return self._attribute(path[11:], rows)
+            full = self._full[path] = self._build(path)
+        return full if len(rows) == len(full) else full[rows]
+
+    def _build(self, path: str) -> np.ndarray:
+        events = self.events
+        n = len(events)
+        if path in _STR_FIELDS:
+            out = np.empty(n, dtype=object)
+            out[:] = [getattr(e, path) for e in events]
+            return out
+        if path == "amount":
+            return np.fromiter((np.nan if e.amount is None else e.amount for e in events), float, n)
+        if path == "occurred_at":
+            return np.fromiter((e.occurred_at.timestamp() for e in events), float, n)
+        if path == "occurred_at:hour":
+            return np.fromiter((e.occurred_at.hour for e in events), float, n)
+        if path == "occurred_at:weekday":
+            return np.fromiter((e.occurred_at.isoweekday() for e in events), float, n)
+        if path == "occurred_at:day":
+            return np.fromiter((e.occurred_at.day for e in events), float, n)
+        raise KeyError(f"unknown column {path!r}")
+
+    def _attribute(self, name: str, rows: np.ndarray) -> np.ndarray:
+        events = self.events
+        values = [events[i].attributes.get(name) for i in rows.tolist()]
+        kind = ATTRIBUTE_TYPES.get(name, "str")
+        if kind == "num":
+            return np.fromiter((_as_num(v) for v in values), float, len(values))
+        if kind == "bool":
+            return np.fromiter((v is True or v == "true" for v in values), bool, len(values))
+        out = np.empty(len(values), dtype=object)
+        out[:] = [_as_str(v) for v in values]
+        return out
+
+    def value(self, path: str, row: int):
+        """One field of one event, for messages and keys (None when absent)."""
+        e = self.events[row]
+        if path.startswith("attributes."):
+            v = e.attributes.get(path[11:])
+            kind = ATTRIBUTE_TYPES.get(path[11:], "str")
+            return v if kind != "str" else _as_str(v)
+        if path == "occurred_at":
+            return e.occurred_at.isoformat()
+        return getattr(e, path)

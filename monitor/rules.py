@@ -1,0 +1,592 @@
+"""Rule packs: the typed models of the files analysts write, and their compilation.
+
+This module is pure: it takes documents already read (``Document``: the data
+plus where each value stood in its file) and returns a compiled ``RulePack``
+or a list of ``Problem``s naming file, line, column and rule. Reading files is
+``monitor.rulefiles``'s job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import re
+import string
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import msgspec
+import orjson
+
+from monitor.rulelang import (
+    EVENT_FIELD_TYPES,
+    NUM,
+    Expr,
+    ExprError,
+    ListRef,
+    Param,
+    Scope,
+    aggregate_column,
+    compile_expr,
+)
+
+__all__ = [
+    "CompiledRule",
+    "Document",
+    "Problem",
+    "Post",
+    "Risk",
+    "RulePack",
+    "RuleSpec",
+    "compile_pack",
+    "parse_duration",
+]
+
+Severity = Literal["low", "medium", "high", "critical"]
+SEVERITY_SCORE = {"low": 0.25, "medium": 0.5, "high": 0.75, "critical": 1.0}
+RULE_ID = re.compile(r"^(fin|inv|proc|gov|det)_[a-z0-9_]+$")
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``30d``, ``12h``, ``2w``.
+
+    >>> parse_duration("30d"), parse_duration("90m")
+    (2592000, 5400)
+    """
+    m = _DURATION.match(str(text).strip())
+    if not m:
+        raise ValueError(f"bad duration {text!r}: use a number and one of s, m, h, d, w (e.g. 30d)")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+# --- the files' models -------------------------------------------------------
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ExceptionSpec(_Strict):
+    name: str
+    where: str
+    reason: str
+    expires: dt.date | None = None
+    owner: str | None = None
+
+
+class WindowSpec(_Strict):
+    by: list[str]
+    within: str
+    having: str
+    lateness: str = "1d"
+
+
+class TotalSpec(_Strict):
+    by: list[str]
+    add: str
+    reference: str
+    having: str
+    value: str = "amount"
+    expires: str = "400d"
+
+
+class RuleTest(_Strict):
+    name: str
+    events: list[dict[str, Any]]
+    expect: Literal["hit", "miss"]
+    today: dt.date | None = None
+
+
+class RuleSpec(_Strict):
+    rule: str
+    title: str
+    risk: str
+    when: str
+    message: str
+    severity: Severity | None = None
+    status: Literal["live", "shadow", "draft"] = "live"
+    key: list[str] | None = None
+    window: WindowSpec | None = None
+    total: TotalSpec | None = None
+    exceptions: list[ExceptionSpec] = []
+    tests: list[RuleTest] = []
+
+
+class SLA(_Strict):
+    acknowledge: str
+    dispose: str
+
+
+class Risk(_Strict):
+    id: str
+    title_zh: str
+    title_en: str
+    area: Literal["regulation", "procurement", "finance", "investment", "decision", "contract", "overseas", "counterparty"]
+    domain: Literal["finance", "investment", "procurement", "governance"]
+    severity: Severity
+    legal_basis: list[str]
+    owner: str
+    sla: SLA
+    description: str = ""
+
+
+class RiskList(_Strict):
+    risks: list[Risk]
+
+
+class Contact(_Strict):
+    email: str | None = None
+    phone: str | None = None
+    wecom: str | None = None
+
+
+class Post(_Strict):
+    id: str
+    title: str
+    department: str
+    duties: list[str]
+    risks: list[str] = []
+    contact: Contact = msgspec.field(default_factory=Contact)
+    escalates_to: str | None = None
+
+
+class DutyList(_Strict):
+    posts: list[Post]
+
+
+class Params(_Strict):
+    defaults: dict[str, float | dict[str, float]]
+    orgs: dict[str, dict[str, float | dict[str, float]]] = {}
+
+
+# --- documents and problems --------------------------------------------------
+
+@dataclass
+class Document:
+    """A parsed file: its data and the (line, col) of each value and key, by path."""
+
+    file: str
+    data: Any
+    positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
+    styles: dict[tuple, str] = field(default_factory=dict)  # quoting style of string scalars
+
+    def where(self, path: tuple, key: bool = False) -> tuple[int, int]:
+        """The closest known position of ``path`` (its key with key=True)."""
+        table = self.key_positions if key else self.positions
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if p in self.positions:
+                return self.positions[p]
+            p = p[:-1]
+        return (1, 1)
+
+    def expr_where(self, path: tuple, err: ExprError) -> tuple[int, int]:
+        """Position in the file of an error inside the expression at ``path``."""
+        line, col = self.where(path)
+        style = self.styles.get(tuple(path), "")
+        if style in ("|", ">"):
+            return line + err.line, col + err.col - 1  # approximate: block scalars start on the next line
+        if err.line > 1:
+            return line + err.line - 1, err.col
+        return line, col + err.col - 1 + (1 if style in ("'", '"') else 0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An error or warning about a file an analyst wrote."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    rule: str | None = None
+    level: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        who = f" {self.rule}:" if self.rule else ""
+        tag = "" if self.level == "error" else " warning:"
+        return f"{self.file}:{self.line}:{self.col}{tag}{who} {self.message}"
+
+
+def _validation_problem(doc: Document, base: tuple, err: msgspec.ValidationError, rule: str | None) -> Problem:
+    text = str(err)
+    m = re.search(r" - at `\$([^`]*)`$", text)
+    rel = m.group(1) if m else ""
+    message = text[: m.start()] if m else text
+    path = list(base)
+    for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", rel):
+        path.append(part[0] if part[0] else int(part[1]))
+    key = False
+    um = re.match(r"Object contains unknown field `([^`]+)`", message)
+    if um:
+        path.append(um.group(1))
+        key = True
+        message = f"unknown field '{um.group(1)}'"
+    else:
+        mm = re.match(r"Object missing required field `([^`]+)`", message)
+        if mm:
+            message = f"missing required field '{mm.group(1)}'"
+        else:
+            where = ".".join(str(p) for p in path[len(base):]) or "value"
+            message = f"{where}: {message}"
+    line, col = doc.where(tuple(path), key=key)
+    return Problem(doc.file, line, col, message, rule)
+
+
+def convert(doc: Document, base: tuple, data: Any, model: type, rule: str | None, problems: list[Problem]):
+    """msgspec.convert with errors turned into a located Problem."""
+    try:
+        return msgspec.convert(data, model, strict=True)
+    except msgspec.ValidationError as err:
+        problems.append(_validation_problem(doc, base, err, rule))
+        return None
+
+
+# --- lists -------------------------------------------------------------------
+
+@dataclass
+class CounterpartyList:
+    """A CSV list: counterparty_id -> validity spans in epoch seconds."""
+
+    name: str
+    entries: dict[str, list[tuple[float, float]]]
+    rows: list[dict[str, str]]
+
+    def contains(self, value: Any, at: float) -> bool:
+        spans = self.entries.get(value)
+        if not spans:
+            return False
+        return any(start <= at < end for start, end in spans)
+
+
+# --- compiled rules ------------------------------------------------------------
+
+@dataclass
+class Template:
+    """A message template like ``"{org_id}: {sum_amount:,.0f} CNY"`` with checked fields."""
+
+    text: str
+    fields: tuple[str, ...]
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        out = []
+        for literal, name, spec, _conv in string.Formatter().parse(self.text):
+            out.append(literal)
+            if name is None:
+                continue
+            v = values.get(name)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                out.append("—")
+                continue
+            try:
+                out.append(format(v, spec or ""))
+            except (ValueError, TypeError):
+                out.append(str(v))
+        return "".join(out)
+
+
+@dataclass
+class CompiledRule:
+    """A rule ready for the scorer."""
+
+    id: str
+    title: str
+    risk: Risk
+    severity: str
+    status: str
+    kind: Literal["event", "window", "total"]
+    when: Expr
+    exceptions: list[tuple[ExceptionSpec, Expr]]
+    key: tuple[str, ...]
+    message: Template
+    display: tuple[str, ...]  # event fields stored with state entries for messages
+    spec: RuleSpec
+    window_seconds: float = 0.0
+    lateness_seconds: float = 0.0
+    having: Expr | None = None
+    aggregates: tuple[tuple[str, str | None], ...] = ()
+    agg_fields: tuple[str, ...] = ()  # event fields kept per window entry for aggregates
+    add: Expr | None = None
+    reference: Expr | None = None
+    value_field: str = "amount"
+    expires_seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        return SEVERITY_SCORE[self.severity]
+
+
+@dataclass
+class RulePack:
+    """Everything the scorer and the alerting need from a rules folder."""
+
+    rules: list[CompiledRule]
+    risks: dict[str, Risk]
+    posts: dict[str, Post]
+    params: dict[str, Param]
+    lists: dict[str, CounterpartyList]
+    version: str  # content hash of every file that made it
+    warnings: list[Problem] = field(default_factory=list)
+
+    def rule(self, rule_id: str) -> CompiledRule:
+        return next(r for r in self.rules if r.id == rule_id)
+
+    def only(self, rule_ids: set[str]) -> RulePack:
+        """A copy scoring just the given rules (for a rule's own test cases)."""
+        return RulePack([r for r in self.rules if r.id in rule_ids], self.risks, self.posts,
+                        self.params, self.lists, self.version, self.warnings)
+
+    def post_for(self, risk: Risk) -> Post | None:
+        return self.posts.get(risk.owner)
+
+
+def _key_path_ok(path: str) -> bool:
+    return path in EVENT_FIELD_TYPES and EVENT_FIELD_TYPES[path] != "time"
+
+
+def _compile_template(text: str, allowed: set[str]) -> tuple[Template | None, str | None]:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as err:
+        return None, f"message: {err}"
+    names = []
+    for _lit, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if conv:
+            return None, f"message: '!{conv}' conversions are not allowed"
+        if name == "" or name not in allowed:
+            return None, f"message: unknown field '{name}' (known: {', '.join(sorted(allowed))})"
+        if "{" in (spec or ""):
+            return None, "message: nested fields in a format spec are not allowed"
+        names.append(name)
+    return Template(text, tuple(dict.fromkeys(names))), None
+
+
+def compile_rule(
+    doc: Document, path: tuple, data: Any, risks: dict[str, Risk], params: dict[str, Param],
+    lists: dict[str, CounterpartyList], today: dt.date, problems: list[Problem],
+) -> CompiledRule | None:
+    """Compile one rule item; append Problems and return None when it is invalid."""
+    rule_id = data.get("rule") if isinstance(data, dict) else None
+    rid = rule_id if isinstance(rule_id, str) else None
+    spec = convert(doc, path, data, RuleSpec, rid, problems)
+    if spec is None:
+        return None
+    start = len(problems)
+
+    def problem(sub: tuple, message: str, key: bool = False):
+        line, col = doc.where(path + sub, key=key)
+        problems.append(Problem(doc.file, line, col, message, spec.rule))
+
+    def expr(sub: tuple, source: str, scope: Scope, want: str | None = "bool") -> Expr | None:
+        try:
+            return compile_expr(source, scope, want)
+        except ExprError as err:
+            line, col = doc.expr_where(path + sub, err)
+            problems.append(Problem(doc.file, line, col, err.message, spec.rule))
+            return None
+
+    if not RULE_ID.match(spec.rule):
+        problem(("rule",), f"rule id '{spec.rule}' must be snake_case with a domain prefix (fin_, inv_, proc_, gov_)")
+    risk = risks.get(spec.risk)
+    if risk is None:
+        problem(("risk",), f"risk '{spec.risk}' is not in risk_list.yaml")
+    if spec.window and spec.total:
+        problem(("total",), "a rule has either a window or a total, not both")
+    event_scope = Scope.for_events(params, lists)
+    when = expr(("when",), spec.when, event_scope)
+    exceptions = []
+    for i, exc in enumerate(spec.exceptions):
+        compiled = expr(("exceptions", i, "where"), exc.where, event_scope)
+        if exc.expires is not None and exc.expires < today:
+            line, col = doc.where(path + ("exceptions", i, "expires"))
+            problems.append(Problem(doc.file, line, col, f"exception '{exc.name}' expired on {exc.expires} and no longer applies",
+                                    spec.rule, "warning"))
+            continue
+        if compiled is not None:
+            exceptions.append((exc, compiled))
+
+    kind = "window" if spec.window else "total" if spec.total else "event"
+    by = spec.window.by if spec.window else spec.total.by if spec.total else (spec.key or ["source", "event_id"])
+    by_base = ("window", "by") if spec.window else ("total", "by") if spec.total else ("key",)
+    for i, p in enumerate(by):
+        if not _key_path_ok(p):
+            problem(by_base + (i,), f"unknown key field '{p}'")
+    key = tuple(by)
+
+    extra: dict[str, Any] = {}
+    message_fields = set(EVENT_FIELD_TYPES) - {"occurred_at"}
+    if spec.window:
+        try:
+            extra["window_seconds"] = parse_duration(spec.window.within)
+            extra["lateness_seconds"] = parse_duration(spec.window.lateness)
+        except ValueError as err:
+            problem(("window", "within"), str(err))
+        having_scope = Scope({p: EVENT_FIELD_TYPES[p] for p in key if _key_path_ok(p)}, params, lists, aggregates=True,
+                             org_field="org_id" if "org_id" in key else None)
+        having = expr(("window", "having"), spec.window.having, having_scope)
+        if having is not None:
+            extra["having"] = having
+            extra["aggregates"] = tuple(sorted(having.aggregates, key=lambda a: (a[0], a[1] or "")))
+            extra["agg_fields"] = tuple(sorted({f for _fn, f in having.aggregates if f}))
+            message_fields |= {aggregate_column(fn, f) for fn, f in having.aggregates} | {"count"}
+    elif spec.total:
+        try:
+            extra["expires_seconds"] = parse_duration(spec.total.expires)
+        except ValueError as err:
+            problem(("total", "expires"), str(err))
+        if spec.total.value not in EVENT_FIELD_TYPES or EVENT_FIELD_TYPES[spec.total.value] != NUM:
+            problem(("total", "value"), f"total value must be a num field, got '{spec.total.value}'")
+        extra["value_field"] = spec.total.value
+        extra["add"] = expr(("total", "add"), spec.total.add, event_scope)
+        extra["reference"] = expr(("total", "reference"), spec.total.reference, event_scope)
+        having_scope = Scope({p: EVENT_FIELD_TYPES[p] for p in key if _key_path_ok(p)}, params, lists,
+                             aggregate_fields={"total": NUM, "reference": NUM, "count": NUM},
+                             org_field="org_id" if "org_id" in key else None)
+        extra["having"] = expr(("total", "having"), spec.total.having, having_scope)
+        message_fields |= {"total", "reference", "count"}
+    template, err = _compile_template(spec.message, message_fields)
+    if err:
+        problem(("message",), err)
+    if len(problems) > start or when is None or template is None or risk is None:
+        return None
+    display = ()
+    if kind != "event":
+        display = tuple(f for f in template.fields if f in EVENT_FIELD_TYPES and f not in key)
+        display = tuple(dict.fromkeys(("org_id", *display)))
+    return CompiledRule(
+        id=spec.rule, title=spec.title, risk=risk, severity=spec.severity or risk.severity,
+        status=spec.status, kind=kind, when=when, exceptions=exceptions, key=key, message=template,
+        display=display, spec=spec, **extra,
+    )
+
+
+def compile_pack(
+    rule_docs: list[Document], risk_doc: Document, duty_doc: Document, params_doc: Document | None,
+    lists: dict[str, CounterpartyList], list_problems: list[Problem], today: dt.date,
+) -> tuple[RulePack | None, list[Problem]]:
+    """Compile a whole folder's documents. Returns (pack or None, problems)."""
+    problems: list[Problem] = list(list_problems)
+    risk_list = convert(risk_doc, (), risk_doc.data, RiskList, None, problems)
+    duty_list = convert(duty_doc, (), duty_doc.data, DutyList, None, problems)
+    risks: dict[str, Risk] = {}
+    posts: dict[str, Post] = {}
+    if duty_list:
+        for i, post in enumerate(duty_list.posts):
+            if post.id in posts:
+                line, col = duty_doc.where(("posts", i, "id"))
+                problems.append(Problem(duty_doc.file, line, col, f"duplicate post id '{post.id}'"))
+            posts[post.id] = post
+    if risk_list:
+        for i, risk in enumerate(risk_list.risks):
+            line, col = risk_doc.where(("risks", i, "id"))
+            if risk.id in risks:
+                problems.append(Problem(risk_doc.file, line, col, f"duplicate risk id '{risk.id}'"))
+            risks[risk.id] = risk
+            for sub in ("acknowledge", "dispose"):
+                try:
+                    parse_duration(getattr(risk.sla, sub))
+                except ValueError as err:
+                    l2, c2 = risk_doc.where(("risks", i, "sla", sub))
+                    problems.append(Problem(risk_doc.file, l2, c2, f"{risk.id}: {err}"))
+            if duty_list and risk.owner not in posts:
+                l2, c2 = risk_doc.where(("risks", i, "owner"))
+                problems.append(Problem(risk_doc.file, l2, c2, f"{risk.id}: owner post '{risk.owner}' is not in duties.yaml"))
+            elif duty_list and risk.id not in posts[risk.owner].risks:
+                l2, c2 = risk_doc.where(("risks", i, "owner"))
+                problems.append(Problem(risk_doc.file, l2, c2,
+                                        f"{risk.id}: post '{risk.owner}' does not list this risk in duties.yaml"))
+    if duty_list and risk_list:
+        for i, post in enumerate(duty_list.posts):
+            for j, rid in enumerate(post.risks):
+                if rid not in risks:
+                    line, col = duty_doc.where(("posts", i, "risks", j))
+                    problems.append(Problem(duty_doc.file, line, col, f"post '{post.id}' owns unknown risk '{rid}'"))
+                elif risks[rid].owner != post.id:
+                    line, col = duty_doc.where(("posts", i, "risks", j))
+                    problems.append(Problem(duty_doc.file, line, col,
+                                            f"post '{post.id}' lists {rid}, but risk_list.yaml names '{risks[rid].owner}' as owner"))
+            if post.escalates_to and post.escalates_to not in posts:
+                line, col = duty_doc.where(("posts", i, "escalates_to"))
+                problems.append(Problem(duty_doc.file, line, col, f"escalates_to '{post.escalates_to}' is not a post"))
+
+    params: dict[str, Param] = {}
+    if params_doc is not None:
+        spec = convert(params_doc, (), params_doc.data, Params, None, problems)
+        if spec:
+            for name, value in spec.defaults.items():
+                if name in EVENT_FIELD_TYPES or name in ("count", "total", "reference", "lists", "attributes"):
+                    line, col = params_doc.where(("defaults", name), key=True)
+                    problems.append(Problem(params_doc.file, line, col, f"parameter '{name}' shadows a field name"))
+                params[name] = Param(name, value, {})
+            for org, overrides in spec.orgs.items():
+                for name, value in overrides.items():
+                    line, col = params_doc.where(("orgs", org, name), key=True)
+                    if name not in params:
+                        problems.append(Problem(params_doc.file, line, col, f"org {org}: unknown parameter '{name}'"))
+                    elif isinstance(value, dict) != params[name].is_map:
+                        problems.append(Problem(params_doc.file, line, col,
+                                                f"org {org}: '{name}' must be a {'table' if params[name].is_map else 'number'}"))
+                    else:
+                        params[name].per_org[org] = value  # type: ignore[index]
+
+    rules: list[CompiledRule] = []
+    seen: dict[str, str] = {}
+    for doc in rule_docs:
+        if doc.data is None:
+            continue
+        if not isinstance(doc.data, list):
+            problems.append(Problem(doc.file, 1, 1, "a rule file is a list of '- rule:' items"))
+            continue
+        for i, item in enumerate(doc.data):
+            compiled = compile_rule(doc, (i,), item, risks, params, lists, today, problems)
+            if compiled is None:
+                continue
+            line, col = doc.where((i, "rule"))
+            if compiled.id in seen:
+                problems.append(Problem(doc.file, line, col, f"duplicate rule id (first at {seen[compiled.id]})", compiled.id))
+                continue
+            seen[compiled.id] = f"{doc.file}:{line}"
+            rules.append(compiled)
+
+    warnings = [p for p in problems if p.level == "warning"]
+    errors = [p for p in problems if p.level == "error"]
+    covered = {r.risk.id for r in rules if r.status == "live"}
+    for i, risk in enumerate(risk_list.risks if risk_list else []):
+        if risk.id not in covered:
+            line, col = risk_doc.where(("risks", i, "id"))
+            warnings.append(Problem(risk_doc.file, line, col, f"coverage gap: risk {risk.id} ({risk.title_zh}) has no live rule",
+                                    level="warning"))
+    used_lists = {name for r in rules for name in lists if f"lists.{name}" in _rule_sources(r)}
+    for name in sorted(set(lists) - used_lists):
+        warnings.append(Problem(f"lists/{name}.csv", 1, 1, f"list '{name}' is used by no rule", level="warning"))
+    if errors:
+        return None, errors + warnings
+    version = pack_version(rule_docs + [risk_doc, duty_doc] + ([params_doc] if params_doc else []), lists)
+    return RulePack(rules, risks, posts, params, lists, version, warnings), warnings
+
+
+def _rule_sources(rule: CompiledRule) -> str:
+    s = rule.spec
+    parts = [s.when, *(e.where for e in s.exceptions)]
+    if s.total:
+        parts += [s.total.add, s.total.reference]
+    return " ".join(parts)
+
+
+def pack_version(docs: list[Document], lists: dict[str, CounterpartyList]) -> str:
+    """Content hash of a pack: the same files give the same version."""
+    h = hashlib.sha256()
+    for doc in sorted(docs, key=lambda d: d.file):
+        h.update(doc.file.encode())
+        h.update(orjson.dumps(doc.data, default=str, option=orjson.OPT_SORT_KEYS))
+    for name in sorted(lists):
+        h.update(name.encode())
+        h.update(orjson.dumps(lists[name].rows, option=orjson.OPT_SORT_KEYS))
+    return h.hexdigest()[:12]

@@ -1,0 +1,284 @@
+"""The scorer: a batch of events and the state in, findings out. No I/O.
+
+>>> from monitor.rulefiles import load_pack, default_rules_dir
+>>> from monitor.event import decode_lines
+>>> pack = load_pack(default_rules_dir())
+>>> events, _ = decode_lines([b'{"event_id":"c1","source":"erp","domain":"procurement",'
+...     b'"type":"contract_signed","occurred_at":"2026-03-02T10:00:00+08:00","org_id":"ORG01",'
+...     b'"amount":300000,"counterparty_id":"S1","attributes":{"contract_id":"HT1","legal_review":"none"}}'])
+>>> scorer = Scorer(pack)
+>>> [f.rule_id for f in scorer.score(EventBatch(events), ScorerState())]
+['proc_contract_without_legal_review']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from monitor.batch import EventBatch
+from monitor.rulelang import aggregate_column
+from monitor.rules import CompiledRule, RulePack
+from monitor.state import KeyTotal, KeyWindow, ScorerState
+
+__all__ = ["EventBatch", "Finding", "Scorer", "ScorerState"]
+
+
+@dataclass
+class Finding:
+    """One rule firing: the rule, its key, the events that made it, and the
+    values its message uses. Business times are epoch seconds."""
+
+    rule_id: str
+    key: tuple
+    event_ids: list[str]
+    first_seen: float
+    last_seen: float
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class _Table:
+    """Columns of the evaluation rows of a window's or total's ``having``."""
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.columns = columns
+
+    def column(self, path: str, rows: np.ndarray) -> np.ndarray:
+        col = self.columns[path]
+        return col if len(rows) == len(col) else col[rows]
+
+
+def _column_array(values: list, kind_num: bool) -> np.ndarray:
+    if kind_num:
+        return np.array(values, dtype=float)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _missing_key(key: tuple) -> bool:
+    return any(k is None or k == "" or (isinstance(k, float) and math.isnan(k)) for k in key)
+
+
+class Scorer:
+    """Scores batches with a compiled pack. Rules with status ``draft`` are
+    skipped unless ``statuses`` names them (a rule's own test cases do)."""
+
+    def __init__(self, pack: RulePack, statuses: tuple[str, ...] = ("live", "shadow")):
+        self.pack = pack
+        self.rules = [r for r in pack.rules if r.status in statuses]
+
+    def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
+        if not len(batch):
+            return []
+        rows = batch.all_rows
+        times = batch.column("occurred_at", rows)
+        state.watermark = max(state.watermark, float(times.max()))
+        findings: list[Finding] = []
+        for rule in self.rules:
+            selected = rows[rule.when.fn(batch, rows)]
+            for _exc, where in rule.exceptions:
+                if not len(selected):
+                    break
+                selected = selected[~where.fn(batch, selected)]
+            if not len(selected):
+                continue
+            if rule.kind == "event":
+                findings += self._event_findings(rule, batch, selected)
+            elif rule.kind == "window":
+                findings += self._window_findings(rule, batch, selected, state)
+            else:
+                findings += self._total_findings(rule, batch, selected, state)
+        self._sweep(state)
+        return findings
+
+    # stateless rules -------------------------------------------------------
+    def _event_findings(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray) -> list[Finding]:
+        out = []
+        times = batch.column("occurred_at", selected)
+        for row, t in zip(selected.tolist(), times.tolist()):
+            key = tuple(batch.value(p, row) for p in rule.key)
+            values = {f: batch.value(f, row) for f in rule.message.fields}
+            values["org_id"] = batch.events[row].org_id
+            out.append(Finding(rule.id, key, [batch.events[row].event_id], t, t, values))
+        return out
+
+    def _rows(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray, fields: Iterable[str]) -> list[list]:
+        return [batch.column(f, selected).tolist() for f in fields]
+
+    # windows -----------------------------------------------------------------
+    def _window_findings(self, rule, batch, selected, state: ScorerState) -> list[Finding]:
+        store = state.windows.setdefault(rule.id, {})
+        within, lateness = rule.window_seconds, rule.lateness_seconds
+        times = batch.column("occurred_at", selected).tolist()
+        ids = batch.column("event_id", selected).tolist()
+        keys = list(zip(*self._rows(rule, batch, selected, rule.key)))
+        aggs = list(zip(*self._rows(rule, batch, selected, rule.agg_fields))) if rule.agg_fields else [()] * len(ids)
+        disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
+        pending: list[tuple[tuple, KeyWindow, str]] = []  # (key, window, anchor event id)
+        for t, eid, key, agg, shown in zip(times, ids, keys, aggs, disp):
+            if _missing_key(key):
+                continue
+            w = store.get(key)
+            if w is None:
+                w = store[key] = KeyWindow()
+            elif t < w.max_t - within - lateness:
+                state.late_events += 1
+                continue
+            if not w.insert(t, eid, agg, shown):
+                continue
+            w.evict_before(w.max_t - within - lateness)
+            # The new event is an anchor, and so is every later event whose window now includes it.
+            for j in range(len(w.times) - 1, -1, -1):
+                tj = w.times[j]
+                if tj < t:
+                    break
+                if tj - t < within:
+                    anchor = w.entries[j][0]
+                    if anchor not in w.fired:
+                        pending.append((key, w, anchor))
+        if not pending:
+            return []
+        return self._fire_windows(rule, pending)
+
+    def _fire_windows(self, rule: CompiledRule, pending) -> list[Finding]:
+        # Aggregates per anchor, then `having` on all of them at once.
+        agg_index = {f: i for i, f in enumerate(rule.agg_fields)}
+        rows_spans = []
+        columns: dict[str, list] = {aggregate_column(fn, f): [] for fn, f in rule.aggregates}
+        columns.setdefault("count", [])
+        seen = set()
+        for key, w, anchor in pending:
+            if (id(w), anchor) in seen:
+                continue
+            seen.add((id(w), anchor))
+            try:
+                j = next(i for i, e in enumerate(w.entries) if e[0] == anchor)
+            except StopIteration:
+                continue  # evicted by a later event of this batch
+            span = w.span(j, rule.window_seconds)
+            entries = [w.entries[i] for i in span]
+            columns["count"].append(float(len(entries)))
+            for fn, f in rule.aggregates:
+                if fn == "count":
+                    continue
+                vals = [e[1][agg_index[f]] for e in entries]
+                columns[aggregate_column(fn, f)].append(_aggregate(fn, vals))
+            rows_spans.append((key, w, anchor, j, span))
+        if not rows_spans:
+            return []
+        table = {name: np.array(vals, dtype=float) for name, vals in columns.items()}
+        for i, path in enumerate(rule.key):
+            table[path] = _column_array([k[i] for k, *_ in rows_spans], path == "amount")
+        hits = rule.having.fn(_Table(table), np.arange(len(rows_spans)))
+        out = []
+        for hit, (key, w, anchor, j, span), n in zip(hits.tolist(), rows_spans, range(len(rows_spans))):
+            if not hit:
+                continue
+            w.fired.add(anchor)
+            values = {name: float(table[name][n]) for name in columns}
+            values.update(zip(rule.key, key))
+            values.update(zip(rule.display, w.entries[j][2]))
+            out.append(Finding(rule.id, key, [w.entries[i][0] for i in span], w.times[span.start], w.times[span.stop - 1], values))
+        return out
+
+    # totals ------------------------------------------------------------------
+    def _total_findings(self, rule, batch, selected, state: ScorerState) -> list[Finding]:
+        store = state.totals.setdefault(rule.id, {})
+        is_add = rule.add.fn(batch, selected).tolist()
+        is_ref = rule.reference.fn(batch, selected).tolist()
+        times = batch.column("occurred_at", selected).tolist()
+        ids = batch.column("event_id", selected).tolist()
+        values = batch.column(rule.value_field, selected).tolist()
+        keys = list(zip(*self._rows(rule, batch, selected, rule.key)))
+        disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
+        touched: dict[tuple, KeyTotal] = {}
+        for add, ref, t, eid, v, key, shown in zip(is_add, is_ref, times, ids, values, keys, disp):
+            if not (add or ref) or _missing_key(key):
+                continue
+            if v != v:  # NaN: no amount
+                if not add:
+                    continue
+                v = 0.0
+            s = store.get(key)
+            if s is None:
+                s = store[key] = KeyTotal()
+            if s.insert(bool(add), t, eid, v, shown) and s.refs:
+                touched[key] = s
+        if not touched:
+            return []
+        # Every add not yet fired is an anchor: its running total against the reference in force then.
+        anchors = []
+        for key, s in touched.items():
+            running = 0.0
+            for n, (t, eid, v, shown) in enumerate(s.adds):
+                running += v
+                if eid in s.fired:
+                    continue
+                ref = s.reference_at(t)
+                anchors.append((key, s, n, running, ref))
+        if not anchors:
+            return []
+        table = {
+            "total": np.array([a[3] for a in anchors], dtype=float),
+            "reference": np.array([a[4][2] for a in anchors], dtype=float),
+            "count": np.array([a[2] + 1 for a in anchors], dtype=float),
+        }
+        for i, path in enumerate(rule.key):
+            table[path] = _column_array([a[0][i] for a in anchors], path == "amount")
+        hits = rule.having.fn(_Table(table), np.arange(len(anchors)))
+        out = []
+        for hit, (key, s, n, running, ref) in zip(hits.tolist(), anchors):
+            if not hit:
+                continue
+            add = s.adds[n]
+            s.fired.add(add[1])
+            made_it = [ref] + list(s.adds[: n + 1])
+            values = {"total": running, "reference": ref[2], "count": float(n + 1)}
+            values.update(zip(rule.key, key))
+            values.update(zip(rule.display, add[3]))
+            out.append(Finding(rule.id, key, [e[1] for e in made_it], min(e[0] for e in made_it),
+                               max(e[0] for e in made_it), values))
+        return out
+
+    # bounded state -------------------------------------------------------------
+    def _sweep(self, state: ScorerState) -> None:
+        """Drop idle keys. Runs per rule once business time has moved on by half a window."""
+        for rule in self.rules:
+            if rule.kind == "window":
+                horizon = rule.window_seconds + rule.lateness_seconds
+                store = state.windows.get(rule.id)
+            elif rule.kind == "total":
+                horizon = rule.expires_seconds
+                store = state.totals.get(rule.id)
+            else:
+                continue
+            if not store:
+                continue
+            every = max(horizon / 2, 3600.0)
+            last = state.swept_at.get(rule.id, float("-inf"))
+            if state.watermark - last < every:
+                continue
+            state.swept_at[rule.id] = state.watermark
+            cutoff = state.watermark - horizon
+            if rule.kind == "window":
+                stale = [k for k, w in store.items() if w.max_t < cutoff]
+            else:
+                stale = [k for k, s in store.items() if s.last_t < cutoff]
+            for k in stale:
+                del store[k]
+
+
+def _aggregate(fn: str, values: list) -> float:
+    if fn == "sum":
+        return float(sum(v for v in values if v == v))
+    if fn == "min":
+        return float(min(values)) if values else math.nan
+    if fn == "max":
+        return float(max(values)) if values else math.nan
+    if fn == "distinct":
+        return float(len({v for v in values if v is not None}))
+    raise ValueError(fn)

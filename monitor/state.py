@@ -1,0 +1,177 @@
+"""Per-key state of the stateful rules: small, bounded and serialisable.
+
+Two shapes, both kept per (rule, key):
+
+- ``KeyWindow``: the events of one key within a window over business time
+  (split purchases, duplicate payments). Entries older than the newest time
+  seen minus the window and the allowed lateness are dropped.
+- ``KeyTotal``: running totals checked against a reference set by another event
+  (payments against the contract amount, disbursements against the budget).
+  Kept until the key has been idle for the rule's ``expires``.
+
+Both remember the event ids they hold, so an event delivered twice counts once,
+and the anchors that already fired, so a finding is reported once.
+
+>>> w = KeyWindow()
+>>> w.insert(100.0, "a", (5.0,), ())
+True
+>>> w.insert(100.0, "a", (5.0,), ())   # delivered again: ignored
+False
+>>> state = ScorerState(); state.windows["r"] = {("ORG1",): w}
+>>> ScorerState.restore(state.snapshot()).windows["r"][("ORG1",)].ids
+{'a'}
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Any
+
+import msgspec
+
+__all__ = ["KeyTotal", "KeyWindow", "ScorerState"]
+
+
+class KeyWindow:
+    """Events of one key, sorted by business time."""
+
+    __slots__ = ("times", "entries", "ids", "fired", "max_t")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.entries: list[tuple[str, tuple, tuple]] = []  # (event_id, aggregate values, display values)
+        self.ids: set[str] = set()
+        self.fired: set[str] = set()  # anchors whose window already made a finding
+        self.max_t = float("-inf")
+
+    def insert(self, t: float, event_id: str, agg: tuple, display: tuple) -> bool:
+        """Add an event; False when it was already here."""
+        if event_id in self.ids:
+            return False
+        i = bisect_right(self.times, t)
+        self.times.insert(i, t)
+        self.entries.insert(i, (event_id, agg, display))
+        self.ids.add(event_id)
+        if t > self.max_t:
+            self.max_t = t
+        return True
+
+    def evict_before(self, horizon: float) -> None:
+        """Drop entries older than ``horizon``."""
+        n = 0
+        times = self.times
+        while n < len(times) and times[n] < horizon:
+            eid = self.entries[n][0]
+            self.ids.discard(eid)
+            self.fired.discard(eid)
+            n += 1
+        if n:
+            del self.times[:n]
+            del self.entries[:n]
+
+    def span(self, anchor: int, within: float) -> range:
+        """Indexes of the entries in (t_anchor - within, t_anchor]."""
+        t = self.times[anchor]
+        end = bisect_right(self.times, t)
+        start = bisect_right(self.times, t - within)
+        return range(start, end)
+
+    def to_plain(self) -> list:
+        return [self.times, [list(e) for e in self.entries], sorted(self.fired), self.max_t]
+
+    @classmethod
+    def from_plain(cls, plain: list) -> KeyWindow:
+        w = cls()
+        w.times = list(plain[0])
+        w.entries = [(e[0], tuple(e[1]), tuple(e[2])) for e in plain[1]]
+        w.ids = {e[0] for e in w.entries}
+        w.fired = set(plain[2])
+        w.max_t = plain[3]
+        return w
+
+
+class KeyTotal:
+    """Amounts adding up on one key, and the reference they are checked against."""
+
+    __slots__ = ("adds", "refs", "ids", "fired", "last_t")
+
+    def __init__(self) -> None:
+        self.adds: list[tuple[float, str, float, tuple]] = []  # (t, event_id, value, display), sorted
+        self.refs: list[tuple[float, str, float, tuple]] = []
+        self.ids: set[str] = set()
+        self.fired: set[str] = set()
+        self.last_t = float("-inf")
+
+    def insert(self, is_add: bool, t: float, event_id: str, value: float, display: tuple) -> bool:
+        if event_id in self.ids:
+            return False
+        entries = self.adds if is_add else self.refs
+        entry = (t, event_id, value, display)
+        i = bisect_right([e[0] for e in entries], t)
+        entries.insert(i, entry)
+        self.ids.add(event_id)
+        if t > self.last_t:
+            self.last_t = t
+        return True
+
+    def reference_at(self, t: float) -> tuple[float, str, float, tuple] | None:
+        """The reference in force at business time t: the latest one set at or
+        before t, or the first one when t comes before all of them."""
+        if not self.refs:
+            return None
+        current = self.refs[0]
+        for ref in self.refs:
+            if ref[0] <= t:
+                current = ref
+            else:
+                break
+        return current
+
+    def to_plain(self) -> list:
+        return [[list(e) for e in self.adds], [list(e) for e in self.refs], sorted(self.fired), self.last_t]
+
+    @classmethod
+    def from_plain(cls, plain: list) -> KeyTotal:
+        s = cls()
+        s.adds = [(e[0], e[1], e[2], tuple(e[3])) for e in plain[0]]
+        s.refs = [(e[0], e[1], e[2], tuple(e[3])) for e in plain[1]]
+        s.ids = {e[1] for e in s.adds} | {e[1] for e in s.refs}
+        s.fired = set(plain[2])
+        s.last_t = plain[3]
+        return s
+
+
+class ScorerState:
+    """All per-key state of a scorer. Pass the same object to every ``score`` call."""
+
+    def __init__(self) -> None:
+        self.windows: dict[str, dict[tuple, KeyWindow]] = {}
+        self.totals: dict[str, dict[tuple, KeyTotal]] = {}
+        self.watermark = float("-inf")  # newest business time seen
+        self.swept_at: dict[str, float] = {}
+        self.late_events = 0  # events too late for a window's allowed lateness
+
+    def key_count(self) -> int:
+        return sum(len(v) for v in self.windows.values()) + sum(len(v) for v in self.totals.values())
+
+    def snapshot(self) -> bytes:
+        """Serialise to MessagePack (keys as lists)."""
+        plain: dict[str, Any] = {
+            "windows": {r: [[list(k), w.to_plain()] for k, w in keys.items()] for r, keys in self.windows.items()},
+            "totals": {r: [[list(k), s.to_plain()] for k, s in keys.items()] for r, keys in self.totals.items()},
+            "watermark": self.watermark,
+            "swept_at": self.swept_at,
+            "late_events": self.late_events,
+        }
+        return msgspec.msgpack.encode(plain)
+
+    @classmethod
+    def restore(cls, data: bytes) -> ScorerState:
+        plain = msgspec.msgpack.decode(data)
+        state = cls()
+        state.windows = {r: {tuple(k): KeyWindow.from_plain(w) for k, w in keys} for r, keys in plain["windows"].items()}
+        state.totals = {r: {tuple(k): KeyTotal.from_plain(s) for k, s in keys} for r, keys in plain["totals"].items()}
+        state.watermark = plain["watermark"]
+        state.swept_at = dict(plain["swept_at"])
+        state.late_events = plain["late_events"]
+        return state
