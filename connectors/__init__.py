@@ -1,0 +1,1 @@
+"""Sources that map external records onto events."""

@@ -1,0 +1,1 @@
+"""Online anomaly detectors (river) and batch-trained ones (scikit-learn)."""

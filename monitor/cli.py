@@ -1,0 +1,304 @@
+"""The ``riskwatch`` command line (contract 3).
+
+    riskwatch demo                      generate a stream, score it, open tickets, serve /metrics
+    riskwatch generate --out FILE       write the demo stream and its ground truth
+    riskwatch run --input F --alerts-out A [--rules DIR] [--db URL] [--rejected-out R]
+    riskwatch rules lint [DIR]          validate every file an analyst writes
+    riskwatch rules test [DIR]          run the test cases inside the rule files
+    riskwatch schema                    print the event JSON Schema
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from monitor.rulefiles import PackError, default_rules_dir, lint, load_pack
+from monitor.rules import RulePack
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXIT_RULES = 2  # a broken rules folder stops start-up with this code
+
+
+def _load_pack_or_exit(rules: Path | None) -> RulePack:
+    try:
+        pack = load_pack(rules or default_rules_dir())
+    except PackError as err:
+        for problem in err.problems:
+            err_console.print(str(problem), markup=False)
+        err_console.print(f"{len(err.problems)} error(s) in the rules folder; nothing was scored.", markup=False)
+        sys.exit(EXIT_RULES)
+    return pack
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free port")
+
+
+def _serve_metrics(port: int):
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from monitor.metrics import Metrics
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    if port < 0:
+        return metrics, None
+    chosen = _free_port(port)
+    start_http_server(chosen, addr="127.0.0.1", registry=registry)
+    return metrics, chosen
+
+
+@click.group()
+@click.version_option(package_name="riskwatch")
+def main() -> None:
+    """riskwatch: streaming compliance-risk monitoring and early warning."""
+
+
+# --- run -------------------------------------------------------------------------
+
+def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
+                metrics, show_progress: bool, batch_size: int):
+    from monitor.runner import EmbeddedRunner
+    from monitor.tickets import SqlTicketStore
+
+    store = SqlTicketStore(db) if db else None
+    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size)
+    if not show_progress:
+        return runner, runner.run_file(input_path, alerts_out, rejected_out)
+    total = sum(1 for _ in open(input_path, "rb"))
+    with Progress(TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task("score", total=total)
+        summary = runner.run_file(input_path, alerts_out, rejected_out, progress=lambda n: bar.advance(task, n))
+    return runner, summary
+
+
+def _print_summary(summary, book, pack: RulePack) -> None:
+    t = Table(title="Run summary", show_header=False)
+    t.add_row("events in", f"{summary.lines:,}")
+    t.add_row("scored", f"{summary.scored:,}")
+    t.add_row("rejected", f"{summary.rejected:,}" + (
+        "  (" + ", ".join(f"{r} {n}" for r, n in summary.rejected_by_reason.most_common()) + ")" if summary.rejected else ""))
+    t.add_row("in = scored + rejected", "yes" if summary.balanced else "NO")
+    t.add_row("findings", f"{summary.findings:,}")
+    t.add_row("alerts", f"{len(book.alerts):,}")
+    t.add_row("tickets opened / updated", f"{summary.tickets_opened:,} / {summary.tickets_updated:,}")
+    t.add_row("elapsed", f"{summary.elapsed:.2f} s")
+    t.add_row("events per second", f"{summary.events_per_second:,.0f}")
+    console.print(t)
+    by_risk = Table(title="Alerts by risk and severity")
+    for col in ("risk", "title", "severity", "alerts", "shadow"):
+        by_risk.add_column(col)
+    rows: dict[tuple[str, str], list[int]] = {}
+    for (risk, severity, status), n in summary.alerts_by_risk.items():
+        rows.setdefault((risk, severity), [0, 0])[status != "live"] += n
+    for (risk, severity), (live, shadow) in sorted(rows.items()):
+        by_risk.add_row(risk, pack.risks[risk].title_zh, severity, str(live), str(shadow) if shadow else "")
+    console.print(by_risk)
+
+
+@main.command()
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSONL file of events (contract 1).")
+@click.option("--alerts-out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write alerts, one per line.")
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Rules folder (default: the built-in pack).")
+@click.option("--db", default="sqlite:///riskwatch.db", show_default=True, help="Ticket database URL; 'none' for no tickets.")
+@click.option("--rejected-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Rejected records (default: <input stem>.rejected.jsonl beside the input).")
+@click.option("--metrics-port", default=-1, show_default=True, help="Serve /metrics on this port while running (-1: off).")
+@click.option("--batch-size", default=8192, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar or tables; print only the count line.")
+def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, quiet):
+    """Score a JSONL file of events and write one alert per line."""
+    pack = _load_pack_or_exit(rules)
+    metrics, port = _serve_metrics(metrics_port)
+    if port:
+        console.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    runner, summary = _score_file(pack, input_path, alerts_out, rejected_out, None if db == "none" else db,
+                                  metrics, show_progress=not quiet and console.is_terminal, batch_size=batch_size)
+    if not quiet:
+        _print_summary(summary, runner.book, pack)
+    console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
+                  f"{len(runner.book.alerts)} alerts; {summary.tickets_opened} tickets opened, "
+                  f"{summary.tickets_updated} updated; {summary.events_per_second:,.0f} events/s")
+    if not summary.balanced:
+        sys.exit(1)
+
+
+# --- generate and demo ------------------------------------------------------------------
+
+def _write_stream(stream, out: Path, labels: Path | None) -> Path:
+    stream.write(out)
+    labels = labels or out.with_name(out.stem + ".truth.jsonl")
+    labels.write_bytes(stream.truth.to_jsonl())
+    return labels
+
+
+@main.command()
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--events", default=100_000, show_default=True, help="About how many events.")
+@click.option("--seed", default=20260601, show_default=True)
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ground truth (default: <out stem>.truth.jsonl beside it).")
+def generate(out, events, seed, labels):
+    """Write the demo stream (and its ground truth) without scoring it."""
+    from monitor.generator import generate as make
+
+    stream = make(events=events, seed=seed)
+    labels = _write_stream(stream, out, labels)
+    console.print(f"wrote {len(stream.lines):,} lines to {out} ({len(stream.truth.violations())} planted violations, "
+                  f"{len(stream.truth.near_misses())} near-misses, {stream.truth.malformed} malformed); truth in {labels}")
+
+
+def _truth_table(truth, book) -> Table:
+    alerted: dict[str, set[str]] = {}
+    for alert in book.alerts.values():
+        alerted.setdefault(alert.rule_id, set()).update(alert.event_ids)
+    t = Table(title="Planted cases (ground truth)")
+    for col in ("scenario", "rule", "planted", "caught", "near-misses", "false alarms"):
+        t.add_column(col)
+    by_rule: dict[str, list] = {}
+    for inst in truth.instances:
+        row = by_rule.setdefault(inst.rule, [inst.scenario, 0, 0, 0])
+        if inst.kind == "violation":
+            row[1] += 1
+            row[2] += set(inst.event_ids) <= alerted.get(inst.rule, set())
+        else:
+            row[3] += 1
+    planted_ids = {e for i in truth.violations() for e in i.event_ids}
+    false_alarms = Counter(a.rule_id for a in book.alerts.values() if not set(a.event_ids) & planted_ids)
+    for rule, (scenario, planted, caught, near) in sorted(by_rule.items(), key=lambda kv: kv[1][0]):
+        t.add_row(str(scenario), rule, str(planted), str(caught), str(near), str(false_alarms.get(rule, 0)))
+    return t
+
+
+@main.command()
+@click.option("--events", default=100_000, show_default=True, help="About how many events to generate.")
+@click.option("--seed", default=20260601, show_default=True)
+@click.option("--out", default="riskwatch-demo", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the stream, alerts and the ticket database.")
+@click.option("--metrics-port", default=9464, show_default=True, help="Port for /metrics (a free one if taken).")
+@click.option("--hold", is_flag=True, help="Keep serving /metrics after scoring, until Ctrl-C.")
+def demo(events, seed, out, metrics_port, hold):
+    """Generate a realistic stream for a fictional group and score it end to end."""
+    from monitor.generator import generate as make
+
+    pack = _load_pack_or_exit(None)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    console.print(f"[bold]riskwatch demo[/bold]: 江城控股集团, 12 subsidiaries, 90 days, rule pack {pack.version} "
+                  f"({len(pack.rules)} rules)")
+    started = time.perf_counter()
+    with console.status(f"generating about {events:,} events…"):
+        stream = make(events=events, seed=seed)
+        events_path = out / "events.jsonl"
+        _write_stream(stream, events_path, out / "truth.jsonl")
+    console.print(f"generated {len(stream.lines):,} events in {time.perf_counter() - started:.1f} s → {events_path}")
+    metrics, port = _serve_metrics(metrics_port)
+    console.print(f"metrics: [bold]http://127.0.0.1:{port}/metrics[/bold]")
+    db_path = out / "tickets.db"
+    runner, summary = _score_file(pack, events_path, out / "alerts.jsonl", out / "events.rejected.jsonl",
+                                  f"sqlite:///{db_path}", metrics, show_progress=True, batch_size=8192)
+    _print_summary(summary, runner.book, pack)
+    console.print(_truth_table(stream.truth, runner.book))
+    console.print(f"alerts: {out / 'alerts.jsonl'}   tickets: {db_path} ({summary.tickets_opened} open)   "
+                  f"rejected: {out / 'events.rejected.jsonl'}")
+    console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
+                  f"total {time.perf_counter() - started:.1f} s")
+    if hold:
+        console.print(f"serving metrics on port {port}; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+# --- rules ------------------------------------------------------------------------------
+
+@main.group()
+def rules() -> None:
+    """Validate and test rules folders."""
+
+
+@rules.command("lint")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), help="Date for exception expiry (default: today).")
+def rules_lint(directory, today):
+    """Validate rule packs, risk_list.yaml, duties.yaml, params.yaml and lists/*.csv."""
+    directory = directory or default_rules_dir()
+    try:
+        pack, problems = lint(directory, today.date() if today else None)
+    except PackError as err:
+        pack, problems = None, err.problems
+    for problem in problems:
+        (err_console if problem.level == "error" else console).print(str(problem), markup=False)
+    errors = sum(1 for p in problems if p.level == "error")
+    warnings = len(problems) - errors
+    if pack is None:
+        err_console.print(f"{errors} error(s), {warnings} warning(s)", markup=False)
+        sys.exit(EXIT_RULES)
+    console.print(f"ok: {len(pack.rules)} rules, {len(pack.risks)} risks, {len(pack.lists)} lists, "
+                  f"version {pack.version}; {warnings} warning(s)")
+
+
+@rules.command("test")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rule", "rule_ids", multiple=True, help="Only these rules.")
+def rules_test(directory, rule_ids):
+    """Run the test cases written inside the rule files."""
+    from monitor.ruletest import run_rule_tests
+
+    pack = _load_pack_or_exit(directory)
+    results = run_rule_tests(pack, set(rule_ids) or None)
+    per_rule: dict[str, list] = {}
+    for r in results:
+        per_rule.setdefault(r.rule_id, []).append(r)
+    failed = 0
+    for rule_id, cases in per_rule.items():
+        bad = [c for c in cases if not c.passed]
+        failed += len(bad)
+        mark = "[green]PASS[/green]" if not bad else "[red]FAIL[/red]"
+        console.print(f"{mark} {rule_id}: {len(cases) - len(bad)}/{len(cases)} cases")
+        for c in bad:
+            console.print(f"     ✗ {c.name}: {c.detail}", markup=False)
+    untested = [r.id for r in pack.rules if r.id not in per_rule and not rule_ids]
+    for rule_id in untested:
+        console.print(f"[yellow]NONE[/yellow] {rule_id}: no test cases")
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+def schema():
+    """Print the event contract as JSON Schema."""
+    from monitor.event import event_json_schema
+
+    sys.stdout.write(orjson.dumps(event_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,603 @@
+"""A realistic event stream for a fictional group, with planted violations.
+
+江城控股集团 (Jiangcheng Holdings) has twelve subsidiaries, one of them in
+Frankfurt, and a few thousand suppliers. Ninety days of finance, procurement,
+investment and governance events are generated; every default scenario is
+planted several times, together with near-misses that must not alert, and a
+few malformed records. Source systems sync on their own schedules, so the
+stream arrives in arrival order, not business order (a payment can come
+before the contract it pays).
+
+The ground truth comes with it: ``Truth.instances`` lists each planted
+violation (scenario, rule, the events that make it) and each near-miss.
+
+>>> stream = generate(events=3000, seed=7)
+>>> len(stream.lines) >= 3000, {i.rule for i in stream.truth.violations()} >= {"proc_split_purchase"}
+(True, True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["GeneratedStream", "Instance", "ORGS", "Truth", "generate"]
+
+CST = dt.timezone(dt.timedelta(hours=8))
+CEST = dt.timezone(dt.timedelta(hours=2))
+DEFAULT_START = dt.datetime(2026, 6, 1, tzinfo=CST)
+
+# org_id, name, weight, utc offset
+ORGS = [
+    ("SUB01", "江城建设工程有限公司", 14, CST),
+    ("SUB02", "江城能源发展有限公司", 12, CST),
+    ("SUB03", "江城交通投资有限公司", 11, CST),
+    ("SUB04", "江城水务集团有限公司", 10, CST),
+    ("SUB05", "江城城市更新有限公司", 9, CST),
+    ("SUB06", "江城商贸物流有限公司", 9, CST),
+    ("SUB07", "江城新材料科技有限公司", 8, CST),
+    ("SUB08", "江城文旅发展有限公司", 7, CST),
+    ("SUB09", "江城数字科技有限公司", 7, CST),
+    ("SUB10", "江城环保产业有限公司", 6, CST),
+    ("SUB11", "江城金融服务有限公司", 4, CST),
+    ("SUB12", "Jiangcheng Europe GmbH（江城欧洲）", 3, CEST),
+]
+DEPARTMENT_LIMIT = {"SUB07": 300_000.0}
+TENDER = {"goods": 2_000_000.0, "services": 1_000_000.0, "construction": 4_000_000.0}
+
+_CITIES = ["临江", "南岭", "东湖", "西山", "北塘", "青州", "云溪", "金沙", "平阳", "安宁", "长丰", "兴华", "庆元",
+           "宁远", "永川", "江宁", "松阳", "白沙", "泰和", "高平"]
+_BRANDS = ["恒达", "宏图", "瑞丰", "永盛", "华信", "中联", "天成", "鼎泰", "博远", "嘉禾", "新元", "利通", "安泰",
+           "盛世", "汇通", "隆基", "万和", "金源", "正大", "协力", "德润", "凯旋", "广源", "同创", "弘毅", "宇航",
+           "远景", "启明", "华茂", "晨光"]
+_TRADES = ["建材", "机电设备", "工程咨询", "劳务", "信息技术", "环保科技", "物流", "电气", "装饰工程", "管道",
+           "检测技术", "办公用品", "安防科技", "园林绿化", "市政工程", "商贸"]
+_SUFFIX = ["有限公司", "有限责任公司", "股份有限公司"]
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+_GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超", "秀英", "建国", "志强"]
+_SOURCES = {"finance": "erp-finance", "procurement": "srm-procurement", "investment": "inv-mgmt", "governance": "oa-governance"}
+
+SCENARIOS = {
+    1: "proc_split_purchase", 2: "proc_debarred_supplier", 3: "proc_contract_without_legal_review",
+    4: "proc_contract_change_unapproved", 5: "fin_payment_without_contract", 6: "fin_payment_over_contract",
+    7: "fin_duplicate_invoice", 8: "fin_payment_over_authority", 9: "fin_large_payment_to_individual",
+    10: "fin_offhours_manual_entry", 11: "inv_disbursement_over_budget", 12: "inv_without_collective_decision",
+    13: "inv_overseas_without_filing", 14: "gov_decision_without_legal_review", 15: "gov_sanctioned_counterparty",
+    16: "gov_regulation_without_legal_review",
+}
+SCENARIO_7B = "fin_duplicate_amount"
+
+
+@dataclass
+class Instance:
+    """One planted case: a violation a rule must flag, or a near-miss it must not."""
+
+    scenario: int
+    rule: str
+    kind: str  # "violation" or "near_miss"
+    event_ids: list[str]
+    note: str = ""
+
+
+@dataclass
+class Truth:
+    instances: list[Instance] = field(default_factory=list)
+    malformed: int = 0
+
+    def violations(self) -> list[Instance]:
+        return [i for i in self.instances if i.kind == "violation"]
+
+    def near_misses(self) -> list[Instance]:
+        return [i for i in self.instances if i.kind == "near_miss"]
+
+    def to_jsonl(self) -> bytes:
+        return b"".join(orjson.dumps(i.__dict__) + b"\n" for i in self.instances)
+
+
+@dataclass
+class GeneratedStream:
+    lines: list[bytes]  # JSONL lines in arrival order, newline-terminated
+    truth: Truth
+    start: dt.datetime
+    days: int
+
+    def write(self, path) -> None:
+        with open(path, "wb") as f:
+            f.writelines(self.lines)
+
+
+class _Builder:
+    def __init__(self, n: int, seed: int, start: dt.datetime, days: int):
+        self.rng = random.Random(seed)
+        self.n, self.start, self.days = n, start, days
+        self.events: list[tuple[float, dict]] = []  # (arrival epoch, event)
+        self.truth = Truth()
+        self.seq = 0
+        self.invoice_seq = 0
+        self.used_amounts: set[tuple] = set()
+        self.po_history: dict[tuple, list[tuple[float, float]]] = {}
+        rng = self.rng
+        n_suppliers = max(200, min(4000, n // 25))
+        names = set()
+        self.suppliers: list[tuple[str, str]] = []
+        while len(self.suppliers) < n_suppliers:
+            name = rng.choice(_CITIES) + rng.choice(_BRANDS) + rng.choice(_TRADES) + rng.choice(_SUFFIX)
+            if name in names:
+                name = rng.choice(_CITIES) + "市" + name
+                if name in names:
+                    continue
+            names.add(name)
+            self.suppliers.append((f"SUP-{len(self.suppliers) + 1:05d}", name))
+        self.org_weights = [w for _, _, w, _ in ORGS]
+
+    # --- helpers ---------------------------------------------------------------
+    def org(self) -> tuple[str, str, int, dt.timezone]:
+        return self.rng.choices(ORGS, self.org_weights)[0]
+
+    def supplier(self) -> tuple[str, str]:
+        return self.rng.choice(self.suppliers)
+
+    def person(self) -> str:
+        return self.rng.choice(_SURNAMES) + self.rng.choice(_GIVEN)
+
+    def business_time(self, tz, day: int | None = None, hour_range=(8, 19)) -> dt.datetime:
+        rng = self.rng
+        while True:
+            d = rng.randrange(self.days) if day is None else day
+            base = (self.start + dt.timedelta(days=d)).astimezone(tz)
+            when = base.replace(hour=rng.randint(*hour_range), minute=rng.randrange(60), second=rng.randrange(60))
+            if when.isoweekday() <= 5 or day is not None:
+                return when
+
+    def money(self, lo: float, hi: float) -> float:
+        return round(self.rng.uniform(lo, hi), 2)
+
+    def next_id(self, prefix: str) -> str:
+        self.seq += 1
+        return f"{prefix}{self.seq:08d}"
+
+    def emit(self, etype: str, domain: str, org_id: str, when: dt.datetime, amount: float | None = None,
+             counterparty: tuple[str, str] | None = None, arrival: dt.datetime | None = None, **attributes) -> str:
+        prefix = {"payment": "FK", "journal_entry": "PZ", "purchase_order": "PO", "contract_signed": "HT",
+                  "contract_changed": "BG", "investment_approval": "TZ", "investment_disbursement": "ZC",
+                  "decision": "JC", "regulation_issued": "ZD"}[etype]
+        event: dict[str, Any] = {
+            "event_id": self.next_id(prefix + "-"),
+            "source": _SOURCES[domain],
+            "domain": domain,
+            "type": etype,
+            "occurred_at": when.isoformat(),
+            "org_id": org_id,
+        }
+        if amount is not None:
+            event["amount"] = amount
+            event["currency"] = "CNY"
+        if counterparty:
+            event["counterparty_id"], event["counterparty_name"] = counterparty
+        event["attributes"] = {k: v for k, v in attributes.items() if v is not None}
+        self.events.append((self.arrival(domain, when) if arrival is None else arrival.timestamp(), event))
+        return event["event_id"]
+
+    def arrival(self, domain: str, when: dt.datetime) -> float:
+        """When the source system's sync delivers an event to riskwatch."""
+        t = when.timestamp()
+        if domain == "finance":  # near real time, a little jitter
+            return t + self.rng.uniform(0, 600)
+        # Batch syncs deliver a day's (or a week's) events in business order.
+        day_start = when.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
+        if domain == "procurement":  # nightly batch at 02:00
+            return (day_start + dt.timedelta(days=1, hours=2)).timestamp() + (t - day_start.timestamp()) / 1e4
+        if domain == "governance":  # nightly at 06:00
+            return (day_start + dt.timedelta(days=1, hours=6)).timestamp() + (t - day_start.timestamp()) / 1e4
+        week_start = day_start - dt.timedelta(days=day_start.weekday())  # investment: weekly, Monday 03:00
+        return (week_start + dt.timedelta(days=7, hours=3)).timestamp() + (t - week_start.timestamp()) / 1e4
+
+    def approver(self, org_id: str, amount: float) -> str:
+        if amount <= DEPARTMENT_LIMIT.get(org_id, 500_000.0):
+            return "department"
+        return "company" if amount <= 5_000_000 else "group"
+
+    def unique_amount(self, org_id: str, cp_id: str, lo: float, hi: float) -> float:
+        while True:
+            amount = self.money(lo, hi)
+            if (org_id, cp_id, amount) not in self.used_amounts:
+                self.used_amounts.add((org_id, cp_id, amount))
+                return amount
+
+    def invoice(self) -> str:
+        self.invoice_seq += 1
+        return f"FP{self.invoice_seq:09d}"
+
+    def payment(self, org_id, tz, when, amount, cp, contract_id=None, payee_type="company", approver=None,
+                invoice_no=None) -> str:
+        return self.emit("payment", "finance", org_id, when, amount, cp, payment_no=self.next_id("FKD"),
+                         contract_id=contract_id, invoice_no=invoice_no or self.invoice(), payee_type=payee_type,
+                         approver_level=approver or self.approver(org_id, amount))
+
+    def contract(self, org_id, tz, when, amount, cp, category=None, review="passed") -> str:
+        category = category or self.rng.choice(list(TENDER))
+        method = "tender" if amount >= TENDER[category] else self.rng.choice(["inquiry", "competitive_negotiation", "single_source"])
+        contract_id = self.next_id("HT")
+        self.emit("contract_signed", "procurement", org_id, when, amount, cp, contract_id=contract_id,
+                  category=category, method=method, legal_review=review)
+        return contract_id
+
+    def po_fits(self, key: tuple, t: float, amount: float) -> bool:
+        """A clean non-tender order must keep every 30-day span of its key under the threshold."""
+        history = self.po_history.get(key, [])
+        near = sum(a for (u, a) in history if abs(u - t) < 31 * 86400)
+        return near + amount < TENDER[key[2]] * 0.97
+
+    # --- clean business ------------------------------------------------------------
+    def clean_contract_with_payments(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        amount = self.unique_amount(org_id, cp[0], 80_000, rng.choice([900_000, 3_000_000, 12_000_000]))
+        day = rng.randrange(self.days - 10)
+        signed = self.business_time(tz, day)
+        contract_id = self.contract(org_id, tz, signed, amount, cp)
+        limit = amount  # payments stay within the original amount, whenever a change lands
+        if rng.random() < 0.12:  # a change; anything above 5% carries an approval
+            grow = rng.choice([1.03, 1.05, 1.10, 1.3])
+            when = self.business_time(tz, min(self.days - 1, day + rng.randint(1, 20)))
+            self.emit("contract_changed", "procurement", org_id, when, math.floor(amount * grow * 100) / 100, cp,
+                      contract_id=contract_id, original_amount=amount,
+                      approval_ref=self.next_id("BGSP") if grow > 1.05 else None)
+        k = rng.randint(1, 4)
+        shares = [rng.uniform(0.5, 1.0) for _ in range(k)]
+        total_share = rng.uniform(0.6, 0.97)
+        paid_day = day
+        for s in shares:
+            pay = round(limit * total_share * s / sum(shares), 2)
+            paid_day = min(self.days - 1, paid_day + rng.randint(0, 12))
+            when = self.business_time(tz, paid_day)
+            if pay <= 0 or (org_id, cp[0], pay) in self.used_amounts:
+                continue
+            self.used_amounts.add((org_id, cp[0], pay))
+            self.payment(org_id, tz, when, pay, cp, contract_id)
+
+    def clean_small_payment(self) -> None:
+        org_id, _, _, tz = self.org()
+        if self.rng.random() < 0.15:
+            cp = ("IND-" + str(self.rng.randrange(10**6)), self.person())
+            amount = self.unique_amount(org_id, cp[0], 200, 30_000)
+            self.payment(org_id, tz, self.business_time(tz), amount, cp, payee_type="individual")
+        else:
+            cp = self.supplier()
+            amount = self.unique_amount(org_id, cp[0], 100, 49_000)
+            self.payment(org_id, tz, self.business_time(tz), amount, cp)
+
+    def clean_journal_entry(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        manual = rng.random() < 0.35
+        if manual:
+            amount = self.money(100, 1_000_000) if rng.random() < 0.97 else self.money(1_000_000, 9_000_000)
+            when = self.business_time(tz)
+        else:  # system postings run around the clock
+            amount = self.money(100, 20_000_000)
+            when = self.business_time(tz, hour_range=(0, 23))
+        self.emit("journal_entry", "finance", org_id, when, amount, entry_no=self.next_id("PZH"), manual=manual,
+                  account=rng.choice(["1002 银行存款", "2202 应付账款", "6602 管理费用", "1122 应收账款", "1601 固定资产"]),
+                  posted_by=self.person())
+
+    def clean_purchase_order(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        category = rng.choice(list(TENDER))
+        if rng.random() < 0.08:
+            amount = self.money(TENDER[category], TENDER[category] * 4)
+            cp = self.supplier()
+            self.emit("purchase_order", "procurement", org_id, self.business_time(tz), amount, cp,
+                      po_no=self.next_id("CG"), category=category, method="tender")
+            return
+        for _ in range(20):
+            cp = self.supplier()
+            when = self.business_time(tz)
+            amount = self.money(2_000, TENDER[category] * 0.3)
+            key = (org_id, cp[0], category)
+            if self.po_fits(key, when.timestamp(), amount):
+                self.po_history.setdefault(key, []).append((when.timestamp(), amount))
+                method = rng.choice(["inquiry", "inquiry", "competitive_negotiation", "single_source", "framework"])
+                self.emit("purchase_order", "procurement", org_id, when, amount, cp, po_no=self.next_id("CG"),
+                          category=category, method=method)
+                return
+
+    def clean_investment(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        overseas = org_id == "SUB12" or rng.random() < 0.05
+        budget = self.money(1_000_000, 200_000_000)
+        day = rng.randrange(self.days - 20)
+        project = self.next_id("XM")
+        self.emit("investment_approval", "investment", org_id, self.business_time(tz, day), budget,
+                  project_id=project, decision_ref=self.next_id("DS"), overseas=overseas,
+                  filing_ref=self.next_id("BA") if overseas else None, category=rng.choice(["固定资产", "股权投资", "技术改造"]))
+        share = rng.uniform(0.3, 1.05)
+        k = rng.randint(1, 6)
+        for i in range(k):
+            when = self.business_time(tz, min(self.days - 1, day + 1 + i * rng.randint(1, 12)))
+            self.emit("investment_disbursement", "investment", org_id, when, round(budget * share / k, 2), project_id=project)
+
+    def clean_governance(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        if rng.random() < 0.75:
+            self.emit("decision", "governance", org_id, self.business_time(tz), decision_id=self.next_id("JCD"),
+                      kind=rng.choice(["major_decision", "major_project", "large_fund", "appointment"]),
+                      legal_review="passed", meeting=rng.choice(["党委会", "董事会", "总经理办公会"]))
+        else:
+            self.emit("regulation_issued", "governance", org_id, self.business_time(tz),
+                      regulation_id=self.next_id("ZDH"), legal_review="passed")
+
+    # --- planted violations and near-misses --------------------------------------
+    def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
+        self.truth.instances.append(Instance(scenario, rule or SCENARIOS[scenario], kind, ids, note))
+
+    def plant(self, rounds: int) -> None:
+        for _ in range(rounds):
+            for scenario in SCENARIOS:
+                getattr(self, f"plant_{scenario}")()
+
+    def _day(self) -> int:
+        return self.rng.randrange(5, self.days - 12)
+
+    def plant_1(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        category = rng.choice(list(TENDER))
+        cp = self.supplier()
+        threshold = TENDER[category]
+        day = rng.randrange(5, self.days - 40)
+        parts = rng.randint(2, 3)
+        amounts = [round(threshold * rng.uniform(1.02, 1.3) / parts, 2) for _ in range(parts)]
+        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz, day + 4 * i), a, cp,
+                         po_no=self.next_id("CG"), category=category, method=rng.choice(["inquiry", "single_source"]))
+               for i, a in enumerate(amounts)]
+        self.po_history.setdefault((org_id, cp[0], category), []).extend(
+            (self.start.timestamp() + (day + 4 * i) * 86400, a) for i, a in enumerate(amounts))
+        self.record(1, "violation", ids, f"{parts} {category} orders summing over {threshold:,.0f}")
+        # near-miss: two orders over the threshold, 35 days apart
+        cp2 = self.supplier()
+        a = round(threshold * 0.6, 2)
+        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz, d), a, cp2,
+                         po_no=self.next_id("CG"), category=category, method="inquiry") for d in (day - 5, day + 30)]
+        self.po_history.setdefault((org_id, cp2[0], category), []).extend(
+            (self.start.timestamp() + d * 86400, a) for d in (day - 5, day + 30))
+        self.record(1, "near_miss", ids, "sum over threshold but 35 days apart")
+
+    def plant_2(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.rng.choice([("SUP-D001", "临江市恒泰建材有限公司"), ("SUP-D002", "南岭县宏达劳务有限公司"),
+                              ("SUP-D003", "东湖瑞丰商贸有限公司")])
+        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz), self.money(5_000, 90_000), cp,
+                         po_no=self.next_id("CG"), category="goods", method="inquiry")]
+        self.record(2, "violation", ids, f"order to debarred {cp[0]}")
+        expired = ("SUP-D004", "西山永盛机电设备有限公司")
+        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz), self.money(5_000, 90_000), expired,
+                         po_no=self.next_id("CG"), category="goods", method="inquiry")]
+        self.record(2, "near_miss", ids, "supplier whose debarment expired")
+
+    def plant_3(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        when = self.business_time(tz, self._day())
+        cid = self.next_id("HT")
+        ids = [self.emit("contract_signed", "procurement", org_id, when, self.money(100_000, 900_000), cp, contract_id=cid,
+                         category="services", method="inquiry", legal_review=self.rng.choice(["pending", "none", "failed"]))]
+        self.record(3, "violation", ids, "signed before legal review passed")
+
+    def plant_4(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        day = self._day()
+        original = self.money(500_000, 3_000_000)
+        cid = self.contract(org_id, tz, self.business_time(tz, day), original, cp)
+        ids = [self.emit("contract_changed", "procurement", org_id, self.business_time(tz, day + 5),
+                         round(original * self.rng.uniform(1.15, 1.6), 2), cp, contract_id=cid, original_amount=original)]
+        self.record(4, "violation", ids, "raised over 10% without approval")
+        cp2 = self.supplier()
+        cid2 = self.contract(org_id, tz, self.business_time(tz, day), original, cp2)
+        ids = [self.emit("contract_changed", "procurement", org_id, self.business_time(tz, day + 6),
+                         math.floor(original * 110) / 100, cp2, contract_id=cid2, original_amount=original)]
+        self.record(4, "near_miss", ids, "raised by exactly 10%")
+
+    def plant_5(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        ids = [self.payment(org_id, tz, self.business_time(tz), self.unique_amount(org_id, cp[0], 50_000, 400_000), cp)]
+        self.record(5, "violation", ids, "no contract")
+        ids = [self.payment(org_id, tz, self.business_time(tz), 49_999.99, self.supplier())]
+        self.record(5, "near_miss", ids, "just under the limit")
+
+    def plant_6(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        day = self._day()
+        amount = self.unique_amount(org_id, cp[0], 300_000, 2_000_000)
+        signed = self.business_time(tz, day, hour_range=(9, 11))
+        cid = self.contract(org_id, tz, signed, amount, cp)
+        contract_event = self.events[-1][1]["event_id"]
+        # The advance is paid the day of signing: it reaches riskwatch before the contract does.
+        first = round(amount * 0.5, 2)
+        ids = [contract_event, self.payment(org_id, tz, signed + dt.timedelta(hours=3), first, cp, cid)]
+        ids.append(self.payment(org_id, tz, self.business_time(tz, day + rng.randint(3, 10)),
+                                round(amount * rng.uniform(0.55, 0.8), 2), cp, cid))
+        self.record(6, "violation", ids, "paid over the contract amount; advance arrives before the contract")
+        cp2 = self.supplier()
+        amount2 = float(rng.randrange(300_000, 2_000_000))  # whole yuan: the two parts add up exactly
+        first2 = float(int(amount2 * 0.4))
+        cid2 = self.contract(org_id, tz, self.business_time(tz, day), amount2, cp2)
+        ids = [self.events[-1][1]["event_id"],
+               self.payment(org_id, tz, self.business_time(tz, day + 2), first2, cp2, cid2),
+               self.payment(org_id, tz, self.business_time(tz, day + 9), amount2 - first2, cp2, cid2)]
+        self.record(6, "near_miss", ids, "paid exactly the contract amount")
+
+    def plant_7(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        day = self._day()
+        cid = self.contract(org_id, tz, self.business_time(tz, day - 4), self.money(5_000_000, 8_000_000), cp)
+        invoice = self.invoice()
+        a1 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
+        a2 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
+        ids = [self.payment(org_id, tz, self.business_time(tz, day), a1, cp, cid, invoice_no=invoice),
+               self.payment(org_id, tz, self.business_time(tz, min(self.days - 1, day + 40)), a2, cp, cid, invoice_no=invoice)]
+        self.record(7, "violation", ids, "same invoice paid twice, 40 days apart")
+        a3 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
+        ids = [self.payment(org_id, tz, self.business_time(tz, day + 2, hour_range=(9, 10)), a3, cp, cid),
+               self.payment(org_id, tz, self.business_time(tz, day + 6, hour_range=(9, 10)), a3, cp, cid)]
+        self.record(7, "violation", ids, "same amount twice within 7 days", rule=SCENARIO_7B)
+        a4 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
+        ids = [self.payment(org_id, tz, self.business_time(tz, day + 1), a4, cp, cid),
+               self.payment(org_id, tz, self.business_time(tz, day + 10), a4, cp, cid)]
+        self.record(7, "near_miss", ids, "same amount 9 days apart", rule=SCENARIO_7B)
+
+    def plant_8(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.supplier()
+        day = self._day()
+        cid = self.contract(org_id, tz, self.business_time(tz, day - 3), self.money(5_000_000, 8_000_000), cp)
+        limit = DEPARTMENT_LIMIT.get(org_id, 500_000.0)
+        ids = [self.payment(org_id, tz, self.business_time(tz, day), self.unique_amount(org_id, cp[0], limit + 1, limit * 1.8),
+                            cp, cid, approver="department")]
+        self.record(8, "violation", ids, "department approved above its limit")
+        ids = [self.payment(org_id, tz, self.business_time(tz, day + 1), limit, cp, cid, approver="department")]
+        self.record(8, "near_miss", ids, "exactly at the department limit")
+
+    def plant_9(self) -> None:
+        org_id, _, _, tz = self.org()
+        person = ("IND-" + str(self.rng.randrange(10**6)), self.person())
+        day = self._day()
+        cid = self.contract(org_id, tz, self.business_time(tz, day - 2), 2_000_000.0, person, category="services")
+        ids = [self.payment(org_id, tz, self.business_time(tz, day), self.unique_amount(org_id, person[0], 200_000, 480_000),
+                            person, cid, payee_type="individual")]
+        self.record(9, "violation", ids, "large payment to a person")
+        ids = [self.payment(org_id, tz, self.business_time(tz, day + 1), 199_999.0, person, cid, payee_type="individual")]
+        self.record(9, "near_miss", ids, "just under the limit")
+
+    def plant_10(self) -> None:
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        day = self._day()
+        base = (self.start + dt.timedelta(days=day)).astimezone(tz)
+        while base.isoweekday() > 5:  # a weekday, so that 19:59 is in hours
+            base += dt.timedelta(days=1)
+        night = base.replace(hour=rng.choice([22, 23, 1, 5]), minute=rng.randrange(60))
+        ids = [self.emit("journal_entry", "finance", org_id, night, self.money(1_000_000, 9_000_000), entry_no=self.next_id("PZH"),
+                         manual=True, account="2202 应付账款", posted_by=self.person())]
+        self.record(10, "violation", ids, "manual entry at night")
+        evening = base.replace(hour=19, minute=59)
+        ids = [self.emit("journal_entry", "finance", org_id, evening, self.money(1_000_000, 9_000_000), entry_no=self.next_id("PZH"),
+                         manual=True, account="2202 应付账款", posted_by=self.person())]
+        self.record(10, "near_miss", ids, "19:59 local")
+        # 15:00 in Frankfurt is 21:00 in Beijing: local time decides, so this is in hours.
+        frankfurt = (self.start + dt.timedelta(days=day)).astimezone(CEST)
+        while frankfurt.isoweekday() > 5:
+            frankfurt += dt.timedelta(days=1)
+        ids = [self.emit("journal_entry", "finance", "SUB12", frankfurt.replace(hour=15, minute=0), self.money(1_000_000, 3_000_000),
+                         entry_no=self.next_id("PZH"), manual=True, account="1002 Bank", posted_by="K. Müller")]
+        self.record(10, "near_miss", ids, "15:00 in Frankfurt (21:00 in Beijing)")
+
+    def plant_11(self) -> None:
+        org_id, _, _, tz = self.org()
+        day = self._day()
+        budget = self.money(5_000_000, 50_000_000)
+        project = self.next_id("XM")
+        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz, day), budget,
+                         project_id=project, decision_ref=self.next_id("DS"), overseas=False)]
+        ids += [self.emit("investment_disbursement", "investment", org_id, self.business_time(tz, day + 2 + 3 * i),
+                          round(budget * 0.4, 2), project_id=project) for i in range(3)]
+        self.record(11, "violation", ids, "120% of the approved budget")
+        budget2 = 10_000_000.0
+        project2 = self.next_id("XM")
+        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz, day), budget2,
+                         project_id=project2, decision_ref=self.next_id("DS"), overseas=False)]
+        ids += [self.emit("investment_disbursement", "investment", org_id, self.business_time(tz, day + 3), 5_500_000.0, project_id=project2),
+                self.emit("investment_disbursement", "investment", org_id, self.business_time(tz, day + 6), 5_500_000.0, project_id=project2)]
+        self.record(11, "near_miss", ids, "exactly 110% of the budget")
+
+    def plant_12(self) -> None:
+        org_id, _, _, tz = self.org()
+        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz), self.money(10_000_000, 80_000_000),
+                         project_id=self.next_id("XM"), overseas=False)]
+        self.record(12, "violation", ids, "no collective decision")
+        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz), 9_999_999.0,
+                         project_id=self.next_id("XM"), overseas=False)]
+        self.record(12, "near_miss", ids, "just under the limit")
+
+    def plant_13(self) -> None:
+        org_id, _, _, tz = self.org()
+        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz), self.money(1_000_000, 9_000_000),
+                         project_id=self.next_id("XM"), decision_ref=self.next_id("DS"), overseas=True)]
+        self.record(13, "violation", ids, "overseas without filing")
+
+    def plant_14(self) -> None:
+        org_id, _, _, tz = self.org()
+        ids = [self.emit("decision", "governance", org_id, self.business_time(tz), decision_id=self.next_id("JCD"),
+                         kind=self.rng.choice(["major_decision", "major_project", "large_fund"]),
+                         legal_review=self.rng.choice(["pending", "none"]), meeting="总经理办公会")]
+        self.record(14, "violation", ids, "decided before legal review")
+
+    def plant_15(self) -> None:
+        org_id, _, _, tz = self.org()
+        cp = self.rng.choice([("SUP-S001", "Northwind Dual-Use Trading LLC"), ("SUP-S002", "Baltic Meridian Shipping Ltd")])
+        ids = [self.payment(org_id, tz, self.business_time(tz), self.unique_amount(org_id, cp[0], 1_000, 40_000), cp)]
+        self.record(15, "violation", ids, f"payment to sanctioned {cp[0]}")
+
+    def plant_16(self) -> None:
+        org_id, _, _, tz = self.org()
+        ids = [self.emit("regulation_issued", "governance", org_id, self.business_time(tz), regulation_id=self.next_id("ZDH"),
+                         legal_review="none")]
+        self.record(16, "violation", ids, "issued without legal review")
+
+    def malformed(self, count: int) -> list[bytes]:
+        rng = self.rng
+        kinds = [
+            lambda e: orjson.dumps(e)[:-7],  # truncated
+            lambda e: orjson.dumps({**e, "amount": -abs(e.get("amount") or 1)}),
+            lambda e: orjson.dumps({k: v for k, v in e.items() if k != "org_id"}),
+            lambda e: orjson.dumps({**e, "occurred_at": e["occurred_at"][:19]}),  # no offset
+            lambda e: orjson.dumps({**e, "domain": "hr"}),
+            lambda e: orjson.dumps([e]),
+            lambda e: orjson.dumps({**e, "amount": "一百万"}),
+        ]
+        out = []
+        for _ in range(count):
+            _, sample = rng.choice(self.events)
+            out.append(rng.choice(kinds)({**sample, "event_id": self.next_id("BAD-")}))
+        self.truth.malformed = count
+        return out
+
+
+def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = DEFAULT_START, days: int = 90,
+             malformed: float = 0.001) -> GeneratedStream:
+    """Generate about ``events`` lines (planted cases included) in arrival order."""
+    b = _Builder(events, seed, start, days)
+    b.plant(rounds=max(2, min(12, events // 8000)))
+    bad = b.malformed(int(events * malformed))
+    makers = [
+        (b.clean_contract_with_payments, 0.07),
+        (b.clean_small_payment, 0.17),
+        (b.clean_journal_entry, 0.36),
+        (b.clean_purchase_order, 0.22),
+        (b.clean_investment, 0.006),
+        (b.clean_governance, 0.02),
+    ]
+    funcs, weights = zip(*makers)
+    rng = b.rng
+    while len(b.events) + len(bad) < events:
+        rng.choices(funcs, weights)[0]()
+    b.events.sort(key=lambda pair: pair[0])
+    lines = [orjson.dumps(e) + b"\n" for _, e in b.events]
+    # Malformed records arrive at random places in the stream.
+    for raw in bad:
+        lines.insert(rng.randrange(len(lines) + 1), raw + b"\n")
+    return GeneratedStream(lines, b.truth, start, days)

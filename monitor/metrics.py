@@ -1,0 +1,83 @@
+"""Every Prometheus metric riskwatch exposes, declared once (contract 4).
+
+The registry is passed in, so tests build a fresh one. Label values never
+carry ids; free-text labels taken from data (``source``) are capped, and any
+value past the cap is counted as ``other``.
+
+>>> from prometheus_client import CollectorRegistry
+>>> registry = CollectorRegistry()
+>>> metrics = Metrics(registry)
+>>> metrics.count_events({("finance", "erp-finance"): 3})
+>>> registry.get_sample_value("riskwatch_events_in_total", {"domain": "finance", "source": "erp-finance"})
+3.0
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "MAX_SOURCES"]
+
+MAX_SOURCES = 50  # distinct `source` label values before the rest become "other"
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class Metrics:
+    """The metric families, bound to one registry."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self._sources: set[str] = set()
+        self.events_in = Counter("riskwatch_events_in_total", "Events received and decoded, by domain and source.",
+                                 ["domain", "source"], registry=registry)
+        self.events_rejected = Counter("riskwatch_events_rejected_total", "Records rejected to the dead-letter output.",
+                                       ["source", "reason"], registry=registry)
+        self.rule_hits = Counter("riskwatch_rule_hits_total", "Findings of each rule.",
+                                 ["rule", "risk", "severity", "status"], registry=registry)
+        self.alerts = Counter("riskwatch_alerts_total", "New alerts (first finding of a rule and key).",
+                              ["risk", "severity", "domain", "status"], registry=registry)
+        self.alert_updates = Counter("riskwatch_alert_updates_total", "Findings that updated an existing alert.",
+                                     ["risk", "severity"], registry=registry)
+        self.tickets_opened = Counter("riskwatch_tickets_opened_total", "Disposal tickets opened.",
+                                      ["risk", "severity"], registry=registry)
+        self.tickets_closed = Counter("riskwatch_tickets_closed_total", "Disposal tickets closed.",
+                                      ["risk", "outcome"], registry=registry)
+        self.tickets_overdue = Gauge("riskwatch_tickets_overdue", "Open tickets past their disposal deadline.",
+                                     ["risk", "severity"], registry=registry)
+        self.tickets_open = Gauge("riskwatch_tickets_open", "Open tickets.", ["risk", "severity"], registry=registry)
+        self.scoring_latency = Histogram("riskwatch_scoring_latency_seconds", "Time to score one batch.",
+                                         buckets=LATENCY_BUCKETS, registry=registry)
+        self.batch_events = Histogram("riskwatch_batch_events", "Events per scored batch.",
+                                      buckets=(1, 10, 100, 1000, 4096, 8192, 16384, 65536), registry=registry)
+        self.consumer_lag = Gauge("riskwatch_consumer_lag", "Messages behind the end of each partition.",
+                                  ["topic", "partition"], registry=registry)
+        self.detector_score = Histogram("riskwatch_detector_score", "Anomaly scores of the detectors.",
+                                        ["detector"], buckets=SCORE_BUCKETS, registry=registry)
+        self.state_keys = Gauge("riskwatch_state_keys", "Keys held by the stateful rules.", registry=registry)
+        self.late_events = Counter("riskwatch_late_events_total",
+                                   "Events older than a window's allowed lateness.", registry=registry)
+        self.rule_pack = Gauge("riskwatch_rule_pack_info", "The rule pack in use (value 1).", ["version"],
+                               registry=registry)
+
+    def source_label(self, source: str) -> str:
+        """``source`` as a label value, capped at MAX_SOURCES distinct values."""
+        if source in self._sources:
+            return source
+        if len(self._sources) < MAX_SOURCES:
+            self._sources.add(source)
+            return source
+        return "other"
+
+    def count_events(self, by_domain_source: dict[tuple[str, str], int]) -> None:
+        for (domain, source), n in by_domain_source.items():
+            self.events_in.labels(domain, self.source_label(source)).inc(n)
+
+    def count_rejected(self, rejections: Iterable) -> None:
+        tally = Tally((self.source_label(r.source), r.reason) for r in rejections)
+        for (source, reason), n in tally.items():
+            self.events_rejected.labels(source, reason).inc(n)

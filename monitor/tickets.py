@@ -1,0 +1,237 @@
+"""Disposal tickets: every live alert opens one, with an owner and a deadline.
+
+The store sits behind a small port (``TicketStore``): ``SqlTicketStore`` for
+SQLite (the embedded default) and PostgreSQL, and ``MemoryTicketStore`` for
+unit tests. Upserting the same alert again updates its open ticket; a
+partial unique index on the dedup key (open tickets only) keeps concurrent
+writers from opening two.
+
+>>> store = SqlTicketStore("sqlite://")
+>>> store.open_count()
+0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol
+
+import msgspec
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, create_engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from monitor.alerts import Alert
+from monitor.rules import RulePack, parse_duration
+
+__all__ = ["MemoryTicketStore", "SqlTicketStore", "TicketStore", "UpsertResult", "plan_ticket"]
+
+OPEN_STATES = ("open", "acknowledged", "investigating", "resolved")
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    opened: list[Alert]
+    updated: list[Alert]
+
+
+class TicketStore(Protocol):
+    """Where tickets live. Shadow alerts must not be passed in."""
+
+    def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult: ...
+
+    def open_count(self) -> int: ...
+
+
+def plan_ticket(alert: Alert, pack: RulePack, now: dt.datetime) -> dict[str, Any]:
+    """The fields of a new ticket for an alert: owner from the duty list,
+    deadlines from the risk's SLA."""
+    risk = pack.risks[alert.risk_id]
+    post = pack.post_for(risk)
+    return {
+        "dedup_key": alert.dedup_key,
+        "alert_id": alert.alert_id,
+        "rule_id": alert.rule_id,
+        "risk_id": alert.risk_id,
+        "severity": alert.severity,
+        "domain": alert.domain,
+        "org_id": alert.org_id,
+        "owner_post": risk.owner,
+        "owner_department": post.department if post else None,
+        "title": alert.title,
+        "message": alert.message,
+        "status": "open",
+        "event_ids": list(alert.event_ids),
+        "hits": alert.count,
+        "first_seen": alert.first_seen,
+        "last_seen": alert.last_seen,
+        "opened_at": now,
+        "updated_at": now,
+        "ack_due_at": now + dt.timedelta(seconds=parse_duration(risk.sla.acknowledge)),
+        "due_at": now + dt.timedelta(seconds=parse_duration(risk.sla.dispose)),
+        "alert": msgspec.to_builtins(alert),
+    }
+
+
+def _merged(ticket_ids: list[str], alert: Alert) -> list[str]:
+    known = set(ticket_ids)
+    return ticket_ids + [e for e in alert.event_ids if e not in known]
+
+
+def _update(ticket: Ticket, alert: Alert, now: dt.datetime) -> None:
+    """Fold an alert into its open ticket; unchanged evidence changes nothing."""
+    merged = _merged(list(ticket.event_ids), alert)
+    if merged == ticket.event_ids and alert.count <= ticket.hits:
+        return
+    ticket.event_ids = merged
+    ticket.hits = max(ticket.hits, alert.count)
+    ticket.last_seen = max(ticket.last_seen, alert.last_seen)
+    ticket.first_seen = min(ticket.first_seen, alert.first_seen)
+    ticket.message = alert.message
+    ticket.alert = {**msgspec.to_builtins(alert), "event_ids": merged}
+    ticket.updated_at = now
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(512))
+    alert_id: Mapped[str] = mapped_column(String(32), index=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    risk_id: Mapped[str] = mapped_column(String(32), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    domain: Mapped[str] = mapped_column(String(32))
+    org_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    owner_post: Mapped[str] = mapped_column(String(128))
+    owner_department: Mapped[str | None] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(256))
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    event_ids: Mapped[list] = mapped_column(JSON)
+    hits: Mapped[int] = mapped_column(Integer)
+    first_seen: Mapped[str] = mapped_column(String(40))
+    last_seen: Mapped[str] = mapped_column(String(40))
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ack_due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    alert: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (
+        # One open ticket per finding; closed ones may repeat the key.
+        Index("uq_tickets_open_dedup_key", "dedup_key", unique=True,
+              sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
+    )
+
+
+class SqlTicketStore:
+    """Tickets in a SQL database through SQLAlchemy 2 (SQLite or PostgreSQL)."""
+
+    def __init__(self, url: str):
+        self.engine = create_engine(url)
+        Base.metadata.create_all(self.engine)
+
+    def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
+        """Open or update tickets for a batch of alerts in one transaction; if
+        another writer opened one of them meanwhile, redo alert by alert."""
+        if not alerts:
+            return UpsertResult([], [])
+        with Session(self.engine) as session:
+            try:
+                return self._upsert_bulk(session, alerts, pack, now)
+            except IntegrityError:
+                session.rollback()
+            opened, updated = [], []
+            for alert in alerts:
+                is_new = self._upsert_one(session, alert, pack, now)
+                (opened if is_new else updated).append(alert)
+            return UpsertResult(opened, updated)
+
+    def _upsert_bulk(self, session: Session, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
+        by_key = {a.dedup_key: a for a in alerts}
+        existing: dict[str, Ticket] = {}
+        keys = list(by_key)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for ticket in session.scalars(select(Ticket).where(Ticket.dedup_key.in_(chunk), Ticket.status != "closed")):
+                existing[ticket.dedup_key] = ticket
+        opened, updated = [], []
+        for key, alert in by_key.items():
+            ticket = existing.get(key)
+            if ticket is None:
+                session.add(Ticket(**plan_ticket(alert, pack, now)))
+                opened.append(alert)
+            else:
+                _update(ticket, alert, now)
+                updated.append(alert)
+        session.commit()
+        return UpsertResult(opened, updated)
+
+    def _upsert_one(self, session: Session, alert: Alert, pack: RulePack, now: dt.datetime) -> bool:
+        for _attempt in range(3):
+            ticket = session.scalars(select(Ticket).where(Ticket.dedup_key == alert.dedup_key,
+                                                          Ticket.status != "closed")).first()
+            if ticket is not None:
+                _update(ticket, alert, now)
+                session.commit()
+                return False
+            session.add(Ticket(**plan_ticket(alert, pack, now)))
+            try:
+                session.commit()
+                return True
+            except IntegrityError:  # another writer opened it first: update theirs
+                session.rollback()
+        raise RuntimeError(f"could not upsert ticket for {alert.dedup_key}")
+
+    def open_count(self) -> int:
+        with Session(self.engine) as session:
+            return len(session.scalars(select(Ticket.id).where(Ticket.status != "closed")).all())
+
+    def tickets(self) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Ticket).order_by(Ticket.id)).all()
+            return [{c.name: getattr(t, c.name) for c in Ticket.__table__.columns} for t in rows]
+
+    def overdue_by_risk(self, now: dt.datetime) -> dict[tuple[str, str], int]:
+        with Session(self.engine) as session:
+            rows = session.execute(select(Ticket.risk_id, Ticket.severity, Ticket.due_at)
+                                   .where(Ticket.status != "closed")).all()
+        out: dict[tuple[str, str], int] = {}
+        for risk, severity, due in rows:
+            due = due if due.tzinfo else due.replace(tzinfo=dt.timezone.utc)
+            if due < now:
+                out[(risk, severity)] = out.get((risk, severity), 0) + 1
+        return out
+
+
+class MemoryTicketStore:
+    """An in-memory ticket store with the same behaviour, for unit tests."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
+        opened, updated = [], []
+        for alert in alerts:
+            ticket = next((t for t in self.rows if t["dedup_key"] == alert.dedup_key and t["status"] != "closed"), None)
+            if ticket is None:
+                self.rows.append(plan_ticket(alert, pack, now))
+                opened.append(alert)
+            else:
+                ticket["event_ids"] = _merged(ticket["event_ids"], alert)
+                ticket["hits"] = max(ticket["hits"], alert.count)
+                ticket["updated_at"] = now
+                updated.append(alert)
+        return UpsertResult(opened, updated)
+
+    def open_count(self) -> int:
+        return sum(1 for t in self.rows if t["status"] != "closed")
+
+    def tickets(self) -> Iterable[dict[str, Any]]:
+        return list(self.rows)
