@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import numpy as np
 
 from monitor.event import ATTRIBUTE_TYPES, Event
@@ -45,11 +47,12 @@ class EventBatch:
     """Columns of a list of events. Top-level columns are built once per batch;
     attribute columns are read only for the rows an expression asks about."""
 
-    __slots__ = ("events", "_full", "all_rows")
+    __slots__ = ("events", "_full", "_equal", "all_rows")
 
     def __init__(self, events: list[Event]):
         self.events = events
         self._full: dict[str, np.ndarray] = {}
+        self._equal: dict[tuple[str, object], np.ndarray] = {}
         self.all_rows = np.arange(len(events))
 
     def __len__(self) -> int:
@@ -63,12 +66,22 @@ class EventBatch:
             full = self._full[path] = self._build(path)
         return full if len(rows) == len(full) else full[rows]
 
+    def equals(self, path: str, value, rows: np.ndarray) -> np.ndarray:
+        """``column == value``; on whole batches cached, since many rules
+        start with the same test (``type == "payment"``)."""
+        if len(rows) != len(self.events) or path.startswith("attributes."):
+            return self.column(path, rows) == value
+        mask = self._equal.get((path, value))
+        if mask is None:
+            mask = self._equal[(path, value)] = self.column(path, rows) == value
+        return mask
+
     def _build(self, path: str) -> np.ndarray:
         events = self.events
         n = len(events)
         if path in _STR_FIELDS:
             out = np.empty(n, dtype=object)
-            out[:] = [getattr(e, path) for e in events]
+            out[:] = list(map(attrgetter(path), events))
             return out
         if path == "amount":
             return np.fromiter((np.nan if e.amount is None else e.amount for e in events), float, n)
@@ -91,7 +104,7 @@ class EventBatch:
         if kind == "bool":
             return np.fromiter((v is True or v == "true" for v in values), bool, len(values))
         out = np.empty(len(values), dtype=object)
-        out[:] = [_as_str(v) for v in values]
+        out[:] = [v if v is None or type(v) is str else _as_str(v) for v in values]
         return out
 
     def value(self, path: str, row: int):

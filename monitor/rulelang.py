@@ -99,6 +99,8 @@ class Param:
 class ListRef(Protocol):
     """A counterparty list: membership of a value at a business time."""
 
+    def listed(self, values: list) -> set: ...  # the values that appear on the list at all
+
     def contains(self, value: Any, at: float) -> bool: ...
 
 
@@ -106,6 +108,8 @@ class Columns(Protocol):
     """What an expression reads: columns of the rows it is evaluated on."""
 
     def column(self, path: str, rows: np.ndarray) -> np.ndarray: ...
+
+    def equals(self, path: str, value: Any, rows: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -168,6 +172,8 @@ class _Node:
     fn: Callable[[Columns, np.ndarray], np.ndarray]
     const: Any = None  # python value when the node is a constant
     is_const: bool = False
+    path: str | None = None  # set when the node reads one field as it is
+    cost: int = 1  # rough cost per row, to evaluate cheap conjuncts first
 
 
 def _const(value: Any, kind: str) -> _Node:
@@ -181,7 +187,7 @@ def _const(value: Any, kind: str) -> _Node:
     else:
         def fn(cols, rows, v=float(value)):
             return np.full(len(rows), v)
-    return _Node(kind, fn, value, True)
+    return _Node(kind, fn, value, True, cost=0)
 
 
 _CMP = {
@@ -273,7 +279,8 @@ class _Compiler:
 
         def fn(cols, rows, p=path):
             return cols.column(p, rows)
-        return _Node(kind, fn)
+        # Attributes are read from each event's dict; top-level fields are cached columns.
+        return _Node(kind, fn, path=path, cost=6 if path.startswith("attributes.") else 1)
 
     def _aggregate_column(self, node: ast.AST, name: str, kind: str) -> _Node:
         def fn(cols, rows, p=name):
@@ -290,7 +297,7 @@ class _Compiler:
             def fn(cols, rows, t=table, ix=index.fn):
                 keys = ix(cols, rows)
                 return np.fromiter((t.get(k, np.nan) for k in keys), float, len(rows))
-            return _Node(NUM, fn)
+            return _Node(NUM, fn, cost=index.cost + 2)
         self.fields.add(org_field)
 
         def fn(cols, rows, p=param, ix=None if index is None else index.fn, of=org_field):
@@ -299,7 +306,7 @@ class _Compiler:
                 return np.fromiter((p.value_for(o) for o in orgs), float, len(rows))
             keys = ix(cols, rows)
             return np.fromiter((p.value_for(o).get(k, np.nan) for o, k in zip(orgs, keys)), float, len(rows))
-        return _Node(NUM, fn)
+        return _Node(NUM, fn, cost=4 + (0 if index is None else index.cost))
 
     def visit_Subscript(self, node: ast.Subscript) -> _Node:
         if not isinstance(node.value, ast.Name) or node.value.id not in self.scope.params:
@@ -320,7 +327,11 @@ class _Compiler:
         for part, v in zip(parts, node.values):
             if part.type != BOOL:
                 raise self.error(v, f"'{'and' if isinstance(node.op, ast.And) else 'or'}' needs bool operands, got {part.type}")
+        # Operands have no side effects and never raise, so the cheap ones can
+        # go first: later ones then run only on the rows still undecided.
+        parts = sorted(parts, key=lambda p: p.cost)
         fns = [p.fn for p in parts]
+        cost = sum(p.cost for p in parts)
         if isinstance(node.op, ast.And):
             def fn(cols, rows, fns=fns):
                 out = np.ones(len(rows), bool)
@@ -343,20 +354,20 @@ class _Compiler:
                     out[live[res]] = True
                     live = live[~res]
                 return out
-        return _Node(BOOL, fn)
+        return _Node(BOOL, fn, cost=cost)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> _Node:
         operand = self.visit(node.operand)
         if isinstance(node.op, ast.Not):
             if operand.type != BOOL:
                 raise self.error(node, f"'not' needs a bool, got {operand.type} (use missing(...) to test for absence)")
-            return _Node(BOOL, lambda cols, rows, f=operand.fn: ~f(cols, rows))
+            return _Node(BOOL, lambda cols, rows, f=operand.fn: ~f(cols, rows), cost=operand.cost)
         if isinstance(node.op, ast.USub):
             if operand.type != NUM:
                 raise self.error(node, f"'-' needs a num, got {operand.type}")
             if operand.is_const:
                 return _const(-operand.const, NUM)
-            return _Node(NUM, lambda cols, rows, f=operand.fn: -f(cols, rows))
+            return _Node(NUM, lambda cols, rows, f=operand.fn: -f(cols, rows), cost=operand.cost)
         raise self.error(node, f"operator {type(node.op).__name__} is not allowed")
 
     def visit_BinOp(self, node: ast.BinOp) -> _Node:
@@ -372,7 +383,7 @@ class _Compiler:
         def fn(cols, rows, op=op, lf=left.fn, rf=right.fn):
             with np.errstate(divide="ignore", invalid="ignore"):
                 return op(lf(cols, rows), rf(cols, rows))
-        return _Node(NUM, fn)
+        return _Node(NUM, fn, cost=left.cost + right.cost)
 
     def visit_Compare(self, node: ast.Compare) -> _Node:
         left_ast = node.left
@@ -389,7 +400,7 @@ class _Compiler:
             for f in fns[1:]:
                 out &= f(cols, rows)
             return out
-        return _Node(BOOL, fn)
+        return _Node(BOOL, fn, cost=sum(p.cost for p in parts))
 
     def _compare(self, node, op, left_ast, right_ast) -> _Node:
         if isinstance(op, (ast.In, ast.NotIn)):
@@ -406,15 +417,20 @@ class _Compiler:
         ufunc = _CMP[type(op)]
         if left.type == STR and right.is_const:
             const = right.const
+            path = left.path
+            if path is not None:
+                if isinstance(op, ast.Eq):
+                    return _Node(BOOL, lambda cols, rows, p=path, c=const: cols.equals(p, c, rows), cost=left.cost)
+                return _Node(BOOL, lambda cols, rows, p=path, c=const: ~cols.equals(p, c, rows), cost=left.cost)
             if isinstance(op, ast.Eq):
-                return _Node(BOOL, lambda cols, rows, f=left.fn, c=const: f(cols, rows) == c)
-            return _Node(BOOL, lambda cols, rows, f=left.fn, c=const: f(cols, rows) != c)
+                return _Node(BOOL, lambda cols, rows, f=left.fn, c=const: f(cols, rows) == c, cost=left.cost)
+            return _Node(BOOL, lambda cols, rows, f=left.fn, c=const: f(cols, rows) != c, cost=left.cost)
 
         def fn(cols, rows, u=ufunc, lf=left.fn, rf=right.fn, is_str=left.type == STR):
             with np.errstate(invalid="ignore"):
                 out = u(lf(cols, rows), rf(cols, rows))
             return out.astype(bool) if is_str else out
-        return _Node(BOOL, fn)
+        return _Node(BOOL, fn, cost=left.cost + right.cost)
 
     def _membership(self, node, left_ast, right_ast, negate: bool) -> _Node:
         left = self.visit(left_ast)
@@ -429,11 +445,16 @@ class _Compiler:
             self.fields.add("occurred_at")
 
             def fn(cols, rows, lf=left.fn, lst=lst, neg=negate):
-                values = lf(cols, rows)
-                times = cols.column("occurred_at", rows)
-                out = np.fromiter((lst.contains(v, t) for v, t in zip(values, times)), bool, len(rows))
+                values = lf(cols, rows).tolist()
+                out = np.zeros(len(rows), bool)
+                listed = lst.listed(values)  # usually empty: no per-row work then
+                if listed:
+                    times = cols.column("occurred_at", rows)
+                    for i, v in enumerate(values):
+                        if v in listed and lst.contains(v, times[i]):
+                            out[i] = True
                 return ~out if neg else out
-            return _Node(BOOL, fn)
+            return _Node(BOOL, fn, cost=left.cost + 2)
         if not isinstance(right_ast, (ast.Tuple, ast.List)):
             raise self.error(right_ast, "'in' needs a literal list like (\"a\", \"b\") or lists.NAME")
         items = [self.visit(e) for e in right_ast.elts]
@@ -443,11 +464,19 @@ class _Compiler:
             if item.type != left.type:
                 raise self.error(e, f"list item is {item.type}, but the value is {left.type}")
         values = frozenset(i.const for i in items)
+        if left.path is not None and left.type == STR:
+            # Per-value equality masks are cached per batch and shared between rules.
+            def fn(cols, rows, p=left.path, s=tuple(sorted(values)), neg=negate):
+                out = np.zeros(len(rows), bool)
+                for v in s:
+                    out |= cols.equals(p, v, rows)
+                return ~out if neg else out
+            return _Node(BOOL, fn, cost=left.cost)
 
         def fn(cols, rows, lf=left.fn, s=values, neg=negate):
             out = np.fromiter((v in s for v in lf(cols, rows)), bool, len(rows))
             return ~out if neg else out
-        return _Node(BOOL, fn)
+        return _Node(BOOL, fn, cost=left.cost + 2)
 
     def visit_Call(self, node: ast.Call) -> _Node:
         if not isinstance(node.func, ast.Name):
@@ -464,7 +493,7 @@ class _Compiler:
             if arg.type != TIME:
                 raise self.error(node.args[0], f"{name}() needs time, got {arg.type}")
             self.fields.add("occurred_at")
-            return _Node(NUM, lambda cols, rows, p=f"occurred_at:{name}": cols.column(p, rows))
+            return _Node(NUM, lambda cols, rows, p=f"occurred_at:{name}": cols.column(p, rows), cost=2)
         helper = HELPERS.get(name)
         if helper is None:
             known = ", ".join(sorted([*HELPERS, *TIME_HELPERS]))
@@ -482,7 +511,7 @@ class _Compiler:
 
         def fn(cols, rows, impl=helper.impl, fns=fns, kinds=kinds):
             return impl(*[f(cols, rows) for f in fns], kinds=kinds)
-        return _Node(helper.returns, fn)
+        return _Node(helper.returns, fn, cost=2 + sum(a.cost for a in args))
 
     def _aggregate(self, node: ast.Call, name: str) -> _Node:
         takes_field = AGGREGATES[name]
@@ -499,6 +528,34 @@ class _Compiler:
             raise self.error(arg, f"{name}() needs a num field, got {kind}")
         self.aggs.add((name, path))
         return self._aggregate_column(node, aggregate_column(name, path), NUM)
+
+
+def required_minimum(source: str, name: str = "count") -> float:
+    """The least value ``name`` must reach for the expression to hold, read
+    from top-level conjuncts like ``count >= 2``; 0 when it says nothing.
+    The scorer uses it to skip windows too small to matter.
+
+    >>> required_minimum("count >= 2 and sum(amount) > 10"), required_minimum("count > 2"), required_minimum("sum(amount) > 1")
+    (2, 3, 0)
+    """
+    try:
+        tree = ast.parse("(" + source + "\n)", mode="eval").body
+    except SyntaxError:
+        return 0
+    conjuncts = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
+    best = 0
+    for c in conjuncts:
+        if not (isinstance(c, ast.Compare) and len(c.ops) == 1 and isinstance(c.left, ast.Name) and c.left.id == name):
+            continue
+        right = c.comparators[0]
+        if not isinstance(right, ast.Constant) or isinstance(right.value, bool) or not isinstance(right.value, (int, float)):
+            continue
+        value, op = right.value, c.ops[0]
+        if isinstance(op, (ast.GtE, ast.Eq)):
+            best = max(best, math.ceil(value))
+        elif isinstance(op, ast.Gt):
+            best = max(best, math.floor(value) + 1)
+    return best
 
 
 def aggregate_column(func: str, path: str | None) -> str:

@@ -29,6 +29,7 @@ from monitor.rulelang import (
     Scope,
     aggregate_column,
     compile_expr,
+    required_minimum,
 )
 
 __all__ = [
@@ -257,6 +258,9 @@ class CounterpartyList:
     entries: dict[str, list[tuple[float, float]]]
     rows: list[dict[str, str]]
 
+    def listed(self, values: list) -> set:
+        return self.entries.keys() & set(values)
+
     def contains(self, value: Any, at: float) -> bool:
         spans = self.entries.get(value)
         if not spans:
@@ -311,6 +315,7 @@ class CompiledRule:
     having: Expr | None = None
     aggregates: tuple[tuple[str, str | None], ...] = ()
     agg_fields: tuple[str, ...] = ()  # event fields kept per window entry for aggregates
+    min_count: int = 0  # windows smaller than this cannot satisfy `having`
     add: Expr | None = None
     reference: Expr | None = None
     value_field: str = "amount"
@@ -435,6 +440,7 @@ def compile_rule(
             extra["having"] = having
             extra["aggregates"] = tuple(sorted(having.aggregates, key=lambda a: (a[0], a[1] or "")))
             extra["agg_fields"] = tuple(sorted({f for _fn, f in having.aggregates if f}))
+            extra["min_count"] = required_minimum(spec.window.having)
             message_fields |= {aggregate_column(fn, f) for fn, f in having.aggregates} | {"count"}
     elif spec.total:
         try:

@@ -8,6 +8,7 @@ rejected with a reason, and the summary says so (in = scored + rejected).
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
 import time
 from collections import Counter
@@ -152,6 +153,18 @@ class EmbeddedRunner:
                    progress: Callable[[int], None] | None = None) -> RunSummary:
         """Score every line of a binary stream in batches."""
         started = time.perf_counter()
+        # Rule state is many small long-lived objects: full collections would
+        # rescan it over and over. Freeze what exists and collect less often.
+        gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(100_000, 50, 100)
+        try:
+            return self._run(stream, rejected_out, progress, started)
+        finally:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+
+    def _run(self, stream, rejected_out, progress, started) -> RunSummary:
         line_no = 1
         while True:
             lines = list(itertools.islice(stream, self.batch_size))

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -50,6 +51,9 @@ class _Table:
         col = self.columns[path]
         return col if len(rows) == len(col) else col[rows]
 
+    def equals(self, path: str, value, rows: np.ndarray) -> np.ndarray:
+        return self.column(path, rows) == value
+
 
 def _column_array(values: list, kind_num: bool) -> np.ndarray:
     if kind_num:
@@ -57,10 +61,6 @@ def _column_array(values: list, kind_num: bool) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-def _missing_key(key: tuple) -> bool:
-    return any(k is None or k == "" or (isinstance(k, float) and math.isnan(k)) for k in key)
 
 
 class Scorer:
@@ -110,36 +110,60 @@ class Scorer:
         return [batch.column(f, selected).tolist() for f in fields]
 
     # windows -----------------------------------------------------------------
+    def _without_missing_numbers(self, rule, batch, selected):
+        """Drop rows whose numeric key fields are missing (NaN); None and ""
+        in text fields are caught per row, cheaply, by tuple membership."""
+        for path in rule.key:
+            if path == "amount":
+                selected = selected[~np.isnan(batch.column(path, selected))]
+        return selected
+
     def _window_findings(self, rule, batch, selected, state: ScorerState) -> list[Finding]:
+        selected = self._without_missing_numbers(rule, batch, selected)
         store = state.windows.setdefault(rule.id, {})
         within, lateness = rule.window_seconds, rule.lateness_seconds
+        min_count = rule.min_count
         times = batch.column("occurred_at", selected).tolist()
         ids = batch.column("event_id", selected).tolist()
         keys = list(zip(*self._rows(rule, batch, selected, rule.key)))
         aggs = list(zip(*self._rows(rule, batch, selected, rule.agg_fields))) if rule.agg_fields else [()] * len(ids)
         disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
-        pending: list[tuple[tuple, KeyWindow, str]] = []  # (key, window, anchor event id)
+        pending: list[tuple[tuple, KeyWindow, str, float]] = []  # (key, window, anchor event id, anchor time)
         for t, eid, key, agg, shown in zip(times, ids, keys, aggs, disp):
-            if _missing_key(key):
+            if None in key or "" in key:
                 continue
             w = store.get(key)
             if w is None:
+                if min_count > 1:
+                    # Most keys only ever see one event: keep it as a bare tuple.
+                    store[key] = (t, eid, agg, shown)
+                    continue
                 w = store[key] = KeyWindow()
-            elif t < w.max_t - within - lateness:
+            elif type(w) is tuple:
+                if w[1] == eid:
+                    continue
+                single = w
+                w = store[key] = KeyWindow()
+                w.insert(*single)
+            if t < w.max_t - within - lateness:
                 state.late_events += 1
                 continue
             if not w.insert(t, eid, agg, shown):
                 continue
-            w.evict_before(w.max_t - within - lateness)
+            if w.times[0] < w.max_t - within - lateness:
+                w.evict_before(w.max_t - within - lateness)
+            wt = w.times
+            if len(wt) < min_count:
+                continue
             # The new event is an anchor, and so is every later event whose window now includes it.
-            for j in range(len(w.times) - 1, -1, -1):
-                tj = w.times[j]
+            for j in range(len(wt) - 1, -1, -1):
+                tj = wt[j]
                 if tj < t:
                     break
-                if tj - t < within:
+                if tj - t < within and bisect_right(wt, tj) - bisect_right(wt, tj - within) >= min_count:
                     anchor = w.entries[j][0]
                     if anchor not in w.fired:
-                        pending.append((key, w, anchor))
+                        pending.append((key, w, anchor, tj))
         if not pending:
             return []
         return self._fire_windows(rule, pending)
@@ -151,13 +175,14 @@ class Scorer:
         columns: dict[str, list] = {aggregate_column(fn, f): [] for fn, f in rule.aggregates}
         columns.setdefault("count", [])
         seen = set()
-        for key, w, anchor in pending:
+        for key, w, anchor, t in pending:
             if (id(w), anchor) in seen:
                 continue
             seen.add((id(w), anchor))
-            try:
-                j = next(i for i, e in enumerate(w.entries) if e[0] == anchor)
-            except StopIteration:
+            j = bisect_left(w.times, t)
+            while j < len(w.times) and w.times[j] == t and w.entries[j][0] != anchor:
+                j += 1
+            if j == len(w.times) or w.entries[j][0] != anchor:
                 continue  # evicted by a later event of this batch
             span = w.span(j, rule.window_seconds)
             entries = [w.entries[i] for i in span]
@@ -175,7 +200,7 @@ class Scorer:
             table[path] = _column_array([k[i] for k, *_ in rows_spans], path == "amount")
         hits = rule.having.fn(_Table(table), np.arange(len(rows_spans)))
         out = []
-        for hit, (key, w, anchor, j, span), n in zip(hits.tolist(), rows_spans, range(len(rows_spans))):
+        for n, (hit, (key, w, anchor, j, span)) in enumerate(zip(hits.tolist(), rows_spans)):
             if not hit:
                 continue
             w.fired.add(anchor)
@@ -187,6 +212,7 @@ class Scorer:
 
     # totals ------------------------------------------------------------------
     def _total_findings(self, rule, batch, selected, state: ScorerState) -> list[Finding]:
+        selected = self._without_missing_numbers(rule, batch, selected)
         store = state.totals.setdefault(rule.id, {})
         is_add = rule.add.fn(batch, selected).tolist()
         is_ref = rule.reference.fn(batch, selected).tolist()
@@ -195,9 +221,10 @@ class Scorer:
         values = batch.column(rule.value_field, selected).tolist()
         keys = list(zip(*self._rows(rule, batch, selected, rule.key)))
         disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
-        touched: dict[tuple, KeyTotal] = {}
+        # key -> (state, earliest business time whose running totals changed)
+        touched: dict[tuple, tuple[KeyTotal, float]] = {}
         for add, ref, t, eid, v, key, shown in zip(is_add, is_ref, times, ids, values, keys, disp):
-            if not (add or ref) or _missing_key(key):
+            if not (add or ref) or None in key or "" in key:
                 continue
             if v != v:  # NaN: no amount
                 if not add:
@@ -206,20 +233,24 @@ class Scorer:
             s = store.get(key)
             if s is None:
                 s = store[key] = KeyTotal()
-            if s.insert(bool(add), t, eid, v, shown) and s.refs:
-                touched[key] = s
-        if not touched:
-            return []
-        # Every add not yet fired is an anchor: its running total against the reference in force then.
+            if not s.insert(bool(add), t, eid, v, shown):
+                continue
+            # A new first reference changes what is in force for every earlier add too.
+            changed_from = -math.inf if (not add and s.refs[0][1] == eid) else t
+            previous = touched.get(key)
+            touched[key] = (s, changed_from if previous is None else min(previous[1], changed_from))
+        # Each add at or after the change, not fired yet, is an anchor: its
+        # running total against the reference in force at its time.
         anchors = []
-        for key, s in touched.items():
+        for key, (s, changed_from) in touched.items():
+            if not s.refs:
+                continue
             running = 0.0
             for n, (t, eid, v, shown) in enumerate(s.adds):
                 running += v
-                if eid in s.fired:
+                if t < changed_from or eid in s.fired:
                     continue
-                ref = s.reference_at(t)
-                anchors.append((key, s, n, running, ref))
+                anchors.append((key, s, n, running, s.reference_at(t)))
         if not anchors:
             return []
         table = {
@@ -265,7 +296,7 @@ class Scorer:
             state.swept_at[rule.id] = state.watermark
             cutoff = state.watermark - horizon
             if rule.kind == "window":
-                stale = [k for k, w in store.items() if w.max_t < cutoff]
+                stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff]
             else:
                 stale = [k for k, s in store.items() if s.last_t < cutoff]
             for k in stale:

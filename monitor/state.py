@@ -17,9 +17,11 @@ and the anchors that already fired, so a finding is reported once.
 True
 >>> w.insert(100.0, "a", (5.0,), ())   # delivered again: ignored
 False
+>>> w.insert(160.0, "b", (7.0,), ())
+True
 >>> state = ScorerState(); state.windows["r"] = {("ORG1",): w}
->>> ScorerState.restore(state.snapshot()).windows["r"][("ORG1",)].ids
-{'a'}
+>>> sorted(ScorerState.restore(state.snapshot()).windows["r"][("ORG1",)].ids)
+['a', 'b']
 """
 
 from __future__ import annotations
@@ -142,10 +144,15 @@ class KeyTotal:
 
 
 class ScorerState:
-    """All per-key state of a scorer. Pass the same object to every ``score`` call."""
+    """All per-key state of a scorer. Pass the same object to every ``score`` call.
+
+    A window key that has seen a single event holds the bare entry tuple
+    ``(t, event_id, aggregates, display)`` instead of a KeyWindow: most keys
+    (an invoice number, say) never see a second one.
+    """
 
     def __init__(self) -> None:
-        self.windows: dict[str, dict[tuple, KeyWindow]] = {}
+        self.windows: dict[str, dict[tuple, KeyWindow | tuple]] = {}
         self.totals: dict[str, dict[tuple, KeyTotal]] = {}
         self.watermark = float("-inf")  # newest business time seen
         self.swept_at: dict[str, float] = {}
@@ -157,7 +164,7 @@ class ScorerState:
     def snapshot(self) -> bytes:
         """Serialise to MessagePack (keys as lists)."""
         plain: dict[str, Any] = {
-            "windows": {r: [[list(k), w.to_plain()] for k, w in keys.items()] for r, keys in self.windows.items()},
+            "windows": {r: [[list(k), _window_plain(w)] for k, w in keys.items()] for r, keys in self.windows.items()},
             "totals": {r: [[list(k), s.to_plain()] for k, s in keys.items()] for r, keys in self.totals.items()},
             "watermark": self.watermark,
             "swept_at": self.swept_at,
@@ -169,9 +176,23 @@ class ScorerState:
     def restore(cls, data: bytes) -> ScorerState:
         plain = msgspec.msgpack.decode(data)
         state = cls()
-        state.windows = {r: {tuple(k): KeyWindow.from_plain(w) for k, w in keys} for r, keys in plain["windows"].items()}
+        state.windows = {r: {tuple(k): _window_from_plain(w) for k, w in keys} for r, keys in plain["windows"].items()}
         state.totals = {r: {tuple(k): KeyTotal.from_plain(s) for k, s in keys} for r, keys in plain["totals"].items()}
         state.watermark = plain["watermark"]
         state.swept_at = dict(plain["swept_at"])
         state.late_events = plain["late_events"]
         return state
+
+
+def _window_plain(w: KeyWindow | tuple) -> list:
+    if type(w) is tuple:
+        t, eid, agg, display = w
+        return [[t], [[eid, list(agg), list(display)]], [], t]
+    return w.to_plain()
+
+
+def _window_from_plain(plain: list) -> KeyWindow | tuple:
+    if len(plain[0]) == 1 and not plain[2]:
+        eid, agg, display = plain[1][0]
+        return (plain[0][0], eid, tuple(agg), tuple(display))
+    return KeyWindow.from_plain(plain)

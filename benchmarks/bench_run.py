@@ -1,0 +1,126 @@
+"""Whole-process throughput of `riskwatch run` against the JSON decode floor.
+
+Generates the demo mix (500k events by default, cached under
+~/.cache/riskwatch-bench), then times, each as a fresh process:
+
+- the decode floor: a Python process that only does ``orjson.loads`` on each line;
+- ``riskwatch run`` with the default pack and SQLite tickets.
+
+Prints events/s for both, the ratio, per-batch scoring latency percentiles
+(from an in-process run), and peak RSS for growing inputs at a constant event
+rate (state is bounded by the rules' windows, so memory should level off).
+
+    python benchmarks/bench_run.py [--events 500000] [--repeat 3] [--memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CACHE = Path.home() / ".cache" / "riskwatch-bench"
+FLOOR = """
+import sys, orjson
+loads, bad = orjson.loads, orjson.JSONDecodeError
+for line in open(sys.argv[1], "rb"):
+    try:
+        loads(line)
+    except bad:
+        pass
+"""
+
+
+def stream_file(events: int, days: int) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"demo-{events}-{days}d.jsonl"
+    if not path.exists():  # in a child process, so this one stays small for the RSS readings
+        code = f"from monitor.generator import generate; generate(events={events}, days={days}).write({str(path)!r})"
+        subprocess.run([sys.executable, "-c", code], check=True)
+    return path
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one child process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return elapsed, usage.ru_maxrss
+
+
+def riskwatch_cmd(path: Path, tmp: Path, n: int) -> list[str]:
+    db = tmp / f"tickets-{n}.db"
+    return [sys.executable, "-m", "monitor.cli", "run", "--input", str(path), "--alerts-out", str(tmp / "alerts.jsonl"),
+            "--rejected-out", str(tmp / "rejected.jsonl"), "--db", f"sqlite:///{db}", "--quiet"]
+
+
+def batch_latencies(path: Path) -> list[float]:
+    """Per-batch scoring times of an in-process run."""
+    from prometheus_client import CollectorRegistry
+
+    from monitor.metrics import Metrics
+    from monitor.rulefiles import default_rules_dir, load_pack
+    from monitor.runner import EmbeddedRunner
+
+    runner = EmbeddedRunner(load_pack(default_rules_dir()), None, Metrics(CollectorRegistry()))
+    times: list[float] = []
+    original = runner.scorer.score
+
+    def score(batch, state):
+        started = time.perf_counter()
+        out = original(batch, state)
+        times.append(time.perf_counter() - started)
+        return out
+
+    runner.scorer.score = score
+    with open(path, "rb") as f:
+        runner.run_stream(f, None)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=500_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--memory", action="store_true", help="also measure RSS at 1/4, 1/2 and 1x the events")
+    args = ap.parse_args()
+    path = stream_file(args.events, 90)
+    lines = sum(1 for _ in open(path, "rb"))
+    print(f"input: {path} ({lines:,} lines, {path.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        floor, ours, rss = [], [], 0
+        for i in range(args.repeat):
+            floor.append(timed([sys.executable, "-c", FLOOR, str(path)])[0])
+            t, rss = timed(riskwatch_cmd(path, tmp, i))
+            ours.append(t)
+        floor_rate = lines / statistics.median(floor)
+        our_rate = lines / statistics.median(ours)
+        print(f"decode floor (orjson.loads per line, whole process): {floor_rate:>10,.0f} events/s  "
+              f"(median of {args.repeat}: {statistics.median(floor):.2f} s)")
+        print(f"riskwatch run (default pack, SQLite tickets):        {our_rate:>10,.0f} events/s  "
+              f"(median of {args.repeat}: {statistics.median(ours):.2f} s, peak RSS {rss / 1024:.0f} MiB)")
+        print(f"ratio to the decode floor: {our_rate / floor_rate:.3f}   (target >= 0.35)")
+        print(f"absolute target >= 150,000 events/s: {'met' if our_rate >= 150_000 else 'NOT met'}")
+        lat = sorted(batch_latencies(path))
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+        print(f"scoring latency per 8192-event batch: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {lat[-1] * 1000:.1f} ms")
+        if args.memory:
+            print("peak RSS at a constant event rate (~100k events per 90 days):")
+            for n in (args.events // 4, args.events // 2, args.events):
+                d = max(90, round(90 * n / 100_000))
+                p = stream_file(n, d)
+                t, rss = timed(riskwatch_cmd(p, tmp, n + 1000))
+                print(f"  {n:>9,} events over {d:>4} days: {rss / 1024:6.0f} MiB, {n / t:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()
