@@ -27,8 +27,9 @@ from rich.table import Table
 from monitor.rulefiles import PackError, default_rules_dir, lint, load_pack
 from monitor.rules import RulePack
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: a file:line:col message stays on one line, whatever the terminal width.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_RULES = 2  # a broken rules folder stops start-up with this code
 

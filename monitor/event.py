@@ -199,4 +199,10 @@ def event_json_schema() -> dict[str, Any]:
     schema = msgspec.json.schema(Event)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "riskwatch event"
+    props = schema["$defs"]["Event"]["properties"]
+    props["type"]["examples"] = list(EVENT_TYPES)
+    json_types = {"str": ["string", "number"], "num": ["number", "string"], "bool": ["boolean", "string"]}
+    # The attributes the default rules read; anything else is kept as it is.
+    props["attributes"]["properties"] = {name: {"type": json_types[kind]} for name, kind in ATTRIBUTE_TYPES.items()}
+    props["attributes"]["additionalProperties"] = True
     return schema

@@ -24,6 +24,7 @@ monitor.rulelang.ExprError: 1:8: cannot compare num with str
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
@@ -261,7 +262,14 @@ class _Compiler:
             if param.is_map:
                 raise self.error(node, f"parameter '{name}' is a table: index it, e.g. {name}[attributes.category]")
             return self._param(node, param, None)
-        raise self.error(node, f"unknown field '{name}'")
+        raise self.error(node, f"unknown field '{name}'{self._suggest(name)}")
+
+    def _suggest(self, name: str) -> str:
+        known = [*self.scope.fields, *self.scope.params, *self.scope.aggregate_fields]
+        if self.scope.aggregates:
+            known.append("count")
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        return f" (did you mean '{close[0]}'?)" if close else ""
 
     def visit_Attribute(self, node: ast.Attribute) -> _Node:
         if not isinstance(node.value, ast.Name) or node.value.id not in ("attributes", "lists"):
@@ -270,7 +278,7 @@ class _Compiler:
         if node.value.id == "lists":
             raise self.error(node, f"{path} can only be used after 'in'")
         if path not in self.scope.fields:
-            raise self.error(node, f"unknown field '{path}'")
+            raise self.error(node, f"unknown field '{path}'{self._suggest(path)}")
         return self._field(node, path)
 
     def _field(self, node: ast.AST, path: str) -> _Node:
@@ -597,8 +605,8 @@ HELPERS: dict[str, _Helper] = {
     "missing": _Helper(((STR, NUM),), BOOL, _missing, doc="true when the value is absent or empty"),
     "present": _Helper(((STR, NUM),), BOOL, lambda v, kinds: ~_missing(v, kinds), doc="true when the value is there"),
     "abs": _Helper(((NUM,),), NUM, lambda v, kinds: np.abs(v), doc="absolute value"),
-    "min": _Helper(((NUM,), (NUM,)), NUM, lambda a, b, kinds: np.fmin(a, b), doc="the smaller of two numbers"),
-    "max": _Helper(((NUM,), (NUM,)), NUM, lambda a, b, kinds: np.fmax(a, b), doc="the larger of two numbers"),
+    "min": _Helper(((NUM,), (NUM,)), NUM, lambda a, b, kinds: np.minimum(a, b), doc="the smaller of two numbers (missing if either is)"),
+    "max": _Helper(((NUM,), (NUM,)), NUM, lambda a, b, kinds: np.maximum(a, b), doc="the larger of two numbers (missing if either is)"),
     "lower": _Helper(((STR,),), STR, lambda v, kinds: _str_map(v, str.lower), doc="lower-case text"),
     "startswith": _Helper(((STR,), (STR,)), BOOL, lambda v, p, kinds: np.fromiter(
         (isinstance(s, str) and s.startswith(q) for s, q in zip(v, p)), bool, len(v)), const_args=True,

@@ -9,6 +9,7 @@ or a list of ``Problem``s naming file, line, column and rule. Reading files is
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import math
 import re
@@ -162,6 +163,11 @@ class Params(_Strict):
     orgs: dict[str, dict[str, float | dict[str, float]]] = {}
 
 
+# Every field name of the file models, for "did you mean" hints.
+_MODEL_FIELDS = sorted({f for m in (ExceptionSpec, WindowSpec, TotalSpec, RuleTest, RuleSpec, SLA, Risk, RiskList,
+                                    Contact, Post, DutyList, Params) for f in m.__struct_fields__})
+
+
 # --- documents and problems --------------------------------------------------
 
 @dataclass
@@ -227,7 +233,8 @@ def _validation_problem(doc: Document, base: tuple, err: msgspec.ValidationError
     if um:
         path.append(um.group(1))
         key = True
-        message = f"unknown field '{um.group(1)}'"
+        close = difflib.get_close_matches(um.group(1), _MODEL_FIELDS, n=1, cutoff=0.7)
+        message = f"unknown field '{um.group(1)}'" + (f" (did you mean '{close[0]}'?)" if close else "")
     else:
         mm = re.match(r"Object missing required field `([^`]+)`", message)
         if mm:
@@ -366,7 +373,9 @@ def _compile_template(text: str, allowed: set[str]) -> tuple[Template | None, st
         if conv:
             return None, f"message: '!{conv}' conversions are not allowed"
         if name == "" or name not in allowed:
-            return None, f"message: unknown field '{name}' (known: {', '.join(sorted(allowed))})"
+            close = difflib.get_close_matches(name, sorted(allowed), n=1, cutoff=0.75)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            return None, f"message: unknown field '{name}'{hint}"
         if "{" in (spec or ""):
             return None, "message: nested fields in a format spec are not allowed"
         names.append(name)
@@ -422,7 +431,8 @@ def compile_rule(
     by_base = ("window", "by") if spec.window else ("total", "by") if spec.total else ("key",)
     for i, p in enumerate(by):
         if not _key_path_ok(p):
-            problem(by_base + (i,), f"unknown key field '{p}'")
+            close = difflib.get_close_matches(p, [f for f in EVENT_FIELD_TYPES if _key_path_ok(f)], n=1, cutoff=0.75)
+            problem(by_base + (i,), f"unknown field '{p}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     key = tuple(by)
 
     extra: dict[str, Any] = {}
@@ -460,7 +470,7 @@ def compile_rule(
     template, err = _compile_template(spec.message, message_fields)
     if err:
         problem(("message",), err)
-    if len(problems) > start or when is None or template is None or risk is None:
+    if any(p.level == "error" for p in problems[start:]) or when is None or template is None or risk is None:
         return None
     display = ()
     if kind != "event":

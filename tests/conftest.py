@@ -1,0 +1,61 @@
+"""Shared helpers: events from partial dicts, the default pack, scoring a list."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import orjson
+import pytest
+
+from monitor.batch import EventBatch
+from monitor.event import EVENT_TYPES, Event, decode_one
+from monitor.rulefiles import default_rules_dir, load_pack
+from monitor.scorer import Scorer
+from monitor.state import ScorerState
+
+CST = dt.timezone(dt.timedelta(hours=8))
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=CST)
+
+
+def make_event(i: int = 0, **fields) -> Event:
+    """An event with defaults for everything not given (i numbers it)."""
+    record = {
+        "event_id": f"e{i}",
+        "source": "test",
+        "domain": EVENT_TYPES.get(fields.get("type", "payment"), "finance"),
+        "type": "payment",
+        "occurred_at": (START + dt.timedelta(hours=i)).isoformat(),
+        "org_id": "ORG1",
+        **fields,
+    }
+    if isinstance(record["occurred_at"], dt.datetime):
+        record["occurred_at"] = record["occurred_at"].isoformat()
+    decoded = decode_one(orjson.dumps(record))
+    assert isinstance(decoded, Event), decoded
+    return decoded
+
+
+def score_all(pack, events, batch_size: int = 1000, state: ScorerState | None = None):
+    """Score events in batches; returns (findings, state)."""
+    scorer = Scorer(pack)
+    state = state or ScorerState()
+    findings = []
+    for i in range(0, len(events), batch_size):
+        findings += scorer.score(EventBatch(events[i:i + batch_size]), state)
+    return findings, state
+
+
+@pytest.fixture(scope="session")
+def default_pack():
+    return load_pack(default_rules_dir(), today=dt.date(2026, 11, 27))
+
+
+@pytest.fixture()
+def rules_copy(tmp_path) -> Path:
+    """A writable copy of the default rules folder."""
+    import shutil
+
+    dst = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), dst)
+    return dst
