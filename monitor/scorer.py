@@ -129,6 +129,7 @@ class Scorer:
         aggs = list(zip(*self._rows(rule, batch, selected, rule.agg_fields))) if rule.agg_fields else [()] * len(ids)
         disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
         pending: list[tuple[tuple, KeyWindow, str, float]] = []  # (key, window, anchor event id, anchor time)
+        touched: dict[int, KeyWindow] = {}
         for t, eid, key, agg, shown in zip(times, ids, keys, aggs, disp):
             if None in key or "" in key:
                 continue
@@ -150,8 +151,7 @@ class Scorer:
                 continue
             if not w.insert(t, eid, agg, shown):
                 continue
-            if w.times[0] < w.max_t - within - lateness:
-                w.evict_before(w.max_t - within - lateness)
+            touched[id(w)] = w
             wt = w.times
             if len(wt) < min_count:
                 continue
@@ -161,12 +161,14 @@ class Scorer:
                 if tj < t:
                     break
                 if tj - t < within and bisect_right(wt, tj) - bisect_right(wt, tj - within) >= min_count:
-                    anchor = w.entries[j][0]
-                    if anchor not in w.fired:
-                        pending.append((key, w, anchor, tj))
-        if not pending:
-            return []
-        return self._fire_windows(rule, pending)
+                    pending.append((key, w, w.entries[j][0], tj))
+        findings = self._fire_windows(rule, pending) if pending else []
+        # Evict only now: an anchor's window is read above, after the whole batch is in.
+        for w in touched.values():
+            horizon = w.max_t - within - lateness
+            if w.times[0] < horizon:
+                w.evict_before(horizon)
+        return findings
 
     def _fire_windows(self, rule: CompiledRule, pending) -> list[Finding]:
         # Aggregates per anchor, then `having` on all of them at once.
@@ -183,7 +185,7 @@ class Scorer:
             while j < len(w.times) and w.times[j] == t and w.entries[j][0] != anchor:
                 j += 1
             if j == len(w.times) or w.entries[j][0] != anchor:
-                continue  # evicted by a later event of this batch
+                continue
             span = w.span(j, rule.window_seconds)
             entries = [w.entries[i] for i in span]
             columns["count"].append(float(len(entries)))
@@ -203,7 +205,6 @@ class Scorer:
         for n, (hit, (key, w, anchor, j, span)) in enumerate(zip(hits.tolist(), rows_spans)):
             if not hit:
                 continue
-            w.fired.add(anchor)
             values = {name: float(table[name][n]) for name in columns}
             values.update(zip(rule.key, key))
             values.update(zip(rule.display, w.entries[j][2]))
@@ -239,8 +240,9 @@ class Scorer:
             changed_from = -math.inf if (not add and s.refs[0][1] == eid) else t
             previous = touched.get(key)
             touched[key] = (s, changed_from if previous is None else min(previous[1], changed_from))
-        # Each add at or after the change, not fired yet, is an anchor: its
-        # running total against the reference in force at its time.
+        # Each add at or after the change is an anchor: its running total
+        # against the reference in force at its time. One that fired before
+        # fires again only with new evidence (the alert then grows).
         anchors = []
         for key, (s, changed_from) in touched.items():
             if not s.refs:
@@ -248,7 +250,7 @@ class Scorer:
             running = 0.0
             for n, (t, eid, v, shown) in enumerate(s.adds):
                 running += v
-                if t < changed_from or eid in s.fired:
+                if t < changed_from:
                     continue
                 anchors.append((key, s, n, running, s.reference_at(t)))
         if not anchors:
@@ -266,7 +268,6 @@ class Scorer:
             if not hit:
                 continue
             add = s.adds[n]
-            s.fired.add(add[1])
             made_it = [ref] + list(s.adds[: n + 1])
             values = {"total": running, "reference": ref[2], "count": float(n + 1)}
             values.update(zip(rule.key, key))

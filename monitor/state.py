@@ -9,8 +9,9 @@ Two shapes, both kept per (rule, key):
   (payments against the contract amount, disbursements against the budget).
   Kept until the key has been idle for the rule's ``expires``.
 
-Both remember the event ids they hold, so an event delivered twice counts once,
-and the anchors that already fired, so a finding is reported once.
+Both remember the event ids they hold, so an event delivered twice counts once.
+The scorer re-checks an anchor only when its window or running total changes,
+so a finding is reported again only with new evidence.
 
 >>> w = KeyWindow()
 >>> w.insert(100.0, "a", (5.0,), ())
@@ -37,13 +38,12 @@ __all__ = ["KeyTotal", "KeyWindow", "ScorerState"]
 class KeyWindow:
     """Events of one key, sorted by business time."""
 
-    __slots__ = ("times", "entries", "ids", "fired", "max_t")
+    __slots__ = ("times", "entries", "ids", "max_t")
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.entries: list[tuple[str, tuple, tuple]] = []  # (event_id, aggregate values, display values)
         self.ids: set[str] = set()
-        self.fired: set[str] = set()  # anchors whose window already made a finding
         self.max_t = float("-inf")
 
     def insert(self, t: float, event_id: str, agg: tuple, display: tuple) -> bool:
@@ -63,9 +63,7 @@ class KeyWindow:
         n = 0
         times = self.times
         while n < len(times) and times[n] < horizon:
-            eid = self.entries[n][0]
-            self.ids.discard(eid)
-            self.fired.discard(eid)
+            self.ids.discard(self.entries[n][0])
             n += 1
         if n:
             del self.times[:n]
@@ -79,7 +77,7 @@ class KeyWindow:
         return range(start, end)
 
     def to_plain(self) -> list:
-        return [self.times, [list(e) for e in self.entries], sorted(self.fired), self.max_t]
+        return [self.times, [list(e) for e in self.entries], self.max_t]
 
     @classmethod
     def from_plain(cls, plain: list) -> KeyWindow:
@@ -87,21 +85,19 @@ class KeyWindow:
         w.times = list(plain[0])
         w.entries = [(e[0], tuple(e[1]), tuple(e[2])) for e in plain[1]]
         w.ids = {e[0] for e in w.entries}
-        w.fired = set(plain[2])
-        w.max_t = plain[3]
+        w.max_t = plain[2]
         return w
 
 
 class KeyTotal:
     """Amounts adding up on one key, and the reference they are checked against."""
 
-    __slots__ = ("adds", "refs", "ids", "fired", "last_t")
+    __slots__ = ("adds", "refs", "ids", "last_t")
 
     def __init__(self) -> None:
         self.adds: list[tuple[float, str, float, tuple]] = []  # (t, event_id, value, display), sorted
         self.refs: list[tuple[float, str, float, tuple]] = []
         self.ids: set[str] = set()
-        self.fired: set[str] = set()
         self.last_t = float("-inf")
 
     def insert(self, is_add: bool, t: float, event_id: str, value: float, display: tuple) -> bool:
@@ -130,7 +126,7 @@ class KeyTotal:
         return current
 
     def to_plain(self) -> list:
-        return [[list(e) for e in self.adds], [list(e) for e in self.refs], sorted(self.fired), self.last_t]
+        return [[list(e) for e in self.adds], [list(e) for e in self.refs], self.last_t]
 
     @classmethod
     def from_plain(cls, plain: list) -> KeyTotal:
@@ -138,8 +134,7 @@ class KeyTotal:
         s.adds = [(e[0], e[1], e[2], tuple(e[3])) for e in plain[0]]
         s.refs = [(e[0], e[1], e[2], tuple(e[3])) for e in plain[1]]
         s.ids = {e[1] for e in s.adds} | {e[1] for e in s.refs}
-        s.fired = set(plain[2])
-        s.last_t = plain[3]
+        s.last_t = plain[2]
         return s
 
 
@@ -187,12 +182,12 @@ class ScorerState:
 def _window_plain(w: KeyWindow | tuple) -> list:
     if type(w) is tuple:
         t, eid, agg, display = w
-        return [[t], [[eid, list(agg), list(display)]], [], t]
+        return [[t], [[eid, list(agg), list(display)]], t]
     return w.to_plain()
 
 
 def _window_from_plain(plain: list) -> KeyWindow | tuple:
-    if len(plain[0]) == 1 and not plain[2]:
+    if len(plain[0]) == 1:
         eid, agg, display = plain[1][0]
         return (plain[0][0], eid, tuple(agg), tuple(display))
     return KeyWindow.from_plain(plain)
