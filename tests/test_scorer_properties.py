@@ -20,7 +20,7 @@ from tests.conftest import CST, make_event, score_all
 
 T0 = dt.datetime(2026, 3, 2, tzinfo=CST)
 THRESHOLD = {"goods": 2_000_000, "services": 1_000_000}
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def alerts(pack, events, batch_size):
@@ -33,13 +33,13 @@ def alerts(pack, events, batch_size):
 # --- split purchases: count >= 2 and sum(amount) >= threshold within 30 days --------
 
 orders = st.lists(st.tuples(
-    st.sampled_from(["ORG1", "ORG2"]),
+    st.sampled_from(["ORG1", "ORG1", "ORG2"]),
     st.sampled_from(["S1", "S2"]),
     st.sampled_from(["goods", "services"]),
     st.sampled_from(["inquiry", "inquiry", "single_source", "tender", "framework"]),
-    st.integers(100_000, 2_500_000),
-    st.integers(0, 120 * 24),  # hours after T0
-), min_size=1, max_size=40)
+    st.integers(1, 24).map(lambda x: x * 50_000),
+    st.integers(0, 60).map(lambda d: d * 24),  # whole days after T0, so 30-day edges come up often
+), min_size=2, max_size=40)
 
 
 def expected_splits(df: pd.DataFrame) -> dict[str, list[str]]:
@@ -72,9 +72,9 @@ def test_split_purchase_window_matches_pandas(default_pack, rows, seed, batch_si
 # --- duplicate amounts: the same amount to the same counterparty within 7 days --------
 
 payments = st.lists(st.tuples(
-    st.sampled_from(["S1", "S2", "S3"]),
-    st.sampled_from([1000.0, 2500.5, 99_000.0]),
-    st.integers(0, 40 * 24),
+    st.sampled_from(["S1", "S2"]),
+    st.sampled_from([1000.0, 2500.5]),
+    st.integers(0, 40).map(lambda d: d * 24),  # whole days: 7-day edges come up often
 ), min_size=1, max_size=40)
 
 
