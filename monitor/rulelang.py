@@ -18,7 +18,7 @@ True
 >>> compile_expr('amount > "x"', scope)
 Traceback (most recent call last):
 ...
-monitor.rulelang.ExprError: 1:8: cannot compare num with str
+monitor.rulelang.ExprError: 1:1: cannot compare num with str
 """
 
 from __future__ import annotations
@@ -151,7 +151,11 @@ def compile_expr(source: str, scope: Scope, want: str | None = BOOL) -> Expr:
         # Parenthesised so that a multi-line YAML block parses as one expression.
         tree = ast.parse("(" + source + "\n)", mode="eval")
     except SyntaxError as err:
+        lines = source.split("\n")
         line, col = err.lineno or 1, (err.offset or 1) - (1 if (err.lineno or 1) == 1 else 0)
+        if line > len(lines):  # at the closing parenthesis we added: the expression ended too soon
+            line, col = len(lines), len(lines[-1].rstrip()) + 1
+            raise ExprError("syntax error: the expression ends too soon", line, col) from None
         raise ExprError(f"syntax error: {err.msg}", line, max(col, 1)) from None
     except (RecursionError, MemoryError, ValueError):
         raise ExprError("expression is too deeply nested or malformed") from None

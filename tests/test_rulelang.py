@@ -144,7 +144,8 @@ def test_fields_read_are_reported():
     ("occurred_at > 5", "cannot compare time with num", 1),
     ("amount == None", "constant None is not allowed (use missing(...) for absent values)", 11),
     ("type is 'x'", "'is' is not allowed; use == or missing(...)", 1),
-    ("amount >", "syntax error", None),
+    ("amount >", "syntax error: the expression ends too soon", 9),
+    ("amount > > 1", "syntax error: invalid syntax", 10),
     ("", "expression is empty", 1),
 ])
 def test_errors_name_the_problem_and_column(source, message, col):

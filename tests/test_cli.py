@@ -1,0 +1,128 @@
+"""The command line, run as a user runs it: in a separate process."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.test_event import GOOD, with_
+
+CONTRACT_FIELDS = {"alert_id", "rule_id", "risk_id", "severity", "domain", "org_id", "event_ids", "first_seen",
+                   "last_seen", "count", "score", "title", "message", "legal_basis", "owner"}
+
+
+def riskwatch(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture()
+def events_file(tmp_path) -> Path:
+    lines = [
+        with_(event_id="c1", type="contract_signed", domain="procurement", amount=300000,
+              attributes={"contract_id": "HT1", "legal_review": "pending"}),
+        with_(event_id="p1", amount=80000, attributes={"payment_no": "FK1"}),
+        b"{not json",
+        with_(event_id="p2", amount=-5),
+        b"",
+        GOOD,
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_run_scores_rejects_and_balances(tmp_path, events_file):
+    db = tmp_path / "t.db"
+    out = riskwatch("run", "--input", events_file, "--alerts-out", tmp_path / "alerts.jsonl", "--db", f"sqlite:///{db}",
+                    "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "in 5 = scored 3 + rejected 2; 2 alerts; 2 tickets opened, 0 updated" in out.stdout
+    alerts = [orjson.loads(line) for line in (tmp_path / "alerts.jsonl").read_bytes().splitlines()]
+    assert sorted(a["rule_id"] for a in alerts) == ["fin_payment_without_contract", "proc_contract_without_legal_review"]
+    assert all(CONTRACT_FIELDS <= set(a) for a in alerts)
+    rejected = [orjson.loads(line) for line in (tmp_path / "events.rejected.jsonl").read_bytes().splitlines()]
+    assert [(r["line"], r["reason"]) for r in rejected] == [(3, "not_json"), (4, "negative_amount")]
+    assert rejected[1]["raw"].startswith('{"event_id":"p2"')
+
+
+def test_running_twice_creates_no_duplicates(tmp_path, events_file):
+    db = tmp_path / "t.db"
+    args = ["run", "--input", events_file, "--alerts-out", tmp_path / "alerts.jsonl", "--db", f"sqlite:///{db}", "--quiet"]
+    first = riskwatch(*args)
+    alerts_first = (tmp_path / "alerts.jsonl").read_bytes()
+    second = riskwatch(*args)
+    assert "2 tickets opened, 0 updated" in first.stdout and "0 tickets opened, 2 updated" in second.stdout
+    assert (tmp_path / "alerts.jsonl").read_bytes() == alerts_first
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from tickets").fetchone() == (2,)
+
+
+def test_rejected_out_can_be_chosen(tmp_path, events_file):
+    out = riskwatch("run", "--input", events_file, "--alerts-out", tmp_path / "a.jsonl", "--db", "none",
+                    "--rejected-out", tmp_path / "bad.jsonl", "--quiet")
+    assert out.returncode == 0 and len((tmp_path / "bad.jsonl").read_bytes().splitlines()) == 2
+    assert not (tmp_path / "events.rejected.jsonl").exists()
+
+
+def test_broken_rules_stop_start_up_with_exit_2_and_no_traceback(tmp_path, events_file, rules_copy):
+    path = rules_copy / "finance.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("within: 7d", "within: seven days"), encoding="utf-8")
+    out = riskwatch("run", "--input", events_file, "--alerts-out", tmp_path / "a.jsonl", "--rules", rules_copy)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "finance.yaml:" in out.stderr and "fin_duplicate_amount: bad duration 'seven days'" in out.stderr
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_rules_lint_ok_and_broken(rules_copy):
+    ok = riskwatch("rules", "lint", rules_copy)
+    assert ok.returncode == 0 and "ok: 17 rules, 28 risks, 2 lists" in ok.stdout
+    assert "coverage gap: risk FIN-06" in ok.stdout
+    (rules_copy / "governance.yaml").write_text("- rule: gov_x\n  title: x\n  risk: DEC-01\n  when: amount >\n  message: m\n",
+                                                encoding="utf-8")
+    bad = riskwatch("rules", "lint", rules_copy)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "governance.yaml:4:17 gov_x: syntax error: the expression ends too soon" in bad.stderr
+
+
+def test_rules_test_reports_each_rule_and_fails_on_a_broken_case(rules_copy):
+    ok = riskwatch("rules", "test", rules_copy)
+    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "53 passed, 0 failed" in ok.stdout
+    path = rules_copy / "investment.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("amount >= collective_decision_limit", "amount > collective_decision_limit"),
+                    encoding="utf-8")
+    bad = riskwatch("rules", "test", rules_copy)
+    assert bad.returncode == 1
+    assert "FAIL inv_without_collective_decision: 2/3 cases" in bad.stdout
+    assert "✗ 10,000,000 without a decision fires: expected a hit, got none" in bad.stdout
+
+
+def test_generate_writes_stream_and_truth(tmp_path):
+    out = riskwatch("generate", "--out", tmp_path / "s.jsonl", "--events", 4000, "--seed", 3)
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "s.jsonl").read_bytes().splitlines()
+    truth = [orjson.loads(x) for x in (tmp_path / "s.truth.jsonl").read_bytes().splitlines()]
+    assert 4000 <= len(lines) <= 4040 and {t["kind"] for t in truth} == {"violation", "near_miss"}
+    assert {t["scenario"] for t in truth if t["kind"] == "violation"} == set(range(1, 17))
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = riskwatch("demo", "--events", 8000, "--out", tmp_path / "demo", "--metrics-port", 0, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "metrics: http://127.0.0.1:" in out.stdout and "in = scored + rejected" in out.stdout
+    assert "Planted cases (ground truth)" in out.stdout
+    with sqlite3.connect(tmp_path / "demo" / "tickets.db") as conn:
+        assert conn.execute("select count(*) from tickets").fetchone()[0] > 30
+    assert (tmp_path / "demo" / "alerts.jsonl").exists() and (tmp_path / "demo" / "truth.jsonl").exists()
+
+
+def test_schema_command_prints_the_schema_file():
+    out = riskwatch("schema")
+    docs = (Path(__file__).parent.parent / "docs" / "event.schema.json").read_text(encoding="utf-8")
+    assert orjson.loads(out.stdout) == orjson.loads(docs)
