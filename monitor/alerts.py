@@ -71,7 +71,14 @@ class AlertBook:
         self._times: dict[str, tuple[float, float]] = {}
 
     def merge(self, findings: list[Finding]) -> list[Alert]:
+        """Fold findings in; returns the alerts they created or changed."""
+        new, updated = self.merge_split(findings)
+        return new + updated
+
+    def merge_split(self, findings: list[Finding]) -> tuple[list[Alert], list[Alert]]:
+        """Fold findings in; returns (alerts created, existing alerts changed)."""
         changed: dict[str, Alert] = {}
+        created: set[str] = set()
         for f in findings:
             rule = self.rules[f.rule_id]
             key = dedup_key(f.rule_id, f.key)
@@ -92,6 +99,7 @@ class AlertBook:
                 )
                 self.alerts[key] = alert
                 self._times[key] = (f.first_seen, f.last_seen)
+                created.add(key)
             else:
                 first, last = self._times[key]
                 first, last = min(first, f.first_seen), max(last, f.last_seen)
@@ -102,4 +110,5 @@ class AlertBook:
                 alert.first_seen, alert.last_seen = _iso(first), _iso(last)
                 alert.message = message
             changed[key] = alert
-        return list(changed.values())
+        return ([a for k, a in changed.items() if k in created],
+                [a for k, a in changed.items() if k not in created])

@@ -79,12 +79,12 @@ def main() -> None:
 # --- run -------------------------------------------------------------------------
 
 def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
-                metrics, show_progress: bool, batch_size: int):
+                metrics, show_progress: bool, batch_size: int, workers: int):
     from monitor.runner import EmbeddedRunner
     from monitor.tickets import SqlTicketStore
 
     store = SqlTicketStore(db) if db else None
-    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size)
+    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size, workers=workers)
     if not show_progress:
         return runner, runner.run_file(input_path, alerts_out, rejected_out)
     total = sum(1 for _ in open(input_path, "rb"))
@@ -95,7 +95,7 @@ def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: P
     return runner, summary
 
 
-def _print_summary(summary, book, pack: RulePack) -> None:
+def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
     t = Table(title="Run summary", show_header=False)
     t.add_row("events in", f"{summary.lines:,}")
     t.add_row("scored", f"{summary.scored:,}")
@@ -103,10 +103,11 @@ def _print_summary(summary, book, pack: RulePack) -> None:
         "  (" + ", ".join(f"{r} {n}" for r, n in summary.rejected_by_reason.most_common()) + ")" if summary.rejected else ""))
     t.add_row("in = scored + rejected", "yes" if summary.balanced else "NO")
     t.add_row("findings", f"{summary.findings:,}")
-    t.add_row("alerts", f"{len(book.alerts):,}")
+    t.add_row("alerts", f"{len(alerts):,}")
     t.add_row("tickets opened / updated", f"{summary.tickets_opened:,} / {summary.tickets_updated:,}")
     t.add_row("elapsed", f"{summary.elapsed:.2f} s")
-    t.add_row("events per second", f"{summary.events_per_second:,.0f}")
+    t.add_row("events per second", f"{summary.events_per_second:,.0f}" +
+              (f"  ({summary.workers} scoring processes)" if summary.workers > 1 else ""))
     console.print(t)
     by_risk = Table(title="Alerts by risk and severity")
     for col in ("risk", "title", "severity", "alerts", "shadow"):
@@ -129,19 +130,23 @@ def _print_summary(summary, book, pack: RulePack) -> None:
               help="Rejected records (default: <input stem>.rejected.jsonl beside the input).")
 @click.option("--metrics-port", default=-1, show_default=True, help="Serve /metrics on this port while running (-1: off).")
 @click.option("--batch-size", default=8192, show_default=True)
+@click.option("--workers", type=int, help="Scoring processes, each taking a share of the orgs (default: cores, at most 2).")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables; print only the count line.")
-def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, quiet):
+def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet):
     """Score a JSONL file of events and write one alert per line."""
     pack = _load_pack_or_exit(rules)
     metrics, port = _serve_metrics(metrics_port)
     if port:
         console.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    from monitor.runner import default_workers
+
     runner, summary = _score_file(pack, input_path, alerts_out, rejected_out, None if db == "none" else db,
-                                  metrics, show_progress=not quiet and console.is_terminal, batch_size=batch_size)
+                                  metrics, show_progress=not quiet and console.is_terminal, batch_size=batch_size,
+                                  workers=workers or default_workers())
     if not quiet:
-        _print_summary(summary, runner.book, pack)
+        _print_summary(summary, runner.alerts, pack)
     console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
-                  f"{len(runner.book.alerts)} alerts; {summary.tickets_opened} tickets opened, "
+                  f"{len(runner.alerts)} alerts; {summary.tickets_opened} tickets opened, "
                   f"{summary.tickets_updated} updated; {summary.events_per_second:,.0f} events/s")
     _exit_now(0 if summary.balanced else 1)
 
@@ -183,13 +188,13 @@ def generate(out, events, seed, labels):
                   f"{len(stream.truth.near_misses())} near-misses, {stream.truth.malformed} malformed); truth in {labels}")
 
 
-def _truth_table(truth, book) -> Table:
+def _truth_table(truth, alerts: dict) -> Table:
     alerted: dict[str, set[str]] = {}
-    for alert in book.alerts.values():
+    for alert in alerts.values():
         alerted.setdefault(alert.rule_id, set()).update(alert.event_ids)
     t = Table(title="Planted cases (ground truth)")
     for col in ("scenario", "rule", "planted", "caught", "near-misses", "false alarms"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     by_rule: dict[str, list] = {}
     for inst in truth.instances:
         row = by_rule.setdefault(inst.rule, [inst.scenario, 0, 0, 0])
@@ -199,7 +204,7 @@ def _truth_table(truth, book) -> Table:
         else:
             row[3] += 1
     planted_ids = {e for i in truth.violations() for e in i.event_ids}
-    false_alarms = Counter(a.rule_id for a in book.alerts.values() if not set(a.event_ids) & planted_ids)
+    false_alarms = Counter(a.rule_id for a in alerts.values() if not set(a.event_ids) & planted_ids)
     for rule, (scenario, planted, caught, near) in sorted(by_rule.items(), key=lambda kv: kv[1][0]):
         t.add_row(str(scenario), rule, str(planted), str(caught), str(near), str(false_alarms.get(rule, 0)))
     return t
@@ -231,10 +236,13 @@ def demo(events, seed, out, metrics_port, hold):
     metrics, port = _serve_metrics(metrics_port)
     console.print(f"metrics: [bold]http://127.0.0.1:{port}/metrics[/bold]")
     db_path = out / "tickets.db"
+    from monitor.runner import default_workers
+
     runner, summary = _score_file(pack, events_path, out / "alerts.jsonl", out / "events.rejected.jsonl",
-                                  f"sqlite:///{db_path}", metrics, show_progress=True, batch_size=8192)
-    _print_summary(summary, runner.book, pack)
-    console.print(_truth_table(stream.truth, runner.book))
+                                  f"sqlite:///{db_path}", metrics, show_progress=True, batch_size=8192,
+                                  workers=default_workers())
+    _print_summary(summary, runner.alerts, pack)
+    console.print(_truth_table(stream.truth, runner.alerts))
     console.print(f"alerts: {out / 'alerts.jsonl'}   tickets: {db_path} ({summary.tickets_opened} open)   "
                   f"rejected: {out / 'events.rejected.jsonl'}")
     console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "

@@ -173,11 +173,13 @@ def decode_one(raw: bytes, line: int = 1) -> Event | Rejection:
         return Rejection(line, reason, detail, raw, _source_of(raw))
 
 
-def decode_lines(lines: list[bytes], first_line: int = 1) -> tuple[list[Event], list[Rejection]]:
+def decode_lines(lines: list[bytes], first_line: int = 1,
+                 numbers: list[int] | None = None) -> tuple[list[Event], list[Rejection]]:
     """Decode JSONL lines; blank lines are skipped and not counted.
 
-    Line by line: with msgspec that is as fast as decoding a joined batch,
-    and each rejection keeps its own line number.
+    Line numbers run from ``first_line``, or are given one per line in
+    ``numbers``. Line by line: with msgspec that is as fast as decoding a
+    joined batch, and each rejection keeps its own line number.
     """
     events: list[Event] = []
     rejected: list[Rejection] = []
@@ -190,7 +192,8 @@ def decode_lines(lines: list[bytes], first_line: int = 1) -> tuple[list[Event], 
             if not raw.strip():
                 continue
             reason, detail = _classify(err)
-            rejected.append(Rejection(first_line + i, reason, detail, raw, _source_of(raw)))
+            line = numbers[i] if numbers is not None else first_line + i
+            rejected.append(Rejection(line, reason, detail, raw, _source_of(raw)))
     return events, rejected
 
 

@@ -1,8 +1,15 @@
 """The embedded runner: a JSONL file in, alerts, rejections and tickets out.
 
-It wires the edges (file reading, dead-letter file, ticket store, metrics)
-around the pure scorer. Nothing is lost: every line is either scored or
-rejected with a reason, and the summary says so (in = scored + rejected).
+Two halves. ``BatchScorer`` decodes, scores and merges alerts for one
+partition of the stream, and reports each batch as a ``BatchResult``.
+``EmbeddedRunner`` owns the edges — the dead-letter file, the ticket store,
+metrics, the summary — and applies those results. With ``workers > 1`` each
+worker process reads the file and scores the events of its share of the orgs
+(every stateful rule groups by ``org_id`` first, so each org's state lives in
+one worker, as with Kafka partitions); the parent applies their results.
+
+Nothing is lost: every line is scored or rejected with a reason, and the
+summary says so (in = scored + rejected).
 """
 
 from __future__ import annotations
@@ -10,11 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import itertools
+import multiprocessing
+import os
 import time
+import traceback
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import msgspec
 import orjson
@@ -28,7 +39,7 @@ from monitor.scorer import Scorer
 from monitor.state import ScorerState
 from monitor.tickets import TicketStore
 
-__all__ = ["EmbeddedRunner", "RunSummary", "default_rejected_path"]
+__all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "default_rejected_path", "partitionable"]
 
 BATCH_SIZE = 8192
 TICKET_FLUSH_SECONDS = 2.0
@@ -44,6 +55,7 @@ class RunSummary:
     tickets_opened: int = 0
     tickets_updated: int = 0
     elapsed: float = 0.0
+    workers: int = 1
     rejected_by_reason: Counter = field(default_factory=Counter)
     alerts_by_risk: Counter = field(default_factory=Counter)  # (risk, severity, status) -> alerts
 
@@ -56,6 +68,22 @@ class RunSummary:
         return self.lines == self.scored + self.rejected
 
 
+@dataclass
+class BatchResult:
+    """What one scored batch changed; small and picklable."""
+
+    lines: int
+    scored: int
+    rejected: list[Rejection]
+    events_by_source: Counter  # (domain, source) -> events
+    hits_by_rule: Counter
+    new_alerts: list[Alert]
+    updated_alerts: list[Alert]
+    scoring_seconds: float
+    state_keys: int
+    late_events: int  # running total in this scorer
+
+
 def default_rejected_path(input_path: Path) -> Path:
     """``events.jsonl`` -> ``events.rejected.jsonl`` beside it."""
     return input_path.with_name(input_path.stem + ".rejected.jsonl")
@@ -66,74 +94,140 @@ def rejection_line(r: Rejection) -> bytes:
                          "raw": r.raw.rstrip(b"\r\n").decode("utf-8", errors="replace")}) + b"\n"
 
 
-class EmbeddedRunner:
-    """Scores batches of JSONL lines with state kept in-process."""
+def partitionable(pack: RulePack) -> bool:
+    """True when every rule's findings stay within one org, so the stream can
+    be split by org_id across workers without changing any alert."""
+    return all("org_id" in r.key or (r.kind == "event" and r.key == ("source", "event_id")) for r in pack.rules)
 
-    def __init__(self, pack: RulePack, store: TicketStore | None = None, metrics: Metrics | None = None,
-                 batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None):
-        self.pack = pack
+
+class BatchScorer:
+    """Decode, score and merge alerts, batch by batch, for one stream partition."""
+
+    def __init__(self, pack: RulePack):
         self.scorer = Scorer(pack)
         self.state = ScorerState()
         self.book = AlertBook(pack)
-        self.store = store
-        self.metrics = metrics
-        self.batch_size = batch_size
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
-        self.summary = RunSummary()
-        self._pending_tickets: dict[str, Alert] = {}
-        self._last_flush = time.monotonic()
-        self._late_seen = 0
-        if metrics:
-            metrics.rule_pack.labels(pack.version).set(1)
 
-    def process(self, lines: list[bytes], first_line: int) -> list[Rejection]:
-        """Decode, score and alert one batch; returns its rejections."""
-        s = self.summary
-        events, rejected = decode_lines(lines, first_line)
-        s.lines += len(events) + len(rejected)
-        s.rejected += len(rejected)
-        s.rejected_by_reason.update(r.reason for r in rejected)
+    def process(self, lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None) -> BatchResult:
+        events, rejected = decode_lines(lines, first_line, numbers)
+        new: list[Alert] = []
+        updated: list[Alert] = []
+        findings = []
+        elapsed = 0.0
+        by_source: Counter = Counter()
         if events:
             batch = EventBatch(events)
             started = time.perf_counter()
             findings = self.scorer.score(batch, self.state)
             elapsed = time.perf_counter() - started
-            s.scored += len(events)
-            s.findings += len(findings)
-            before = len(self.book.alerts)
-            changed = self.book.merge(findings)
-            s.alerts_new += len(self.book.alerts) - before
-            for alert in changed:
-                if alert.status == "live":
-                    self._pending_tickets[alert.dedup_key] = alert
-            if self.metrics:
-                self._observe(batch, findings, changed, elapsed, before)
-        if self.metrics and rejected:
-            self.metrics.count_rejected(rejected)
+            new, updated = self.book.merge_split(findings)
+            rows = batch.all_rows
+            by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))
+        return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
+                           Counter(f.rule_id for f in findings), new, updated, elapsed,
+                           self.state.key_count(), self.state.late_events)
+
+
+class _OrgOnly(msgspec.Struct):
+    org_id: Any = None
+
+
+def _partition_of(org: Any, workers: int) -> int:
+    if not isinstance(org, str) or not org:
+        return 0  # undecodable or org-less lines: worker 0 rejects them properly
+    return zlib.crc32(org.encode()) % workers
+
+
+def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results) -> None:
+    """One worker: read the whole file, score the lines of its orgs, report each batch."""
+    try:
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
+        scorer = BatchScorer(pack)
+        decode_org = msgspec.json.Decoder(_OrgOnly).decode
+        lines: list[bytes] = []
+        numbers: list[int] = []
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    org = decode_org(raw).org_id
+                except msgspec.DecodeError:
+                    org = None
+                if _partition_of(org, workers) != index:
+                    continue
+                lines.append(raw)
+                numbers.append(number)
+                if len(lines) >= batch_size:
+                    results.put(scorer.process(lines, numbers=numbers))
+                    lines, numbers = [], []
+        if lines:
+            results.put(scorer.process(lines, numbers=numbers))
+        results.put(("done", index))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
+        results.put(("error", traceback.format_exc()))
+
+
+class EmbeddedRunner:
+    """Scores a file or stream and applies the results to the edges."""
+
+    def __init__(self, pack: RulePack, store: TicketStore | None = None, metrics: Metrics | None = None,
+                 batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None, workers: int = 1):
+        self.pack = pack
+        self.store = store
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.workers = workers if workers > 1 and partitionable(pack) else 1
+        self.local = BatchScorer(pack)  # the in-process partition (workers == 1)
+        self.alerts: dict[str, Alert] = {}  # dedup key -> latest version
+        self.summary = RunSummary(workers=self.workers)
+        self.rejected: list[Rejection] = []
+        self._pending_tickets: dict[str, Alert] = {}
+        self._last_flush = time.monotonic()
+        self._late: dict[int, int] = {}
+        self._keys: dict[int, int] = {}
+        if metrics:
+            metrics.rule_pack.labels(pack.version).set(1)
+
+    # --- applying results ----------------------------------------------------------
+    def absorb(self, result: BatchResult, partition: int = 0) -> None:
+        s = self.summary
+        s.lines += result.lines
+        s.scored += result.scored
+        s.rejected += len(result.rejected)
+        s.rejected_by_reason.update(r.reason for r in result.rejected)
+        s.findings += sum(result.hits_by_rule.values())
+        s.alerts_new += len(result.new_alerts)
+        self.rejected += result.rejected
+        for alert in itertools.chain(result.new_alerts, result.updated_alerts):
+            self.alerts[alert.dedup_key] = alert
+            if alert.status == "live":
+                self._pending_tickets[alert.dedup_key] = alert
+        if self.metrics:
+            self._observe(result, partition)
         if time.monotonic() - self._last_flush > TICKET_FLUSH_SECONDS:
             self.flush_tickets()
-        return rejected
 
-    def _observe(self, batch: EventBatch, findings, changed: list[Alert], elapsed: float, alerts_before: int) -> None:
+    def _observe(self, result: BatchResult, partition: int) -> None:
         m = self.metrics
-        rows = batch.all_rows
-        m.count_events(Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist())))
-        m.scoring_latency.observe(elapsed)
-        m.batch_events.observe(len(batch))
-        rules = self.scorer.pack
-        for rule_id, n in Counter(f.rule_id for f in findings).items():
-            rule = rules.rule(rule_id)
+        m.count_events(result.events_by_source)
+        m.count_rejected(result.rejected)
+        if result.scored:
+            m.scoring_latency.observe(result.scoring_seconds)
+            m.batch_events.observe(result.scored)
+        for rule_id, n in result.hits_by_rule.items():
+            rule = self.pack.rule(rule_id)
             m.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)
-        new_alerts = list(self.book.alerts.values())[alerts_before:]
-        for alert in new_alerts:
+        for alert in result.new_alerts:
             m.alerts.labels(alert.risk_id, alert.severity, alert.domain, alert.status).inc()
-        for alert in changed:
-            if alert not in new_alerts:
-                m.alert_updates.labels(alert.risk_id, alert.severity).inc()
-        m.state_keys.set(self.state.key_count())
-        if self.state.late_events > self._late_seen:
-            m.late_events.inc(self.state.late_events - self._late_seen)
-            self._late_seen = self.state.late_events
+        for alert in result.updated_alerts:
+            m.alert_updates.labels(alert.risk_id, alert.severity).inc()
+        self._keys[partition] = result.state_keys
+        m.state_keys.set(sum(self._keys.values()))
+        late = result.late_events - self._late.get(partition, 0)
+        if late > 0:
+            m.late_events.inc(late)
+            self._late[partition] = result.late_events
 
     def flush_tickets(self) -> None:
         self._last_flush = time.monotonic()
@@ -149,9 +243,9 @@ class EmbeddedRunner:
                 self.metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
                 self.metrics.tickets_open.labels(alert.risk_id, alert.severity).inc()
 
-    def run_stream(self, stream: BinaryIO, rejected_out: BinaryIO | None,
-                   progress: Callable[[int], None] | None = None) -> RunSummary:
-        """Score every line of a binary stream in batches."""
+    # --- running ---------------------------------------------------------------------
+    def run_stream(self, stream: BinaryIO, progress: Callable[[int], None] | None = None) -> RunSummary:
+        """Score every line of a binary stream in this process."""
         started = time.perf_counter()
         # Rule state is many small long-lived objects: full collections would
         # rescan it over and over. Freeze what exists and collect less often.
@@ -159,40 +253,78 @@ class EmbeddedRunner:
         thresholds = gc.get_threshold()
         gc.set_threshold(100_000, 50, 100)
         try:
-            return self._run(stream, rejected_out, progress, started)
+            line_no = 1
+            while True:
+                lines = list(itertools.islice(stream, self.batch_size))
+                if not lines:
+                    break
+                result = self.local.process(lines, line_no)
+                self.absorb(result)
+                line_no += len(lines)
+                if progress:
+                    progress(len(lines))
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
+        return self._finish(started)
 
-    def _run(self, stream, rejected_out, progress, started) -> RunSummary:
-        line_no = 1
-        while True:
-            lines = list(itertools.islice(stream, self.batch_size))
-            if not lines:
-                break
-            rejected = self.process(lines, line_no)
-            if rejected and rejected_out is not None:
-                rejected_out.writelines(rejection_line(r) for r in rejected)
-            line_no += len(lines)
-            if progress:
-                progress(len(lines))
+    def _run_partitioned(self, path: Path, progress: Callable[[int], None] | None) -> RunSummary:
+        started = time.perf_counter()
+        ctx = multiprocessing.get_context("fork")  # workers inherit the compiled pack
+        results = ctx.Queue(maxsize=64)
+        procs = [ctx.Process(target=_partition_worker, daemon=True,
+                             args=(self.pack, str(path), i, self.workers, self.batch_size, results))
+                 for i in range(self.workers)]
+        for p in procs:
+            p.start()
+        done = 0
+        try:
+            while done < self.workers:
+                item = results.get()
+                if isinstance(item, tuple):
+                    if item[0] == "error":
+                        raise RuntimeError(f"a scoring worker failed:\n{item[1]}")
+                    done += 1
+                    continue
+                self.absorb(item)
+                if progress:
+                    progress(item.lines)
+        finally:
+            for p in procs:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.kill()
+        return self._finish(started)
+
+    def _finish(self, started: float) -> RunSummary:
         self.flush_tickets()
-        self.summary.alerts_by_risk = Counter((a.risk_id, a.severity, a.status) for a in self.book.alerts.values())
+        self.summary.alerts_by_risk = Counter((a.risk_id, a.severity, a.status) for a in self.alerts.values())
         self.summary.elapsed = time.perf_counter() - started
+        self.rejected.sort(key=lambda r: r.line)
         return self.summary
 
     def run_file(self, input_path: Path, alerts_out: Path | None, rejected_out: Path | None,
                  progress: Callable[[int], None] | None = None) -> RunSummary:
-        rejected_out = rejected_out or default_rejected_path(input_path)
-        with open(input_path, "rb") as src, open(rejected_out, "wb") as rej:
-            summary = self.run_stream(src, rej, progress)
+        """Score a JSONL file; write alerts (one per line) and rejections."""
+        if self.workers > 1:
+            summary = self._run_partitioned(input_path, progress)
+        else:
+            with open(input_path, "rb") as src:
+                summary = self.run_stream(src, progress)
+        with open(rejected_out or default_rejected_path(input_path), "wb") as rej:
+            rej.writelines(rejection_line(r) for r in self.rejected)
         if alerts_out is not None:
-            write_alerts(alerts_out, self.book.alerts.values())
+            write_alerts(alerts_out, sorted(self.alerts.values(), key=lambda a: (a.first_seen, a.dedup_key)))
         return summary
 
 
+def default_workers() -> int:
+    """One scoring process per core, at most two by default."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def write_alerts(path: Path, alerts: Iterable[Alert]) -> None:
-    """One alert per line, in the order they were first raised."""
+    """One alert per line."""
     encoder = msgspec.json.Encoder()
     with open(path, "wb") as f:
         for alert in alerts:
