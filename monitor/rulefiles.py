@@ -144,12 +144,16 @@ def read_folder(rules_dir: Path | str) -> tuple[dict[str, Document], list[Docume
         raise PackError([Problem(str(root), 1, 1, "rules folder not found")])
     special: dict[str, Document] = {}
     packs: list[Document] = []
+    def read(path: Path, encoding: str) -> str | None:
+        try:
+            return path.read_text(encoding=encoding)
+        except (OSError, UnicodeDecodeError) as err:
+            problems.append(Problem(_display(path, root), 1, 1, f"cannot read: {err}"))
+            return None
+
     for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
         display = _display(path, root)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            problems.append(Problem(display, 1, 1, f"cannot read: {err}"))
+        if (text := read(path, "utf-8")) is None:
             continue
         doc, errs = load_document(text, display)
         problems += errs
@@ -161,13 +165,9 @@ def read_folder(rules_dir: Path | str) -> tuple[dict[str, Document], list[Docume
             packs.append(doc)
     lists: dict[str, CounterpartyList] = {}
     for path in sorted((root / "lists").glob("*.csv")):
-        display = _display(path, root)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as err:
-            problems.append(Problem(display, 1, 1, f"cannot read: {err}"))
+        if (text := read(path, "utf-8-sig")) is None:  # Excel writes a BOM
             continue
-        lst, errs = load_list(text, display, path.stem)
+        lst, errs = load_list(text, _display(path, root), path.stem)
         problems += errs
         if lst is not None:
             lists[path.stem] = lst
