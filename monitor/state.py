@@ -105,8 +105,10 @@ class KeyTotal:
             return False
         entries = self.adds if is_add else self.refs
         entry = (t, event_id, value, display)
-        i = bisect_right([e[0] for e in entries], t)
-        entries.insert(i, entry)
+        if not entries or t >= entries[-1][0]:
+            entries.append(entry)  # the usual case: in business order
+        else:
+            entries.insert(bisect_right(entries, t, key=lambda e: e[0]), entry)
         self.ids.add(event_id)
         if t > self.last_t:
             self.last_t = t
