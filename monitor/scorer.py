@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +53,11 @@ class _Table:
 
     def equals(self, path: str, value, rows: np.ndarray) -> np.ndarray:
         return self.column(path, rows) == value
+
+
+def _columns(batch: EventBatch, selected: np.ndarray, fields) -> list[list]:
+    """The given fields of the selected rows, as Python lists."""
+    return [batch.column(f, selected).tolist() for f in fields]
 
 
 def _column_array(values: list, kind_num: bool) -> np.ndarray:
@@ -106,9 +111,6 @@ class Scorer:
             out.append(Finding(rule.id, key, [batch.events[row].event_id], t, t, values))
         return out
 
-    def _rows(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray, fields: Iterable[str]) -> list[list]:
-        return [batch.column(f, selected).tolist() for f in fields]
-
     # windows -----------------------------------------------------------------
     def _without_missing_numbers(self, rule, batch, selected):
         """Drop rows whose numeric key fields are missing (NaN); None and ""
@@ -125,9 +127,9 @@ class Scorer:
         min_count = rule.min_count
         times = batch.column("occurred_at", selected).tolist()
         ids = batch.column("event_id", selected).tolist()
-        keys = list(zip(*self._rows(rule, batch, selected, rule.key)))
-        aggs = list(zip(*self._rows(rule, batch, selected, rule.agg_fields))) if rule.agg_fields else [()] * len(ids)
-        disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
+        keys = list(zip(*_columns(batch, selected, rule.key)))
+        aggs = list(zip(*_columns(batch, selected, rule.agg_fields))) if rule.agg_fields else [()] * len(ids)
+        disp = list(zip(*_columns(batch, selected, rule.display))) if rule.display else [()] * len(ids)
         pending: list[tuple[tuple, KeyWindow, str, float]] = []  # (key, window, anchor event id, anchor time)
         touched: dict[int, KeyWindow] = {}
         for t, eid, key, agg, shown in zip(times, ids, keys, aggs, disp):
@@ -220,8 +222,8 @@ class Scorer:
         times = batch.column("occurred_at", selected).tolist()
         ids = batch.column("event_id", selected).tolist()
         values = batch.column(rule.value_field, selected).tolist()
-        keys = list(zip(*self._rows(rule, batch, selected, rule.key)))
-        disp = list(zip(*self._rows(rule, batch, selected, rule.display))) if rule.display else [()] * len(ids)
+        keys = list(zip(*_columns(batch, selected, rule.key)))
+        disp = list(zip(*_columns(batch, selected, rule.display))) if rule.display else [()] * len(ids)
         # key -> (state, earliest business time whose running totals changed)
         touched: dict[tuple, tuple[KeyTotal, float]] = {}
         for add, ref, t, eid, v, key, shown in zip(is_add, is_ref, times, ids, values, keys, disp):

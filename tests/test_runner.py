@@ -65,3 +65,17 @@ def test_a_pack_keyed_across_orgs_runs_in_one_process(default_pack, stream_file,
         assert EmbeddedRunner(pack, workers=2).workers == 1
     finally:
         rule.key = original
+
+
+def test_shadow_rules_alert_but_open_no_tickets(default_pack, stream_file, tmp_path):
+    rule = default_pack.rule("fin_duplicate_amount")
+    rule.status = "shadow"
+    try:
+        runner, summary, registry, store = run(default_pack, stream_file, tmp_path, 1)
+    finally:
+        rule.status = "live"
+    shadow = [a for a in runner.alerts.values() if a.rule_id == "fin_duplicate_amount"]
+    assert shadow and all(a.status == "shadow" for a in shadow)
+    assert not any(t["rule_id"] == "fin_duplicate_amount" for t in store.tickets())
+    assert registry.get_sample_value("riskwatch_alerts_total", {"risk": "FIN-02", "severity": "high", "domain": "finance",
+                                                                 "status": "shadow"}) == len(shadow)
