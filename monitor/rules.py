@@ -599,8 +599,9 @@ def _rule_sources(rule: CompiledRule) -> str:
 def pack_version(docs: list[Document], lists: dict[str, CounterpartyList]) -> str:
     """Content hash of a pack: the same files give the same version."""
     h = hashlib.sha256()
-    for doc in sorted(docs, key=lambda d: d.file):
-        h.update(doc.file.encode())
+    # By file name, not path: the same folder gives the same version wherever it lies.
+    for doc in sorted(docs, key=lambda d: d.file.rsplit("/", 1)[-1]):
+        h.update(doc.file.rsplit("/", 1)[-1].encode())
         h.update(orjson.dumps(doc.data, default=str, option=orjson.OPT_SORT_KEYS))
     for name in sorted(lists):
         h.update(name.encode())

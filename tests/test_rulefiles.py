@@ -163,3 +163,9 @@ def test_document_positions_cover_keys_and_values():
     assert doc.where(("a", 0, "nope")) == doc.positions[("a", 0)]
     assert doc.key_positions[("a", 1, "d")] == (3, 5)
     assert doc.positions[("a", 1, "d", 1)] == (3, 12)
+
+
+def test_pack_version_is_a_content_hash_independent_of_location(rules_copy, default_pack):
+    assert load_pack(rules_copy, TODAY).version == default_pack.version
+    edit(rules_copy / "params.yaml", "no_contract_payment_limit: 50000", "no_contract_payment_limit: 60000")
+    assert load_pack(rules_copy, TODAY).version != default_pack.version
