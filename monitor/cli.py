@@ -312,6 +312,80 @@ def rules_test(directory, rule_ids):
         sys.exit(1)
 
 
+# --- Kafka: topics and connectors ----------------------------------------------------
+
+def _broker_option(f):
+    return click.option("--broker", default=None, help="Kafka broker URL (default: $RISKWATCH_BROKER or kafka://127.0.0.1:9092).")(f)
+
+
+@main.group()
+def topics() -> None:
+    """Create or check the Kafka topics (contract 5)."""
+
+
+@topics.command("create")
+@_broker_option
+@click.option("--partitions", default=8, show_default=True, help="Partitions of the event and alert topics.")
+def topics_create(broker, partitions):
+    """Create the topics that are missing."""
+    from monitor.topics import create_topics, default_broker
+
+    created, existing = create_topics(broker or default_broker(), partitions)
+    for name in created:
+        console.print(f"created {name}")
+    for name in existing:
+        console.print(f"exists  {name}")
+
+
+@topics.command("check")
+@_broker_option
+def topics_check(broker):
+    """Say whether every topic is there; exit 1 if not."""
+    from monitor.topics import check_topics, default_broker
+
+    problems = check_topics(broker or default_broker())
+    for p in problems:
+        err_console.print(p)
+    if problems:
+        sys.exit(1)
+    console.print("ok: all topics present")
+
+
+@main.group()
+def connect() -> None:
+    """Connectors: bring source-system records onto the event topics."""
+
+
+@connect.command("file")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Field mapping YAML for this export (none: JSONL already in the event contract).")
+@_broker_option
+def connect_file(input_path, mapping, broker):
+    """Send a JSONL, CSV or XLSX export to Kafka; bad records go to the dead-letter topic."""
+    from connectors.file import JSONL_CONTRACT, run_file_connector
+    from connectors.mapping import MappingError, load_mapping
+    from connectors.sink import KafkaSink
+    from monitor.topics import default_broker
+
+    try:
+        spec = load_mapping(mapping) if mapping else JSONL_CONTRACT
+    except MappingError as err:
+        for problem in err.problems:
+            err_console.print(str(problem), markup=False)
+        sys.exit(EXIT_RULES)
+    sink = KafkaSink(broker or default_broker())
+    try:
+        report = run_file_connector(input_path, spec, sink)
+    finally:
+        sink.close()
+    reasons = ", ".join(f"{r} {n}" for r, n in report.reasons.most_common())
+    console.print(f"read {report.read} = sent {report.sent} + dead-lettered {report.dead_lettered}"
+                  + (f" ({reasons})" if reasons else ""))
+    if not report.balanced:
+        sys.exit(1)
+
+
 @main.command()
 def schema():
     """Print the event contract as JSON Schema."""

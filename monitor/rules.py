@@ -220,20 +220,58 @@ class Problem:
         return f"{self.file}:{self.line}:{self.col}{tag}{who} {self.message}"
 
 
-def _validation_problem(doc: Document, base: tuple, err: msgspec.ValidationError, rule: str | None) -> Problem:
+def _struct_fields(model: Any) -> set[str]:
+    """Every field name of a msgspec model and the models inside it."""
+    names: set[str] = set()
+    seen: set[int] = set()
+
+    def walk(info: Any) -> None:
+        if id(info) in seen:
+            return
+        seen.add(id(info))
+        if isinstance(info, msgspec.inspect.StructType):
+            for f in info.fields:
+                names.add(f.name)
+                walk(f.type)
+        for attr in ("types", "item_type", "value_type"):
+            inner = getattr(info, attr, None)
+            if isinstance(inner, tuple):
+                for t in inner:
+                    walk(t)
+            elif inner is not None:
+                walk(inner)
+
+    walk(msgspec.inspect.type_info(model))
+    return names
+
+
+def _resolve_wildcards(doc: Document, pattern: tuple, key: bool) -> tuple:
+    """The first real path matching a path with hidden dict keys (None)."""
+    table = doc.key_positions if key else doc.positions
+    for path in sorted(table, key=lambda p: table[p]):
+        if len(path) == len(pattern) and all(w is None or w == p for w, p in zip(pattern, path)):
+            return path
+    return tuple(p for p in pattern if p is not None)
+
+
+def _validation_problem(doc: Document, base: tuple, err: msgspec.ValidationError, rule: str | None,
+                        model: Any = None) -> Problem:
     text = str(err)
     m = re.search(r" - at `\$([^`]*)`$", text)
     rel = m.group(1) if m else ""
     message = text[: m.start()] if m else text
     path = list(base)
-    for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", rel):
-        path.append(part[0] if part[0] else int(part[1]))
-    key = False
+    for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(\.\.\.)\]", rel):
+        path.append(int(part[1]) if part[1] else (None if part[2] else part[0]))  # None: a dict key msgspec hides
     um = re.match(r"Object contains unknown field `([^`]+)`", message)
+    key = um is not None
     if um:
         path.append(um.group(1))
-        key = True
-        close = difflib.get_close_matches(um.group(1), _MODEL_FIELDS, n=1, cutoff=0.7)
+    if None in path:
+        path = list(_resolve_wildcards(doc, tuple(path), key))
+    if um:
+        candidates = sorted(_struct_fields(model)) if model is not None else _MODEL_FIELDS
+        close = difflib.get_close_matches(um.group(1), candidates, n=1, cutoff=0.7)
         message = f"unknown field '{um.group(1)}'" + (f" (did you mean '{close[0]}'?)" if close else "")
     else:
         mm = re.match(r"Object missing required field `([^`]+)`", message)
@@ -251,7 +289,7 @@ def convert(doc: Document, base: tuple, data: Any, model: type, rule: str | None
     try:
         return msgspec.convert(data, model, strict=True)
     except msgspec.ValidationError as err:
-        problems.append(_validation_problem(doc, base, err, rule))
+        problems.append(_validation_problem(doc, base, err, rule, model))
         return None
 
 

@@ -59,3 +59,16 @@ def rules_copy(tmp_path) -> Path:
     dst = tmp_path / "rules"
     shutil.copytree(default_rules_dir(), dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """The real broker, started by scripts/test. Missing is a failure, not a skip."""
+    from tests.kafka_util import BROKER, broker_up
+
+    if not broker_up():
+        pytest.fail("no Kafka broker on 127.0.0.1:9092: start it with scripts/kafka-local.sh start (scripts/test does)")
+    from monitor.topics import create_topics
+
+    create_topics(BROKER)
+    return BROKER

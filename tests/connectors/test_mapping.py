@@ -1,0 +1,98 @@
+"""Mappings: exports with Chinese headers become events; bad values become rejections."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connectors.file import JSONL_CONTRACT, run_file_connector
+from connectors.mapping import MappingError, load_mapping
+from connectors.sink import MemorySink
+
+ROOT = Path(__file__).parent.parent.parent / "connectors"
+
+
+def test_erp_payment_csv_maps_and_dead_letters_with_reasons():
+    sink = MemorySink()
+    report = run_file_connector(ROOT / "samples" / "erp_payments.csv", load_mapping(ROOT / "mappings" / "erp_payments.yaml"), sink)
+    assert (report.read, report.sent, report.dead_lettered) == (5, 2, 3)
+    sent = [orjson.loads(v) for _, v in sink.events["riskwatch.events.finance"]]
+    assert sent[0] == {
+        "source": "erp-finance", "domain": "finance", "type": "payment", "event_id": "FK-FKD2026060001",
+        "occurred_at": "2026-06-03T14:20:00+08:00", "org_id": "SUB01", "amount": 86420.5, "currency": "CNY",
+        "counterparty_id": "SUP-00017", "counterparty_name": "临江恒达建材有限公司",
+        "attributes": {"payment_no": "FKD2026060001", "contract_id": "HT0001", "invoice_no": "FP0001",
+                       "payee_type": "company", "approver_level": "department"}}
+    assert sink.events["riskwatch.events.finance"][0][0] == b"SUB01"
+    assert "contract_id" not in sent[1]["attributes"]
+    letters = [(h["riskwatch.reason"], h["riskwatch.position"], h["riskwatch.detail"]) for _, h in sink.dead_letters]
+    assert letters == [
+        ("bad_timestamp", "line 4", "column '付款日期' (for occurred_at): '2026/06/04' is not a datetime like %Y-%m-%d %H:%M:%S"),
+        ("negative_amount", "line 5", "field 'amount': Expected `float` >= 0.0"),
+        ("wrong_type", "line 6", "column '审批级别' (for attributes.approval_level): '处室' is not one of 部门, 公司, 集团"
+         .replace("approval_level", "approver_level")),
+    ]
+    assert orjson.loads(sink.dead_letters[0][0])["付款单号"] == "FKD2026060003"
+
+
+def test_gb18030_csv_with_chinese_dates_and_booleans():
+    sink = MemorySink()
+    report = run_file_connector(ROOT / "samples" / "inv_projects.csv", load_mapping(ROOT / "mappings" / "inv_projects.yaml"), sink)
+    assert report.balanced and report.sent == 3
+    events = [orjson.loads(v) for _, v in sink.events["riskwatch.events.investment"]]
+    assert [(e["occurred_at"], e["attributes"]["overseas"]) for e in events] == [
+        ("2026-06-05T00:00:00+08:00", False), ("2026-06-12T00:00:00+08:00", True), ("2026-06-20T00:00:00+08:00", False)]
+    assert events[0]["amount"] == 120_000_000.0 and "decision_ref" not in events[2]["attributes"]
+
+
+def test_xlsx_purchase_orders(tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "采购订单"
+    sheet.append(["订单号", "下单日期", "采购单位编码", "订单金额", "供应商编码", "供应商名称", "采购类别", "采购方式", "合同编号"])
+    sheet.append([20260601, dt.datetime(2026, 6, 1, 9, 30), "SUB04", 1_200_000, "SUP-00090", "云溪万和管道有限公司", "货物", "询价", None])
+    sheet.append([20260602, dt.datetime(2026, 6, 9, 16, 0), "SUB04", 950_000.5, "SUP-00090", "云溪万和管道有限公司", "货物", "单一来源", None])
+    sheet.append([None] * 9)
+    sheet.append([20260603, "not a date", "SUB04", 10, "SUP-00090", "x", "货物", "询价", None])
+    path = tmp_path / "po.xlsx"
+    book.save(path)
+    sink = MemorySink()
+    report = run_file_connector(path, load_mapping(ROOT / "mappings" / "srm_purchase_orders.yaml"), sink)
+    assert (report.read, report.sent, report.dead_lettered) == (3, 2, 1)
+    first = orjson.loads(sink.events["riskwatch.events.procurement"][0][1])
+    assert (first["event_id"], first["occurred_at"], first["attributes"]) == (
+        "PO-20260601", "2026-06-01T09:30:00+08:00", {"po_no": "20260601", "category": "goods", "method": "inquiry"})
+    assert sink.dead_letters[0][1]["riskwatch.position"] == "line 5"  # the sheet's own row number
+
+
+def test_jsonl_in_the_contract_passes_through(tmp_path):
+    path = tmp_path / "e.jsonl"
+    good = (b'{"event_id":"p1","source":"erp","domain":"procurement","type":"contract_signed",'
+            b'"occurred_at":"2026-03-02T10:00:00+08:00","org_id":"ORG01"}')
+    path.write_bytes(good + b"\n\n{oops\n")
+    sink = MemorySink()
+    report = run_file_connector(path, JSONL_CONTRACT, sink)
+    assert (report.read, report.sent, report.dead_lettered) == (2, 1, 1)
+    assert sink.events["riskwatch.events.procurement"] == [(b"ORG01", good)]
+    assert sink.dead_letters[0] == (b"{oops", {"riskwatch.reason": "not_json", "riskwatch.detail": sink.dead_letters[0][1]["riskwatch.detail"],
+                                               "riskwatch.source": str(path), "riskwatch.position": "line 3"})
+
+
+def test_mapping_errors_name_file_line_and_column(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("source: s\ndomain: finance\nformat: csv\nfields:\n  amout: {column: 金额}\n  org_id: {colum: x}\n",
+                    encoding="utf-8")
+    with pytest.raises(MappingError) as info:
+        load_mapping(path)
+    assert [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems] == [
+        "m.yaml:6:12 unknown field 'colum' (did you mean 'column'?)"]
+    path.write_text("source: s\ndomain: finance\nformat: csv\nfields:\n  amout: {column: 金额}\n", encoding="utf-8")
+    with pytest.raises(MappingError) as info:
+        load_mapping(path)
+    assert [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems] == [
+        "m.yaml:5:3 unknown event field 'amout' (attributes go under 'attributes:')"]
