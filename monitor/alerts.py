@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import MutableMapping
 
 import msgspec
 
@@ -61,14 +62,22 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class AlertBook:
-    """Open alerts by dedup key; ``merge`` returns the alerts a batch changed."""
+def _epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
 
-    def __init__(self, pack: RulePack):
+
+class AlertBook:
+    """Alerts by dedup key; ``merge`` returns the alerts a batch changed.
+
+    ``alerts`` is any mutable mapping: a dict in the embedded runner, a view
+    over a faust table in the Kafka worker (so a restarted worker goes on
+    growing the same alerts).
+    """
+
+    def __init__(self, pack: RulePack, alerts: MutableMapping[str, Alert] | None = None):
         self.pack = pack
         self.rules = {r.id: r for r in pack.rules}
-        self.alerts: dict[str, Alert] = {}
-        self._times: dict[str, tuple[float, float]] = {}
+        self.alerts: MutableMapping[str, Alert] = {} if alerts is None else alerts
 
     def merge(self, findings: list[Finding]) -> list[Alert]:
         """Fold findings in; returns the alerts they created or changed."""
@@ -98,17 +107,16 @@ class AlertBook:
                     pack_version=self.pack.version,
                 )
                 self.alerts[key] = alert
-                self._times[key] = (f.first_seen, f.last_seen)
                 created.add(key)
             else:
-                first, last = self._times[key]
-                first, last = min(first, f.first_seen), max(last, f.last_seen)
-                self._times[key] = (first, last)
+                first = min(_epoch(alert.first_seen), f.first_seen)
+                last = max(_epoch(alert.last_seen), f.last_seen)
                 known = set(alert.event_ids)
                 alert.event_ids.extend(e for e in f.event_ids if e not in known)
                 alert.count += 1
                 alert.first_seen, alert.last_seen = _iso(first), _iso(last)
                 alert.message = message
+                self.alerts[key] = alert  # a table-backed mapping needs the write
             changed[key] = alert
         return ([a for k, a in changed.items() if k in created],
                 [a for k, a in changed.items() if k not in created])

@@ -387,6 +387,40 @@ def connect_file(input_path, mapping, broker):
 
 
 @main.command()
+@_broker_option
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Rules folder (default: the built-in pack).")
+@click.option("--db", default="sqlite:///riskwatch.db", show_default=True, help="Ticket database URL; 'none' for no tickets.")
+@click.option("--metrics-port", default=9465, show_default=True, help="Port for /metrics (-1: off).")
+@click.option("--batch-size", default=2000, show_default=True)
+@click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@click.option("--app-id", default="riskwatch", show_default=True,
+              help="Consumer group and table name prefix: workers with the same id share the work.")
+def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id):
+    """Run the faust worker on the Kafka event topics (add workers to scale by partitions)."""
+    import faust
+
+    from monitor.runner import partitionable
+    from monitor.topics import check_topics, default_broker
+    from monitor.worker import create_app
+
+    pack = _load_pack_or_exit(rules)
+    if not partitionable(pack):
+        err_console.print("every rule's key must include org_id for the worker (it partitions the stream by org)")
+        sys.exit(EXIT_RULES)
+    broker = broker or default_broker()
+    problems = check_topics(broker)
+    if problems:
+        for p in problems:
+            err_console.print(p)
+        sys.exit(1)
+    metrics, port = _serve_metrics(metrics_port)
+    if port:
+        console.print(f"metrics: http://127.0.0.1:{port}/metrics")
+    app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@main.command()
 def schema():
     """Print the event contract as JSON Schema."""
     from monitor.event import event_json_schema

@@ -465,13 +465,17 @@ def compile_rule(
             exceptions.append((exc, compiled))
 
     kind = "window" if spec.window else "total" if spec.total else "event"
-    by = spec.window.by if spec.window else spec.total.by if spec.total else (spec.key or ["source", "event_id"])
+    by = spec.window.by if spec.window else spec.total.by if spec.total else (spec.key or ["org_id", "source", "event_id"])
     by_base = ("window", "by") if spec.window else ("total", "by") if spec.total else ("key",)
     for i, p in enumerate(by):
         if not _key_path_ok(p):
             close = difflib.get_close_matches(p, [f for f in EVENT_FIELD_TYPES if _key_path_ok(f)], n=1, cutoff=0.75)
             problem(by_base + (i,), f"unknown field '{p}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     key = tuple(by)
+    if "org_id" not in key:
+        line, col = doc.where(path + by_base)
+        problems.append(Problem(doc.file, line, col, "key has no org_id: scored in one process only (the Kafka "
+                                "worker partitions the stream by org and refuses such rules)", spec.rule, "warning"))
 
     extra: dict[str, Any] = {}
     message_fields = set(EVENT_FIELD_TYPES) - {"occurred_at"}

@@ -97,7 +97,7 @@ def rejection_line(r: Rejection) -> bytes:
 def partitionable(pack: RulePack) -> bool:
     """True when every rule's findings stay within one org, so the stream can
     be split by org_id across workers without changing any alert."""
-    return all("org_id" in r.key or (r.kind == "event" and r.key == ("source", "event_id")) for r in pack.rules)
+    return all("org_id" in r.key for r in pack.rules)
 
 
 class BatchScorer:

@@ -1,0 +1,219 @@
+"""Scorer state and alerts kept in a key-value table (a faust Table in the worker).
+
+The scorer reads and writes its per-rule stores through a mapping interface;
+``TableStore`` provides that interface over a table of bytes, decoding entries
+on first use and writing back every entry a batch touched when ``flush`` is
+called. ``TableState`` builds a ``ScorerState`` whose stores are TableStores,
+and an alert mapping of the same kind.
+
+Table keys start with the org, ``b"ORG01\\x1f<rule>\\x1f<key>"``, so that the
+worker's partitioner can put each entry in the changelog partition of its
+org's events: a worker that takes over a partition recovers exactly the state
+of the orgs it now scores.
+
+>>> table = {}
+>>> store = TableStore(table, "r", "window", org_index=0)
+>>> store[("ORG1", "S1")] = (100.0, "e1", (), ())
+>>> store.flush()
+>>> sorted(table)
+[b'ORG1\\x1fwindow\\x1fr\\x1f\\x92\\xa4ORG1\\xa2S1']
+>>> TableStore(table, "r", "window", org_index=0).get(("ORG1", "S1"))
+(100.0, 'e1', (), ())
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, MutableMapping
+
+import msgspec
+
+from monitor.alerts import Alert
+from monitor.rules import RulePack
+from monitor.state import KeyTotal, ScorerState, _window_from_plain, _window_plain
+
+__all__ = ["ORG_SEPARATOR", "TableAlerts", "TableState", "TableStore", "org_of_table_key"]
+
+ORG_SEPARATOR = b"\x1f"
+MAX_CACHED = 200_000  # decoded entries kept between batches
+
+
+def org_of_table_key(key: bytes) -> bytes:
+    """The partitioning part of a table key (the org), or the whole key."""
+    return key.split(ORG_SEPARATOR, 1)[0]
+
+
+class TableStore:
+    """One rule's per-key state over a table of bytes."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes], rule_id: str, kind: str, org_index: int):
+        self.table = table
+        self.kind = kind  # "window" or "total"
+        self.org_index = org_index
+        self.prefix_tail = ORG_SEPARATOR + kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
+        self.cache: dict[tuple, Any] = {}
+        self.touched: set[tuple] = set()
+        self.deleted: set[tuple] = set()
+
+    def _table_key(self, key: tuple) -> bytes:
+        return str(key[self.org_index]).encode() + self.prefix_tail + msgspec.msgpack.encode(list(key))
+
+    def _decode(self, raw: bytes) -> Any:
+        plain = msgspec.msgpack.decode(raw)
+        return _window_from_plain(plain) if self.kind == "window" else KeyTotal.from_plain(plain)
+
+    def _encode(self, value: Any) -> bytes:
+        return msgspec.msgpack.encode(_window_plain(value) if self.kind == "window" else value.to_plain())
+
+    def get(self, key: tuple, default: Any = None) -> Any:
+        if key in self.cache:
+            self.touched.add(key)  # the scorer may change it in place
+            return self.cache[key]
+        raw = self.table.get(self._table_key(key))
+        if raw is None:
+            return default
+        value = self.cache[key] = self._decode(raw)
+        self.touched.add(key)
+        return value
+
+    def __getitem__(self, key: tuple) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: tuple, value: Any) -> None:
+        self.cache[key] = value
+        self.touched.add(key)
+        self.deleted.discard(key)
+
+    def __delitem__(self, key: tuple) -> None:
+        self.cache.pop(key, None)
+        self.touched.discard(key)
+        self.deleted.add(key)
+
+    def __contains__(self, key: tuple) -> bool:
+        return self.get(key) is not None
+
+    def items(self) -> Iterator[tuple[tuple, Any]]:
+        """Every entry of this rule in the table (for the idle sweep)."""
+        for raw_key in list(self.table.keys()):
+            head, sep, packed = raw_key.partition(self.prefix_tail)
+            if sep and ORG_SEPARATOR not in head:
+                key = tuple(msgspec.msgpack.decode(packed))
+                value = self.cache.get(key)
+                yield key, value if value is not None else self._decode(self.table[raw_key])
+
+    def __len__(self) -> int:
+        return sum(1 for k in self.table.keys() if self.prefix_tail in k)
+
+    def flush(self) -> None:
+        """Write back what the last batch touched, and drop what it deleted."""
+        for key in self.touched:
+            self.table[self._table_key(key)] = self._encode(self.cache[key])
+        for key in self.deleted:
+            self.table.pop(self._table_key(key), None)
+        self.touched.clear()
+        self.deleted.clear()
+        if len(self.cache) > MAX_CACHED:
+            self.cache.clear()
+
+    def forget(self) -> None:
+        """Drop decoded entries (after a rebalance the table is the truth)."""
+        self.cache.clear()
+        self.touched.clear()
+        self.deleted.clear()
+
+
+class TableAlerts:
+    """Alerts by dedup key over a table of bytes, keyed by org first.
+
+    ``org_of`` tells the org of a dedup key (the worker reads it from the
+    rule's key), so the entry lands in its org's changelog partition.
+    """
+
+    def __init__(self, table: MutableMapping[bytes, bytes], org_of):
+        self.table = table
+        self.org_of = org_of
+        self.cache: dict[str, Alert] = {}
+        self.touched: set[str] = set()
+        self._decoder = msgspec.json.Decoder(Alert)
+        self._encoder = msgspec.json.Encoder()
+
+    def _table_key(self, dedup_key: str) -> bytes:
+        return self.org_of(dedup_key).encode() + ORG_SEPARATOR + b"alert" + ORG_SEPARATOR + dedup_key.encode()
+
+    def get(self, key: str, default: Alert | None = None) -> Alert | None:
+        if key in self.cache:
+            return self.cache[key]
+        raw = self.table.get(self._table_key(key))
+        if raw is None:
+            return default
+        alert = self.cache[key] = self._decoder.decode(raw)
+        return alert
+
+    def __getitem__(self, key: str) -> Alert:
+        alert = self.get(key)
+        if alert is None:
+            raise KeyError(key)
+        return alert
+
+    def __setitem__(self, key: str, alert: Alert) -> None:
+        self.cache[key] = alert
+        self.touched.add(key)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __iter__(self):
+        return iter(self.cache)
+
+    def values(self):
+        return self.cache.values()
+
+    def flush(self) -> None:
+        for key in self.touched:
+            self.table[self._table_key(key)] = self._encoder.encode(self.cache[key])
+        self.touched.clear()
+        if len(self.cache) > MAX_CACHED:
+            self.cache.clear()
+
+    def forget(self) -> None:
+        self.cache.clear()
+        self.touched.clear()
+
+
+class TableState:
+    """A ScorerState and an alert mapping whose entries live in ``table``."""
+
+    def __init__(self, pack: RulePack, table: MutableMapping[bytes, bytes]):
+        self.state = ScorerState()
+        self.stores: list[TableStore] = []
+        for rule in pack.rules:
+            if rule.kind == "event":
+                continue
+            store = TableStore(table, rule.id, rule.kind, rule.key.index("org_id"))
+            (self.state.windows if rule.kind == "window" else self.state.totals)[rule.id] = store  # type: ignore[assignment]
+            self.stores.append(store)
+        org_index = {r.id: r.key.index("org_id") if "org_id" in r.key else None for r in pack.rules}
+
+        def org_of(dedup_key: str) -> str:
+            parts = dedup_key.split("|")
+            index = org_index.get(parts[0])
+            if index is None or len(parts) != len(pack.rule(parts[0]).key) + 1:
+                return ""  # a key value holding "|": partitioned by the whole key instead
+            return parts[index + 1]
+
+        self.alerts = TableAlerts(table, org_of)
+
+    def flush(self) -> None:
+        for store in self.stores:
+            store.flush()
+        self.alerts.flush()
+
+    def forget(self) -> None:
+        for store in self.stores:
+            store.forget()
+        self.alerts.forget()

@@ -1,0 +1,206 @@
+"""The distributed runner: a faust-streaming worker on the Kafka event topics.
+
+    riskwatch worker --broker kafka://127.0.0.1:9092 [--rules DIR] [--db URL] [--metrics-port 9465]
+
+The agent is thin: it takes batches of messages from the four event topics,
+hands them to ``WorkerCore`` (decode, score, merge alerts — the same scorer as
+the embedded runner) and sends what comes out: alerts to ``riskwatch.alerts``,
+undecodable messages to ``riskwatch.deadletter``, tickets to the database.
+
+Keyed state — windows, running totals, alerts — lives in one faust table
+(``riskwatch-state``) backed by a changelog topic. Its keys start with the org,
+and the producer partitioner hashes only that prefix, so every entry sits in
+the changelog partition of its org's events: a worker that takes over a
+partition recovers exactly the state it needs. Producers of events must use
+the Java client's default partitioner (murmur2 of the key), as kafka-python,
+aiokafka and Java clients do; with kcat pass ``-X partitioner=murmur2_random``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, MutableMapping
+
+import msgspec
+
+from monitor.alerts import Alert, AlertBook
+from monitor.batch import EventBatch
+from monitor.event import Event, Rejection, decode_one
+from monitor.metrics import Metrics
+from monitor.rules import RulePack
+from monitor.scorer import Scorer
+from monitor.tablestate import TableState, org_of_table_key
+from monitor.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS
+
+__all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app", "org_prefix_partitioner"]
+
+log = logging.getLogger("riskwatch.worker")
+STATE_TABLE = "riskwatch-state"
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the core needs of a Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass
+class WorkerOutput:
+    alerts: list[Alert] = field(default_factory=list)  # new or changed, to produce and to ticket
+    new_alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
+    scored: int = 0
+    events_by_source: Counter = field(default_factory=Counter)
+    hits_by_rule: Counter = field(default_factory=Counter)
+    scoring_seconds: float = 0.0
+
+
+class WorkerCore:
+    """Decode, score and alert a batch of messages, with state in ``table``.
+
+    No Kafka here: the table is any mapping of bytes (a faust Table in the
+    worker, a dict in tests), and messages are plain values.
+    """
+
+    def __init__(self, pack: RulePack, table: MutableMapping[bytes, bytes]):
+        self.pack = pack
+        self.scorer = Scorer(pack)
+        self.tables = TableState(pack, table)
+        self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
+
+    def process(self, messages: list[Message]) -> WorkerOutput:
+        out = WorkerOutput()
+        events: list[Event] = []
+        for m in messages:
+            decoded = decode_one(m.value if m.value is not None else b"", m.offset)
+            if isinstance(decoded, Event):
+                events.append(decoded)
+            else:
+                out.dead_letters.append((m, decoded))
+        if events:
+            batch = EventBatch(events)
+            started = time.perf_counter()
+            findings = self.scorer.score(batch, self.tables.state)
+            out.scoring_seconds = time.perf_counter() - started
+            new, updated = self.book.merge_split(findings)
+            out.alerts, out.new_alerts = new + updated, new
+            out.scored = len(events)
+            out.hits_by_rule = Counter(f.rule_id for f in findings)
+            out.events_by_source = Counter((e.domain, e.source) for e in events)
+        self.tables.flush()
+        return out
+
+    def forget(self) -> None:
+        self.tables.forget()
+
+
+def org_prefix_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Kafka's default (murmur2 of the key) applied to the key's org prefix.
+
+    Event keys are the org itself, so events and their state share a partition.
+    """
+    from kafka.partitioner.default import murmur2
+
+    if key is None:
+        return all_partitions[0] if not available else available[0]
+    return (murmur2(org_of_table_key(key)) & 0x7FFFFFFF) % len(all_partitions)
+
+
+def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
+               partitions: int = 8, batch_size: int = 2000, app_id: str = "riskwatch"):
+    """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it."""
+    import faust
+
+    from monitor.tickets import SqlTicketStore
+
+    app = faust.App(
+        app_id,
+        broker=broker,
+        store="memory://",
+        topic_partitions=partitions,
+        producer_partitioner=org_prefix_partitioner,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        web_enabled=False,
+        broker_commit_every=batch_size,
+        broker_commit_interval=1.0,
+        broker_session_timeout=10.0,  # a dead worker's partitions move on within seconds
+        broker_heartbeat_interval=2.0,
+        table_cleanup_interval=3600.0,
+        key_serializer="raw",  # every topic, the table's changelog included, carries plain bytes
+        value_serializer="raw",
+    )
+    events_topic = app.topic(*EVENT_TOPICS.values(), key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(ALERTS_TOPIC, key_serializer="raw", value_serializer="raw")
+    dead_topic = app.topic(DEADLETTER_TOPIC, key_serializer="raw", value_serializer="raw")
+    table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True,
+                      extra_topic_configs={"cleanup.policy": "compact"})
+    core = WorkerCore(pack, table)
+    store = SqlTicketStore(db_url) if db_url else None
+    encoder = msgspec.json.Encoder()
+    app.riskwatch_core = core  # for tests and introspection
+
+    @app.agent(events_topic)
+    async def score(stream):
+        async for batch in stream.take_events(batch_size, within=0.05):
+            messages = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                        for e in batch]
+            out = core.process(messages)
+            for m, r in out.dead_letters:
+                await dead_topic.send(value=m.value or b"", headers=[
+                    ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
+                    ("riskwatch.source", m.topic.encode()), ("riskwatch.position", f"{m.partition}:{m.offset}".encode())])
+            for alert in out.alerts:
+                await alerts_topic.send(key=alert.dedup_key.encode(), value=encoder.encode(alert))
+            live = [a for a in out.alerts if a.status == "live"]
+            if store is not None and live:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
+            if metrics is not None:
+                _observe(metrics, pack, out)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs) -> None:
+        core.forget()  # the table is the truth after a rebalance
+
+    if metrics is not None:
+        metrics.rule_pack.labels(pack.version).set(1)
+
+        @app.timer(5.0)
+        async def report_lag() -> None:
+            consumer = app.consumer
+            for tp in consumer.assignment():
+                if tp.topic not in EVENT_TOPICS.values():
+                    continue
+                try:
+                    highwater = consumer.highwater(tp)
+                    position = await consumer.position(tp)
+                except Exception:  # noqa: BLE001 - lag is best effort while rebalancing
+                    continue
+                if highwater is not None and position is not None:
+                    metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    return app
+
+
+def _observe(metrics: Metrics, pack: RulePack, out: WorkerOutput) -> None:
+    metrics.count_events(out.events_by_source)
+    metrics.count_rejected([r for _, r in out.dead_letters])
+    if out.scored:
+        metrics.scoring_latency.observe(out.scoring_seconds)
+        metrics.batch_events.observe(out.scored)
+    for rule_id, n in out.hits_by_rule.items():
+        rule = pack.rule(rule_id)
+        metrics.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)
+    for alert in out.new_alerts:
+        metrics.alerts.labels(alert.risk_id, alert.severity, alert.domain, alert.status).inc()
