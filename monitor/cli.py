@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -417,7 +418,12 @@ def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id):
     if port:
         console.print(f"metrics: http://127.0.0.1:{port}/metrics")
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # The Kafka clients log each request at debug level; formatting those costs more than scoring.
+    level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))
+    for name in ("aiokafka", "kafka", "faust", "mode"):
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
+    worker_.execute_from_commandline()
 
 
 @main.command()

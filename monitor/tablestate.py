@@ -106,6 +106,9 @@ class TableStore:
     def __len__(self) -> int:
         return sum(1 for k in self.table.keys() if self.prefix_tail in k)
 
+    def __bool__(self) -> bool:
+        return True  # "any keys?" would scan the table; the sweep finds out anyway
+
     def flush(self) -> None:
         """Write back what the last batch touched, and drop what it deleted."""
         for key in self.touched:
