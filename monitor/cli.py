@@ -387,6 +387,29 @@ def connect_file(input_path, mapping, broker):
         sys.exit(1)
 
 
+@connect.command("http")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8088, show_default=True)
+@click.option("--max-bytes", default=4 * 1024 * 1024, show_default=True, help="Largest request body accepted.")
+@click.option("--max-records", default=10_000, show_default=True, help="Most records in one request.")
+@_broker_option
+def connect_http(host, port, max_bytes, max_records, broker):
+    """Accept events over HTTP (POST /events) and send them to Kafka."""
+    from aiohttp import web
+
+    from connectors.http import HttpLimits, create_http_app
+    from connectors.sink import KafkaSink
+    from monitor.topics import default_broker
+
+    sink = KafkaSink(broker or default_broker(), client_id="riskwatch-http")
+    app = create_http_app(sink, HttpLimits(max_bytes, max_records))
+    console.print(f"listening on http://{host}:{port}/events")
+    try:
+        web.run_app(app, host=host, port=port, print=None)
+    finally:
+        sink.close()
+
+
 @main.command()
 @_broker_option
 @click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Rules folder (default: the built-in pack).")
