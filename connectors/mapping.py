@@ -40,7 +40,7 @@ from monitor.event import Rejection
 from monitor.rulefiles import load_document
 from monitor.rules import Problem, convert
 
-__all__ = ["FieldSpec", "Mapping", "MappingError", "load_mapping", "map_record"]
+__all__ = ["FieldSpec", "Mapping", "MappingError", "SqlSpec", "load_mapping", "map_record"]
 
 
 class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -52,15 +52,22 @@ class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     prefix: str = ""  # put before text values (event ids unique within the source)
 
 
+class SqlSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    table: str  # a table or view, optionally schema-qualified (schema.table)
+    cursor: str  # a column that only grows in commit order (an identity of an append-only table)
+    batch: int = 1000
+
+
 class Mapping(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     source: str
     domain: Literal["finance", "investment", "procurement", "governance"]
-    format: Literal["csv", "xlsx", "jsonl"]
+    format: Literal["csv", "xlsx", "jsonl", "sql"]
     type: str | None = None  # the event type, when the export holds one kind of record
     encoding: str = "utf-8-sig"  # csv only; gb18030 for older exports
     delimiter: str = ","
     sheet: str | None = None  # xlsx only; default: the first sheet
     timezone: str = "+08:00"  # offset for times written without one
+    sql: SqlSpec | None = None  # format sql only
     fields: dict[str, FieldSpec] = {}
     attributes: dict[str, FieldSpec] = {}
 
@@ -94,6 +101,9 @@ def load_mapping(path: Path | str) -> Mapping:
         if name not in _EVENT_FIELDS:
             line, col = doc.where(("fields", name), key=True)
             found.append(Problem(str(path), line, col, f"unknown event field '{name}' (attributes go under 'attributes:')"))
+    if (mapping.format == "sql") != (mapping.sql is not None):
+        line, col = doc.where(("format",))
+        found.append(Problem(str(path), line, col, "format sql needs an 'sql:' block (table, cursor), and only it"))
     try:
         _offset(mapping.timezone)
     except ValueError:
@@ -151,10 +161,14 @@ def _read(spec: FieldSpec, row: dict[str, Any], name: str, tz: dt.timezone) -> A
                 return text in _TRUE
             raise ValueError(raw)
         if spec.type == "datetime":
-            when = raw if isinstance(raw, dt.datetime) else (
-                dt.datetime.strptime(str(raw), spec.format) if spec.format else dt.datetime.fromisoformat(str(raw)))
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=tz)
+            if isinstance(raw, dt.datetime):
+                # From a database or a spreadsheet: an instant without the writer's offset,
+                # so it is read in the source system's zone (timestamptz comes back in UTC).
+                when = raw.replace(tzinfo=tz) if raw.tzinfo is None else raw.astimezone(tz)
+            else:
+                when = dt.datetime.strptime(str(raw), spec.format) if spec.format else dt.datetime.fromisoformat(str(raw))
+                if when.tzinfo is None:  # text with an offset keeps it: local time is the writer's
+                    when = when.replace(tzinfo=tz)
             return when.isoformat()
     except (ValueError, TypeError):
         reason = "bad_timestamp" if spec.type == "datetime" else "wrong_type"

@@ -387,6 +387,39 @@ def connect_file(input_path, mapping, broker):
         sys.exit(1)
 
 
+@connect.command("sql")
+@click.option("--mapping", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Mapping YAML with format: sql and an sql: block (table, cursor).")
+@click.option("--db", "db_url", required=True, help="SQLAlchemy URL of the source database (read-only access is enough).")
+@click.option("--state", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where the cursor is kept.")
+@click.option("--once", is_flag=True, help="Stop when there are no new rows instead of polling on.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between polls when idle.")
+@_broker_option
+def connect_sql(mapping, db_url, state, once, interval, broker):
+    """Poll a table or view by an increasing cursor column and send new rows to Kafka."""
+    from connectors.mapping import MappingError, load_mapping
+    from connectors.sink import KafkaSink
+    from connectors.sql import CursorStore, run_sql_connector
+    from monitor.topics import default_broker
+
+    try:
+        spec = load_mapping(mapping)
+    except MappingError as err:
+        for problem in err.problems:
+            err_console.print(str(problem), markup=False)
+        sys.exit(EXIT_RULES)
+    sink = KafkaSink(broker or default_broker(), client_id="riskwatch-sql")
+    try:
+        report = run_sql_connector(db_url, spec, sink, CursorStore(state), once=once, interval=interval)
+    except KeyboardInterrupt:
+        return
+    finally:
+        sink.close()
+    reasons = ", ".join(f"{r} {n}" for r, n in report.reasons.most_common())
+    console.print(f"read {report.read} = sent {report.sent} + dead-lettered {report.dead_lettered}"
+                  + (f" ({reasons})" if reasons else ""))
+
+
 @connect.command("http")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8088, show_default=True)

@@ -72,3 +72,23 @@ def kafka_broker():
 
     create_topics(BROKER)
     return BROKER
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The real PostgreSQL, started by scripts/test. Missing is a failure, not a skip."""
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    url = os.environ.get("RISKWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:54329/riskwatch")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except OperationalError as err:
+        pytest.fail(f"no PostgreSQL at {url}: start it with scripts/postgres-local.sh start (scripts/test does): {err}")
+    finally:
+        engine.dispose()
+    return url

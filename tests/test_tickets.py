@@ -21,9 +21,31 @@ def alerts_for(pack, *keys, ids=("e1",)):
     return book.merge(findings)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request, tmp_path):
-    return SqlTicketStore(f"sqlite:///{tmp_path}/t.db") if request.param == "sqlite" else MemoryTicketStore()
+def pg_schema_url(base_url: str) -> str:
+    """A fresh schema on the test PostgreSQL, as a URL whose connections use it."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"create schema {schema}"))
+    engine.dispose()
+    return f"{base_url}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/t.db"
+    return pg_schema_url(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(params=["sql", "memory"])
+def store(request, database_url):
+    # The fake must behave as the real stores do: the same tests run on all three.
+    return SqlTicketStore(database_url) if request.param == "sql" else MemoryTicketStore()
 
 
 def test_new_alert_opens_a_routed_ticket_with_deadlines(store, default_pack):
@@ -46,8 +68,8 @@ def test_same_alert_again_updates_instead_of_opening(store, default_pack):
     assert store.tickets()[0]["event_ids"] == ["e1", "e2"]
 
 
-def test_concurrent_writers_never_open_two_tickets(tmp_path, default_pack):
-    url = f"sqlite:///{tmp_path}/shared.db"
+def test_concurrent_writers_never_open_two_tickets(database_url, default_pack):
+    url = database_url
     SqlTicketStore(url)
     errors = []
 
@@ -66,8 +88,8 @@ def test_concurrent_writers_never_open_two_tickets(tmp_path, default_pack):
     assert errors == [] and sorted(t["dedup_key"][-3:] for t in store.tickets()) == ["FK1", "FK2", "FK3"]
 
 
-def test_overdue_counts_by_risk(tmp_path, default_pack):
-    store = SqlTicketStore(f"sqlite:///{tmp_path}/t.db")
+def test_overdue_counts_by_risk(database_url, default_pack):
+    store = SqlTicketStore(database_url)
     store.upsert(alerts_for(default_pack, "FK1", "FK2"), default_pack, NOW)
     assert store.overdue_by_risk(NOW + dt.timedelta(days=1)) == {}
     assert store.overdue_by_risk(NOW + dt.timedelta(days=16)) == {("FIN-01", "medium"): 2}
