@@ -14,12 +14,13 @@ writers from opening two.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
 import msgspec
 from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, create_engine, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from monitor.alerts import Alert
@@ -135,7 +136,14 @@ class SqlTicketStore:
 
     def __init__(self, url: str):
         self.engine = create_engine(url)
-        Base.metadata.create_all(self.engine)
+        for attempt in range(5):
+            try:
+                Base.metadata.create_all(self.engine)
+                break
+            except DBAPIError:  # another process created the tables at the same moment
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
 
     def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
         """Open or update tickets for a batch of alerts in one transaction; if

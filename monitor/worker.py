@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -122,10 +123,14 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     from monitor.tickets import SqlTicketStore
 
+    # faust keeps a small data folder per app: under the user's cache, not the working directory
+    data_root = os.environ.get("RISKWATCH_DATA_DIR", os.path.expanduser("~/.cache/riskwatch/faust"))
+    os.makedirs(data_root, exist_ok=True)
     app = faust.App(
         app_id,
         broker=broker,
         store="memory://",
+        datadir=os.path.join(data_root, "{conf.id}"),
         topic_partitions=partitions,
         producer_partitioner=org_prefix_partitioner,
         producer_acks=-1,

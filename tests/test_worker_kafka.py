@@ -23,15 +23,26 @@ pytestmark = pytest.mark.usefixtures("kafka_broker")
 
 
 class Worker:
-    def __init__(self, tmp_path, app_id: str):
+    def __init__(self, tmp_path, app_id: str, name: str = "w", metrics_port: int = -1):
         self.app_id, self.db = app_id, tmp_path / f"{app_id}.db"
-        self.log = open(tmp_path / f"{app_id}.log", "ab")
+        self.log = open(tmp_path / f"{app_id}-{name}.log", "ab")
+        self.metrics_port = metrics_port
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--app-id", self.app_id, "--db", f"sqlite:///{self.db}",
-             "--metrics-port", "-1", "--batch-size", "500"], stdout=self.log, stderr=self.log)
+             "--metrics-port", str(self.metrics_port), "--batch-size", "500"], stdout=self.log, stderr=self.log)
+
+    def scored(self) -> float:
+        import urllib.request
+
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("riskwatch_events_in_total"))
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -148,3 +159,44 @@ def test_state_survives_a_sigkill(tmp_path, default_pack):
         assert [sorted(a["event_ids"]) for a in split] == [[f"{org}-1", f"{org}-3"]]
     finally:
         worker.stop()
+
+
+def split_orders(org: str, first: bool) -> list[dict]:
+    """Half of a split purchase (first=True), or the order completing it."""
+    if first:
+        return [event(org, 1, type="purchase_order", amount=1_200_000, counterparty_id="S1",
+                      attributes={"category": "goods", "method": "inquiry"}),
+                event(org, 2, type="regulation_issued", attributes={"regulation_id": "Z1", "legal_review": "none"})]
+    return [event(org, 3, type="purchase_order", amount=900_000, counterparty_id="S1",
+                  occurred_at="2026-03-20T10:00:00+08:00", attributes={"category": "goods", "method": "inquiry"})]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_path):
+    app_id = f"rw-test-{uuid.uuid4().hex[:8]}"
+    a = Worker(tmp_path, app_id, "a", free_port())
+    b = Worker(tmp_path, app_id, "b", free_port())
+    run = uuid.uuid4().hex[:6]
+    orgs = {f"P{run}-{i}" for i in range(24)}  # enough orgs to land in every partition
+    since = end_offsets(ALERTS_TOPIC)
+    a.start()
+    b.start()
+    try:
+        produce([e for org in sorted(orgs) for e in split_orders(org, first=True)])
+        assert len(alerts_for(orgs, since, expect=len(orgs))) == len(orgs)  # every org's marker alert
+        assert a.scored() > 0 and b.scored() > 0  # both took a share
+        a.stop(signal.SIGKILL)
+        produce([e for org in sorted(orgs) for e in split_orders(org, first=False)])
+        alerts = alerts_for(orgs, since, expect=2 * len(orgs), timeout=120)
+        splits = {a_["org_id"]: sorted(a_["event_ids"]) for a_ in alerts.values() if a_["rule_id"] == "proc_split_purchase"}
+        assert splits == {org: [f"{org}-1", f"{org}-3"] for org in orgs}
+    finally:
+        a.stop()
+        b.stop()
