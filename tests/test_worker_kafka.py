@@ -200,3 +200,38 @@ def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_broker_restart_mid_stream_loses_nothing(worker):
+    """Stops and starts the broker (scripts/kafka-local.sh) while events flow."""
+    import threading
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "kafka-local.sh"
+    run = uuid.uuid4().hex[:6]
+    orgs = {f"B{run}-{i}" for i in range(6)}
+    since = end_offsets(ALERTS_TOPIC)
+    total = 400
+
+    def stream() -> None:
+        producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True,
+                                 retries=2**31 - 1, delivery_timeout_ms=120_000, request_timeout_ms=10_000)
+        for i in range(total):
+            org = f"B{run}-{i % 6}"
+            producer.send(EVENT_TOPICS["governance"], key=org.encode(), value=orjson.dumps(
+                event(org, i, type="regulation_issued", attributes={"regulation_id": f"Z{i}", "legal_review": "none"})))
+            time.sleep(0.02)
+        producer.flush()
+        producer.close()
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    time.sleep(3)
+    stopped = subprocess.run([str(script), "stop"], capture_output=True, text=True)
+    assert stopped.stdout.strip() == "kafka stopped", stopped
+    time.sleep(2)
+    started = subprocess.run([str(script), "start"], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    sender.join(timeout=180)
+    alerts = alerts_for(orgs, since, expect=total, timeout=120)
+    assert len(alerts) == total and worker.proc.poll() is None
