@@ -171,6 +171,23 @@ def split_orders(org: str, first: bool) -> list[dict]:
                   occurred_at="2026-03-20T10:00:00+08:00", attributes={"category": "goods", "method": "inquiry"})]
 
 
+def wait_for_members(app_id: str, count: int, timeout: float = 90.0) -> None:
+    """Until the consumer group is stable with ``count`` members."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            group = admin.describe_groups([app_id]).get(app_id, {})
+            if group.get("group_state") == "Stable" and len(group.get("members", ())) == count:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"group {app_id} never had {count} stable members: {group}")
+    finally:
+        admin.close()
+
+
 def free_port() -> int:
     import socket
 
@@ -189,6 +206,7 @@ def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_
     a.start()
     b.start()
     try:
+        wait_for_members(app_id, 2)  # both joined: the partitions are split between them
         produce([e for org in sorted(orgs) for e in split_orders(org, first=True)])
         assert len(alerts_for(orgs, since, expect=len(orgs))) == len(orgs)  # every org's marker alert
         assert a.scored() > 0 and b.scored() > 0  # both took a share
