@@ -22,7 +22,7 @@ from connectors.mapping import Mapping, map_record
 from connectors.sink import EventSink
 from monitor.event import Event, Rejection, decode_one
 
-__all__ = ["ConnectorReport", "JSONL_CONTRACT", "read_records", "run_file_connector"]
+__all__ = ["ConnectorReport", "JSONL_CONTRACT", "deliver", "read_records", "run_file_connector"]
 
 JSONL_CONTRACT = Mapping(source="file", domain="finance", format="jsonl")  # events already in the contract
 
@@ -66,28 +66,33 @@ def read_records(path: Path, mapping: Mapping) -> Iterator[tuple[int, Any]]:
         book.close()
 
 
+def deliver(mapping: Mapping, record: Any, number: int, sink: EventSink, origin: str, position: str,
+            report: ConnectorReport) -> None:
+    """Map one record, check it against the contract, and send it or dead-letter it."""
+    report.read += 1
+    if mapping.passthrough:
+        raw = record
+        decoded: Event | Rejection = decode_one(raw, number)
+    else:
+        mapped = map_record(mapping, record, number)
+        if isinstance(mapped, Rejection):
+            decoded, raw = mapped, mapped.raw
+        else:
+            raw = orjson.dumps(mapped)
+            decoded = decode_one(raw, number)
+    if isinstance(decoded, Event):
+        sink.send_event(decoded.domain, decoded.org_id, raw.rstrip(b"\r\n"))
+        report.sent += 1
+        return
+    original = raw if mapping.passthrough else orjson.dumps(record, default=str)  # the record as it came
+    sink.send_dead_letter(original.rstrip(b"\r\n"), decoded.reason, decoded.detail, origin, position)
+    report.dead_lettered += 1
+    report.reasons[decoded.reason] += 1
+
+
 def run_file_connector(path: Path, mapping: Mapping, sink: EventSink) -> ConnectorReport:
     report = ConnectorReport()
-    origin = str(path)
     for number, record in read_records(path, mapping):
-        report.read += 1
-        if mapping.passthrough:
-            raw = record
-            decoded = decode_one(raw, number)
-        else:
-            mapped = map_record(mapping, record, number)
-            if isinstance(mapped, Rejection):
-                decoded, raw = mapped, mapped.raw
-            else:
-                raw = orjson.dumps(mapped)
-                decoded = decode_one(raw, number)
-        if isinstance(decoded, Event):
-            sink.send_event(decoded.domain, decoded.org_id, raw.rstrip(b"\r\n"))
-            report.sent += 1
-        else:
-            original = raw if mapping.format == "jsonl" else orjson.dumps(record, default=str)
-            sink.send_dead_letter(original.rstrip(b"\r\n"), decoded.reason, decoded.detail, origin, f"line {number}")
-            report.dead_lettered += 1
-            report.reasons[decoded.reason] += 1
+        deliver(mapping, record, number, sink, str(path), f"line {number}", report)
     sink.flush()
     return report

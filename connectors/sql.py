@@ -24,10 +24,9 @@ from typing import Any
 import orjson
 from sqlalchemy import column, create_engine, select, table, text
 
-from connectors.file import ConnectorReport
-from connectors.mapping import Mapping, map_record
+from connectors.file import ConnectorReport, deliver
+from connectors.mapping import Mapping
 from connectors.sink import EventSink
-from monitor.event import Event, Rejection, decode_one
 
 __all__ = ["CursorStore", "poll_once", "run_sql_connector"]
 
@@ -78,22 +77,7 @@ def poll_once(engine, mapping: Mapping, sink: EventSink, cursors: CursorStore, r
         return 0
     origin = f"sql {spec.table}"
     for row in rows:
-        report.read += 1
-        position = f"{spec.cursor}={row[spec.cursor]}"
-        mapped = map_record(mapping, row, 0)
-        if isinstance(mapped, Rejection):
-            decoded: Event | Rejection = mapped
-            raw = mapped.raw
-        else:
-            raw = orjson.dumps(mapped)
-            decoded = decode_one(raw)
-        if isinstance(decoded, Event):
-            sink.send_event(decoded.domain, decoded.org_id, raw)
-            report.sent += 1
-        else:
-            sink.send_dead_letter(orjson.dumps(row, default=str), decoded.reason, decoded.detail, origin, position)
-            report.dead_lettered += 1
-            report.reasons[decoded.reason] += 1
+        deliver(mapping, row, 0, sink, origin, f"{spec.cursor}={row[spec.cursor]}", report)
     sink.flush()  # everything is acknowledged by the broker before the cursor moves
     cursors.save(rows[-1][spec.cursor])
     return len(rows)
