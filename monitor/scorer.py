@@ -82,6 +82,12 @@ class Scorer:
         rows = batch.all_rows
         times = batch.column("occurred_at", rows)
         state.watermark = max(state.watermark, float(times.max()))
+        # Per org too: partitions (and so orgs) move through business time at
+        # their own pace, and idle state may only be judged against its own org.
+        org_marks = state.org_watermarks
+        for org, t in zip(batch.column("org_id", rows).tolist(), times.tolist()):
+            if t > org_marks.get(org, -math.inf):
+                org_marks[org] = t
         findings: list[Finding] = []
         for rule in self.rules:
             selected = rows[rule.when.fn(batch, rows)]
@@ -297,11 +303,17 @@ class Scorer:
             if state.watermark - last < every:
                 continue
             state.swept_at[rule.id] = state.watermark
-            cutoff = state.watermark - horizon
+            marks = state.org_watermarks
+            org_at = rule.key.index("org_id") if "org_id" in rule.key else None
+
+            def cutoff(key: tuple) -> float:
+                mark = marks.get(key[org_at], state.watermark) if org_at is not None else state.watermark
+                return mark - horizon
+
             if rule.kind == "window":
-                stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff]
+                stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff(k)]
             else:
-                stale = [k for k, s in store.items() if s.last_t < cutoff]
+                stale = [k for k, s in store.items() if s.last_t < cutoff(k)]
             for k in stale:
                 del store[k]
 

@@ -152,6 +152,7 @@ class ScorerState:
         self.windows: dict[str, dict[tuple, KeyWindow | tuple]] = {}
         self.totals: dict[str, dict[tuple, KeyTotal]] = {}
         self.watermark = float("-inf")  # newest business time seen
+        self.org_watermarks: dict[str, float] = {}  # newest business time seen per org
         self.swept_at: dict[str, float] = {}
         self.late_events = 0  # events too late for a window's allowed lateness
 
@@ -164,6 +165,7 @@ class ScorerState:
             "windows": {r: [[list(k), _window_plain(w)] for k, w in keys.items()] for r, keys in self.windows.items()},
             "totals": {r: [[list(k), s.to_plain()] for k, s in keys.items()] for r, keys in self.totals.items()},
             "watermark": self.watermark,
+            "org_watermarks": self.org_watermarks,
             "swept_at": self.swept_at,
             "late_events": self.late_events,
         }
@@ -176,6 +178,7 @@ class ScorerState:
         state.windows = {r: {tuple(k): _window_from_plain(w) for k, w in keys} for r, keys in plain["windows"].items()}
         state.totals = {r: {tuple(k): KeyTotal.from_plain(s) for k, s in keys} for r, keys in plain["totals"].items()}
         state.watermark = plain["watermark"]
+        state.org_watermarks = dict(plain.get("org_watermarks", {}))
         state.swept_at = dict(plain["swept_at"])
         state.late_events = plain["late_events"]
         return state

@@ -173,6 +173,9 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
             if metrics is not None:
                 _observe(metrics, pack, out)
+            # The batch's offsets are acked when the next batch is asked for, and
+            # committed after that: its state writes must be with the broker first.
+            await _drain(app)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:
@@ -196,6 +199,19 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     return app
+
+
+async def _drain(app) -> None:
+    """Wait until every buffered changelog and output record is acknowledged.
+
+    faust's own flush before a commit gives up when its buffer stalls for
+    0.1 s, which after a SIGKILL could leave committed offsets ahead of the
+    state; this loops until the buffer is empty, then flushes the producer.
+    """
+    producer = app.producer
+    while producer.buffer.size:
+        await producer.buffer.flush_atmost(None)
+    await producer.flush()
 
 
 def _observe(metrics: Metrics, pack: RulePack, out: WorkerOutput) -> None:

@@ -133,3 +133,17 @@ def test_draft_rules_are_not_scored(default_pack):
         assert score_all(pack, [event])[0] == []
     finally:
         pack.rules[0].status = "live"
+
+
+def test_idle_state_is_judged_by_its_own_orgs_business_time(default_pack):
+    """One org racing ahead in business time (its partition read first) must not
+    sweep away another org's open window."""
+    pack = default_pack.only({"fin_duplicate_amount"})
+    slow_first = make_event(1, org_id="SLOW", amount=5000.0, counterparty_id="S1", occurred_at=T0,
+                            attributes={"invoice_no": "F1"})
+    fast = [make_event(10 + i, org_id="FAST", amount=100.0 + i, counterparty_id="S2",
+                       occurred_at=T0 + (60 + i) * DAY, attributes={"invoice_no": f"G{i}"}) for i in range(3)]
+    slow_second = make_event(2, org_id="SLOW", amount=5000.0, counterparty_id="S1", occurred_at=T0 + 3 * DAY,
+                             attributes={"invoice_no": "F2"})
+    alerts, _ = alerts_of(pack, [slow_first, *fast, slow_second], batch_size=1)
+    assert alerts == {"fin_duplicate_amount|SLOW|S1|5000": ["e1", "e2"]}
