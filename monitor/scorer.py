@@ -307,8 +307,10 @@ class Scorer:
             org_at = rule.key.index("org_id") if "org_id" in rule.key else None
 
             def cutoff(key: tuple) -> float:
-                mark = marks.get(key[org_at], state.watermark) if org_at is not None else state.watermark
-                return mark - horizon
+                if org_at is None:
+                    return state.watermark - horizon
+                # An org not seen since this scorer started (a restarted worker) keeps its state.
+                return marks.get(key[org_at], -math.inf) - horizon
 
             if rule.kind == "window":
                 stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff(k)]
