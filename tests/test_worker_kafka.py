@@ -259,9 +259,13 @@ def group_lag(app_id: str) -> int:
     """Messages of the event topics the group has not committed yet."""
     from kafka import KafkaAdminClient
 
+    from kafka.errors import KafkaError
+
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     try:
         committed = admin.list_group_offsets(app_id).get(app_id, {})  # by group, then by partition
+    except KafkaError:
+        return 1 << 62  # the group coordinator is not ready yet: not caught up
     finally:
         admin.close()
     ends = {}
