@@ -34,16 +34,6 @@ class Worker:
             [sys.executable, "-m", "monitor.cli", "worker", "--app-id", self.app_id, "--db", f"sqlite:///{self.db}",
              "--metrics-port", str(self.metrics_port), "--batch-size", "500"], stdout=self.log, stderr=self.log)
 
-    def scored(self) -> float:
-        import urllib.request
-
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return 0.0
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("riskwatch_events_in_total"))
-
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -161,65 +151,6 @@ def test_state_survives_a_sigkill(tmp_path, default_pack):
         worker.stop()
 
 
-def split_orders(org: str, first: bool) -> list[dict]:
-    """Half of a split purchase (first=True), or the order completing it."""
-    if first:
-        return [event(org, 1, type="purchase_order", amount=1_200_000, counterparty_id="S1",
-                      attributes={"category": "goods", "method": "inquiry"}),
-                event(org, 2, type="regulation_issued", attributes={"regulation_id": "Z1", "legal_review": "none"})]
-    return [event(org, 3, type="purchase_order", amount=900_000, counterparty_id="S1",
-                  occurred_at="2026-03-20T10:00:00+08:00", attributes={"category": "goods", "method": "inquiry"})]
-
-
-def wait_for_members(app_id: str, count: int, timeout: float = 90.0) -> None:
-    """Until the consumer group is stable with ``count`` members."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            group = admin.describe_groups([app_id]).get(app_id, {})
-            if group.get("group_state") == "Stable" and len(group.get("members", ())) == count:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"group {app_id} never had {count} stable members: {group}")
-    finally:
-        admin.close()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_path):
-    app_id = f"rw-test-{uuid.uuid4().hex[:8]}"
-    a = Worker(tmp_path, app_id, "a", free_port())
-    b = Worker(tmp_path, app_id, "b", free_port())
-    run = uuid.uuid4().hex[:6]
-    orgs = {f"P{run}-{i}" for i in range(24)}  # enough orgs to land in every partition
-    since = end_offsets(ALERTS_TOPIC)
-    a.start()
-    b.start()
-    try:
-        wait_for_members(app_id, 2)  # both joined: the partitions are split between them
-        produce([e for org in sorted(orgs) for e in split_orders(org, first=True)])
-        assert len(alerts_for(orgs, since, expect=len(orgs))) == len(orgs)  # every org's marker alert
-        assert a.scored() > 0 and b.scored() > 0  # both took a share
-        a.stop(signal.SIGKILL)
-        produce([e for org in sorted(orgs) for e in split_orders(org, first=False)])
-        alerts = alerts_for(orgs, since, expect=2 * len(orgs), timeout=120)
-        splits = {a_["org_id"]: sorted(a_["event_ids"]) for a_ in alerts.values() if a_["rule_id"] == "proc_split_purchase"}
-        assert splits == {org: [f"{org}-1", f"{org}-3"] for org in orgs}
-    finally:
-        a.stop()
-        b.stop()
-
-
 def test_a_broker_restart_mid_stream_loses_nothing(worker):
     """Stops and starts the broker (scripts/kafka-local.sh) while events flow."""
     import threading
@@ -253,77 +184,3 @@ def test_a_broker_restart_mid_stream_loses_nothing(worker):
     sender.join(timeout=180)
     alerts = alerts_for(orgs, since, expect=total, timeout=120)
     assert len(alerts) == total and worker.proc.poll() is None
-
-
-def group_lag(app_id: str) -> int:
-    """Messages of the event topics the group has not committed yet."""
-    from kafka import KafkaAdminClient
-
-    from kafka.errors import KafkaError
-
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    try:
-        committed = admin.list_group_offsets(app_id).get(app_id, {})  # by group, then by partition
-    except KafkaError:
-        return 1 << 62  # the group coordinator is not ready yet: not caught up
-    finally:
-        admin.close()
-    ends = {}
-    for topic in EVENT_TOPICS.values():
-        ends.update(end_offsets(topic))
-    return sum(end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
-               for tp, end in ends.items())
-
-
-def drain(worker: Worker, deadline: float, kill_every: tuple[float, float] | None = None, seed: int = 0) -> int:
-    """Run ``worker`` until its group has no lag; SIGKILL and restart it at random moments if asked."""
-    import random
-
-    rng = random.Random(seed)
-    kills = 0
-    next_kill = time.monotonic() + rng.uniform(*kill_every) if kill_every else float("inf")
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        if group_lag(worker.app_id) == 0:
-            return kills
-        if time.monotonic() >= next_kill and kills < 3:
-            worker.stop(signal.SIGKILL)
-            worker.start()
-            kills += 1
-            next_kill = time.monotonic() + rng.uniform(*kill_every)
-    raise AssertionError(f"{worker.app_id} did not catch up")
-
-
-def tickets_with_events(worker: Worker) -> dict[str, list[str]]:
-    with sqlite3.connect(worker.db) as conn:
-        return {k: sorted(orjson.loads(ids)) for k, ids in conn.execute("select dedup_key, event_ids from tickets")}
-
-
-def test_sigkill_at_random_moments_ends_with_the_alerts_and_tickets_of_a_clean_run(tmp_path):
-    """100k events of the demo stream; one worker runs clean, another is killed three times."""
-    from connectors.file import JSONL_CONTRACT, run_file_connector
-    from connectors.sink import KafkaSink
-    from monitor.generator import generate
-
-    path = tmp_path / "stream.jsonl"
-    generate(events=100_000, seed=99, malformed=0).write(path)
-    sink = KafkaSink("kafka://127.0.0.1:9092")
-    try:
-        assert run_file_connector(path, JSONL_CONTRACT, sink).sent >= 100_000
-    finally:
-        sink.close()
-    clean = Worker(tmp_path, f"rw-clean-{uuid.uuid4().hex[:6]}")
-    killed = Worker(tmp_path, f"rw-killed-{uuid.uuid4().hex[:6]}")
-    clean.start()
-    try:
-        drain(clean, time.monotonic() + 600)
-    finally:
-        clean.stop()
-    killed.start()
-    try:
-        assert drain(killed, time.monotonic() + 900, kill_every=(4.0, 12.0), seed=7) >= 1
-    finally:
-        killed.stop()
-    expected = tickets_with_events(clean)
-    assert len(expected) > 150
-    assert tickets_with_events(killed) == expected
