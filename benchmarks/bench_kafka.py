@@ -149,7 +149,7 @@ def _ready(port: int) -> bool:
 
 
 def latency(rate: int, seconds: int, workers: int) -> None:
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaConsumer, KafkaProducer
 
     run = uuid.uuid4().hex[:6]
     procs, ports = start_workers(workers, f"bench-lat-{run}")

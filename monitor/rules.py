@@ -25,7 +25,6 @@ from monitor.rulelang import (
     NUM,
     Expr,
     ExprError,
-    ListRef,
     Param,
     Scope,
     aggregate_column,

@@ -73,7 +73,7 @@ def run_rule_tests(pack: RulePack, rule_ids: set[str] | None = None) -> list[Cas
             fired = bool(hits)
             passed = fired == (case.expect == "hit")
             detail = "" if passed else (
-                f"expected a hit, got none" if case.expect == "hit" else
+                "expected a hit, got none" if case.expect == "hit" else
                 f"expected no hit, got {len(hits)} (events {', '.join(hits[0].event_ids)})")
             results.append(CaseResult(rule.id, case.name, case.expect, passed, detail))
     return results

@@ -25,7 +25,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, MutableMapping
+from typing import MutableMapping
 
 import msgspec
 

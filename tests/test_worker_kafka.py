@@ -3,7 +3,6 @@ letters, and state that survives a SIGKILL."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess

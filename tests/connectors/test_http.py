@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-import pytest
 from aiohttp import ClientSession, web
 
 from connectors.http import HttpLimits, create_http_app
