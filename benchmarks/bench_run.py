@@ -16,6 +16,7 @@ rate (state is bounded by the rules' windows, so memory should level off).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import subprocess
@@ -37,8 +38,11 @@ for line in open(sys.argv[1], "rb"):
 
 
 def stream_file(events: int, days: int) -> Path:
+    """The demo stream, cached per size and per version of the generator."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"demo-{events}-{days}d.jsonl"
+    generator = Path(__file__).resolve().parent.parent / "monitor" / "generator.py"
+    version = hashlib.sha256(generator.read_bytes()).hexdigest()[:8]
+    path = CACHE / f"demo-{events}-{days}d-{version}.jsonl"
     if not path.exists():  # in a child process, so this one stays small for the RSS readings
         code = f"from monitor.generator import generate; generate(events={events}, days={days}).write({str(path)!r})"
         subprocess.run([sys.executable, "-c", code], check=True)

@@ -76,7 +76,7 @@ class AlertBook:
 
     def __init__(self, pack: RulePack, alerts: MutableMapping[str, Alert] | None = None):
         self.pack = pack
-        self.rules = {r.id: r for r in pack.rules}
+        self.rules = {r.id: r for r in [*pack.rules, *pack.detectors]}  # a detector alerts like a rule
         self.alerts: MutableMapping[str, Alert] = {} if alerts is None else alerts
 
     def merge(self, findings: list[Finding]) -> list[Alert]:
@@ -100,7 +100,8 @@ class AlertBook:
                     alert_id=hashlib.sha256(key.encode()).hexdigest()[:16],
                     dedup_key=key, rule_id=rule.id, risk_id=risk.id, severity=rule.severity,
                     domain=risk.domain, org_id=f.values.get("org_id"), event_ids=list(dict.fromkeys(f.event_ids)),
-                    first_seen=_iso(f.first_seen), last_seen=_iso(f.last_seen), count=1, score=rule.score,
+                    first_seen=_iso(f.first_seen), last_seen=_iso(f.last_seen), count=1,
+                    score=rule.score if f.score is None else round(f.score, 4),
                     title=rule.title, message=message, legal_basis=list(risk.legal_basis),
                     owner=risk.owner, owner_department=post.department if post else None,
                     risk_title=f"{risk.title_zh} / {risk.title_en}", status=rule.status,
@@ -114,6 +115,8 @@ class AlertBook:
                 known = set(alert.event_ids)
                 alert.event_ids.extend(e for e in f.event_ids if e not in known)
                 alert.count += 1
+                if f.score is not None:
+                    alert.score = max(alert.score, round(f.score, 4))
                 alert.first_seen, alert.last_seen = _iso(first), _iso(last)
                 alert.message = message
                 self.alerts[key] = alert  # a table-backed mapping needs the write

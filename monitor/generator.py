@@ -8,8 +8,15 @@ few malformed records. Source systems sync on their own schedules, so the
 stream arrives in arrival order, not business order (a payment can come
 before the contract it pays).
 
+Anomalies that no rule names are planted too, for the detectors: payments
+many times a regular supplier's usual amount, bursts of payments to a
+supplier nobody paid before, and runs of made-up round-number journal
+entries that break Benford's law in one org-month. Amounts elsewhere are
+drawn log-uniformly over whole decades, so their first digits follow Benford.
+
 The ground truth comes with it: ``Truth.instances`` lists each planted
-violation (scenario, rule, the events that make it) and each near-miss.
+violation (scenario, rule, the events that make it), each near-miss and each
+anomaly.
 
 >>> stream = generate(events=3000, seed=7)
 >>> len(stream.lines) >= 3000, {i.rule for i in stream.truth.violations()} >= {"proc_split_purchase"}
@@ -71,15 +78,18 @@ SCENARIOS = {
     16: "gov_regulation_without_legal_review",
 }
 SCENARIO_7B = "fin_duplicate_amount"
+# Anomalies no rule names, which the default detectors should find.
+ANOMALIES = {101: "det_amount_outlier", 102: "det_counterparty_velocity", 103: "det_benford_journal"}
 
 
 @dataclass
 class Instance:
-    """One planted case: a violation a rule must flag, or a near-miss it must not."""
+    """One planted case: a violation a rule must flag, a near-miss it must not,
+    or an anomaly no rule names that a detector should find."""
 
     scenario: int
     rule: str
-    kind: str  # "violation" or "near_miss"
+    kind: str  # "violation", "near_miss" or "anomaly"
     event_ids: list[str]
     note: str = ""
 
@@ -94,6 +104,9 @@ class Truth:
 
     def near_misses(self) -> list[Instance]:
         return [i for i in self.instances if i.kind == "near_miss"]
+
+    def anomalies(self) -> list[Instance]:
+        return [i for i in self.instances if i.kind == "anomaly"]
 
     def to_jsonl(self) -> bytes:
         return b"".join(orjson.dumps(i.__dict__) + b"\n" for i in self.instances)
@@ -134,6 +147,7 @@ class _Builder:
             names.add(name)
             self.suppliers.append((f"SUP-{len(self.suppliers) + 1:05d}", name))
         self.org_weights = [w for _, _, w, _ in ORGS]
+        self.regulars: list[tuple] = []  # (org, tz, counterparty, usual amount, contract, days between payments)
 
     # --- helpers ---------------------------------------------------------------
     def org(self) -> tuple[str, str, int, dt.timezone]:
@@ -156,6 +170,17 @@ class _Builder:
 
     def money(self, lo: float, hi: float) -> float:
         return round(self.rng.uniform(lo, hi), 2)
+
+    def money_log(self, lo: float, decades: int) -> float:
+        """Log-uniform over whole decades from ``lo``: first digits follow Benford's law,
+        as amounts that pile up from real business do."""
+        return round(lo * 10 ** self.rng.uniform(0, decades), 2)
+
+    def new_supplier(self) -> tuple[str, str]:
+        """A supplier not in the shared pool: nobody has paid it before."""
+        rng = self.rng
+        name = rng.choice(_CITIES) + "市" + rng.choice(_BRANDS) + rng.choice(_BRANDS) + rng.choice(_TRADES) + rng.choice(_SUFFIX)
+        return f"SUP-N{self.next_id('')}", name
 
     def next_id(self, prefix: str) -> str:
         self.seq += 1
@@ -202,9 +227,9 @@ class _Builder:
             return "department"
         return "company" if amount <= 5_000_000 else "group"
 
-    def unique_amount(self, org_id: str, cp_id: str, lo: float, hi: float) -> float:
+    def unique_amount(self, org_id: str, cp_id: str, lo: float, hi: float, log: bool = False) -> float:
         while True:
-            amount = self.money(lo, hi)
+            amount = self.money_log(lo, round(math.log10(hi / lo))) if log else self.money(lo, hi)
             if (org_id, cp_id, amount) not in self.used_amounts:
                 self.used_amounts.add((org_id, cp_id, amount))
                 return amount
@@ -238,7 +263,7 @@ class _Builder:
         rng = self.rng
         org_id, _, _, tz = self.org()
         cp = self.supplier()
-        amount = self.unique_amount(org_id, cp[0], 80_000, rng.choice([900_000, 3_000_000, 12_000_000]))
+        amount = self.unique_amount(org_id, cp[0], 80_000, rng.choice([800_000, 8_000_000]), log=True)
         day = rng.randrange(self.days - 10)
         signed = self.business_time(tz, day)
         contract_id = self.contract(org_id, tz, signed, amount, cp)
@@ -266,11 +291,11 @@ class _Builder:
         org_id, _, _, tz = self.org()
         if self.rng.random() < 0.15:
             cp = ("IND-" + str(self.rng.randrange(10**6)), self.person())
-            amount = self.unique_amount(org_id, cp[0], 200, 30_000)
+            amount = self.unique_amount(org_id, cp[0], 30, 30_000, log=True)
             self.payment(org_id, tz, self.business_time(tz), amount, cp, payee_type="individual")
         else:
             cp = self.supplier()
-            amount = self.unique_amount(org_id, cp[0], 100, 49_000)
+            amount = self.unique_amount(org_id, cp[0], 40, 40_000, log=True)
             self.payment(org_id, tz, self.business_time(tz), amount, cp)
 
     def clean_journal_entry(self) -> None:
@@ -278,10 +303,10 @@ class _Builder:
         org_id, _, _, tz = self.org()
         manual = rng.random() < 0.35
         if manual:
-            amount = self.money(100, 1_000_000) if rng.random() < 0.97 else self.money(1_000_000, 9_000_000)
+            amount = self.money_log(100, 4) if rng.random() < 0.97 else self.money_log(1_000_000, 1)
             when = self.business_time(tz)
         else:  # system postings run around the clock
-            amount = self.money(100, 20_000_000)
+            amount = self.money_log(200, 5)
             when = self.business_time(tz, hour_range=(0, 23))
         self.emit("journal_entry", "finance", org_id, when, amount, entry_no=self.next_id("PZH"), manual=manual,
                   account=rng.choice(["1002 银行存款", "2202 应付账款", "6602 管理费用", "1122 应收账款", "1601 固定资产"]),
@@ -336,9 +361,74 @@ class _Builder:
             self.emit("regulation_issued", "governance", org_id, self.business_time(tz),
                       regulation_id=self.next_id("ZDH"), legal_review="passed")
 
+    def regular_suppliers(self, per_org: int) -> None:
+        """Suppliers each org pays every few days under a framework contract, about
+        the same amount each time: the history the amount detector learns from."""
+        rng = self.rng
+        for org_id, _, _, tz in ORGS:
+            for _ in range(per_org):
+                cp = self.new_supplier()
+                usual = self.money_log(5_000, 2)
+                every = rng.choice([3, 4, 5, 7])
+                contract_id = self.contract(org_id, tz, self.business_time(tz, 0), round(usual * 60, 2), cp, category="services")
+                self.regulars.append((org_id, tz, cp, usual, contract_id, every))
+                day = rng.randrange(every)
+                while day < self.days:
+                    amount = self.unique_amount(org_id, cp[0], usual * 0.8, usual * 1.25)
+                    self.payment(org_id, tz, self.business_time(tz, day), amount, cp, contract_id)
+                    day += every
+
+    # --- planted anomalies (no rule names them; the detectors should) -----------------
+    def plant_anomalies(self, rounds: int) -> None:
+        for _ in range(rounds):
+            self.plant_amount_outlier()
+        for _ in range(max(2, rounds // 2)):
+            self.plant_payment_burst()
+        months = sorted({(self.start + dt.timedelta(days=d)).astimezone(CST).strftime("%Y-%m") for d in range(self.days)})
+        full = [m for m in months if sum(1 for d in range(self.days)
+                                         if (self.start + dt.timedelta(days=d)).astimezone(CST).strftime("%Y-%m") == m) >= 28]
+        for org, month in zip(self.rng.sample([o for o in ORGS if o[3] == CST], 2), self.rng.sample(full, 2)):
+            self.plant_fabricated_entries(org, month)
+
+    def plant_amount_outlier(self) -> None:
+        """A regular supplier paid many times its usual amount, within its contract."""
+        rng = self.rng
+        org_id, tz, cp, usual, contract_id, every = rng.choice(self.regulars)
+        day = rng.randrange(max(8 * every + 2, 45), self.days - 1)
+        amount = self.unique_amount(org_id, cp[0], usual * 8, usual * 20)
+        ids = [self.payment(org_id, tz, self.business_time(tz, day), amount, cp, contract_id)]
+        self.record(101, "anomaly", ids, f"{amount / usual:.1f}x the usual {usual:,.0f} to {cp[0]}")
+
+    def plant_payment_burst(self) -> None:
+        """A supplier nobody paid before: a contract, then many payments within days."""
+        rng = self.rng
+        org_id, _, _, tz = self.org()
+        cp = self.new_supplier()
+        day = rng.randrange(40, self.days - 5)
+        total = self.money_log(1_000_000, 1)
+        contract_id = self.contract(org_id, tz, self.business_time(tz, day), total, cp)
+        k = rng.randint(6, 9)
+        ids = [self.payment(org_id, tz, self.business_time(tz, day + rng.randint(1, 3)),
+                            self.unique_amount(org_id, cp[0], total * 0.06, total * 0.1), cp, contract_id)
+               for _ in range(k)]
+        self.record(102, "anomaly", ids, f"{k} payments to new supplier {cp[0]} within 3 days")
+
+    def plant_fabricated_entries(self, org: tuple, month: str) -> None:
+        """A run of made-up round-number journal entries in one org-month."""
+        rng = self.rng
+        org_id, _, _, tz = org
+        days = [d for d in range(self.days) if (self.start + dt.timedelta(days=d)).astimezone(CST).strftime("%Y-%m") == month
+                and (self.start + dt.timedelta(days=d)).astimezone(tz).isoweekday() <= 5]
+        ids = []
+        for _ in range(250):
+            amount = float(rng.choice([5, 6, 7, 8, 9]) * 10 ** rng.choice([4, 5]) * rng.choice([1, 1.05, 1.1]))
+            ids.append(self.emit("journal_entry", "finance", org_id, self.business_time(tz, rng.choice(days)), round(amount, 2),
+                                 entry_no=self.next_id("PZH"), manual=True, account="6602 管理费用", posted_by=self.person()))
+        self.record(103, "anomaly", ids, f"{org_id} {month}: 250 round-number entries")
+
     # --- planted violations and near-misses --------------------------------------
     def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
-        self.truth.instances.append(Instance(scenario, rule or SCENARIOS[scenario], kind, ids, note))
+        self.truth.instances.append(Instance(scenario, rule or SCENARIOS.get(scenario) or ANOMALIES[scenario], kind, ids, note))
 
     def plant(self, rounds: int) -> None:
         for _ in range(rounds):
@@ -581,7 +671,9 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
              malformed: float = 0.001) -> GeneratedStream:
     """Generate about ``events`` lines (planted cases included) in arrival order."""
     b = _Builder(events, seed, start, days)
+    b.regular_suppliers(per_org=max(3, min(25, events // 4000)))
     b.plant(rounds=max(2, min(12, events // 8000)))
+    b.plant_anomalies(rounds=max(3, min(12, events // 8000)))
     bad = b.malformed(int(events * malformed))
     makers = [
         (b.clean_contract_with_payments, 0.07),

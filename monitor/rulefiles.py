@@ -1,7 +1,8 @@
 """Reading a rules folder: YAML with positions, CSV lists, and the pack they make.
 
-A rules folder holds rule packs (``*.yaml`` other than the three named files),
-``risk_list.yaml``, ``duties.yaml``, ``params.yaml`` and ``lists/*.csv``.
+A rules folder holds rule packs (``*.yaml`` other than the four named files),
+``risk_list.yaml``, ``duties.yaml``, ``params.yaml``, ``detectors.yaml``,
+``lists/*.csv`` and trained models under ``models/``.
 
 >>> pack = load_pack(default_rules_dir())
 >>> len(pack.rules) >= 15
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from monitor.rules import CounterpartyList, Document, Problem, RulePack, compile
 
 __all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_pack"]
 
-SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml")
+SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml")
 
 
 class PackError(Exception):
@@ -184,8 +186,40 @@ def lint(rules_dir: Path | str, today: dt.date | None = None) -> tuple[RulePack 
     if "risk_list.yaml" not in special or "duties.yaml" not in special:
         return None, problems
     # compile_pack carries the reading problems along: any error there means no pack.
-    return compile_pack(packs, special["risk_list.yaml"], special["duties.yaml"], special.get("params.yaml"),
-                        lists, problems, today)
+    pack, problems = compile_pack(packs, special["risk_list.yaml"], special["duties.yaml"], special.get("params.yaml"),
+                                  lists, problems, today, special.get("detectors.yaml"))
+    if pack is not None:
+        model_problems = _load_models(pack, Path(rules_dir), special.get("detectors.yaml"))
+        problems = problems + model_problems
+        if any(p.level == "error" for p in model_problems):
+            return None, problems
+    return pack, problems
+
+
+def _load_models(pack: RulePack, root: Path, doc: Document | None) -> list[Problem]:
+    """Attach the trained models detectors name; a missing file is a warning (the
+    detector scores nothing until trained), a file that fails validation an error."""
+    from detectors.modelfile import ModelFileError, load_model
+
+    problems = []
+    for i, det in enumerate(pack.detectors):
+        if not det.spec.model_file:
+            continue
+        path = root / det.spec.model_file
+        line, col = doc.where(("detectors", i, "model_file"))
+        if not path.exists():
+            problems.append(Problem(doc.file, line, col, f"model file {det.spec.model_file} (beside detectors.yaml) not found: "
+                                    "this detector scores nothing until one is trained (riskwatch detectors train)",
+                                    det.id, "warning"))
+            continue
+        try:
+            det.trained, det.trained_meta = load_model(path)
+        except ModelFileError as err:
+            problems.append(Problem(doc.file, line, col, str(err), det.id))
+            continue
+        # the model decides alerts too: it is part of the pack's version
+        pack.version = hashlib.sha256((pack.version + hashlib.sha256(path.read_bytes()).hexdigest()).encode()).hexdigest()[:12]
+    return problems
 
 
 def load_pack(rules_dir: Path | str, today: dt.date | None = None) -> RulePack:

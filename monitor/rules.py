@@ -381,14 +381,17 @@ class RulePack:
     lists: dict[str, CounterpartyList]
     version: str  # content hash of every file that made it
     warnings: list[Problem] = field(default_factory=list)
+    detectors: list = field(default_factory=list)  # CompiledDetector, from detectors.yaml
 
     def rule(self, rule_id: str) -> CompiledRule:
-        return next(r for r in self.rules if r.id == rule_id)
+        """A rule, or a detector (which alerts like one), by id."""
+        return next(r for r in [*self.rules, *self.detectors] if r.id == rule_id)
 
     def only(self, rule_ids: set[str]) -> RulePack:
-        """A copy scoring just the given rules (for a rule's own test cases)."""
+        """A copy scoring just the given rules and detectors (for a rule's own test cases)."""
         return RulePack([r for r in self.rules if r.id in rule_ids], self.risks, self.posts,
-                        self.params, self.lists, self.version, self.warnings)
+                        self.params, self.lists, self.version, self.warnings,
+                        [d for d in self.detectors if d.id in rule_ids])
 
     def post_for(self, risk: Risk) -> Post | None:
         return self.posts.get(risk.owner)
@@ -527,8 +530,11 @@ def compile_rule(
 def compile_pack(
     rule_docs: list[Document], risk_doc: Document, duty_doc: Document, params_doc: Document | None,
     lists: dict[str, CounterpartyList], list_problems: list[Problem], today: dt.date,
+    detectors_doc: Document | None = None,
 ) -> tuple[RulePack | None, list[Problem]]:
     """Compile a whole folder's documents. Returns (pack or None, problems)."""
+    from monitor.detectorspec import compile_detectors  # it builds on this module
+
     problems: list[Problem] = list(list_problems)
     risk_list = convert(risk_doc, (), risk_doc.data, RiskList, None, problems)
     duty_list = convert(duty_doc, (), duty_doc.data, DutyList, None, problems)
@@ -612,21 +618,30 @@ def compile_pack(
             seen[compiled.id] = f"{doc.file}:{line}"
             rules.append(compiled)
 
+    detectors = []
+    if detectors_doc is not None and detectors_doc.data is not None:
+        detectors = compile_detectors(detectors_doc, risks, params, lists, today, problems)
+        for d in detectors:
+            if d.id in seen:
+                line, col = detectors_doc.where(("detectors", detectors.index(d), "detector"))
+                problems.append(Problem(detectors_doc.file, line, col, f"id already used by a rule ({seen[d.id]})", d.id))
+
     warnings = [p for p in problems if p.level == "warning"]
     errors = [p for p in problems if p.level == "error"]
-    covered = {r.risk.id for r in rules if r.status == "live"}
+    covered = {r.risk.id for r in [*rules, *detectors] if r.status == "live"}
     for i, risk in enumerate(risk_list.risks if risk_list else []):
         if risk.id not in covered:
             line, col = risk_doc.where(("risks", i, "id"))
-            warnings.append(Problem(risk_doc.file, line, col, f"coverage gap: risk {risk.id} ({risk.title_zh}) has no live rule",
+            warnings.append(Problem(risk_doc.file, line, col, f"coverage gap: risk {risk.id} ({risk.title_zh}) has no live rule or detector",
                                     level="warning"))
     used_lists = {name for r in rules for name in lists if f"lists.{name}" in _rule_sources(r)}
     for name in sorted(set(lists) - used_lists):
         warnings.append(Problem(f"lists/{name}.csv", 1, 1, f"list '{name}' is used by no rule", level="warning"))
     if errors:
         return None, errors + warnings
-    version = pack_version(rule_docs + [risk_doc, duty_doc] + ([params_doc] if params_doc else []), lists)
-    return RulePack(rules, risks, posts, params, lists, version, warnings), warnings
+    docs = rule_docs + [risk_doc, duty_doc] + [d for d in (params_doc, detectors_doc) if d is not None]
+    version = pack_version(docs, lists)
+    return RulePack(rules, risks, posts, params, lists, version, warnings, detectors), warnings
 
 
 def _rule_sources(rule: CompiledRule) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from monitor.batch import EventBatch
+from monitor.detecting import detector_findings
 from monitor.rulelang import aggregate_column
 from monitor.rules import CompiledRule, RulePack
 from monitor.state import KeyTotal, KeyWindow, ScorerState
@@ -39,6 +40,7 @@ class Finding:
     first_seen: float
     last_seen: float
     values: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None  # a detector's anomaly score; rules score by severity
 
 
 class _Table:
@@ -75,6 +77,7 @@ class Scorer:
     def __init__(self, pack: RulePack, statuses: tuple[str, ...] = ("live", "shadow")):
         self.pack = pack
         self.rules = [r for r in pack.rules if r.status in statuses]
+        self.detectors = [d for d in pack.detectors if d.status in statuses]
 
     def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
         if not len(batch):
@@ -103,6 +106,10 @@ class Scorer:
                 findings += self._window_findings(rule, batch, selected, state)
             else:
                 findings += self._total_findings(rule, batch, selected, state)
+        for det in self.detectors:
+            selected = rows[det.when.fn(batch, rows)]
+            if len(selected):
+                findings += detector_findings(det, batch, selected, state)
         self._sweep(state)
         return findings
 

@@ -10,6 +10,8 @@ Two shapes, both kept per (rule, key):
   Kept until the key has been idle for the rule's ``expires``.
 
 Both remember the event ids they hold, so an event delivered twice counts once.
+Detector models (``detectors``) are kept per detector and org, and snapshot
+as their own plain ``state()``.
 The scorer re-checks an anchor only when its window or running total changes,
 so a finding is reported again only with new evidence.
 
@@ -31,6 +33,8 @@ from bisect import bisect_right
 from typing import Any
 
 import msgspec
+
+from detectors.base import Detector
 
 __all__ = ["KeyTotal", "KeyWindow", "ScorerState"]
 
@@ -155,9 +159,13 @@ class ScorerState:
         self.org_watermarks: dict[str, float] = {}  # newest business time seen per org
         self.swept_at: dict[str, float] = {}
         self.late_events = 0  # events too late for a window's allowed lateness
+        # detector id -> (org,) -> its model, or the model's plain state until first used
+        self.detectors: dict[str, dict[tuple, Any]] = {}
 
     def key_count(self) -> int:
-        return sum(len(v) for v in self.windows.values()) + sum(len(v) for v in self.totals.values())
+        models = sum(m.key_count() for store in self.detectors.values() for m in _models(store)
+                     if hasattr(m, "key_count"))
+        return sum(len(v) for v in self.windows.values()) + sum(len(v) for v in self.totals.values()) + models
 
     def snapshot(self) -> bytes:
         """Serialise to MessagePack (keys as lists)."""
@@ -168,6 +176,7 @@ class ScorerState:
             "org_watermarks": self.org_watermarks,
             "swept_at": self.swept_at,
             "late_events": self.late_events,
+            "detectors": {d: [[list(k), model_plain(m)] for k, m in store.items()] for d, store in self.detectors.items()},
         }
         return msgspec.msgpack.encode(plain)
 
@@ -181,7 +190,18 @@ class ScorerState:
         state.org_watermarks = dict(plain.get("org_watermarks", {}))
         state.swept_at = dict(plain["swept_at"])
         state.late_events = plain["late_events"]
+        state.detectors = {d: {tuple(k): m for k, m in store} for d, store in plain.get("detectors", {}).items()}
         return state
+
+
+def model_plain(model: Any) -> Any:
+    """A detector model's plain state (a model not yet restored is plain already)."""
+    return model.state() if isinstance(model, Detector) else model
+
+
+def _models(store: Any) -> list:
+    cached = getattr(store, "cache", store)  # a table-backed store: only what is decoded
+    return [m for m in cached.values() if isinstance(m, Detector)]
 
 
 def _window_plain(w: KeyWindow | tuple) -> list:

@@ -29,7 +29,7 @@ import msgspec
 
 from monitor.alerts import Alert
 from monitor.rules import RulePack
-from monitor.state import KeyTotal, ScorerState, _window_from_plain, _window_plain
+from monitor.state import KeyTotal, ScorerState, _window_from_plain, _window_plain, model_plain
 
 __all__ = ["ORG_SEPARATOR", "TableAlerts", "TableState", "TableStore", "org_of_table_key"]
 
@@ -47,7 +47,7 @@ class TableStore:
 
     def __init__(self, table: MutableMapping[bytes, bytes], rule_id: str, kind: str, org_index: int):
         self.table = table
-        self.kind = kind  # "window" or "total"
+        self.kind = kind  # "window", "total" or "detector"
         self.org_index = org_index
         self.prefix_tail = ORG_SEPARATOR + kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
         self.cache: dict[tuple, Any] = {}
@@ -59,9 +59,13 @@ class TableStore:
 
     def _decode(self, raw: bytes) -> Any:
         plain = msgspec.msgpack.decode(raw)
+        if self.kind == "detector":
+            return plain  # the scorer restores the model from its plain state on first use
         return _window_from_plain(plain) if self.kind == "window" else KeyTotal.from_plain(plain)
 
     def _encode(self, value: Any) -> bytes:
+        if self.kind == "detector":
+            return msgspec.msgpack.encode(model_plain(value))
         return msgspec.msgpack.encode(_window_plain(value) if self.kind == "window" else value.to_plain())
 
     def get(self, key: tuple, default: Any = None) -> Any:
@@ -200,12 +204,20 @@ class TableState:
             store = TableStore(table, rule.id, rule.kind, rule.key.index("org_id"))
             (self.state.windows if rule.kind == "window" else self.state.totals)[rule.id] = store  # type: ignore[assignment]
             self.stores.append(store)
+        for det in pack.detectors:  # one model per org: keyed by (org,)
+            store = TableStore(table, det.id, "detector", 0)
+            self.state.detectors[det.id] = store  # type: ignore[assignment]
+            self.stores.append(store)
         org_index = {r.id: r.key.index("org_id") if "org_id" in r.key else None for r in pack.rules}
+        org_index.update({d.id: d.by.index("org_id") for d in pack.detectors})
+        # a per-month detector's alert key has the month after its `by` values
+        key_length = {r.id: len(r.key) for r in pack.rules} | {d.id: len(d.by) + (d.model == "benford")
+                                                                for d in pack.detectors}
 
         def org_of(dedup_key: str) -> str:
             parts = dedup_key.split("|")
             index = org_index.get(parts[0])
-            if index is None or len(parts) != len(pack.rule(parts[0]).key) + 1:
+            if index is None or len(parts) - 1 != key_length[parts[0]]:
                 return ""  # a key value holding "|": partitioned by the whole key instead
             return parts[index + 1]
 

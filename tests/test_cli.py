@@ -82,8 +82,8 @@ def test_broken_rules_stop_start_up_with_exit_2_and_no_traceback(tmp_path, event
 
 def test_rules_lint_ok_and_broken(rules_copy):
     ok = riskwatch("rules", "lint", rules_copy)
-    assert ok.returncode == 0 and "ok: 17 rules, 28 risks, 2 lists" in ok.stdout
-    assert "coverage gap: risk FIN-06" in ok.stdout
+    assert ok.returncode == 0 and "ok: 17 rules, 7 detectors, 29 risks, 2 lists" in ok.stdout
+    assert "coverage gap: risk PROC-03" in ok.stdout
     (rules_copy / "governance.yaml").write_text("- rule: gov_x\n  title: x\n  risk: DEC-01\n  when: amount >\n  message: m\n",
                                                 encoding="utf-8")
     bad = riskwatch("rules", "lint", rules_copy)
@@ -108,7 +108,7 @@ def test_generate_writes_stream_and_truth(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = (tmp_path / "s.jsonl").read_bytes().splitlines()
     truth = [orjson.loads(x) for x in (tmp_path / "s.truth.jsonl").read_bytes().splitlines()]
-    assert 4000 <= len(lines) <= 4040 and {t["kind"] for t in truth} == {"violation", "near_miss"}
+    assert 4000 <= len(lines) <= 4040 and {t["kind"] for t in truth} == {"violation", "near_miss", "anomaly"}
     assert {t["scenario"] for t in truth if t["kind"] == "violation"} == set(range(1, 17))
 
 

@@ -1,0 +1,141 @@
+"""The detector interface, in river's shape.
+
+A detector learns from one observation at a time (``learn_one``) and scores
+one (``score_one``: a float in [0, 1], higher is more anomalous, 0 while it
+has not seen enough). Observations are dicts of features; keyed detectors
+read their key and business time from the same dict (``key``, ``t``).
+
+For speed there are batch forms over columns (a dict of equal-length numpy
+arrays): ``score_many`` and ``learn_many``, and ``process_many``, which is
+what a stream needs — each row scored against what came before it, then
+learned — and gives exactly what the one-at-a-time loop gives.
+
+Settings are constructor arguments stored under their own names; learned
+state is kept apart and round-trips through ``state()`` / ``load_state()``
+as plain data (MessagePack-able), so a restart or a rebalance does not
+forget what was learned.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Columns", "Detector", "Scores", "squash"]
+
+Columns = dict[str, np.ndarray]
+
+
+class Scores:
+    """Scores of a batch, and per-row details an alert can explain itself with."""
+
+    __slots__ = ("scores", "details")
+
+    def __init__(self, scores: np.ndarray, details: dict[str, np.ndarray] | None = None):
+        self.scores = scores
+        self.details = details or {}
+
+    def row(self, i: int) -> dict[str, Any]:
+        """The details of one row as plain Python values."""
+        out = {}
+        for name, col in self.details.items():
+            v = col[i]
+            out[name] = v.item() if isinstance(v, np.generic) else v
+        return out
+
+
+def squash(ratio: np.ndarray | float) -> np.ndarray:
+    """Map "how many times over the reference" (>= 0) onto [0, 1): 1 -> 0.5, 3 -> 0.75.
+
+    >>> squash(np.array([0.0, 1.0, 3.0])).tolist()
+    [0.0, 0.5, 0.75]
+    """
+    r = np.maximum(np.asarray(ratio, dtype=float), 0.0)
+    return r / (r + 1.0)
+
+
+class Detector(abc.ABC):
+    """Base class: settings in ``__init__`` arguments, learned state apart."""
+
+    #: the columns (or dict keys) the detector reads
+    inputs: tuple[str, ...] = ("key", "amount", "t")
+
+    def learn_one(self, x: dict) -> None:
+        self.learn_many(_one(x))
+
+    def score_one(self, x: dict) -> float:
+        return float(self.score_many(_one(x)).scores[0])
+
+    @abc.abstractmethod
+    def score_many(self, X: Columns) -> Scores:
+        """Score every row against the state as it is (nothing is learned)."""
+
+    @abc.abstractmethod
+    def learn_many(self, X: Columns) -> None:
+        """Learn every row, in order."""
+
+    def process_many(self, X: Columns) -> Scores:
+        """Score each row against everything before it, then learn it.
+
+        The default is the one-at-a-time loop; detectors override it with a
+        batch form that gives the same result.
+        """
+        n = _length(X)
+        scores = np.zeros(n)
+        details: dict[str, list] = {}
+        for i in range(n):
+            row = {k: v[i:i + 1] for k, v in X.items()}
+            s = self.score_many(row)
+            scores[i] = s.scores[0]
+            for name, col in s.details.items():
+                details.setdefault(name, []).append(col[0])
+            self.learn_many(row)
+        return Scores(scores, {k: np.array(v) for k, v in details.items()})
+
+    @classmethod
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+        """``process_many`` for several models of one kind (one per org) at once.
+
+        The default calls each in turn; a kind whose scoring has a high fixed
+        cost per call (a scikit-learn model) overrides it to score every
+        part in one call while each model keeps its own state.
+        """
+        return [model.process_many(X) for model, X in parts]
+
+    # --- settings and state -------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """The constructor arguments, by name (river's ``_get_params``)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {n: getattr(self, n) for n in names if n != "self"}
+
+    def clone(self) -> Detector:
+        """A fresh detector with the same settings and nothing learned."""
+        return type(self)(**self.params())
+
+    @abc.abstractmethod
+    def state(self) -> Any:
+        """What was learned, as plain data (lists, dicts, numbers, strings)."""
+
+    @abc.abstractmethod
+    def load_state(self, state: Any) -> None:
+        """Restore what ``state()`` returned."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _one(x: dict) -> Columns:
+    out: Columns = {}
+    for k, v in x.items():
+        arr = np.empty(1, dtype=object if isinstance(v, (tuple, str)) or v is None else float)
+        arr[0] = v
+        out[k] = arr
+    return out
+
+
+def _length(X: Columns) -> int:
+    return len(next(iter(X.values()))) if X else 0

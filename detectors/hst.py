@@ -1,0 +1,202 @@
+"""Half-Space Trees over columns: river's algorithm, scored and learned in batches.
+
+The trees are river's (``river.tree.padded.make_padded_tree``'s draws, with
+the same seed and limits — a test checks they match), held as arrays, so a batch is scored and
+learned with a few numpy operations per tree level instead of a Python walk
+per event and tree. Scoring reads only the reference masses, which change
+only when a window of ``window_size`` observations completes; so a batch split
+at those points, scored and then learned piece by piece, gives exactly the
+scores of river's score-then-learn loop (a test checks this against
+``river.anomaly.HalfSpaceTrees``).
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> hst = HalfSpaceTrees(features=("x", "y"), n_trees=10, height=6, window_size=100, seed=7)
+>>> normal = {"x": rng.normal(0.5, 0.05, 300).clip(0, 1), "y": rng.normal(0.5, 0.05, 300).clip(0, 1)}
+>>> scores = hst.process_many(normal).scores
+>>> float(scores[:100].max())  # the first window is only learned: neutral
+0.0
+>>> odd = hst.score_many({"x": np.array([0.5, 0.95]), "y": np.array([0.5, 0.05])}).scores
+>>> bool(odd[1] > odd[0] + 0.3)
+True
+
+References
+----------
+Tan, S.C., Ting, K.M. and Liu, T.F. (2011). Fast anomaly detection for
+streaming data. IJCAI.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from detectors.base import Columns, Detector, Scores
+
+__all__ = ["HalfSpaceTrees"]
+
+_PADDING = 0.15
+
+
+def _grow_padded(limits: dict, height: int, node: int, rng: random.Random, index: dict,
+                 feature_of: np.ndarray, threshold: np.ndarray) -> None:
+    """``river.tree.padded.make_padded_tree``, written into heap-ordered arrays.
+
+    The same random draws in the same order, so the same seed gives river's
+    very trees (a test compares them); kept here because importing river
+    costs about a second at every start.
+    """
+    if height == 0:
+        return
+    on = rng.choices(population=list(limits.keys()), weights=[hi - lo for lo, hi in limits.values()])[0]
+    a, b = limits[on]
+    at = rng.uniform(a + _PADDING * (b - a), b - _PADDING * (b - a))
+    feature_of[node], threshold[node] = index[on], at
+    limits[on] = (a, at)
+    _grow_padded(limits, height - 1, 2 * node + 1, rng, index, feature_of, threshold)
+    limits[on] = (at, b)
+    _grow_padded(limits, height - 1, 2 * node + 2, rng, index, feature_of, threshold)
+    limits[on] = (a, b)
+
+_TREES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+class HalfSpaceTrees(Detector):
+    """Half-Space Trees with batch learning and scoring.
+
+    Parameters
+    ----------
+    features
+        The feature names, each scaled to ``limits`` (default [0, 1]).
+    n_trees, height, window_size, seed
+        As in ``river.anomaly.HalfSpaceTrees``.
+    limits
+        ``{feature: [low, high]}`` for features not in [0, 1].
+    """
+
+    def __init__(self, features: tuple[str, ...] = ("x",), n_trees: int = 10, height: int = 8,
+                 window_size: int = 250, seed: int | None = 42, limits: dict | None = None):
+        self.features = tuple(features)
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.seed = seed
+        self.limits = limits
+        self._feature_of, self._threshold = self._build()
+        n_nodes = 2 ** (height + 1) - 1
+        self._l_mass = np.zeros((n_trees, n_nodes), dtype=np.int64)
+        self._r_mass = np.zeros((n_trees, n_nodes), dtype=np.int64)
+        self._counter = 0
+        self._first_window = True
+
+    def _build(self) -> tuple[np.ndarray, np.ndarray]:
+        """River's trees for this seed, as (feature index, threshold) per heap-ordered node.
+        Models with the same settings share them (they are only read)."""
+        limits = tuple(sorted((self.limits or {}).items()))
+        cache_key = (self.features, self.n_trees, self.height, self.seed, str(limits))
+        if cache_key not in _TREES:
+            _TREES[cache_key] = self._grow()
+        return _TREES[cache_key]
+
+    def _grow(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = random.Random(self.seed)
+        bounds = {f: tuple((self.limits or {}).get(f, (0.0, 1.0))) for f in sorted(self.features)}
+        n_nodes = 2 ** (self.height + 1) - 1
+        feature_of = np.zeros((self.n_trees, n_nodes), dtype=np.int64)
+        threshold = np.zeros((self.n_trees, n_nodes))
+        index = {f: i for i, f in enumerate(self.features)}
+        for t in range(self.n_trees):
+            _grow_padded(bounds, self.height, 0, rng, index, feature_of[t], threshold[t])
+        return feature_of, threshold
+
+    @property
+    def _max_score(self) -> float:
+        return self.n_trees * self.window_size * (2 ** (self.height + 1) - 1)
+
+    def _matrix(self, X: Columns) -> np.ndarray:
+        return np.column_stack([np.asarray(X[f], dtype=float) for f in self.features])
+
+    def _paths(self, M: np.ndarray) -> np.ndarray:
+        """Node index at each depth (0..height) for every tree and row: shape (height + 1, trees, rows)."""
+        n_rows = len(M)
+        node = np.zeros((self.n_trees, n_rows), dtype=np.int64)
+        out = [node]
+        trees = np.arange(self.n_trees)[:, None]
+        cols = np.arange(n_rows)[None, :]
+        for _ in range(self.height):
+            go_right = M[cols, self._feature_of[trees, node]] >= self._threshold[trees, node]
+            node = 2 * node + 1 + go_right
+            out.append(node)
+        return np.stack(out)
+
+    def _score_matrix(self, M: np.ndarray) -> np.ndarray:
+        if self._first_window or not len(M):
+            return np.zeros(len(M))
+        limit = 0.1 * self.window_size
+        paths = self._paths(M)  # (depth, tree, row)
+        r = self._r_mass[np.arange(self.n_trees)[None, :, None], paths].astype(float)
+        # river stops below the first node whose mass is under the size limit
+        below = np.cumsum(r < limit, axis=0)
+        active = np.concatenate([np.ones((1,) + r.shape[1:], dtype=bool), below[:-1] == 0])
+        weights = 2.0 ** np.arange(self.height + 1)
+        total = (r * weights[:, None, None] * active).sum(axis=(0, 1))
+        return 1.0 - total / self._max_score
+
+    def _learn_matrix(self, M: np.ndarray) -> None:
+        n_trees, n_nodes = self._l_mass.shape
+        paths = self._paths(M)  # (depth, tree, row)
+        flat = (paths + (np.arange(n_trees) * n_nodes)[None, :, None]).ravel()
+        self._l_mass += np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes)
+
+    def _pivot(self) -> None:
+        self._r_mass = self._l_mass
+        self._l_mass = np.zeros_like(self._r_mass)
+        self._first_window = False
+        self._counter = 0
+
+    # --- batches --------------------------------------------------------------------
+    def score_many(self, X: Columns) -> Scores:
+        return Scores(self._score_matrix(self._matrix(X)))
+
+    def learn_many(self, X: Columns) -> None:
+        self._process(self._matrix(X), score=False)
+
+    def process_many(self, X: Columns) -> Scores:
+        return Scores(self._process(self._matrix(X), score=True))
+
+    def process_matrix(self, M: np.ndarray, before_learning=None) -> np.ndarray:
+        """``process_many`` over a feature matrix (columns in ``features`` order).
+        ``before_learning(start, stop, scores)`` is called for each stretch of
+        rows scored against the same masses, before they are learned (to explain them)."""
+        return self._process(np.asarray(M, dtype=float), True, before_learning)
+
+    def _process(self, M: np.ndarray, score: bool, before_learning=None) -> np.ndarray:
+        scores = np.zeros(len(M))
+        start = 0
+        while start < len(M):
+            # up to the end of the current window: scores there read the same masses
+            stop = min(len(M), start + self.window_size - self._counter)
+            if score:
+                scores[start:stop] = self._score_matrix(M[start:stop])
+                if before_learning is not None:
+                    before_learning(start, stop, scores[start:stop])
+            self._learn_matrix(M[start:stop])
+            self._counter += stop - start
+            if self._counter == self.window_size:
+                self._pivot()
+            start = stop
+        return scores
+
+    # --- state ------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"l_mass": self._l_mass.tolist(), "r_mass": self._r_mass.tolist(),
+                "counter": self._counter, "first_window": self._first_window}
+
+    def load_state(self, state: dict) -> None:
+        self._l_mass = np.array(state["l_mass"], dtype=np.int64)
+        self._r_mass = np.array(state["r_mass"], dtype=np.int64)
+        self._counter = state["counter"]
+        self._first_window = state["first_window"]

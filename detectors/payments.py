@@ -1,0 +1,287 @@
+"""Multivariate payment anomaly: features of a payment, scored by a model.
+
+Each payment becomes five features, each in [0, 1]:
+
+=================  ==============================================================
+``log_amount``     log10(1 + amount) / 10 (1e10 CNY = 1)
+``hour``           local hour of ``occurred_at`` / 23
+``weekday``        local weekday (Monday 0) / 6
+``days_since``     log(1 + days since the last payment to this counterparty) / log(366);
+                   1 for a counterparty never paid before
+``individual``     1 when the payee is a natural person
+=================  ==============================================================
+
+``PaymentHalfSpaceTrees`` learns them online (Half-Space Trees, see
+``detectors.hst``); ``PaymentIsolationForest`` scores them with a
+scikit-learn IsolationForest trained on history (``riskwatch detectors
+train``) in micro-batches. Both explain an alert by the features that moved
+the score most: each feature in turn is set to its typical value (its mean
+over every payment before this one) and the drop in score is its contribution.
+
+Examples
+--------
+>>> import numpy as np
+>>> det = PaymentHalfSpaceTrees(n_trees=10, height=6, window_size=50, seed=1)
+>>> n = 400
+>>> X = {"key": np.array([f"S{i % 20}" for i in range(n)], dtype=object), "amount": np.full(n, 2e4),
+...      "t": np.arange(n) * 3600.0, "hour": np.full(n, 10.0), "weekday": np.full(n, 2.0),
+...      "individual": np.zeros(n)}
+>>> _ = det.process_many(X)
+>>> odd = {"key": np.array(["S1"], dtype=object), "amount": np.array([3e6]), "t": np.array([n * 3600.0]),
+...        "hour": np.array([3.0]), "weekday": np.array([6.0]), "individual": np.array([1.0])}
+>>> s = det.score_many(odd)
+>>> float(s.scores[0]) > 0.8, s.row(0)["top_features"].split(", ")[0] in ("log_amount", "hour", "weekday", "individual")
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Columns, Detector, Scores
+from detectors.hst import HalfSpaceTrees
+
+__all__ = ["FEATURES", "PaymentFeatures", "PaymentHalfSpaceTrees", "PaymentIsolationForest"]
+
+FEATURES = ("log_amount", "hour", "weekday", "days_since", "individual")
+_LOG_YEAR = math.log(366.0)
+
+
+class PaymentFeatures:
+    """Turns payment columns into the feature matrix; remembers each counterparty's last payment."""
+
+    def __init__(self) -> None:
+        self.last_paid: dict[object, float] = {}
+        self._sum = np.zeros(len(FEATURES))  # of every row learned, for the typical values
+        self._count = 0
+        self._before = (self._sum, np.zeros((0, len(FEATURES))), 0)  # the last batch's prefix sums
+
+    def transform(self, X: Columns, learn: bool) -> np.ndarray:
+        n = len(X["amount"])
+        amount = np.nan_to_num(np.asarray(X["amount"], dtype=float))
+        days = np.empty(n)
+        last = self.last_paid
+        keys, times = X["key"].tolist(), np.asarray(X["t"], dtype=float).tolist()
+        for i, (k, t) in enumerate(zip(keys, times)):
+            prev = last.get(k)
+            days[i] = 1.0 if prev is None else min(1.0, math.log1p(max(0.0, t - prev) / 86400) / _LOG_YEAR)
+            if learn and (prev is None or t > prev):
+                last[k] = t
+        M = np.column_stack([
+            np.clip(np.log10(1 + amount) / 10, 0, 1),
+            np.clip(np.asarray(X["hour"], dtype=float) / 23, 0, 1),
+            np.clip(np.asarray(X["weekday"], dtype=float) / 6, 0, 1),
+            days,
+            np.asarray(X["individual"], dtype=float),
+        ])
+        if learn:
+            prefix = np.cumsum(M, axis=0) - M  # the rows before each one, within the batch
+            self._before = (self._sum.copy(), prefix, self._count)
+            self._sum = self._sum + M.sum(axis=0)
+            self._count += len(M)
+        else:
+            self._before = (self._sum.copy(), np.zeros_like(M), self._count)
+        return M
+
+    def typical(self, rows: np.ndarray) -> np.ndarray:
+        """The mean of each feature over every row learned before each of ``rows``
+        (of the last batch transformed); the same whatever the batch boundaries."""
+        total, prefix, count = self._before
+        n = count + rows
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n[:, None] > 0, (total + prefix[rows]) / n[:, None], np.nan)
+
+    def state(self) -> dict:
+        return {"last_paid": [[list(k) if isinstance(k, tuple) else k, t] for k, t in self.last_paid.items()],
+                "sum": self._sum.tolist(), "count": self._count}
+
+    def load_state(self, state: dict) -> None:
+        self.last_paid = {tuple(k) if isinstance(k, list) else k: t for k, t in state["last_paid"]}
+        self._sum = np.array(state["sum"], dtype=float)
+        self._count = state["count"]
+        self._before = (self._sum, np.zeros((0, len(FEATURES))), self._count)
+
+    def forget_before(self, horizon: float) -> None:
+        self.last_paid = {k: t for k, t in self.last_paid.items() if t >= horizon}
+
+
+def _explain(score_fn, M: np.ndarray, scores: np.ndarray, features: PaymentFeatures, rows: np.ndarray) -> np.ndarray:
+    """For the given rows, the features that lowered the score most when set to typical."""
+    out = np.full(len(M), "", dtype=object)
+    typical = features.typical(rows) if len(rows) else np.zeros((0, M.shape[1]))
+    rows = rows[~np.isnan(typical).any(axis=1)]
+    typical = typical[~np.isnan(typical).any(axis=1)]
+    if not len(rows):
+        return out
+    base = scores[rows]
+    k = M.shape[1]
+    P = np.repeat(M[rows], k, axis=0)  # row r's copies r*k .. r*k+k-1, copy j with feature j typical
+    P[np.arange(len(P)), np.tile(np.arange(k), len(rows))] = typical.ravel()
+    drops = base[:, None] - score_fn(P).reshape(len(rows), k)  # one scoring call for them all
+    for r, d in zip(rows.tolist(), drops):
+        order = [FEATURES[j] for j in np.argsort(-d) if d[j] > 0.01][:3]
+        out[r] = ", ".join(order)
+    return out
+
+
+def _details(M: np.ndarray, top: np.ndarray) -> dict[str, np.ndarray]:
+    return {"top_features": top, "hour_feature": M[:, 1] * 23, "days_since_previous":
+            np.where(M[:, 3] >= 1.0, np.nan, np.expm1(M[:, 3] * _LOG_YEAR))}
+
+
+class PaymentHalfSpaceTrees(Detector):
+    """Half-Space Trees over the payment features, learned online.
+
+    Parameters
+    ----------
+    n_trees, height, window_size, seed
+        As in ``river.anomaly.HalfSpaceTrees``.
+    explain_above
+        Rows scoring at least this are explained (explaining costs a few scores).
+    max_idle_days
+        Counterparties not paid for this long are forgotten by the features.
+    """
+
+    def __init__(self, n_trees: int = 25, height: int = 8, window_size: int = 500, seed: int = 42,
+                 explain_above: float = 0.7, max_idle_days: float = 400.0):
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.seed = seed
+        self.explain_above = explain_above
+        self.max_idle_days = max_idle_days
+        self._features = PaymentFeatures()
+        self._model = HalfSpaceTrees(FEATURES, n_trees, height, window_size, seed)
+
+    inputs = ("key", "amount", "t", "hour", "weekday", "individual")
+
+    def _run(self, X: Columns, learn: bool) -> Scores:
+        M = self._features.transform(X, learn)
+        top = np.full(len(M), "", dtype=object)
+        score_matrix = self._model._score_matrix
+
+        def explain(start: int, stop: int, scores: np.ndarray) -> None:
+            # while the model still holds the masses these rows were scored with
+            flagged = np.flatnonzero(scores >= self.explain_above)
+            if len(flagged):
+                part = _explain(score_matrix, M, np.concatenate([np.zeros(start), scores]), self._features, start + flagged)
+                top[start + flagged] = part[start + flagged]
+
+        if learn:
+            scores = self._model.process_matrix(M, explain)
+            if len(X["t"]):
+                self._features.forget_before(float(np.max(X["t"])) - self.max_idle_days * 86400)
+        else:
+            scores = score_matrix(M)
+            explain(0, len(M), scores)
+        return Scores(scores, _details(M, top))
+
+    def score_many(self, X: Columns) -> Scores:
+        return self._run(X, learn=False)
+
+    def learn_many(self, X: Columns) -> None:
+        M = self._features.transform(X, learn=True)
+        self._model.learn_many({f: M[:, j] for j, f in enumerate(FEATURES)})
+
+    def process_many(self, X: Columns) -> Scores:
+        return self._run(X, learn=True)
+
+    def key_count(self) -> int:
+        return len(self._features.last_paid)
+
+    def state(self) -> dict:
+        return {"features": self._features.state(), "model": self._model.state()}
+
+    def load_state(self, state: dict) -> None:
+        self._features.load_state(state["features"])
+        self._model.load_state(state["model"])
+
+
+class PaymentIsolationForest(Detector):
+    """A scikit-learn IsolationForest trained on history, scored in batches.
+
+    Nothing is learned from the stream but each counterparty's last payment
+    date (a feature). ``model`` is the forest as ``detectors.iforest.FlatForest``
+    (trained with scikit-learn, loaded with ``detectors.modelfile.load_model``);
+    without one every score is 0. The score is scikit-learn's anomaly score
+    (``-score_samples``), in (0, 1]; around 0.5 and below is normal.
+
+    Parameters
+    ----------
+    model
+        The forest (a ``FlatForest``), or None.
+    explain_above
+        Rows scoring at least this are explained.
+    """
+
+    def __init__(self, model: Any = None, explain_above: float = 0.6, max_idle_days: float = 400.0):
+        self.model = model
+        self.explain_above = explain_above
+        self.max_idle_days = max_idle_days
+        self._features = PaymentFeatures()
+
+    inputs = ("key", "amount", "t", "hour", "weekday", "individual")
+
+    def _score_matrix(self, M: np.ndarray) -> np.ndarray:
+        if self.model is None or not len(M):
+            return np.zeros(len(M))
+        return self.model.score(M)
+
+    def _run(self, X: Columns, learn: bool) -> Scores:
+        M = self._features.transform(X, learn)
+        scores = self._score_matrix(M)
+        flagged = np.flatnonzero(scores >= self.explain_above)
+        top = _explain(self._score_matrix, M, scores, self._features, flagged)
+        if learn and len(X["t"]):
+            self._features.forget_before(float(np.max(X["t"])) - self.max_idle_days * 86400)
+        return Scores(scores, _details(M, top))
+
+    def score_many(self, X: Columns) -> Scores:
+        return self._run(X, learn=False)
+
+    def learn_many(self, X: Columns) -> None:
+        self._features.transform(X, learn=True)
+
+    def process_many(self, X: Columns) -> Scores:
+        # The features of a row read the last payment *before* it: transform
+        # learns row by row as it goes, so one pass is score-then-learn.
+        return self._run(X, learn=True)
+
+    @classmethod
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+        """Each org's features from its own state, scored in one call (the forest is shared)."""
+        if len({id(m.model) for m, _ in parts}) > 1:
+            return super().process_pooled(parts)
+        mats = [m._features.transform(X, learn=True) for m, X in parts]  # type: ignore[attr-defined]
+        first: PaymentIsolationForest = parts[0][0]  # type: ignore[assignment]
+        M = np.vstack(mats) if mats else np.zeros((0, len(FEATURES)))
+        scores = first._score_matrix(M)
+        out, start = [], 0
+        for (model, X), part in zip(parts, mats):
+            stop = start + len(part)
+            s = scores[start:stop]
+            top = _explain(first._score_matrix, part, s, model._features,  # type: ignore[attr-defined]
+                           np.flatnonzero(s >= first.explain_above))
+            if len(X["t"]):
+                model._features.forget_before(float(np.max(X["t"])) - first.max_idle_days * 86400)  # type: ignore[attr-defined]
+            out.append(Scores(s, _details(part, top)))
+            start = stop
+        return out
+
+    def key_count(self) -> int:
+        return len(self._features.last_paid)
+
+    def state(self) -> dict:
+        return {"features": self._features.state()}
+
+    def load_state(self, state: dict) -> None:
+        self._features.load_state(state["features"])
+
+
+def training_matrix(X: Columns) -> np.ndarray:
+    """The feature matrix of a history, in time order, for fitting a forest."""
+    order = np.argsort(np.asarray(X["t"], dtype=float), kind="stable")
+    return PaymentFeatures().transform({k: v[order] for k, v in X.items()}, learn=True)
