@@ -154,7 +154,7 @@ class Benford(Detector):
         onehot = np.zeros((len(digits), 9))
         valid = digits > 0
         onehot[np.flatnonzero(valid), digits[valid] - 1] = 1
-        before = prior + (np.cumsum(onehot, axis=0) - onehot if learn else 0)
+        before = prior[None, :] + (np.cumsum(onehot, axis=0) - onehot if learn else np.zeros_like(onehot))
         n = before.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = before / n[:, None]

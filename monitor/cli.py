@@ -30,7 +30,8 @@ from monitor.rulefiles import PackError, default_rules_dir, lint, load_pack
 from monitor.rules import RulePack
 
 # soft_wrap: a file:line:col message stays on one line, whatever the terminal width.
-console = Console(highlight=False, soft_wrap=True)
+# Piped or redirected, tables get room instead of the default 80 columns.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_RULES = 2  # a broken rules folder stops start-up with this code

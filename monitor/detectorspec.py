@@ -110,7 +110,9 @@ def _settings_problems(model: str, settings: dict[str, Any]) -> list[tuple[str |
         else:
             ok = True
         if not ok:
-            out.append((name, f"setting '{name}' must be a {'true/false' if isinstance(default, bool) else type(default).__name__ + ' >= 0'}"))
+            kind = ("true or false" if isinstance(default, bool) else
+                    "a whole number >= 0" if isinstance(default, int) else "a number >= 0")
+            out.append((name, f"setting '{name}' must be {kind}"))
     return out
 
 

@@ -126,3 +126,74 @@ def test_schema_command_prints_the_schema_file():
     out = riskwatch("schema")
     docs = (Path(__file__).parent.parent / "docs" / "event.schema.json").read_text(encoding="utf-8")
     assert orjson.loads(out.stdout) == orjson.loads(docs)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A generated stream with an is_anomaly column from its ground truth."""
+    from monitor.generator import generate
+
+    tmp = tmp_path_factory.mktemp("labelled")
+    stream = generate(events=30_000, seed=5)
+    anomalous = {e for a in stream.truth.anomalies() for e in a.event_ids}
+    path = tmp / "labelled.jsonl"
+    with open(path, "wb") as f:
+        for raw in stream.lines:
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                f.write(raw)
+                continue
+            if isinstance(record, dict):
+                record["is_anomaly"] = record.get("event_id") in anomalous
+            f.write(orjson.dumps(record) + b"\n")
+    return path, len(anomalous)
+
+
+def test_detectors_evaluate_prints_metrics_per_detector(labelled):
+    path, positives = labelled
+    out = riskwatch("detectors", "evaluate", "--input", path, "--label", "is_anomaly")
+    assert out.returncode == 0, out.stderr
+    assert f"{positives:,} labelled anomalous" in out.stdout
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+            for line in out.stdout.splitlines() if line.startswith("│ det_")}
+    assert set(rows) == {"det_amount_outlier", "det_org_amount_outlier", "det_payment_pattern", "det_benford_payments",
+                         "det_benford_journal", "det_counterparty_velocity", "det_payment_iforest"}
+    # columns: model, in scope, positives, ROC AUC, PR AUC, k, precision@k, ≥ threshold
+    velocity = rows["det_counterparty_velocity"]
+    assert float(velocity[3]) > 0.7 and 0 < float(velocity[6]) <= 1
+    only = riskwatch("detectors", "evaluate", "--input", path, "--label", "is_anomaly", "--detector", "det_amount_outlier")
+    assert only.returncode == 0 and "det_amount_outlier" in only.stdout and "det_benford_journal" not in only.stdout
+    missing = riskwatch("detectors", "evaluate", "--input", path, "--label", "no_such_column")
+    assert missing.returncode == 1 and "no line has a true 'no_such_column'" in missing.stderr
+
+
+def test_detectors_evaluate_a_feature_csv(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    label = np.zeros(n, dtype=int)
+    odd = rng.choice(np.arange(600, n), 30, replace=False)
+    x[odd] += 6
+    label[odd] = 1
+    csv = tmp_path / "features.csv"
+    csv.write_text("x,y,fraud\n" + "".join(f"{a:.4f},{b:.4f},{c}\n" for a, b, c in zip(x, y, label)), encoding="utf-8")
+    out = riskwatch("detectors", "evaluate", "--input", csv, "--label", "fraud")
+    assert out.returncode == 0, out.stderr
+    forest = next(line for line in out.stdout.splitlines() if line.startswith("│ isolation_forest"))
+    assert float(forest.split("│")[5]) > 0.95  # ROC AUC on clear outliers
+
+
+def test_detectors_train_writes_a_model_lint_accepts(rules_copy, labelled, tmp_path):
+    path, _ = labelled
+    (rules_copy / "models" / "payment_iforest.npz").unlink()
+    assert "not found" in riskwatch("rules", "lint", rules_copy).stdout
+    out = riskwatch("detectors", "train", "--history", path, "--rules", rules_copy, "--trees", 30)
+    assert out.returncode == 0, out.stderr
+    assert "trained an IsolationForest (30 trees)" in out.stdout and (rules_copy / "models" / "payment_iforest.npz").exists()
+    lint_out = riskwatch("rules", "lint", rules_copy)
+    assert lint_out.returncode == 0 and "payment_iforest" not in lint_out.stdout
+    listed = riskwatch("detectors", "list", "--rules", rules_copy)
+    assert listed.returncode == 0 and "(trained)" in listed.stdout.replace("\n", " ") or "trained" in listed.stdout

@@ -1,0 +1,57 @@
+"""Random payment columns and checks every detector must pass."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+
+def payment_columns(n: int = 2000, keys: int = 20, seed: int = 0, days: float = 120.0) -> dict[str, np.ndarray]:
+    """Payments to ``keys`` counterparties, each around its own usual amount, in time order."""
+    rng = np.random.default_rng(seed)
+    who = rng.integers(0, keys, n)
+    usual = 10 ** rng.uniform(3, 6, keys)
+    key = np.empty(n, dtype=object)
+    key[:] = [("ORG1", f"S{k}") for k in who]
+    return {
+        "key": key,
+        "amount": np.round(usual[who] * rng.lognormal(0, 0.2, n), 2),
+        "t": np.sort(rng.uniform(0, days * 86400, n)) + 1.77e9,
+        "hour": rng.integers(8, 19, n).astype(float),
+        "weekday": rng.integers(0, 5, n).astype(float),
+        "individual": (rng.random(n) < 0.1).astype(float),
+    }
+
+
+def rows(X: dict, start: int, stop: int) -> dict:
+    return {k: v[start:stop] for k, v in X.items()}
+
+
+def in_batches(detector, X: dict, sizes: list[int]) -> np.ndarray:
+    """process_many over consecutive batches of the given sizes (the rest in one)."""
+    n = len(X["amount"])
+    out, start = [], 0
+    for size in sizes + [n]:
+        if start >= n:
+            break
+        stop = min(n, start + size)
+        out.append(detector.process_many(rows(X, start, stop)).scores)
+        start = stop
+    return np.concatenate(out)
+
+
+def one_at_a_time(detector, X: dict) -> np.ndarray:
+    """River's loop: score_one, then learn_one, per event."""
+    out = []
+    for i in range(len(X["amount"])):
+        x = {k: (v[i] if k == "key" else float(v[i])) for k, v in X.items()}
+        out.append(detector.score_one(x))
+        detector.learn_one(x)
+    return np.array(out)
+
+
+def restored(detector):
+    """A fresh clone loaded with the detector's state, through MessagePack as the stores keep it."""
+    clone = detector.clone()
+    clone.load_state(msgspec.msgpack.decode(msgspec.msgpack.encode(detector.state())))
+    return clone

@@ -1,0 +1,52 @@
+"""Velocity: bursts of payments to new or dormant counterparties."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.velocity import Velocity
+from tests.detectors.helpers import in_batches, one_at_a_time, payment_columns, restored
+
+DAY = 86400.0
+
+
+def cols(key, times, amounts):
+    return {"key": np.array([key] * len(times), dtype=object), "t": np.asarray(times, dtype=float),
+            "amount": np.asarray(amounts, dtype=float)}
+
+
+def watched(det: Velocity, days: int = 40) -> Velocity:
+    """A detector that has watched a weekly supplier for ``days``."""
+    det.process_many(cols("regular", np.arange(0, days, 7) * DAY, [1e4] * len(range(0, days, 7))))
+    return det
+
+
+def test_a_burst_to_a_new_counterparty_scores_an_established_one_does_not():
+    det = watched(Velocity(window_days=5, min_payments=5, history_days=30))
+    burst = det.process_many(cols("new", 41 * DAY + np.arange(7) * 3600, [2e5] * 7))
+    assert burst.scores[3] < 0.5 <= burst.scores[4] < burst.scores[6]
+    assert burst.row(6) | {} == {"status": "new", "payments": 7, "window_total": 1.4e6, "days_since_previous": burst.row(6)["days_since_previous"]}
+    steady = det.process_many(cols("regular", 42 * DAY + np.arange(7) * 3600, [1e4] * 7))
+    assert steady.scores.max() == 0.0
+
+
+def test_large_total_counts_from_two_payments_and_dormant_is_new_again():
+    det = watched(Velocity(min_payments=5, min_amount=1e6, dormant_days=20, history_days=30), days=60)
+    det.process_many(cols("old", [1 * DAY], [5e3]))  # then silent for 60 days
+    s = det.process_many(cols("old", [61 * DAY, 61.5 * DAY], [8e5, 9e5]))
+    assert s.scores[0] == 0.0 and s.scores[1] > 0.6 and s.row(1)["status"] == "dormant"
+
+
+def test_nothing_is_new_before_history_days():
+    det = Velocity(min_payments=2, history_days=30)
+    assert det.process_many(cols("a", np.arange(5) * 3600.0, [1e5] * 5)).scores.max() == 0.0
+
+
+def test_batches_and_restores_change_nothing():
+    X = payment_columns(3000, keys=200, seed=5, days=90)
+    loop = one_at_a_time(Velocity(min_payments=3, window_days=10, history_days=10), X)
+    assert np.array_equal(in_batches(Velocity(min_payments=3, window_days=10, history_days=10), X, [3, 400, 1]), loop)
+    a = Velocity(min_payments=3, window_days=10, history_days=10)
+    head = a.process_many({k: v[:1700] for k, v in X.items()}).scores
+    tail = restored(a).process_many({k: v[1700:] for k, v in X.items()}).scores
+    assert np.array_equal(np.concatenate([head, tail]), loop) and loop.max() > 0.5
