@@ -81,10 +81,11 @@ def timed(cmd: list[str]) -> tuple[float, int]:
     return elapsed, peak
 
 
-def riskwatch_cmd(path: Path, tmp: Path, n: int, workers: int) -> list[str]:
-    db = tmp / f"tickets-{n}.db"
+def riskwatch_cmd(path: Path, tmp: Path, n: int, workers: int, detectors: bool = True) -> list[str]:
+    db = tmp / f"tickets-{n}-{detectors}.db"
     return [sys.executable, "-m", "monitor.cli", "run", "--input", str(path), "--alerts-out", str(tmp / "alerts.jsonl"),
-            "--rejected-out", str(tmp / "rejected.jsonl"), "--db", f"sqlite:///{db}", "--quiet", "--workers", str(workers)]
+            "--rejected-out", str(tmp / "rejected.jsonl"), "--db", f"sqlite:///{db}", "--quiet", "--workers", str(workers),
+            "--detectors" if detectors else "--no-detectors"]
 
 
 def batch_latencies(path: Path) -> list[float]:
@@ -123,19 +124,25 @@ def main() -> None:
     print(f"input: {path} ({lines:,} lines, {path.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        floor, ours, rss = [], [], 0
+        floor, ours, full, rss, rss_full = [], [], [], 0, 0
         for i in range(args.repeat):
             floor.append(timed([sys.executable, "-c", FLOOR, str(path)])[0])
-            t, rss = timed(riskwatch_cmd(path, tmp, i, args.workers))
+            t, rss = timed(riskwatch_cmd(path, tmp, i, args.workers, detectors=False))
             ours.append(t)
+            t, rss_full = timed(riskwatch_cmd(path, tmp, i, args.workers, detectors=True))
+            full.append(t)
         floor_rate = lines / statistics.median(floor)
         our_rate = lines / statistics.median(ours)
+        full_rate = lines / statistics.median(full)
         print(f"decode floor (orjson.loads per line, whole process): {floor_rate:>10,.0f} events/s  "
               f"(median of {args.repeat}: {statistics.median(floor):.2f} s)")
-        print(f"riskwatch run (default pack, SQLite tickets, {args.workers} workers): {our_rate:>10,.0f} events/s  "
+        print(f"riskwatch run --no-detectors (the rule pack, SQLite tickets, {args.workers} workers): {our_rate:>10,.0f} events/s  "
               f"(median of {args.repeat}: {statistics.median(ours):.2f} s, peak RSS {rss / 1024:.0f} MiB)")
         print(f"ratio to the decode floor: {our_rate / floor_rate:.3f}   (target >= 0.35)")
         print(f"absolute target >= 150,000 events/s: {'met' if our_rate >= 150_000 else 'NOT met'}")
+        print(f"riskwatch run (rules and the default detector set):     {full_rate:>10,.0f} events/s  "
+              f"(median of {args.repeat}: {statistics.median(full):.2f} s, peak RSS {rss_full / 1024:.0f} MiB; "
+              f"ratio {full_rate / floor_rate:.3f})")
         lat = sorted(batch_latencies(path))
         q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
         print(f"scoring latency per 8192-event batch: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {lat[-1] * 1000:.1f} ms")

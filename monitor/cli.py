@@ -135,9 +135,13 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
 @click.option("--batch-size", default=8192, show_default=True)
 @click.option("--workers", type=int, help="Scoring processes, each taking a share of the orgs (default: cores, at most 2).")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables; print only the count line.")
-def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet):
+@click.option("--detectors/--no-detectors", default=True, show_default=True,
+              help="Run the anomaly detectors of detectors.yaml too, or the rules alone.")
+def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors):
     """Score a JSONL file of events and write one alert per line."""
     pack = _load_pack_or_exit(rules)
+    if not detectors:
+        pack = pack.only({r.id for r in pack.rules})
     metrics, port = _serve_metrics(metrics_port)
     if port:
         console.print(f"metrics: http://127.0.0.1:{port}/metrics")
@@ -204,9 +208,12 @@ def _truth_table(truth, alerts: dict) -> Table:
         if inst.kind == "violation":
             row[1] += 1
             row[2] += set(inst.event_ids) <= alerted.get(inst.rule, set())
+        elif inst.kind == "anomaly":  # a detector finds it when an alert holds any of its events
+            row[1] += 1
+            row[2] += bool(set(inst.event_ids) & alerted.get(inst.rule, set()))
         else:
             row[3] += 1
-    planted_ids = {e for i in truth.violations() for e in i.event_ids}
+    planted_ids = {e for i in truth.instances if i.kind != "near_miss" for e in i.event_ids}
     false_alarms = Counter(a.rule_id for a in alerts.values() if not set(a.event_ids) & planted_ids)
     for rule, (scenario, planted, caught, near) in sorted(by_rule.items(), key=lambda kv: kv[1][0]):
         t.add_row(str(scenario), rule, str(planted), str(caught), str(near), str(false_alarms.get(rule, 0)))
