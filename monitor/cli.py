@@ -5,12 +5,15 @@
     riskwatch run --input F --alerts-out A [--rules DIR] [--db URL] [--rejected-out R]
     riskwatch rules lint [DIR]          validate every file an analyst writes
     riskwatch rules test [DIR]          run the test cases inside the rule files
+    riskwatch rules diff --base REV|DIR --events F   the alerts a rules change adds and removes
     riskwatch detectors list|train|evaluate   the anomaly detectors of rules/detectors.yaml
+    riskwatch backtest --events F [--labels L] [--html R]   what the rules would have flagged, and how well
     riskwatch schema                    print the event JSON Schema
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -324,6 +327,127 @@ def rules_test(directory, rule_ids):
 
 # --- Kafka: topics and connectors ----------------------------------------------------
 
+# --- backtest and diff --------------------------------------------------------------------
+def read_labels(path: Path, column: str) -> dict[str, object]:
+    """event_id -> label from a CSV or JSONL file, or from the generator's ground truth
+    (lines with ``event_ids`` and ``kind``: violations and anomalies name their rule).
+    A record without an event_id stops it with the file, line and field."""
+    import csv
+
+    labels: dict[str, object] = {}
+
+    def bad(line: int, message: str):
+        err_console.print(f"{path}:{line}: {message}", markup=False)
+        sys.exit(1)
+
+    if path.suffix.lower() == ".csv":
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            for name in ("event_id", column):
+                if name not in (reader.fieldnames or []):
+                    bad(1, f"no column '{name}' (has: {', '.join(reader.fieldnames or [])})")
+            for row in reader:
+                if not (row.get("event_id") or "").strip():
+                    bad(reader.line_num, "field 'event_id' is empty")
+                labels[row["event_id"].strip()] = row[column]
+        return labels
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = orjson.loads(raw)
+            except orjson.JSONDecodeError as err:
+                bad(n, f"not JSON ({err})")
+            if not isinstance(record, dict):
+                bad(n, "not a JSON object")
+            if "event_ids" in record and "kind" in record:  # a ground-truth instance
+                positive = record["kind"] in ("violation", "anomaly")
+                for event_id in record["event_ids"]:
+                    if positive or event_id not in labels:
+                        labels[event_id] = record.get("rule") if positive else False
+                continue
+            if not isinstance(record.get("event_id"), str) or not record["event_id"]:
+                bad(n, "field 'event_id' is missing or not a string")
+            if column not in record:
+                bad(n, f"field '{column}' is missing")
+            labels[record["event_id"]] = record[column]
+    return labels
+
+
+def _scored_alerts(pack: RulePack, events_path: Path, workers: int | None, label: str):
+    """Score a file with a pack (drafts as shadow), no tickets; returns (runner, summary)."""
+    from monitor.runner import EmbeddedRunner, default_workers
+
+    runner = EmbeddedRunner(pack.with_drafts(), None, None, workers=workers or default_workers())
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(label, total=sum(1 for _ in open(events_path, "rb")))
+        summary = runner.score_file(events_path, lambda n: bar.advance(task, n))
+    return runner, summary
+
+
+def _fmt(v, pct: bool = True) -> str:
+    if v is None or v != v:
+        return "—"
+    return f"{100 * v:.1f}%" if pct else f"{v:,.2f}"
+
+
+@main.command("backtest")
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Rules folder (default: the built-in pack).")
+@click.option("--events", "events_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Past events, JSONL in the event contract.")
+@click.option("--labels", "labels_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="event_id -> label (yes/no or the rule that should flag it): CSV, JSONL, or a generator truth file.")
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML report with charts.")
+@click.option("--workers", type=int, help="Scoring processes (default: cores, at most 2).")
+def backtest_cmd(rules, events_path, labels_path, label_column, html_path, workers):
+    """What the rules would have flagged over past events; with labels, how well."""
+    from monitor.backtest import alerts_frame, backtest
+
+    pack = _load_pack_or_exit(rules)
+    labels = read_labels(labels_path, label_column) if labels_path else None
+    started = time.perf_counter()
+    runner, summary = _scored_alerts(pack, events_path, workers, "backtest")
+    ids = [r.id for r in pack.rules] + [d.id for d in pack.detectors]
+    statuses = {r.id: r.status for r in [*pack.rules, *pack.detectors]}
+    result = backtest(alerts_frame(runner.alerts.values()), labels, ids)
+    t = Table(title=f"Backtest — pack {pack.version} over {events_path.name}: {summary.lines:,} records, "
+                    f"{summary.rejected:,} rejected, {result.overall['alerts']:,} alerts in {result.overall['days']:.0f} days")
+    cols = ["rule", "status", "alerts", "events", "per day", "max/day", "per week"]
+    if result.labelled:
+        cols += ["true", "precision", "recall", "F1"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("rule", "status") else "right")
+    for r in result.per_rule.to_dict("records"):
+        row = [r["rule_id"], statuses[r["rule_id"]], str(r["alerts"]), str(r["hits"]), f"{r['alerts_per_day']:.2f}",
+               str(r["max_alerts_in_a_day"]), f"{r['alerts_per_week']:.1f}"]
+        if result.labelled:
+            row += [str(r["true_alerts"]), _fmt(r["precision"]), _fmt(r["recall"]), _fmt(r["f1"])]
+        t.add_row(*row)
+    console.print(t)
+    if result.labelled:
+        o = result.overall
+        console.print(f"overall: {o['labelled_events']:,} labelled events; precision {_fmt(o['precision'])}, "
+                      f"recall {_fmt(o['recall'])}, F1 {_fmt(o['f1'])}")
+        for rule, messages in result.false_alarms.items():
+            for m in messages[:3]:
+                console.print(f"  false alarm  {rule}: {m}", markup=False)
+        for rule, items in result.misses.items():
+            console.print(f"  missed       {'(no rule)' if rule == '*' else rule}: {', '.join(items)}", markup=False)
+    if html_path:
+        from monitor.report import write_backtest_report
+
+        write_backtest_report(html_path, result, statuses, {
+            "title": events_path.name, "rules_dir": str(rules or default_rules_dir()), "version": pack.version,
+            "events_file": str(events_path), "lines": summary.lines, "scored": summary.scored, "rejected": summary.rejected})
+        console.print(f"report: {html_path}")
+    console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
+                  f"{time.perf_counter() - started:.1f} s")
+    _exit_now(0)
+
+
 # --- detectors ------------------------------------------------------------------------
 @main.group()
 def detectors() -> None:
@@ -464,6 +588,73 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k):
         t.add_row(r.detector, r.model, f"{r.events:,}", f"{r.positives:,}", fmt(r.roc_auc), fmt(r.pr_auc), str(r.k),
                   fmt(r.precision_at_k), "" if r.threshold != r.threshold else f"{r.alerts:,}")
     console.print(t)
+
+
+def _base_rules(base: str, head: Path) -> tuple[Path, object]:
+    """A folder as it is, or the head folder's path at a git revision (checked out to a temporary folder)."""
+    import subprocess
+    import tarfile
+    import tempfile
+
+    if Path(base).is_dir():
+        return Path(base), None
+    try:
+        root = Path(subprocess.run(["git", "-C", str(head), "rev-parse", "--show-toplevel"], check=True,
+                                   capture_output=True, text=True).stdout.strip())
+        relative = head.resolve().relative_to(root.resolve())
+        archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", base, "--", str(relative)],
+                                 check=True, capture_output=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as err:
+        detail = getattr(err, "stderr", b"") or str(err)
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+        err_console.print(f"--base {base}: neither a folder nor a git revision of {head} ({detail.strip()})", markup=False)
+        sys.exit(EXIT_RULES)
+    tmp = tempfile.TemporaryDirectory(prefix="riskwatch-base-")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp.name, filter="data")
+    return Path(tmp.name) / relative, tmp
+
+
+@rules.command("diff")
+@click.option("--base", required=True, help="The rules before the change: a folder, or a git revision (e.g. main, HEAD~1).")
+@click.option("--head", "head", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The rules after it (default: the built-in pack's folder).")
+@click.option("--events", "events_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--examples", default=3, show_default=True)
+@click.option("--workers", type=int)
+def rules_diff(base, head, events_path, examples, workers):
+    """The alerts a rules change adds, removes and changes over the same events."""
+    from monitor.rulediff import diff_alerts
+
+    head = head or default_rules_dir()
+    base_dir, keep = _base_rules(base, head)
+    base_pack, head_pack = _load_pack_or_exit(base_dir), _load_pack_or_exit(head)
+    base_run, _ = _scored_alerts(base_pack, events_path, workers, "base")
+    head_run, summary = _scored_alerts(head_pack, events_path, workers, "head")
+    diffs = diff_alerts(base_run.alerts, head_run.alerts, examples)
+    t = Table(title=f"rules diff over {events_path.name} ({summary.lines:,} records): base {base} (pack {base_pack.version}) → "
+                    f"head {head} (pack {head_pack.version})")
+    for c in ("rule", "base alerts", "head alerts", "added", "removed", "changed"):
+        t.add_column(c, justify="left" if c == "rule" else "right")
+    for d in diffs:
+        if not d.unchanged:
+            t.add_row(d.rule_id, str(d.base), str(d.head), f"+{d.added}", f"-{d.removed}", f"~{d.changed}")
+    console.print(t)
+    for d in diffs:
+        for m in d.examples_added:
+            console.print(f"  + {d.rule_id}: {m}", markup=False)
+        for m in d.examples_removed:
+            console.print(f"  - {d.rule_id}: {m}", markup=False)
+        for m in d.examples_changed:
+            console.print(f"  ~ {d.rule_id}: {m}", markup=False)
+    changed = [d for d in diffs if not d.unchanged]
+    rules_changed = {r.id for r in head_pack.rules} ^ {r.id for r in base_pack.rules}
+    console.print(f"{len(changed)} rule(s) alert differently; {sum(d.added for d in diffs)} alerts added, "
+                  f"{sum(d.removed for d in diffs)} removed, {sum(d.changed for d in diffs)} changed"
+                  + (f"; rules only in one pack: {', '.join(sorted(rules_changed))}" if rules_changed else ""))
+    if keep is not None:
+        keep.cleanup()
+    _exit_now(0)
 
 
 def _broker_option(f):

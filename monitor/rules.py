@@ -8,6 +8,7 @@ or a list of ``Problem``s naming file, line, column and rule. Reading files is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
 import hashlib
@@ -392,6 +393,15 @@ class RulePack:
         return RulePack([r for r in self.rules if r.id in rule_ids], self.risks, self.posts,
                         self.params, self.lists, self.version, self.warnings,
                         [d for d in self.detectors if d.id in rule_ids])
+
+    def with_drafts(self) -> RulePack:
+        """A copy in which draft rules and detectors run as shadow ones (alerts,
+        no tickets): what a backtest or a diff scores."""
+        def shadowed(items):
+            return [dataclasses.replace(r, status="shadow") if r.status == "draft" else r for r in items]
+
+        return RulePack(shadowed(self.rules), self.risks, self.posts, self.params, self.lists, self.version,
+                        self.warnings, shadowed(self.detectors))
 
     def post_for(self, risk: Risk) -> Post | None:
         return self.posts.get(risk.owner)

@@ -303,14 +303,17 @@ class EmbeddedRunner:
         self.rejected.sort(key=lambda r: r.line)
         return self.summary
 
+    def score_file(self, input_path: Path, progress: Callable[[int], None] | None = None) -> RunSummary:
+        """Score a JSONL file; the alerts stay in ``self.alerts``, rejections in ``self.rejected``."""
+        if self.workers > 1:
+            return self._run_partitioned(input_path, progress)
+        with open(input_path, "rb") as src:
+            return self.run_stream(src, progress)
+
     def run_file(self, input_path: Path, alerts_out: Path | None, rejected_out: Path | None,
                  progress: Callable[[int], None] | None = None) -> RunSummary:
         """Score a JSONL file; write alerts (one per line) and rejections."""
-        if self.workers > 1:
-            summary = self._run_partitioned(input_path, progress)
-        else:
-            with open(input_path, "rb") as src:
-                summary = self.run_stream(src, progress)
+        summary = self.score_file(input_path, progress)
         with open(rejected_out or default_rejected_path(input_path), "wb") as rej:
             rej.writelines(rejection_line(r) for r in self.rejected)
         if alerts_out is not None:
