@@ -119,6 +119,7 @@ class AlertBook:
                     alert.score = max(alert.score, round(f.score, 4))
                 alert.first_seen, alert.last_seen = _iso(first), _iso(last)
                 alert.message = message
+                alert.pack_version = self.pack.version  # the version that last changed it
                 self.alerts[key] = alert  # a table-backed mapping needs the write
             changed[key] = alert
         return ([a for k, a in changed.items() if k in created],

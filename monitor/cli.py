@@ -6,6 +6,8 @@
     riskwatch rules lint [DIR]          validate every file an analyst writes
     riskwatch rules test [DIR]          run the test cases inside the rule files
     riskwatch rules diff --base REV|DIR --events F   the alerts a rules change adds and removes
+    riskwatch rules coverage [DIR] [--events F]      risks with no live rule, rules that never fire, unused lists
+    riskwatch rules versions [--db URL]              the rule pack versions that have scored
     riskwatch detectors list|train|evaluate   the anomaly detectors of rules/detectors.yaml
     riskwatch backtest --events F [--labels L] [--html R]   what the rules would have flagged, and how well
     riskwatch schema                    print the event JSON Schema
@@ -85,12 +87,19 @@ def main() -> None:
 # --- run -------------------------------------------------------------------------
 
 def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
-                metrics, show_progress: bool, batch_size: int, workers: int):
-    from monitor.runner import EmbeddedRunner
+                metrics, show_progress: bool, batch_size: int, workers: int, reloader=None):
+    from monitor.runner import EmbeddedRunner, default_rejected_path, rejection_line, write_alerts
     from monitor.tickets import SqlTicketStore
 
     store = SqlTicketStore(db) if db else None
-    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size, workers=workers)
+    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size, workers=workers, reloader=reloader)
+    if str(input_path) == "-":  # a stream: scored as it comes, rules reloaded between batches
+        summary = runner.run_stream(sys.stdin.buffer)
+        with open(rejected_out or Path("stdin.rejected.jsonl"), "wb") as rej:
+            rej.writelines(rejection_line(r) for r in runner.rejected)
+        if alerts_out is not None:
+            write_alerts(alerts_out, sorted(runner.alerts.values(), key=lambda a: (a.first_seen, a.dedup_key)))
+        return runner, summary
     if not show_progress:
         return runner, runner.run_file(input_path, alerts_out, rejected_out)
     total = sum(1 for _ in open(input_path, "rb"))
@@ -127,8 +136,8 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
 
 
 @main.command()
-@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSONL file of events (contract 1).")
+@click.option("--input", "input_path", required=True, type=click.Path(allow_dash=True, dir_okay=False, path_type=Path),
+              help="JSONL file of events (contract 1); - for standard input.")
 @click.option("--alerts-out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Where to write alerts, one per line.")
 @click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Rules folder (default: the built-in pack).")
 @click.option("--db", default="sqlite:///riskwatch.db", show_default=True, help="Ticket database URL; 'none' for no tickets.")
@@ -140,19 +149,36 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or tables; print only the count line.")
 @click.option("--detectors/--no-detectors", default=True, show_default=True,
               help="Run the anomaly detectors of detectors.yaml too, or the rules alone.")
-def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors):
+@click.option("--watch/--no-watch", default=None,
+              help="Reload the rules folder when it changes or on SIGHUP, between batches (default: on for stdin).")
+def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors, watch):
     """Score a JSONL file of events and write one alert per line."""
+    if str(input_path) != "-" and not input_path.is_file():
+        err_console.print(f"{input_path}: no such file", markup=False)
+        sys.exit(2)
     pack = _load_pack_or_exit(rules)
     if not detectors:
         pack = pack.only({r.id for r in pack.rules})
+    reloader = None
+    if watch or (watch is None and str(input_path) == "-"):
+        from monitor.reload import PackReloader
+
+        reloader = PackReloader(rules or default_rules_dir(), pack)
+        reloader.start()
     metrics, port = _serve_metrics(metrics_port)
     if port:
         console.print(f"metrics: http://127.0.0.1:{port}/metrics")
     from monitor.runner import default_workers
 
+    if reloader is not None:
+        reloader.metrics = metrics
     runner, summary = _score_file(pack, input_path, alerts_out, rejected_out, None if db == "none" else db,
                                   metrics, show_progress=not quiet and console.is_terminal, batch_size=batch_size,
-                                  workers=workers or default_workers())
+                                  workers=workers or default_workers(), reloader=reloader)
+    if reloader is not None:
+        reloader.stop()
+        if len(reloader.versions) > 1 or reloader.rejected:
+            console.print(f"rule pack versions used: {' → '.join(reloader.versions)}; {reloader.rejected} reload(s) rejected")
     if not quiet:
         _print_summary(summary, runner.alerts, pack)
     console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
@@ -590,6 +616,51 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k):
     console.print(t)
 
 
+@rules.command("coverage")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--events", "events_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also backtest over these events and list the rules that never fired.")
+@click.option("--workers", type=int)
+def rules_coverage(directory, events_path, workers):
+    """Risks with no live rule, rules that never fire, lists no rule uses."""
+    from monitor.coverage import coverage
+
+    pack = _load_pack_or_exit(directory)
+    fired = None
+    if events_path:
+        runner, _ = _scored_alerts(pack, events_path, workers, "backtest")
+        fired = {a.rule_id for a in runner.alerts.values()}
+    c = coverage(pack, fired)
+    console.print(f"risk list: {len(pack.risks)} risks, {len(pack.risks) - len(c.uncovered_risks)} with a live rule or detector")
+    for risk_id in c.uncovered_risks:
+        risk = pack.risks[risk_id]
+        trying = c.not_live_risks.get(risk_id)
+        console.print(f"  no live rule: {risk_id} {risk.title_zh} / {risk.title_en}"
+                      + (f" (not live yet: {', '.join(trying)})" if trying else ""), markup=False)
+    console.print(f"lists no rule uses: {', '.join(c.unused_lists) or 'none'}")
+    if fired is not None:
+        console.print(f"never fired over {events_path.name}: {', '.join(c.never_fired) or 'none'}")
+    _exit_now(0)
+
+
+@rules.command("versions")
+@click.option("--db", default="sqlite:///riskwatch.db", show_default=True, help="The ticket database runners record into.")
+def rules_versions(db):
+    """The rule pack versions that have scored, and the tickets each last changed."""
+    from monitor.tickets import SqlTicketStore
+
+    rows = SqlTicketStore(db).pack_versions()
+    t = Table(title=f"Rule pack versions in {db}")
+    for c in ("version", "first loaded", "last loaded", "loads", "rules", "detectors", "tickets"):
+        t.add_column(c, justify="right" if c in ("loads", "rules", "detectors", "tickets") else "left")
+    when = lambda v: "—" if v is None else v.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    for r in rows:
+        t.add_row(r["version"], when(r["first_loaded_at"]), when(r["last_loaded_at"]), str(r["loads"]),
+                  "—" if r["rules"] is None else str(r["rules"]), "—" if r["detectors"] is None else str(r["detectors"]),
+                  str(r["tickets"]))
+    console.print(t)
+
+
 def _base_rules(base: str, head: Path) -> tuple[Path, object]:
     """A folder as it is, or the head folder's path at a git revision (checked out to a temporary folder)."""
     import subprocess
@@ -815,7 +886,13 @@ def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id):
     metrics, port = _serve_metrics(metrics_port)
     if port:
         console.print(f"metrics: http://127.0.0.1:{port}/metrics")
-    app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id)
+    from monitor.reload import PackReloader
+
+    reloader = PackReloader(rules or default_rules_dir(), pack, metrics,
+                            accept=lambda p: None if partitionable(p) else "a rule's key lacks org_id (the worker partitions by org)")
+    reloader.start()  # the rules folder is watched; SIGHUP reloads too
+    app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
+                     reloader=reloader)
     worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.
     level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))

@@ -61,6 +61,9 @@ class Metrics:
         self.state_keys = Gauge("riskwatch_state_keys", "Keys held by the stateful rules.", registry=registry)
         self.late_events = Counter("riskwatch_late_events_total",
                                    "Events older than a window's allowed lateness.", registry=registry)
+        self.rule_pack_reloads = Counter("riskwatch_rule_pack_reloads_total",
+                                         "Reloads of the rules folder: ok, rejected (errors) or unchanged.", ["result"],
+                                         registry=registry)
         self.rule_pack = Gauge("riskwatch_rule_pack_info", "The rule pack in use (value 1).", ["version"],
                                registry=registry)
 

@@ -41,8 +41,10 @@ __all__ = [
     "Risk",
     "RulePack",
     "RuleSpec",
+    "changed_rules",
     "compile_pack",
     "parse_duration",
+    "rule_fingerprint",
 ]
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -71,11 +73,12 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ExceptionSpec(_Strict):
+    # Every exception says why, who answers for it and until when: none is forever.
     name: str
     where: str
     reason: str
-    expires: dt.date | None = None
-    owner: str | None = None
+    owner: str
+    expires: dt.date
 
 
 class WindowSpec(_Strict):
@@ -468,7 +471,7 @@ def compile_rule(
     exceptions = []
     for i, exc in enumerate(spec.exceptions):
         compiled = expr(("exceptions", i, "where"), exc.where, event_scope)
-        if exc.expires is not None and exc.expires < today:
+        if exc.expires < today:
             line, col = doc.where(path + ("exceptions", i, "expires"))
             problems.append(Problem(doc.file, line, col, f"exception '{exc.name}' expired on {exc.expires} and no longer applies",
                                     spec.rule, "warning"))
@@ -652,6 +655,35 @@ def compile_pack(
     docs = rule_docs + [risk_doc, duty_doc] + [d for d in (params_doc, detectors_doc) if d is not None]
     version = pack_version(docs, lists)
     return RulePack(rules, risks, posts, params, lists, version, warnings, detectors), warnings
+
+
+def rule_fingerprint(rule: Any, pack: RulePack) -> str:
+    """What a rule's state depends on: its own definition and the parameters and
+    lists it reads. A reload keeps a rule's state while this stays the same."""
+    h = hashlib.sha256(orjson.dumps(msgspec.to_builtins(rule.spec), option=orjson.OPT_SORT_KEYS))
+    sources = _rule_sources(rule) if isinstance(rule, CompiledRule) else rule.spec.when
+    if isinstance(rule, CompiledRule) and rule.spec.window:
+        sources += " " + rule.spec.window.having
+    if isinstance(rule, CompiledRule) and rule.spec.total:
+        sources += " " + rule.spec.total.having
+    for name in sorted(pack.params):
+        if re.search(rf"\b{re.escape(name)}\b", sources):
+            param = pack.params[name]
+            h.update(orjson.dumps([name, param.default, param.per_org], option=orjson.OPT_SORT_KEYS, default=str))
+    for name in sorted(pack.lists):
+        if f"lists.{name}" in sources:
+            h.update(orjson.dumps([name, pack.lists[name].rows], option=orjson.OPT_SORT_KEYS))
+    meta = getattr(rule, "trained_meta", None)
+    if meta:
+        h.update(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS, default=str))
+    return h.hexdigest()[:16]
+
+
+def changed_rules(old: RulePack, new: RulePack) -> set[str]:
+    """Ids of the rules and detectors whose state cannot carry over from ``old`` to ``new``."""
+    before = {r.id: rule_fingerprint(r, old) for r in [*old.rules, *old.detectors]}
+    after = {r.id: rule_fingerprint(r, new) for r in [*new.rules, *new.detectors]}
+    return {i for i in before if after.get(i) != before[i]}
 
 
 def _rule_sources(rule: CompiledRule) -> str:

@@ -34,9 +34,9 @@ from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.event import Rejection, decode_lines
 from monitor.metrics import Metrics
-from monitor.rules import RulePack
+from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
-from monitor.state import ScorerState
+from monitor.state import ScorerState, drop_rules
 from monitor.tickets import TicketStore
 
 __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "default_rejected_path", "partitionable"]
@@ -171,8 +171,12 @@ class EmbeddedRunner:
     """Scores a file or stream and applies the results to the edges."""
 
     def __init__(self, pack: RulePack, store: TicketStore | None = None, metrics: Metrics | None = None,
-                 batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None, workers: int = 1):
+                 batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None, workers: int = 1,
+                 reloader: Any = None):
         self.pack = pack
+        self.reloader = reloader  # a monitor.reload.PackReloader: hot reload between batches (one process)
+        if reloader is not None:
+            workers = 1
         self.store = store
         self.metrics = metrics
         self.batch_size = batch_size
@@ -188,6 +192,30 @@ class EmbeddedRunner:
         self._keys: dict[int, int] = {}
         if metrics:
             metrics.rule_pack.labels(pack.version).set(1)
+        self._record_pack(pack)
+
+    def _record_pack(self, pack: RulePack) -> None:
+        record = getattr(self.store, "record_pack", None)
+        if record is not None:
+            record(pack, self.clock())
+
+    def swap_pack(self, new: RulePack) -> set[str]:
+        """Score with ``new`` from the next batch on; keep the state of every rule
+        whose definition did not change. Returns the rules whose state was dropped."""
+        self.flush_tickets()  # pending tickets belong to the old pack's version
+        dropped = changed_rules(self.pack, new)
+        drop_rules(self.local.state, dropped)
+        self.pack = new
+        self.local.scorer = Scorer(new)
+        self.local.book = AlertBook(new, self.local.book.alerts)
+        self._record_pack(new)
+        return dropped
+
+    def _maybe_reload(self) -> None:
+        if self.reloader is not None and self.reloader.pending:
+            new = self.reloader.poll()
+            if new is not None:
+                self.swap_pack(new)
 
     # --- applying results ----------------------------------------------------------
     def absorb(self, result: BatchResult, partition: int = 0) -> None:
@@ -255,6 +283,7 @@ class EmbeddedRunner:
         try:
             line_no = 1
             while True:
+                self._maybe_reload()
                 lines = list(itertools.islice(stream, self.batch_size))
                 if not lines:
                     break

@@ -194,6 +194,19 @@ class ScorerState:
         return state
 
 
+def drop_rules(state: ScorerState, rule_ids: set[str]) -> None:
+    """Forget the state of these rules and detectors (their definition changed)."""
+    for stores in (state.windows, state.totals, state.detectors):
+        for rule_id in rule_ids & set(stores):
+            store = stores[rule_id]
+            if hasattr(store, "clear_all"):
+                store.clear_all()  # a table-backed store: its entries go from the table
+            else:
+                del stores[rule_id]
+    for rule_id in rule_ids:
+        state.swept_at.pop(rule_id, None)
+
+
 def model_plain(model: Any) -> Any:
     """A detector model's plain state (a model not yet restored is plain already)."""
     return model.state() if isinstance(model, Detector) else model

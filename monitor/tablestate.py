@@ -124,6 +124,14 @@ class TableStore:
         if len(self.cache) > MAX_CACHED:
             self.cache.clear()
 
+    def clear_all(self) -> None:
+        """Delete every entry of this rule from the table (its definition changed)."""
+        for raw_key in [k for k in list(self.table.keys()) if self.prefix_tail in k]:
+            head = raw_key.split(self.prefix_tail, 1)[0]
+            if ORG_SEPARATOR not in head:
+                self.table.pop(raw_key, None)
+        self.forget()
+
     def forget(self) -> None:
         """Drop decoded entries (after a rebalance the table is the truth)."""
         self.cache.clear()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
@@ -72,6 +73,7 @@ def plan_ticket(alert: Alert, pack: RulePack, now: dt.datetime) -> dict[str, Any
         "ack_due_at": now + dt.timedelta(seconds=parse_duration(risk.sla.acknowledge)),
         "due_at": now + dt.timedelta(seconds=parse_duration(risk.sla.dispose)),
         "alert": msgspec.to_builtins(alert),
+        "pack_version": alert.pack_version,
     }
 
 
@@ -91,6 +93,7 @@ def _update(ticket: Ticket, alert: Alert, now: dt.datetime) -> None:
     ticket.first_seen = min(ticket.first_seen, alert.first_seen)
     ticket.message = alert.message
     ticket.alert = {**msgspec.to_builtins(alert), "event_ids": merged}
+    ticket.pack_version = alert.pack_version
     ticket.updated_at = now
 
 
@@ -123,12 +126,31 @@ class Ticket(Base):
     ack_due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     alert: Mapped[dict] = mapped_column(JSON)
+    pack_version: Mapped[str | None] = mapped_column(String(32), index=True)  # that last changed the alert
 
     __table_args__ = (
         # One open ticket per finding; closed ones may repeat the key.
         Index("uq_tickets_open_dedup_key", "dedup_key", unique=True,
               sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
     )
+
+
+class PackVersion(Base):
+    """Every rule pack version a runner has scored with (a start or a reload)."""
+
+    __tablename__ = "rule_pack_versions"
+
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    loads: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[int] = mapped_column(Integer)
+    detectors: Mapped[int] = mapped_column(Integer)
+
+
+def _pack_row(pack: RulePack, now: dt.datetime) -> dict[str, Any]:
+    return {"version": pack.version, "first_loaded_at": now, "last_loaded_at": now, "loads": 1,
+            "rules": len(pack.rules), "detectors": len(pack.detectors)}
 
 
 class SqlTicketStore:
@@ -201,6 +223,36 @@ class SqlTicketStore:
         with Session(self.engine) as session:
             return len(session.scalars(select(Ticket.id).where(Ticket.status != "closed")).all())
 
+    def record_pack(self, pack: RulePack, now: dt.datetime) -> None:
+        """Note that ``pack`` is scoring from ``now`` (several runners may do it at once)."""
+        for _attempt in range(3):
+            with Session(self.engine) as session:
+                row = session.get(PackVersion, pack.version)
+                if row is None:
+                    session.add(PackVersion(**_pack_row(pack, now)))
+                else:
+                    row.last_loaded_at, row.loads = now, row.loads + 1
+                try:
+                    session.commit()
+                    return
+                except IntegrityError:  # another runner recorded it first
+                    session.rollback()
+
+    def pack_versions(self) -> list[dict[str, Any]]:
+        """Each version seen, oldest first, with the tickets it last changed."""
+        from sqlalchemy import func
+
+        with Session(self.engine) as session:
+            counts = dict(session.execute(select(Ticket.pack_version, func.count()).group_by(Ticket.pack_version)).all())
+            rows = session.scalars(select(PackVersion).order_by(PackVersion.first_loaded_at)).all()
+            out = [{c.name: getattr(r, c.name) for c in PackVersion.__table__.columns} | {"tickets": counts.pop(r.version, 0)}
+                   for r in rows]
+        for version, n in counts.items():  # tickets from versions recorded before this table existed
+            if version:
+                out.append({"version": version, "first_loaded_at": None, "last_loaded_at": None, "loads": 0,
+                            "rules": None, "detectors": None, "tickets": n})
+        return out
+
     def tickets(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(Ticket).order_by(Ticket.id)).all()
@@ -223,6 +275,18 @@ class MemoryTicketStore:
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.versions: dict[str, dict[str, Any]] = {}
+
+    def record_pack(self, pack: RulePack, now: dt.datetime) -> None:
+        row = self.versions.get(pack.version)
+        if row is None:
+            self.versions[pack.version] = _pack_row(pack, now)
+        else:
+            row.update(last_loaded_at=now, loads=row["loads"] + 1)
+
+    def pack_versions(self) -> list[dict[str, Any]]:
+        counts = Counter(t["pack_version"] for t in self.rows)
+        return [row | {"tickets": counts.get(v, 0)} for v, row in self.versions.items()]
 
     def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
         opened, updated = [], []
@@ -234,6 +298,7 @@ class MemoryTicketStore:
             else:
                 ticket["event_ids"] = _merged(ticket["event_ids"], alert)
                 ticket["hits"] = max(ticket["hits"], alert.count)
+                ticket["pack_version"] = alert.pack_version
                 ticket["updated_at"] = now
                 updated.append(alert)
         return UpsertResult(opened, updated)

@@ -33,8 +33,9 @@ from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.event import Event, Rejection, decode_one
 from monitor.metrics import Metrics
-from monitor.rules import RulePack
+from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
+from monitor.state import drop_rules
 from monitor.tablestate import TableState, org_of_table_key
 from monitor.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS
 
@@ -74,9 +75,22 @@ class WorkerCore:
 
     def __init__(self, pack: RulePack, table: MutableMapping[bytes, bytes]):
         self.pack = pack
+        self.table = table
         self.scorer = Scorer(pack)
         self.tables = TableState(pack, table)
         self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
+
+    def swap_pack(self, new: RulePack) -> set[str]:
+        """Score with ``new`` from the next batch on. The table entries of rules
+        whose definition changed are deleted; every other rule keeps its state."""
+        self.tables.flush()
+        dropped = changed_rules(self.pack, new)
+        drop_rules(self.tables.state, dropped)
+        self.pack = new
+        self.scorer = Scorer(new)
+        self.tables = TableState(new, self.table)
+        self.book = AlertBook(new, self.tables.alerts)  # type: ignore[arg-type]
+        return dropped
 
     def process(self, messages: list[Message]) -> WorkerOutput:
         out = WorkerOutput()
@@ -117,7 +131,7 @@ def org_prefix_partitioner(key: bytes | None, all_partitions: list[int], availab
 
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
-               partitions: int = 8, batch_size: int = 2000, app_id: str = "riskwatch"):
+               partitions: int = 8, batch_size: int = 2000, app_id: str = "riskwatch", reloader=None):
     """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it."""
     import faust
 
@@ -152,6 +166,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                       extra_topic_configs={"cleanup.policy": "compact"})
     core = WorkerCore(pack, table)
     store = SqlTicketStore(db_url) if db_url else None
+    if store is not None:
+        store.record_pack(pack, dt.datetime.now(dt.timezone.utc))
     encoder = msgspec.json.Encoder()
     app.riskwatch_core = core  # for tests and introspection
 
@@ -160,6 +176,13 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         async for batch in stream.take_events(batch_size, within=0.05):
             messages = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.value)
                         for e in batch]
+            if reloader is not None and reloader.pending:  # between batches: nothing lost, nothing twice
+                new_pack = reloader.poll()
+                if new_pack is not None:
+                    core.swap_pack(new_pack)
+                    if store is not None:
+                        store.record_pack(new_pack, dt.datetime.now(dt.timezone.utc))
+            pack = core.pack
             out = core.process(messages)
             for m, r in out.dead_letters:
                 await dead_topic.send(value=m.value or b"", headers=[
