@@ -22,16 +22,19 @@ pytestmark = pytest.mark.usefixtures("kafka_broker")
 
 
 class Worker:
-    def __init__(self, tmp_path, app_id: str, name: str = "w", metrics_port: int = -1):
+    def __init__(self, tmp_path, app_id: str, name: str = "w", metrics_port: int = -1, rules=None):
         self.app_id, self.db = app_id, tmp_path / f"{app_id}.db"
-        self.log = open(tmp_path / f"{app_id}-{name}.log", "ab")
+        self.log_path = tmp_path / f"{app_id}-{name}.log"
+        self.log = open(self.log_path, "ab")
         self.metrics_port = metrics_port
+        self.rules = rules
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        rules = ["--rules", str(self.rules)] if self.rules else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--app-id", self.app_id, "--db", f"sqlite:///{self.db}",
-             "--metrics-port", str(self.metrics_port), "--batch-size", "500"], stdout=self.log, stderr=self.log)
+             "--metrics-port", str(self.metrics_port), "--batch-size", "500", *rules], stdout=self.log, stderr=self.log)
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -183,3 +186,49 @@ def test_a_broker_restart_mid_stream_loses_nothing(worker):
     sender.join(timeout=180)
     alerts = alerts_for(orgs, since, expect=total, timeout=120)
     assert len(alerts) == total and worker.proc.poll() is None
+
+
+def test_the_worker_reloads_its_rules_on_sighup_and_rejects_a_broken_folder(tmp_path, rules_copy):
+    from monitor.rulefiles import load_pack
+
+    w = Worker(tmp_path, f"rw-reload-{uuid.uuid4().hex[:8]}", rules=rules_copy)
+    w.start()
+    try:
+        run = uuid.uuid4().hex[:6]
+        v1 = load_pack(rules_copy).version
+
+        def pay(org: str, amount: float) -> dict:
+            return event(org, 1, type="payment", amount=amount, counterparty_id="S1", attributes={"payment_no": f"{org}-FK"})
+
+        since = end_offsets(ALERTS_TOPIC)
+        produce([pay(f"A{run}", 60_000), pay(f"B{run}", 45_000)])
+        first = alerts_for({f"A{run}", f"B{run}"}, since, expect=1)
+        assert [(a["org_id"], a["pack_version"]) for a in first.values()] == [(f"A{run}", v1)]
+
+        params = rules_copy / "params.yaml"
+        params.write_text(params.read_text(encoding="utf-8").replace("no_contract_payment_limit: 50000",
+                                                                     "no_contract_payment_limit: 40000"), encoding="utf-8")
+        v2 = load_pack(rules_copy).version
+        w.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        since = end_offsets(ALERTS_TOPIC)
+        produce([pay(f"C{run}", 45_000)])
+        second = alerts_for({f"C{run}"}, since, expect=1)
+        assert [a["pack_version"] for a in second.values()] == [v2]
+
+        finance = rules_copy / "finance.yaml"
+        finance.write_text(finance.read_text(encoding="utf-8").replace("- rule: fin_payment_without_contract",
+                                                                       "- rule: fin_payment_without_contract\n  colour: red", 1),
+                           encoding="utf-8")
+        w.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        since = end_offsets(ALERTS_TOPIC)
+        produce([pay(f"D{run}", 45_000)])
+        third = alerts_for({f"D{run}"}, since, expect=1)
+        assert [a["pack_version"] for a in third.values()] == [v2]  # the running pack goes on
+        log = w.log_path.read_text(encoding="utf-8", errors="replace")
+        assert "rules reload rejected" in log and "finance.yaml:" in log and "unknown field 'colour'" in log
+        with sqlite3.connect(w.db) as conn:
+            assert {row[0] for row in conn.execute("select version from rule_pack_versions")} == {v1, v2}
+    finally:
+        w.stop()
