@@ -85,12 +85,17 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     return out
 
 
-def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState):
-    """Score and learn the selected rows; returns the findings above the threshold."""
+def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState,
+                      scores_out: dict[str, np.ndarray] | None = None):
+    """Score and learn the selected rows; returns the findings above the threshold
+    (and puts every row's score in ``scores_out[det.id]`` when given)."""
     from monitor.scorer import Finding  # the scorer imports this module
 
     groups: dict[tuple, list[tuple[float, int, dict]]] = {}
-    for positions, _org, scores in _process(det, batch, selected, state):
+    processed = _process(det, batch, selected, state)
+    if scores_out is not None:
+        scores_out[det.id] = np.concatenate([s.scores for _, _, s in processed])
+    for positions, _org, scores in processed:
         rows = selected[positions]
         for i in np.flatnonzero(scores.scores >= det.threshold).tolist():
             details = scores.row(i)

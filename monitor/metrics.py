@@ -14,9 +14,11 @@ value past the cap is counted as ``other``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter as Tally
 from typing import Iterable
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics", "MAX_SOURCES"]
@@ -25,6 +27,8 @@ MAX_SOURCES = 50  # distinct `source` label values before the rest become "other
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# now - occurred_at: from a second (streaming) to months (a backfill)
+LAG_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400, 90 * 86400)
 
 
 class Metrics:
@@ -61,11 +65,42 @@ class Metrics:
         self.state_keys = Gauge("riskwatch_state_keys", "Keys held by the stateful rules.", registry=registry)
         self.late_events = Counter("riskwatch_late_events_total",
                                    "Events older than a window's allowed lateness.", registry=registry)
+        self.event_lag = Histogram("riskwatch_event_lag_seconds",
+                                   "End-to-end lag: scoring time minus the event's occurred_at.",
+                                   buckets=LAG_BUCKETS, registry=registry)
+        self.notification_failures = Counter("riskwatch_notification_failures_total",
+                                             "Notifications that could not be delivered, by channel.", ["channel"],
+                                             registry=registry)
         self.rule_pack_reloads = Counter("riskwatch_rule_pack_reloads_total",
                                          "Reloads of the rules folder: ok, rejected (errors) or unchanged.", ["result"],
                                          registry=registry)
         self.rule_pack = Gauge("riskwatch_rule_pack_info", "The rule pack in use (value 1).", ["version"],
                                registry=registry)
+
+    @staticmethod
+    def observe_many(histogram, values) -> None:
+        """``histogram.observe(v)`` for every value, in one step per bucket (a
+        batch of scores or lags at once; the same counts as one at a time)."""
+        values = np.asarray(values, dtype=float)
+        values = values[~np.isnan(values)]
+        if not len(values):
+            return
+        bounds = np.array(histogram._upper_bounds)
+        counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+        for i, n in enumerate(counts.tolist()):
+            if n:
+                histogram._buckets[i].inc(n)
+        histogram._sum.inc(float(values.sum()))
+
+    def observe_lag(self, occurred_at: np.ndarray, now: dt.datetime | None = None) -> None:
+        now = now or dt.datetime.now(dt.timezone.utc)
+        self.observe_many(self.event_lag, now.timestamp() - np.asarray(occurred_at, dtype=float))
+
+    def set_ticket_gauges(self, open_by: dict[tuple[str, str], int], overdue_by: dict[tuple[str, str], int]) -> None:
+        """Open and overdue tickets per (risk, severity), from the ticket store."""
+        for (risk, severity), n in open_by.items():
+            self.tickets_open.labels(risk, severity).set(n)
+            self.tickets_overdue.labels(risk, severity).set(overdue_by.get((risk, severity), 0))
 
     def source_label(self, source: str) -> str:
         """``source`` as a label value, capped at MAX_SOURCES distinct values."""

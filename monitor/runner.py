@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
 import msgspec
+import numpy as np
 import orjson
 
 from monitor.alerts import Alert, AlertBook
@@ -82,6 +83,8 @@ class BatchResult:
     scoring_seconds: float
     state_keys: int
     late_events: int  # running total in this scorer
+    occurred_at: Any = None  # epoch seconds of the scored events (numpy), for the end-to-end lag
+    detector_scores: dict = field(default_factory=dict)  # detector id -> this batch's scores (numpy)
 
 
 def default_rejected_path(input_path: Path) -> Path:
@@ -123,9 +126,11 @@ class BatchScorer:
             new, updated = self.book.merge_split(findings)
             rows = batch.all_rows
             by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))
+        times = batch.column("occurred_at", batch.all_rows) if events else None
+        scores = {k: v.astype(np.float32) for k, v in self.scorer.detector_scores.items()} if events else {}
         return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
                            Counter(f.rule_id for f in findings), new, updated, elapsed,
-                           self.state.key_count(), self.state.late_events)
+                           self.state.key_count(), self.state.late_events, times, scores)
 
 
 class _OrgOnly(msgspec.Struct):
@@ -243,6 +248,9 @@ class EmbeddedRunner:
         if result.scored:
             m.scoring_latency.observe(result.scoring_seconds)
             m.batch_events.observe(result.scored)
+            m.observe_lag(result.occurred_at, self.clock())
+        for detector_id, scores in result.detector_scores.items():
+            m.observe_many(m.detector_score.labels(detector_id), scores)
         for rule_id, n in result.hits_by_rule.items():
             rule = self.pack.rule(rule_id)
             m.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)
@@ -269,7 +277,7 @@ class EmbeddedRunner:
         if self.metrics:
             for alert in result.opened:
                 self.metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
-                self.metrics.tickets_open.labels(alert.risk_id, alert.severity).inc()
+            self.metrics.set_ticket_gauges(self.store.open_by_risk(), self.store.overdue_by_risk(self.clock()))
 
     # --- running ---------------------------------------------------------------------
     def run_stream(self, stream: BinaryIO, progress: Callable[[int], None] | None = None) -> RunSummary:

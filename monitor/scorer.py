@@ -78,6 +78,7 @@ class Scorer:
         self.pack = pack
         self.rules = [r for r in pack.rules if r.status in statuses]
         self.detectors = [d for d in pack.detectors if d.status in statuses]
+        self.detector_scores: dict[str, np.ndarray] = {}  # the last batch's scores, per detector (for metrics)
 
     def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
         if not len(batch):
@@ -106,10 +107,11 @@ class Scorer:
                 findings += self._window_findings(rule, batch, selected, state)
             else:
                 findings += self._total_findings(rule, batch, selected, state)
+        self.detector_scores = {}
         for det in self.detectors:
             selected = rows[det.when.fn(batch, rows)]
             if len(selected):
-                findings += detector_findings(det, batch, selected, state)
+                findings += detector_findings(det, batch, selected, state, self.detector_scores)
         self._sweep(state)
         return findings
 

@@ -258,6 +258,14 @@ class SqlTicketStore:
             rows = session.scalars(select(Ticket).order_by(Ticket.id)).all()
             return [{c.name: getattr(t, c.name) for c in Ticket.__table__.columns} for t in rows]
 
+    def open_by_risk(self) -> dict[tuple[str, str], int]:
+        from sqlalchemy import func
+
+        with Session(self.engine) as session:
+            rows = session.execute(select(Ticket.risk_id, Ticket.severity, func.count())
+                                   .where(Ticket.status != "closed").group_by(Ticket.risk_id, Ticket.severity)).all()
+        return {(risk, severity): n for risk, severity, n in rows}
+
     def overdue_by_risk(self, now: dt.datetime) -> dict[tuple[str, str], int]:
         with Session(self.engine) as session:
             rows = session.execute(select(Ticket.risk_id, Ticket.severity, Ticket.due_at)
@@ -305,6 +313,13 @@ class MemoryTicketStore:
 
     def open_count(self) -> int:
         return sum(1 for t in self.rows if t["status"] != "closed")
+
+    def open_by_risk(self) -> dict[tuple[str, str], int]:
+        return dict(Counter((t["risk_id"], t["severity"]) for t in self.rows if t["status"] != "closed"))
+
+    def overdue_by_risk(self, now: dt.datetime) -> dict[tuple[str, str], int]:
+        return dict(Counter((t["risk_id"], t["severity"]) for t in self.rows
+                            if t["status"] != "closed" and t["due_at"] < now))
 
     def tickets(self) -> Iterable[dict[str, Any]]:
         return list(self.rows)

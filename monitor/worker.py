@@ -64,6 +64,8 @@ class WorkerOutput:
     events_by_source: Counter = field(default_factory=Counter)
     hits_by_rule: Counter = field(default_factory=Counter)
     scoring_seconds: float = 0.0
+    occurred_at: object = None  # epoch seconds of the scored events (numpy)
+    detector_scores: dict = field(default_factory=dict)
 
 
 class WorkerCore:
@@ -111,6 +113,8 @@ class WorkerCore:
             out.scored = len(events)
             out.hits_by_rule = Counter(f.rule_id for f in findings)
             out.events_by_source = Counter((e.domain, e.source) for e in events)
+            out.occurred_at = batch.column("occurred_at", batch.all_rows)
+            out.detector_scores = dict(self.scorer.detector_scores)
         self.tables.flush()
         return out
 
@@ -192,8 +196,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 await alerts_topic.send(key=alert.dedup_key.encode(), value=encoder.encode(alert))
             live = [a for a in out.alerts if a.status == "live"]
             if store is not None and live:
-                await asyncio.get_running_loop().run_in_executor(
+                result = await asyncio.get_running_loop().run_in_executor(
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
+                if metrics is not None:
+                    for alert in result.opened:
+                        metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
             if metrics is not None:
                 _observe(metrics, pack, out)
             # The batch's offsets are acked when the next batch is asked for, and
@@ -206,6 +213,15 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     if metrics is not None:
         metrics.rule_pack.labels(pack.version).set(1)
+
+        if store is not None:
+            @app.timer(15.0)
+            async def report_tickets() -> None:
+                now = dt.datetime.now(dt.timezone.utc)
+                loop = asyncio.get_running_loop()
+                open_by = await loop.run_in_executor(None, store.open_by_risk)
+                overdue_by = await loop.run_in_executor(None, store.overdue_by_risk, now)
+                metrics.set_ticket_gauges(open_by, overdue_by)
 
         @app.timer(5.0)
         async def report_lag() -> None:
@@ -243,6 +259,9 @@ def _observe(metrics: Metrics, pack: RulePack, out: WorkerOutput) -> None:
     if out.scored:
         metrics.scoring_latency.observe(out.scoring_seconds)
         metrics.batch_events.observe(out.scored)
+        metrics.observe_lag(out.occurred_at)
+    for detector_id, scores in out.detector_scores.items():
+        metrics.observe_many(metrics.detector_score.labels(detector_id), scores)
     for rule_id, n in out.hits_by_rule.items():
         rule = pack.rule(rule_id)
         metrics.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)

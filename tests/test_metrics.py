@@ -43,3 +43,48 @@ def test_rejections_are_counted_by_reason():
     registry = CollectorRegistry()
     Metrics(registry).count_rejected([Rejection(1, "not_json", "x", b"{", "erp"), Rejection(2, "not_json", "x", b"{", "erp")])
     assert registry.get_sample_value("riskwatch_events_rejected_total", {"source": "erp", "reason": "not_json"}) == 2
+
+
+def test_observe_many_counts_like_one_at_a_time():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(5000), [0.1, 0.2, 1.0, 0.0, np.nan, 7.0]])
+    a, b = CollectorRegistry(), CollectorRegistry()
+    many, one = Metrics(a), Metrics(b)
+    many.observe_many(many.detector_score.labels("det_x"), values)
+    for v in values[~np.isnan(values)]:
+        one.detector_score.labels("det_x").observe(v)
+    samples = lambda r: sorted((s.name, tuple(sorted(s.labels.items())), round(s.value, 6))  # noqa: E731
+                               for m in r.collect() if m.name == "riskwatch_detector_score" for s in m.samples
+                               if not s.name.endswith("_created"))
+    assert samples(a) == samples(b) and len(samples(a)) == 15
+
+
+def test_label_values_stay_bounded_on_a_large_stream(default_pack, tmp_path):
+    """No id (event, org, counterparty, alert) ever becomes a label value: over the
+    whole demo stream every label takes only a handful of values."""
+    from monitor.generator import generate
+    from monitor.runner import EmbeddedRunner
+    from monitor.tickets import MemoryTicketStore
+
+    path = tmp_path / "events.jsonl"
+    stream = generate(events=60_000, seed=3)
+    stream.write(path)
+    registry = CollectorRegistry()
+    EmbeddedRunner(default_pack, MemoryTicketStore(), Metrics(registry)).run_file(path, None, tmp_path / "rej.jsonl")
+    values: dict[str, set] = {}
+    series = 0
+    for family in registry.collect():
+        for sample in family.samples:
+            series += 1
+            for name, value in sample.labels.items():
+                values.setdefault(name, set()).add(value)
+    ids = {line.split(b'"event_id":"')[1].split(b'"')[0].decode() for line in stream.lines[:2000] if b'"event_id":"' in line}
+    orgs = {f"SUB{i:02d}" for i in range(1, 13)}
+    for name, seen in values.items():
+        assert not seen & (ids | orgs), name
+    limits = {"domain": 4, "source": 5, "rule": 24, "risk": 29, "severity": 4, "status": 3, "reason": 8,
+              "detector": 7, "le": 50, "result": 3, "version": 1}
+    assert {k: len(v) for k, v in values.items() if len(v) > limits.get(k, 10)} == {}
+    assert series < 1500
