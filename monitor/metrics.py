@@ -76,6 +76,8 @@ class Metrics:
                                          registry=registry)
         self.rule_pack = Gauge("riskwatch_rule_pack_info", "The rule pack in use (value 1).", ["version"],
                                registry=registry)
+        for result in ("ok", "rejected", "unchanged"):  # a series from the start, so rates and alerts see 0 first
+            self.rule_pack_reloads.labels(result)
 
     @staticmethod
     def observe_many(histogram, values) -> None:
