@@ -9,6 +9,7 @@
     riskwatch rules coverage [DIR] [--events F]      risks with no live rule, rules that never fire, unused lists
     riskwatch rules versions [--db URL]              the rule pack versions that have scored
     riskwatch detectors list|train|evaluate   the anomaly detectors of rules/detectors.yaml
+    riskwatch tickets list|show|ack|investigate|resolve|close|reopen|assign|comment|case|escalate|export
     riskwatch backtest --events F [--labels L] [--html R]   what the rules would have flagged, and how well
     riskwatch schema                    print the event JSON Schema
 """
@@ -472,6 +473,168 @@ def backtest_cmd(rules, events_path, labels_path, label_column, html_path, worke
     console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
                   f"{time.perf_counter() - started:.1f} s")
     _exit_now(0)
+
+
+# --- tickets ----------------------------------------------------------------------------
+@main.group()
+def tickets() -> None:
+    """Disposal tickets: list, show, move along the workflow, assign, comment, export."""
+
+
+def _db_option(f):
+    return click.option("--db", default="sqlite:///riskwatch.db", show_default=True, help="The ticket database URL.")(f)
+
+
+def _store(db: str):
+    from monitor.tickets import SqlTicketStore
+
+    return SqlTicketStore(db)
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _ticket_action(fn):
+    """Run a store call; a TicketError or WorkflowError is a clear message and exit 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from monitor.tickets import TicketError
+        from monitor.workflow import WorkflowError
+
+        try:
+            return fn(*args, **kwargs)
+        except (TicketError, WorkflowError) as err:
+            err_console.print(str(err), markup=False)
+            sys.exit(1)
+    return wrapper
+
+
+@tickets.command("list")
+@_db_option
+@click.option("--status", type=click.Choice(["open", "acknowledged", "investigating", "resolved", "closed"]))
+@click.option("--risk")
+@click.option("--org")
+@click.option("--department")
+@click.option("--overdue", is_flag=True, help="Only tickets past their disposal deadline.")
+def tickets_list(db, status, risk, org, department, overdue):
+    """Tickets, newest first, by filter."""
+    rows = _store(db).find(status, risk, org, department, _now() if overdue else None)
+    t = Table(title=f"{len(rows)} ticket(s)")
+    for c in ("id", "status", "risk", "severity", "org", "owner", "due", "escalated", "title"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(str(r["id"]), r["status"], r["risk_id"], r["severity"], r["org_id"] or "", r["owner_post"],
+                  str(r["due_at"])[:16], f"{r['escalation_level']} → {r['escalated_to']}" if r["escalation_level"] else "",
+                  r["title"])
+    console.print(t)
+
+
+@tickets.command("show")
+@_db_option
+@click.argument("ticket_id", type=int)
+@_ticket_action
+def tickets_show(db, ticket_id):
+    """One ticket with its audit trail."""
+    store = _store(db)
+    r = store.get(ticket_id)
+    for key in ("id", "status", "outcome", "title", "message", "risk_id", "severity", "org_id", "owner_post",
+                "owner_department", "assignee", "event_ids", "opened_at", "ack_due_at", "due_at", "escalation_level",
+                "escalated_to", "typical_case", "case_summary", "pack_version"):
+        console.print(f"{key:>17}: {r[key]}", markup=False)
+    console.print("audit trail:")
+    for a in store.audit(ticket_id):
+        move = f"{a['from_status'] or ''} → {a['to_status']}" if a["to_status"] else ""
+        console.print(f"  {str(a['at'])[:19]}  {a['actor']:<16} {a['action']:<12} {move:<28} {a['reason'] or ''}", markup=False)
+
+
+def _move_command(name: str, to: str, help_: str, with_outcome: bool = False):
+    @tickets.command(name, help=help_)
+    @_db_option
+    @click.argument("ticket_id", type=int)
+    @click.option("--as", "actor", required=True, help="Who does it (recorded in the audit trail).")
+    @click.option("--reason", help="Why (recorded in the audit trail).")
+    @click.option("--outcome", type=click.Choice(["confirmed_violation", "false_positive", "remediated"]),
+                  required=with_outcome, hidden=not with_outcome)
+    @_ticket_action
+    def command(db, ticket_id, actor, reason, outcome):
+        r = _store(db).move(ticket_id, to, actor, _now(), reason, outcome)
+        console.print(f"ticket {ticket_id}: {r['status']}" + (f" ({r['outcome']})" if r["outcome"] else ""))
+    return command
+
+
+_move_command("ack", "acknowledged", "Acknowledge a ticket.")
+_move_command("investigate", "investigating", "Start investigating a ticket.")
+_move_command("resolve", "resolved", "Resolve a ticket with an outcome.", with_outcome=True)
+_move_command("close", "closed", "Close a resolved ticket.")
+_move_command("reopen", "open", "Reopen a resolved or closed ticket.")
+
+
+@tickets.command("assign")
+@_db_option
+@click.argument("ticket_id", type=int)
+@click.option("--to", "assignee", required=True)
+@click.option("--as", "actor", required=True)
+@click.option("--reason")
+@_ticket_action
+def tickets_assign(db, ticket_id, assignee, actor, reason):
+    """Assign a ticket to a person."""
+    _store(db).assign(ticket_id, assignee, actor, _now(), reason)
+    console.print(f"ticket {ticket_id}: assigned to {assignee}")
+
+
+@tickets.command("comment")
+@_db_option
+@click.argument("ticket_id", type=int)
+@click.argument("text")
+@click.option("--as", "actor", required=True)
+@_ticket_action
+def tickets_comment(db, ticket_id, text, actor):
+    """Add a comment to a ticket's audit trail."""
+    _store(db).comment(ticket_id, actor, text, _now())
+    console.print(f"ticket {ticket_id}: comment added")
+
+
+@tickets.command("case")
+@_db_option
+@click.argument("ticket_id", type=int)
+@click.option("--summary", required=True, help="What the case teaches (典型案例摘要).")
+@click.option("--as", "actor", required=True)
+@_ticket_action
+def tickets_case(db, ticket_id, summary, actor):
+    """Mark a closed ticket as a typical case (典型案例)."""
+    _store(db).mark_typical(ticket_id, actor, summary, _now())
+    console.print(f"ticket {ticket_id}: marked as a typical case")
+
+
+@tickets.command("escalate")
+@_db_option
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def tickets_escalate(db, rules):
+    """Run the overdue check once: escalate what is due (the runners do it periodically)."""
+    done = _store(db).escalate(_load_pack_or_exit(rules), _now())
+    for d in done:
+        console.print(f"ticket {d['ticket_id']} ({d['risk_id']}, {d['severity']}): escalated to level {d['level']}, {d['to']}")
+    console.print(f"{len(done)} ticket(s) escalated")
+
+
+@tickets.command("export")
+@_db_option
+@click.option("--kind", type=click.Choice(["violations", "cases", "tickets"]), required=True,
+              help="violations: the violation record (违规行为记录); cases: typical cases (典型案例).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="A .csv or .xlsx file.")
+def tickets_export(db, kind, out):
+    """Export the violation record, typical cases or all tickets to CSV or XLSX."""
+    from monitor.exports import write_export
+
+    store = _store(db)
+    rows = {"violations": store.violations, "cases": store.typical_cases, "tickets": lambda: store.find(limit=10**9)}[kind]()
+    n = write_export(out, kind, rows)
+    console.print(f"wrote {n} row(s) to {out}")
 
 
 # --- detectors ------------------------------------------------------------------------

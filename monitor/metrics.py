@@ -65,6 +65,9 @@ class Metrics:
         self.state_keys = Gauge("riskwatch_state_keys", "Keys held by the stateful rules.", registry=registry)
         self.late_events = Counter("riskwatch_late_events_total",
                                    "Events older than a window's allowed lateness.", registry=registry)
+        self.tickets_escalated = Counter("riskwatch_tickets_escalated_total",
+                                         "Overdue tickets escalated: level 1 to the compliance head, 2 to the general counsel.",
+                                         ["level", "severity"], registry=registry)
         self.event_lag = Histogram("riskwatch_event_lag_seconds",
                                    "End-to-end lag: scoring time minus the event's occurred_at.",
                                    buckets=LAG_BUCKETS, registry=registry)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import itertools
+import math
 import multiprocessing
 import os
 import time
@@ -44,6 +45,7 @@ __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "defaul
 
 BATCH_SIZE = 8192
 TICKET_FLUSH_SECONDS = 2.0
+ESCALATION_CHECK_SECONDS = 60.0
 
 
 @dataclass
@@ -193,6 +195,7 @@ class EmbeddedRunner:
         self.rejected: list[Rejection] = []
         self._pending_tickets: dict[str, Alert] = {}
         self._last_flush = time.monotonic()
+        self._last_escalation_check = -math.inf
         self._late: dict[int, int] = {}
         self._keys: dict[int, int] = {}
         if metrics:
@@ -265,8 +268,21 @@ class EmbeddedRunner:
             m.late_events.inc(late)
             self._late[partition] = result.late_events
 
+    def check_escalations(self, force: bool = False) -> list[dict]:
+        """The periodic overdue check (at most once a minute unless forced)."""
+        escalate = getattr(self.store, "escalate", None)
+        if escalate is None or (not force and time.monotonic() - self._last_escalation_check < ESCALATION_CHECK_SECONDS):
+            return []
+        self._last_escalation_check = time.monotonic()
+        done = escalate(self.pack, self.clock())
+        if self.metrics:
+            for d in done:
+                self.metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
+        return done
+
     def flush_tickets(self) -> None:
         self._last_flush = time.monotonic()
+        self.check_escalations()
         if self.store is None or not self._pending_tickets:
             self._pending_tickets.clear()
             return

@@ -14,20 +14,21 @@ writers from opening two.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
 import msgspec
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, create_engine, select, text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from monitor.alerts import Alert
 from monitor.rules import RulePack, parse_duration
 
-__all__ = ["MemoryTicketStore", "SqlTicketStore", "TicketStore", "UpsertResult", "plan_ticket"]
+__all__ = ["MemoryTicketStore", "SqlTicketStore", "TicketError", "TicketStore", "UpsertResult", "migrate", "plan_ticket"]
 
 OPEN_STATES = ("open", "acknowledged", "investigating", "resolved")
 
@@ -127,12 +128,39 @@ class Ticket(Base):
     due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     alert: Mapped[dict] = mapped_column(JSON)
     pack_version: Mapped[str | None] = mapped_column(String(32), index=True)  # that last changed the alert
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    assignee: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_to: Mapped[str | None] = mapped_column(String(128))
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    typical_case: Mapped[bool] = mapped_column(Boolean, default=False)
+    case_summary: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         # One open ticket per finding; closed ones may repeat the key.
         Index("uq_tickets_open_dedup_key", "dedup_key", unique=True,
               sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
     )
+
+
+class AuditEntry(Base):
+    """One line of a ticket's audit trail: who did what, when and why. Append-only:
+    no code path updates or deletes it, and database triggers refuse to."""
+
+    __tablename__ = "ticket_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(Integer, ForeignKey("tickets.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict | None] = mapped_column(JSON)
 
 
 class PackVersion(Base):
@@ -148,6 +176,49 @@ class PackVersion(Base):
     detectors: Mapped[int] = mapped_column(Integer)
 
 
+_MIGRATING = threading.Lock()
+
+
+class TicketError(Exception):
+    """A ticket operation that cannot be done; the message says why."""
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive UTC
+
+
+def _row(ticket: Ticket) -> dict[str, Any]:
+    return {c.name: getattr(ticket, c.name) for c in Ticket.__table__.columns}
+
+
+def _opened_entry(ticket: Ticket, now: dt.datetime) -> AuditEntry:
+    return AuditEntry(ticket_id=ticket.id, at=now, actor="riskwatch", action="open", to_status="open",
+                      reason=f"alert {ticket.alert_id}: {ticket.title}", detail={"owner_post": ticket.owner_post})
+
+
+def migrate(engine) -> None:
+    """Bring the database to the newest schema (Alembic, ``monitor/migrations``).
+
+    Safe with several processes starting at once: on PostgreSQL a transaction
+    advisory lock serialises them; SQLite locks the file (the caller retries).
+    A database made before migrations existed is stamped as revision 0001 first.
+    """
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    config = Config()
+    config.set_main_option("script_location", "monitor:migrations")
+    with _MIGRATING, engine.begin() as conn:  # Alembic's context is process-global: one thread at a time
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7263541)"))
+        config.attributes["connection"] = conn
+        found = inspect(conn)
+        if found.has_table("tickets") and not found.has_table("alembic_version"):
+            command.stamp(config, "0001")
+        command.upgrade(config, "head")
+
+
 def _pack_row(pack: RulePack, now: dt.datetime) -> dict[str, Any]:
     return {"version": pack.version, "first_loaded_at": now, "last_loaded_at": now, "loads": 1,
             "rules": len(pack.rules), "detectors": len(pack.detectors)}
@@ -158,14 +229,14 @@ class SqlTicketStore:
 
     def __init__(self, url: str):
         self.engine = create_engine(url)
-        for attempt in range(5):
+        for attempt in range(8):
             try:
-                Base.metadata.create_all(self.engine)
+                migrate(self.engine)
                 break
-            except DBAPIError:  # another process created the tables at the same moment
-                if attempt == 4:
+            except DBAPIError:  # SQLite: another process is migrating the same file at this moment
+                if attempt == 7:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.25 * (attempt + 1))
 
     def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
         """Open or update tickets for a batch of alerts in one transaction; if
@@ -191,15 +262,19 @@ class SqlTicketStore:
             chunk = keys[i:i + 500]
             for ticket in session.scalars(select(Ticket).where(Ticket.dedup_key.in_(chunk), Ticket.status != "closed")):
                 existing[ticket.dedup_key] = ticket
-        opened, updated = [], []
+        opened, updated, new_tickets = [], [], []
         for key, alert in by_key.items():
             ticket = existing.get(key)
             if ticket is None:
-                session.add(Ticket(**plan_ticket(alert, pack, now)))
+                ticket = Ticket(**plan_ticket(alert, pack, now))
+                session.add(ticket)
+                new_tickets.append(ticket)
                 opened.append(alert)
             else:
                 _update(ticket, alert, now)
                 updated.append(alert)
+        session.flush()
+        session.add_all(_opened_entry(t, now) for t in new_tickets)
         session.commit()
         return UpsertResult(opened, updated)
 
@@ -211,8 +286,11 @@ class SqlTicketStore:
                 _update(ticket, alert, now)
                 session.commit()
                 return False
-            session.add(Ticket(**plan_ticket(alert, pack, now)))
+            ticket = Ticket(**plan_ticket(alert, pack, now))
+            session.add(ticket)
             try:
+                session.flush()
+                session.add(_opened_entry(ticket, now))
                 session.commit()
                 return True
             except IntegrityError:  # another writer opened it first: update theirs
@@ -222,6 +300,128 @@ class SqlTicketStore:
     def open_count(self) -> int:
         with Session(self.engine) as session:
             return len(session.scalars(select(Ticket.id).where(Ticket.status != "closed")).all())
+
+    # --- the disposal workflow ---------------------------------------------------------------
+    def get(self, ticket_id: int) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            return _row(self._ticket(session, ticket_id))
+
+    def find(self, status: str | None = None, risk: str | None = None, org: str | None = None,
+             department: str | None = None, overdue_at: dt.datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Tickets by filter, newest first."""
+        query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+        for column, value in ((Ticket.status, status), (Ticket.risk_id, risk), (Ticket.org_id, org),
+                              (Ticket.owner_department, department)):
+            if value is not None:
+                query = query.where(column == value)
+        if overdue_at is not None:
+            query = query.where(Ticket.status.not_in(("resolved", "closed")), Ticket.due_at < overdue_at)
+        with Session(self.engine) as session:
+            return [_row(t) for t in session.scalars(query)]
+
+    def move(self, ticket_id: int, to: str, actor: str, now: dt.datetime, reason: str | None = None,
+             outcome: str | None = None) -> dict[str, Any]:
+        """Move a ticket along the workflow (``monitor.workflow``), recording who, when and why."""
+        from monitor.workflow import check_move
+
+        with Session(self.engine) as session:
+            ticket = self._ticket(session, ticket_id, lock=True)
+            check_move(ticket.status, to, outcome)
+            before = ticket.status
+            ticket.status = to
+            ticket.updated_at = now
+            if to == "acknowledged":
+                ticket.acknowledged_at = now
+            elif to == "resolved":
+                ticket.resolved_at, ticket.outcome = now, outcome
+            elif to == "closed":
+                ticket.closed_at = now
+            elif to == "open":  # reopened: a fresh disposal, the old outcome no longer stands
+                ticket.outcome = ticket.resolved_at = ticket.closed_at = None
+            session.add(AuditEntry(ticket_id=ticket.id, at=now, actor=actor, action="move", from_status=before,
+                                   to_status=to, reason=reason, detail={"outcome": outcome} if outcome else None))
+            try:
+                session.commit()
+            except IntegrityError as err:  # reopening while another open ticket holds the finding
+                session.rollback()
+                raise TicketError(f"ticket {ticket_id}: another open ticket already holds this finding") from err
+            return _row(ticket)
+
+    def assign(self, ticket_id: int, assignee: str, actor: str, now: dt.datetime, reason: str | None = None) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            ticket = self._ticket(session, ticket_id, lock=True)
+            session.add(AuditEntry(ticket_id=ticket.id, at=now, actor=actor, action="assign", reason=reason,
+                                   detail={"from": ticket.assignee, "to": assignee}))
+            ticket.assignee, ticket.updated_at = assignee, now
+            session.commit()
+            return _row(ticket)
+
+    def comment(self, ticket_id: int, actor: str, text_: str, now: dt.datetime) -> None:
+        if not text_.strip():
+            raise TicketError("a comment needs some text")
+        with Session(self.engine) as session:
+            ticket = self._ticket(session, ticket_id)
+            session.add(AuditEntry(ticket_id=ticket.id, at=now, actor=actor, action="comment", reason=text_))
+            session.commit()
+
+    def mark_typical(self, ticket_id: int, actor: str, summary: str, now: dt.datetime) -> dict[str, Any]:
+        """Mark a closed ticket as a typical case (典型案例) with its summary."""
+        with Session(self.engine) as session:
+            ticket = self._ticket(session, ticket_id, lock=True)
+            if ticket.status != "closed":
+                raise TicketError(f"ticket {ticket_id} is {ticket.status}: only closed tickets become typical cases")
+            if not summary.strip():
+                raise TicketError("a typical case needs a summary")
+            ticket.typical_case, ticket.case_summary, ticket.updated_at = True, summary, now
+            session.add(AuditEntry(ticket_id=ticket.id, at=now, actor=actor, action="typical_case", reason=summary))
+            session.commit()
+            return _row(ticket)
+
+    def audit(self, ticket_id: int) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            self._ticket(session, ticket_id)
+            rows = session.scalars(select(AuditEntry).where(AuditEntry.ticket_id == ticket_id).order_by(AuditEntry.id))
+            return [{c.name: getattr(r, c.name) for c in AuditEntry.__table__.columns} for r in rows]
+
+    def escalate(self, pack: RulePack, now: dt.datetime) -> list[dict[str, Any]]:
+        """The periodic check: escalate every overdue ticket that is due for it (one
+        level at a time, recorded in its audit trail); returns what was escalated."""
+        from monitor.workflow import escalation_due
+
+        done = []
+        with Session(self.engine) as session:
+            query = select(Ticket).where(Ticket.status.not_in(("resolved", "closed")), Ticket.escalation_level < 2)
+            for ticket in session.scalars(query):
+                step = escalation_due(pack, ticket.owner_post, ticket.risk_id, ticket.status, ticket.escalation_level,
+                                      _utc(ticket.ack_due_at), _utc(ticket.due_at), now)
+                if step is None:
+                    continue
+                level, post = step
+                ticket.escalation_level, ticket.escalated_to, ticket.escalated_at = level, post, now
+                session.add(AuditEntry(ticket_id=ticket.id, at=now, actor="riskwatch", action="escalate",
+                                       reason=f"overdue: escalated to {post}", detail={"level": level, "to": post}))
+                done.append({"ticket_id": ticket.id, "level": level, "to": post, "risk_id": ticket.risk_id,
+                             "severity": ticket.severity})
+            session.commit()
+        return done
+
+    def violations(self) -> list[dict[str, Any]]:
+        """The violation record (违规行为记录): tickets resolved as confirmed violations."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Ticket).where(Ticket.outcome == "confirmed_violation").order_by(Ticket.id))
+            return [_row(t) for t in rows]
+
+    def typical_cases(self) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            return [_row(t) for t in session.scalars(select(Ticket).where(Ticket.typical_case.is_(True)).order_by(Ticket.id))]
+
+    @staticmethod
+    def _ticket(session: Session, ticket_id: int, lock: bool = False) -> Ticket:
+        query = select(Ticket).where(Ticket.id == ticket_id)
+        ticket = session.scalars(query.with_for_update() if lock else query).first()
+        if ticket is None:
+            raise TicketError(f"no ticket {ticket_id}")
+        return ticket
 
     def record_pack(self, pack: RulePack, now: dt.datetime) -> None:
         """Note that ``pack`` is scoring from ``now`` (several runners may do it at once)."""

@@ -211,6 +211,16 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     async def on_revoked(app_, revoked, **kwargs) -> None:
         core.forget()  # the table is the truth after a rebalance
 
+    if store is not None:
+        @app.timer(60.0)
+        async def check_escalations() -> None:
+            """The periodic overdue check: escalate what is due."""
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, store.escalate, core.pack, dt.datetime.now(dt.timezone.utc))
+            if metrics is not None:
+                for d in done:
+                    metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
+
     if metrics is not None:
         metrics.rule_pack.labels(pack.version).set(1)
 

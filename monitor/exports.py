@@ -1,0 +1,59 @@
+"""Exports of the ticket side to CSV and XLSX: the violation record (违规行为记录),
+typical cases (典型案例) and ticket lists. Headers are Chinese with English.
+
+    write_export(Path("violations.xlsx"), "violations", store.violations())
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COLUMNS", "write_export"]
+
+_BASE = [
+    ("id", "工单号 / Ticket"), ("risk_id", "风险编号 / Risk"), ("title", "预警 / Alert"), ("org_id", "单位 / Org"),
+    ("severity", "等级 / Severity"), ("owner_post", "责任岗位 / Owner post"), ("owner_department", "责任部门 / Department"),
+    ("status", "状态 / Status"), ("first_seen", "首次发现 / First seen"), ("opened_at", "立单时间 / Opened"),
+    ("due_at", "处置时限 / Due"),
+]
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "tickets": _BASE + [("assignee", "处置人 / Assignee"), ("outcome", "处置结论 / Outcome"),
+                        ("escalation_level", "升级层级 / Escalation"), ("message", "说明 / Message")],
+    "violations": _BASE + [("outcome", "处置结论 / Outcome"), ("resolved_at", "处置时间 / Resolved"),
+                           ("event_ids", "证据事件 / Evidence events"), ("message", "说明 / Message")],
+    "cases": _BASE + [("closed_at", "办结时间 / Closed"), ("case_summary", "案例摘要 / Case summary"),
+                      ("message", "说明 / Message")],
+}
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).isoformat(timespec="seconds")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return value
+
+
+def write_export(path: Path, kind: str, rows: list[dict[str, Any]]) -> int:
+    """Write rows as CSV or XLSX (by the file's suffix); returns how many."""
+    columns = COLUMNS[kind]
+    table = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook()
+        sheet = book.active
+        sheet.title = {"tickets": "工单", "violations": "违规行为记录", "cases": "典型案例"}[kind]
+        sheet.append([label for _, label in columns])
+        for values in table:
+            sheet.append(values)
+        book.save(path)
+    else:
+        with open(path, "w", encoding="utf-8-sig", newline="") as f:  # the BOM lets Excel read the Chinese
+            writer = csv.writer(f)
+            writer.writerow([label for _, label in columns])
+            writer.writerows(table)
+    return len(table)
