@@ -87,13 +87,27 @@ def main() -> None:
 
 # --- run -------------------------------------------------------------------------
 
+def _notifier(path: Path | None, metrics):
+    """A notifier from a channels file, or None; a bad file stops start-up with its message."""
+    if path is None:
+        return None
+    from monitor.notify import Notifier, load_config
+
+    try:
+        return Notifier(load_config(path), metrics)
+    except ValueError as err:
+        err_console.print(str(err), markup=False)
+        sys.exit(EXIT_RULES)
+
+
 def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
-                metrics, show_progress: bool, batch_size: int, workers: int, reloader=None):
+                metrics, show_progress: bool, batch_size: int, workers: int, reloader=None, notifier=None):
     from monitor.runner import EmbeddedRunner, default_rejected_path, rejection_line, write_alerts
     from monitor.tickets import SqlTicketStore
 
     store = SqlTicketStore(db) if db else None
-    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size, workers=workers, reloader=reloader)
+    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size, workers=workers, reloader=reloader,
+                            notifier=notifier)
     if str(input_path) == "-":  # a stream: scored as it comes, rules reloaded between batches
         summary = runner.run_stream(sys.stdin.buffer)
         with open(rejected_out or Path("stdin.rejected.jsonl"), "wb") as rej:
@@ -152,7 +166,10 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
               help="Run the anomaly detectors of detectors.yaml too, or the rules alone.")
 @click.option("--watch/--no-watch", default=None,
               help="Reload the rules folder when it changes or on SIGHUP, between batches (default: on for stdin).")
-def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors, watch):
+@click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Notification channels and routes (YAML): new tickets and escalations.")
+def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors, watch,
+        notify_path):
     """Score a JSONL file of events and write one alert per line."""
     if str(input_path) != "-" and not input_path.is_file():
         err_console.print(f"{input_path}: no such file", markup=False)
@@ -173,9 +190,12 @@ def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_siz
 
     if reloader is not None:
         reloader.metrics = metrics
+    notifier = _notifier(notify_path, metrics)
     runner, summary = _score_file(pack, input_path, alerts_out, rejected_out, None if db == "none" else db,
                                   metrics, show_progress=not quiet and console.is_terminal, batch_size=batch_size,
-                                  workers=workers or default_workers(), reloader=reloader)
+                                  workers=workers or default_workers(), reloader=reloader, notifier=notifier)
+    if notifier is not None and not notifier.flush(timeout=60):
+        err_console.print("some notifications were still being sent at exit")
     if reloader is not None:
         reloader.stop()
         if len(reloader.versions) > 1 or reloader.rejected:
@@ -1028,7 +1048,9 @@ def connect_http(host, port, max_bytes, max_records, broker):
 @click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info", "debug"]))
 @click.option("--app-id", default="riskwatch", show_default=True,
               help="Consumer group and table name prefix: workers with the same id share the work.")
-def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id):
+@click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Notification channels and routes (YAML): new tickets and escalations.")
+def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id, notify_path):
     """Run the faust worker on the Kafka event topics (add workers to scale by partitions)."""
     import faust
 
@@ -1055,7 +1077,7 @@ def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id):
                             accept=lambda p: None if partitionable(p) else "a rule's key lacks org_id (the worker partitions by org)")
     reloader.start()  # the rules folder is watched; SIGHUP reloads too
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
-                     reloader=reloader)
+                     reloader=reloader, notifier=_notifier(notify_path, metrics))
     worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.
     level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))

@@ -179,8 +179,9 @@ class EmbeddedRunner:
 
     def __init__(self, pack: RulePack, store: TicketStore | None = None, metrics: Metrics | None = None,
                  batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None, workers: int = 1,
-                 reloader: Any = None):
+                 reloader: Any = None, notifier: Any = None):
         self.pack = pack
+        self.notifier = notifier  # a monitor.notify.Notifier: new tickets and escalations, off the scoring path
         self.reloader = reloader  # a monitor.reload.PackReloader: hot reload between batches (one process)
         if reloader is not None:
             workers = 1
@@ -275,9 +276,13 @@ class EmbeddedRunner:
             return []
         self._last_escalation_check = time.monotonic()
         done = escalate(self.pack, self.clock())
-        if self.metrics:
-            for d in done:
+        for d in done:
+            if self.metrics:
                 self.metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
+            if self.notifier is not None:
+                from monitor.notify import escalated_notice
+
+                self.notifier.notify(escalated_notice(d))
         return done
 
     def flush_tickets(self) -> None:
@@ -290,6 +295,11 @@ class EmbeddedRunner:
         self._pending_tickets.clear()
         self.summary.tickets_opened += len(result.opened)
         self.summary.tickets_updated += len(result.updated)
+        if self.notifier is not None:
+            from monitor.notify import opened_notice
+
+            for alert in result.opened:
+                self.notifier.notify(opened_notice(alert))
         if self.metrics:
             for alert in result.opened:
                 self.metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()

@@ -401,7 +401,8 @@ class SqlTicketStore:
                 session.add(AuditEntry(ticket_id=ticket.id, at=now, actor="riskwatch", action="escalate",
                                        reason=f"overdue: escalated to {post}", detail={"level": level, "to": post}))
                 done.append({"ticket_id": ticket.id, "level": level, "to": post, "risk_id": ticket.risk_id,
-                             "severity": ticket.severity})
+                             "severity": ticket.severity, "domain": ticket.domain, "org_id": ticket.org_id,
+                             "title": ticket.title, "message": ticket.message, "owner": ticket.owner_post})
             session.commit()
         return done
 

@@ -33,6 +33,7 @@ from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.event import Event, Rejection, decode_one
 from monitor.metrics import Metrics
+from monitor.notify import escalated_notice, opened_notice
 from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
 from monitor.state import drop_rules
@@ -135,7 +136,7 @@ def org_prefix_partitioner(key: bytes | None, all_partitions: list[int], availab
 
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
-               partitions: int = 8, batch_size: int = 2000, app_id: str = "riskwatch", reloader=None):
+               partitions: int = 8, batch_size: int = 2000, app_id: str = "riskwatch", reloader=None, notifier=None):
     """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it."""
     import faust
 
@@ -198,9 +199,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             if store is not None and live:
                 result = await asyncio.get_running_loop().run_in_executor(
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
-                if metrics is not None:
-                    for alert in result.opened:
+                for alert in result.opened:
+                    if metrics is not None:
                         metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
+                    if notifier is not None:
+                        notifier.notify(opened_notice(alert))
             if metrics is not None:
                 _observe(metrics, pack, out)
             # The batch's offsets are acked when the next batch is asked for, and
@@ -217,9 +220,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             """The periodic overdue check: escalate what is due."""
             done = await asyncio.get_running_loop().run_in_executor(
                 None, store.escalate, core.pack, dt.datetime.now(dt.timezone.utc))
-            if metrics is not None:
-                for d in done:
+            for d in done:
+                if metrics is not None:
                     metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
+                if notifier is not None:
+                    notifier.notify(escalated_notice(d))
 
     if metrics is not None:
         metrics.rule_pack.labels(pack.version).set(1)
