@@ -132,14 +132,28 @@ _ENV = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 def load_config(path: Path) -> Config:
     """Read the YAML, fill ``${NAME}`` from the environment, validate. Errors name the file."""
-    text = path.read_text(encoding="utf-8")
-    missing = sorted({m for m in _ENV.findall(text) if m not in os.environ})
-    if missing:
-        raise ValueError(f"{path}: environment variables not set: {', '.join(missing)}")
-    text = _ENV.sub(lambda m: os.environ[m.group(1)], text)
     try:
-        config = msgspec.convert(yaml.safe_load(text), Config)
-    except (msgspec.ValidationError, yaml.YAMLError) as err:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: {err}") from err
+    missing: set[str] = set()
+
+    def fill(value: Any) -> Any:  # in values only: a comment may mention ${NAME}
+        if isinstance(value, str):
+            missing.update(m for m in _ENV.findall(value) if m not in os.environ)
+            return _ENV.sub(lambda m: os.environ.get(m.group(1), ""), value)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    data = fill(data)
+    if missing:
+        raise ValueError(f"{path}: environment variables not set: {', '.join(sorted(missing))}")
+    try:
+        config = msgspec.convert(data, Config)
+    except msgspec.ValidationError as err:
         raise ValueError(f"{path}: {err}") from err
     names = {c.name for c in config.channels}
     for route in config.routes:

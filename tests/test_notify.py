@@ -215,3 +215,13 @@ def test_the_runner_notifies_new_tickets_and_escalations(robot, default_pack, tm
     assert n.flush() and escalated
     notes = [r["body"] for r in robot.received if r["body"]["event"] == "escalated"]
     assert len(notes) == len(escalated) and {b["to"] for b in notes} == {"compliance_head"}
+
+
+def test_the_documented_example_is_a_valid_config(monkeypatch):
+    from pathlib import Path
+
+    for name in ("WECOM_FINANCE_KEY", "DINGTALK_TOKEN", "DINGTALK_SECRET", "FEISHU_TOKEN", "FEISHU_SECRET", "SMTP_PASSWORD"):
+        monkeypatch.setenv(name, f"x-{name.lower()}")
+    config = load_config(Path(__file__).resolve().parent.parent / "docs" / "notifications.example.yaml")
+    assert {c.type for c in config.channels} == {"webhook", "wecom", "dingtalk", "feishu", "email"}
+    assert config.channels[1].key == "x-wecom_finance_key"
