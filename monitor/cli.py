@@ -10,6 +10,7 @@
     riskwatch rules versions [--db URL]              the rule pack versions that have scored
     riskwatch detectors list|train|evaluate   the anomaly detectors of rules/detectors.yaml
     riskwatch tickets list|show|ack|investigate|resolve|close|reopen|assign|comment|case|escalate|export
+    riskwatch serve [--db URL]          the REST API and web UI; riskwatch users add|token manage its users
     riskwatch backtest --events F [--labels L] [--html R]   what the rules would have flagged, and how well
     riskwatch schema                    print the event JSON Schema
 """
@@ -655,6 +656,93 @@ def tickets_export(db, kind, out):
     rows = {"violations": store.violations, "cases": store.typical_cases, "tickets": lambda: store.find(limit=10**9)}[kind]()
     n = write_export(out, kind, rows)
     console.print(f"wrote {n} row(s) to {out}")
+
+
+# --- serve and users ------------------------------------------------------------------------
+@main.command()
+@_db_option
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--metrics-port", default=9466, show_default=True, help="Port for /metrics (-1: off).")
+@click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Notification channels and routes (YAML): escalations found by the periodic check.")
+def serve(db, rules, host, port, metrics_port, notify_path):
+    """The REST API (/api, OpenAPI at /docs) and the web UI for compliance managers.
+
+    Session cookies are signed with $RISKWATCH_SESSION_SECRET (set it, or sessions end with the process)."""
+    import threading
+
+    import uvicorn
+
+    from monitor.serve import create_app
+
+    pack = _load_pack_or_exit(rules)
+    store = _store(db)
+    metrics, mport = _serve_metrics(metrics_port)
+    if mport:
+        console.print(f"metrics: http://127.0.0.1:{mport}/metrics")
+    notifier = _notifier(notify_path, metrics)
+
+    def periodic_check() -> None:
+        from monitor.notify import escalated_notice
+
+        while True:
+            try:
+                for d in store.escalate(pack, _now()):
+                    if metrics is not None:
+                        metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
+                    if notifier is not None:
+                        notifier.notify(escalated_notice(d))
+                if metrics is not None:
+                    metrics.set_ticket_gauges(store.open_by_risk(), store.overdue_by_risk(_now()))
+            except Exception as err:  # noqa: BLE001 - the check must outlive a database hiccup
+                logging.getLogger("riskwatch.serve").error("periodic check failed: %s", err)
+            time.sleep(60)
+
+    threading.Thread(target=periodic_check, name="riskwatch-escalation", daemon=True).start()
+    app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"))
+    console.print(f"riskwatch serve: http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@main.group()
+def users() -> None:
+    """Users of riskwatch serve: add them, give them API tokens."""
+
+
+@users.command("add")
+@_db_option
+@click.argument("username")
+@click.option("--role", type=click.Choice(["viewer", "officer", "head", "admin"]), required=True)
+@click.option("--department", "departments", multiple=True, help="An officer's department (repeatable), e.g. 财务资金部.")
+@click.option("--name", "display_name")
+@click.password_option(help="At least 10 characters (asked for when not given).")
+def users_add(db, username, role, departments, display_name, password):
+    """Add a user, or replace one."""
+    from monitor.auth import UserStore
+
+    try:
+        UserStore(_store(db).engine).add(username, password, role, list(departments), display_name)
+    except ValueError as err:
+        err_console.print(str(err))
+        sys.exit(1)
+    console.print(f"user {username}: {role}" + (f" of {', '.join(departments)}" if departments else ""))
+
+
+@users.command("token")
+@_db_option
+@click.argument("username")
+@click.option("--label", default="")
+def users_token(db, username, label):
+    """A new API token for a user (shown once; only its hash is kept)."""
+    from monitor.auth import UserStore
+
+    try:
+        console.print(UserStore(_store(db).engine).new_token(username, label))
+    except ValueError as err:
+        err_console.print(str(err))
+        sys.exit(1)
 
 
 # --- detectors ------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_the_compose_file_holds_together():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"kafka", "postgres", "prometheus", "alertmanager", "grafana", "riskwatch-worker-1", "riskwatch-worker-2",
-            "riskwatch-connect-http"} <= set(services)
+            "riskwatch-connect-http", "riskwatch-serve"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     for name, svc in services.items():
         image = svc.get("image", "")
@@ -78,6 +78,9 @@ def test_the_compose_file_holds_together():
     workers = {n: s for n, s in services.items() if n.startswith("riskwatch-worker")}
     assert targets == {f"{n}:{s['command'][s['command'].index('--metrics-port') + 1]}" for n, s in workers.items()}
     assert all(t.split(":")[1] in workers[t.split(":")[0]]["expose"] for t in targets)
+    serve = services["riskwatch-serve"]["command"]
+    assert {t for job in scrape["scrape_configs"] if job["job_name"] == "riskwatch-serve" for sc in job["static_configs"]
+            for t in sc["targets"]} == {f"riskwatch-serve:{serve[serve.index('--metrics-port') + 1]}"}
     # Grafana's provisioned datasources are the ones the dashboards use
     datasources = yaml.safe_load((DASHBOARDS / "grafana" / "provisioning" / "datasources" / "riskwatch.yml").read_text())
     uids = {d["uid"] for d in datasources["datasources"]}
