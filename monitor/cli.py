@@ -11,6 +11,7 @@
     riskwatch detectors list|train|evaluate   the anomaly detectors of rules/detectors.yaml
     riskwatch tickets list|show|ack|investigate|resolve|close|reopen|assign|comment|case|escalate|export
     riskwatch serve [--db URL]          the REST API and web UI; riskwatch users add|token manage its users
+    riskwatch report --month YYYY-MM    the monthly compliance report (XLSX and HTML)
     riskwatch backtest --events F [--labels L] [--html R]   what the rules would have flagged, and how well
     riskwatch schema                    print the event JSON Schema
 """
@@ -656,6 +657,32 @@ def tickets_export(db, kind, out):
     rows = {"violations": store.violations, "cases": store.typical_cases, "tickets": lambda: store.find(limit=10**9)}[kind]()
     n = write_export(out, kind, rows)
     console.print(f"wrote {n} row(s) to {out}")
+
+
+@main.command("report")
+@_db_option
+@click.option("--month", required=True, help="YYYY-MM: tickets whose finding falls in this month.")
+@click.option("--org", default=None, help="Only this org.")
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def report_cmd(db, month, org, rules, out_dir):
+    """The monthly compliance report (XLSX and HTML): tickets by org, risk and severity,
+    disposal rate and median time, SLA breaches, top risks, typical cases."""
+    import re as _re
+
+    from monitor.monthly import monthly
+    from monitor.report import write_monthly_report
+
+    if not _re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        err_console.print(f"--month {month}: use YYYY-MM, e.g. 2026-03")
+        sys.exit(2)
+    pack = _load_pack_or_exit(rules)
+    m = monthly(_store(db).find(limit=10**9), month, _now(), org)
+    titles = {r.id: r.title_zh for r in pack.risks.values()}
+    xlsx, html = write_monthly_report(out_dir, m, titles)
+    s = m.summary
+    console.print(f"{month}{' ' + org if org else ''}: {s['tickets']} tickets, {s['disposed']} disposed, "
+                  f"{s['sla_breaches']} SLA breaches → {xlsx}, {html}")
 
 
 # --- serve and users ------------------------------------------------------------------------
