@@ -728,7 +728,7 @@ def serve(db, rules, host, port, metrics_port, notify_path):
             time.sleep(60)
 
     threading.Thread(target=periodic_check, name="riskwatch-escalation", daemon=True).start()
-    app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"))
+    app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"), metrics=metrics)
     console.print(f"riskwatch serve: http://{host}:{port}/  (API docs: /docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

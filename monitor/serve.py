@@ -73,7 +73,7 @@ class Comment(BaseModel):
 
 
 def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None = None,
-               clock=lambda: dt.datetime.now(dt.timezone.utc)) -> FastAPI:
+               clock=lambda: dt.datetime.now(dt.timezone.utc), metrics=None) -> FastAPI:
     users = UserStore(store.engine)
     app = FastAPI(title="riskwatch", description="Disposal tickets of the compliance risk monitor.", version="0.1.0")
     app.add_middleware(SessionMiddleware, secret_key=session_secret or secrets.token_urlsafe(32),
@@ -122,9 +122,12 @@ def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None
 
     def act(fn, *args):
         try:
-            return fn(*args)
+            result = fn(*args)
         except (TicketError, WorkflowError) as err:
             raise HTTPException(409, str(err)) from err
+        if metrics is not None and isinstance(result, dict) and result.get("status") == "closed" and fn == store.move:
+            metrics.tickets_closed.labels(result["risk_id"], result["outcome"] or "none").inc()
+        return result
 
     # --- API -------------------------------------------------------------------------------------
     @app.get("/health")

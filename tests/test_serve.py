@@ -89,6 +89,20 @@ def test_officers_see_and_work_only_their_departments(served):
     assert trail == [("riskwatch", "open"), ("head", "assign")]
 
 
+def test_closing_a_ticket_is_counted(tmp_path, default_pack, served):
+    from prometheus_client import CollectorRegistry
+
+    from monitor.metrics import Metrics
+
+    _, store, tokens, ids = served
+    registry = CollectorRegistry()
+    client = TestClient(create_app(store, default_pack, "s", lambda: NOW, Metrics(registry)))
+    for to, extra in (("resolved", {"outcome": "remediated"}), ("closed", {})):
+        assert client.post(f"/api/tickets/{ids['FIN-01']}/move", json={"to": to, **extra},
+                           headers=auth(tokens["head"])).status_code == 200
+    assert registry.get_sample_value("riskwatch_tickets_closed_total", {"risk": "FIN-01", "outcome": "remediated"}) == 1
+
+
 def test_filters_do_not_inject_sql(served):
     app, _, tokens, _ = served
     client = TestClient(app)
