@@ -136,7 +136,7 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
                                   stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
     base = f"http://127.0.0.1:{prom_port}"
     try:
-        stream = generate(events=12_000, seed=31)
+        stream = generate(events=4_000, seed=31)  # small: later worker tests read every topic from the start
         producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
         for raw in stream.lines:
             try:
@@ -155,7 +155,7 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
                 lag = prom_query(base, "riskwatch_consumer_lag")["data"]["result"]
             except OSError:
                 return False
-            return bool(scored and float(scored[0]["value"][1]) >= 11_000 and tickets and lag)
+            return bool(scored and float(scored[0]["value"][1]) >= 3_900 and tickets and lag)
 
         deadline = time.monotonic() + 150
         while not ready() and time.monotonic() < deadline:
