@@ -120,16 +120,32 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
     from monitor.topics import EVENT_TOPICS
     from tests.kafka_util import BOOTSTRAP
 
-    metrics_port, prom_port = free_port(), free_port()
+    import os
+
+    from monitor.auth import UserStore
+    from monitor.tickets import SqlTicketStore
+
+    metrics_port, prom_port, serve_port, serve_metrics = free_port(), free_port(), free_port(), free_port()
+    # notices go to a port nobody listens on: the notification-failure panels need failures
+    notify = tmp_path / "notify.yaml"
+    notify.write_text(f"channels:\n  - {{name: ops-hook, type: webhook, url: 'http://127.0.0.1:{free_port()}/x', timeout: 1}}\n"
+                      "routes:\n  - {channels: [ops-hook]}\n", encoding="utf-8")
     log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--app-id", f"rw-dash-{uuid.uuid4().hex[:8]}",
-                               "--db", postgres_url, "--metrics-port", str(metrics_port), "--batch-size", "500"],
-                              stdout=log, stderr=log)
+                               "--db", postgres_url, "--metrics-port", str(metrics_port), "--batch-size", "500",
+                               "--notify", str(notify)], stdout=log, stderr=log)
+    users = UserStore(SqlTicketStore(postgres_url).engine)
+    users.add("dash-head", "dash-head-pass", "head", [])
+    token = users.new_token("dash-head")
+    serve = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve", "--db", postgres_url, "--port", str(serve_port),
+                              "--metrics-port", str(serve_metrics)], stdout=log, stderr=log,
+                             env={**os.environ, "RISKWATCH_SESSION_SECRET": "dashboards"})
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(DASHBOARDS / "prometheus" / "alerts.yml")],
-        "scrape_configs": [{"job_name": "riskwatch", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+        "scrape_configs": [{"job_name": "riskwatch", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]},
+                           {"job_name": "riskwatch-serve", "static_configs": [{"targets": [f"127.0.0.1:{serve_metrics}"]}]}],
     }))
     prometheus = subprocess.Popen([tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                                    f"--web.listen-address=127.0.0.1:{prom_port}"],
@@ -162,6 +178,22 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
             time.sleep(2)
         assert ready(), (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+
+        def api(method: str, path: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(f"http://127.0.0.1:{serve_port}{path}", method=method,
+                                             data=json.dumps(body).encode() if body is not None else None,
+                                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return json.loads(r.read())
+
+        ticket = api("GET", "/api/tickets?status=open")[0]["id"]  # a compliance manager disposes of one
+        api("POST", f"/api/tickets/{ticket}/move", {"to": "resolved", "outcome": "remediated", "reason": "dashboards"})
+        api("POST", f"/api/tickets/{ticket}/move", {"to": "closed"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                prom_query(base, "riskwatch_tickets_closed_total")["data"]["result"]
+                and prom_query(base, "riskwatch_notification_failures_total")["data"]["result"]):
+            time.sleep(1)
         time.sleep(5)  # a few more scrapes, so every rate has two samples in its window
 
         empty, checked = [], 0
@@ -178,12 +210,12 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
             assert result["status"] == "success", (dashboard, title, result)
             if not result["data"]["result"]:
                 empty.append((dashboard, title, target["expr"]))
-        assert empty == [] and checked >= 24
+        assert empty == [] and checked >= 26
         groups = json.loads(urllib.request.urlopen(f"{base}/api/v1/rules", timeout=10).read())["data"]["groups"]
         assert {g["name"] for g in groups} == {"riskwatch-engine", "riskwatch-risk"}
         assert all(r["health"] == "ok" for g in groups for r in g["rules"])
     finally:
-        for proc in (prometheus, worker):
+        for proc in (prometheus, worker, serve):
             proc.terminate()
             try:
                 proc.wait(timeout=20)
