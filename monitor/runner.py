@@ -35,6 +35,7 @@ import orjson
 from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.event import Rejection, decode_lines
+from monitor.evidence import Evidence
 from monitor.metrics import Metrics
 from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
@@ -87,6 +88,7 @@ class BatchResult:
     late_events: int  # running total in this scorer
     occurred_at: Any = None  # epoch seconds of the scored events (numpy), for the end-to-end lag
     detector_scores: dict = field(default_factory=dict)  # detector id -> this batch's scores (numpy)
+    evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
 
 
 def default_rejected_path(input_path: Path) -> Path:
@@ -112,12 +114,14 @@ class BatchScorer:
         self.scorer = Scorer(pack)
         self.state = ScorerState()
         self.book = AlertBook(pack)
+        self.evidence = Evidence()
 
     def process(self, lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None) -> BatchResult:
         events, rejected = decode_lines(lines, first_line, numbers)
         new: list[Alert] = []
         updated: list[Alert] = []
         findings = []
+        evidence: list = []
         elapsed = 0.0
         by_source: Counter = Counter()
         if events:
@@ -126,13 +130,16 @@ class BatchScorer:
             findings = self.scorer.score(batch, self.state)
             elapsed = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
+            self.evidence.remember(events[i] for i in self.scorer.held_rows.tolist())
+            evidence = self.evidence.collect(new + updated, events) if new or updated else []
             rows = batch.all_rows
             by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))
         times = batch.column("occurred_at", batch.all_rows) if events else None
         scores = {k: v.astype(np.float32) for k, v in self.scorer.detector_scores.items()} if events else {}
         return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
                            Counter(f.rule_id for f in findings), new, updated, elapsed,
-                           self.state.key_count(), self.state.late_events, times, scores)
+                           self.state.key_count(), self.state.late_events, times, scores,
+                           evidence if events else [])
 
 
 class _OrgOnly(msgspec.Struct):
@@ -195,6 +202,7 @@ class EmbeddedRunner:
         self.summary = RunSummary(workers=self.workers)
         self.rejected: list[Rejection] = []
         self._pending_tickets: dict[str, Alert] = {}
+        self._pending_evidence: list[tuple[str, dict]] = []
         self._last_flush = time.monotonic()
         self._last_escalation_check = -math.inf
         self._late: dict[int, int] = {}
@@ -240,6 +248,7 @@ class EmbeddedRunner:
             self.alerts[alert.dedup_key] = alert
             if alert.status == "live":
                 self._pending_tickets[alert.dedup_key] = alert
+        self._pending_evidence += result.evidence
         if self.metrics:
             self._observe(result, partition)
         if time.monotonic() - self._last_flush > TICKET_FLUSH_SECONDS:
@@ -290,9 +299,14 @@ class EmbeddedRunner:
         self.check_escalations()
         if self.store is None or not self._pending_tickets:
             self._pending_tickets.clear()
+            self._pending_evidence = []
             return
         result = self.store.upsert(list(self._pending_tickets.values()), self.pack, self.clock())
         self._pending_tickets.clear()
+        add_evidence = getattr(self.store, "add_evidence", None)
+        if add_evidence is not None and self._pending_evidence:
+            add_evidence(self._pending_evidence)
+        self._pending_evidence = []
         self.summary.tickets_opened += len(result.opened)
         self.summary.tickets_updated += len(result.updated)
         if self.notifier is not None:

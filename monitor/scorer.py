@@ -79,6 +79,7 @@ class Scorer:
         self.rules = [r for r in pack.rules if r.status in statuses]
         self.detectors = [d for d in pack.detectors if d.status in statuses]
         self.detector_scores: dict[str, np.ndarray] = {}  # the last batch's scores, per detector (for metrics)
+        self.held_rows = np.zeros(0, dtype=np.int64)  # the last batch's rows held by stateful rules
 
     def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
         if not len(batch):
@@ -93,6 +94,7 @@ class Scorer:
             if t > org_marks.get(org, -math.inf):
                 org_marks[org] = t
         findings: list[Finding] = []
+        held = np.zeros(len(batch), dtype=bool)  # rows a stateful rule keeps: later evidence
         for rule in self.rules:
             selected = rows[rule.when.fn(batch, rows)]
             for _exc, where in rule.exceptions:
@@ -103,10 +105,13 @@ class Scorer:
                 continue
             if rule.kind == "event":
                 findings += self._event_findings(rule, batch, selected)
-            elif rule.kind == "window":
+                continue
+            held[selected] = True
+            if rule.kind == "window":
                 findings += self._window_findings(rule, batch, selected, state)
             else:
                 findings += self._total_findings(rule, batch, selected, state)
+        self.held_rows = np.flatnonzero(held)
         self.detector_scores = {}
         for det in self.detectors:
             selected = rows[det.when.fn(batch, rows)]

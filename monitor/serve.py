@@ -118,7 +118,7 @@ def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None
                 "risk": {"id": risk.id, "title_zh": risk.title_zh, "title_en": risk.title_en,
                          "legal_basis": risk.legal_basis, "sla": {"acknowledge": risk.sla.acknowledge,
                                                                    "dispose": risk.sla.dispose}} if risk else None,
-                "audit": store.audit(ticket["id"])}
+                "events": store.evidence(ticket["dedup_key"]), "audit": store.audit(ticket["id"])}
 
     def act(fn, *args):
         try:

@@ -163,6 +163,17 @@ class AuditEntry(Base):
     detail: Mapped[dict | None] = mapped_column(JSON)
 
 
+class EvidenceRow(Base):
+    """An event behind a ticket's alert, as it arrived."""
+
+    __tablename__ = "ticket_evidence"
+
+    dedup_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    occurred_at: Mapped[str | None] = mapped_column(String(40))
+    event: Mapped[dict] = mapped_column(JSON)
+
+
 class PackVersion(Base):
     """Every rule pack version a runner has scored with (a start or a reload)."""
 
@@ -405,6 +416,27 @@ class SqlTicketStore:
                              "title": ticket.title, "message": ticket.message, "owner": ticket.owner_post})
             session.commit()
         return done
+
+    def add_evidence(self, items: list[tuple[str, dict]]) -> None:
+        """Keep the events behind alerts; an event already kept for an alert is left as it is."""
+        if not items:
+            return
+        rows = list({(k, e["event_id"]): {"dedup_key": k, "event_id": e["event_id"], "occurred_at": e.get("occurred_at"),
+                                          "event": e} for k, e in items}.values())
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        with self.engine.begin() as conn:
+            for i in range(0, len(rows), 500):
+                conn.execute(insert(EvidenceRow).on_conflict_do_nothing(), rows[i:i + 500])
+
+    def evidence(self, dedup_key: str) -> list[dict[str, Any]]:
+        """The events behind a ticket's alert, in business-time order."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(EvidenceRow).where(EvidenceRow.dedup_key == dedup_key)
+                                   .order_by(EvidenceRow.occurred_at, EvidenceRow.event_id))
+            return [r.event for r in rows]
 
     def violations(self) -> list[dict[str, Any]]:
         """The violation record (违规行为记录): tickets resolved as confirmed violations."""

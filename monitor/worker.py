@@ -32,6 +32,7 @@ import msgspec
 from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.event import Event, Rejection, decode_one
+from monitor.evidence import Evidence
 from monitor.metrics import Metrics
 from monitor.notify import escalated_notice, opened_notice
 from monitor.rules import RulePack, changed_rules
@@ -67,6 +68,7 @@ class WorkerOutput:
     scoring_seconds: float = 0.0
     occurred_at: object = None  # epoch seconds of the scored events (numpy)
     detector_scores: dict = field(default_factory=dict)
+    evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
 
 
 class WorkerCore:
@@ -82,6 +84,7 @@ class WorkerCore:
         self.scorer = Scorer(pack)
         self.tables = TableState(pack, table)
         self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
+        self.evidence = Evidence()  # in memory: after a restart, older held events are not evidence any more
 
     def swap_pack(self, new: RulePack) -> set[str]:
         """Score with ``new`` from the next batch on. The table entries of rules
@@ -111,6 +114,8 @@ class WorkerCore:
             out.scoring_seconds = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             out.alerts, out.new_alerts = new + updated, new
+            self.evidence.remember(events[i] for i in self.scorer.held_rows.tolist())
+            out.evidence = self.evidence.collect(out.alerts, events) if out.alerts else []
             out.scored = len(events)
             out.hits_by_rule = Counter(f.rule_id for f in findings)
             out.events_by_source = Counter((e.domain, e.source) for e in events)
@@ -199,6 +204,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             if store is not None and live:
                 result = await asyncio.get_running_loop().run_in_executor(
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
+                await asyncio.get_running_loop().run_in_executor(None, store.add_evidence, out.evidence)
                 for alert in result.opened:
                     if metrics is not None:
                         metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()

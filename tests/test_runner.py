@@ -80,3 +80,22 @@ def test_shadow_rules_alert_but_open_no_tickets(default_pack, stream_file, tmp_p
     assert not any(t["rule_id"] == "fin_duplicate_amount" for t in store.tickets())
     assert registry.get_sample_value("riskwatch_alerts_total", {"risk": "FIN-02", "severity": "high", "domain": "finance",
                                                                  "status": "shadow"}) == len(shadow)
+
+
+def test_tickets_keep_the_events_behind_them(default_pack, stream_file, tmp_path):
+    """Every event an alert names is kept for its ticket, even when it arrived batches
+    before the alert (a window or a running total held it)."""
+    from monitor.tickets import SqlTicketStore
+
+    store = SqlTicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    runner = EmbeddedRunner(default_pack, store, batch_size=250, workers=2)
+    runner.run_file(stream_file, None, tmp_path / "rej.jsonl")
+    tickets = store.find()
+    assert len(tickets) > 30
+    for t in tickets:
+        kept = store.evidence(t["dedup_key"])
+        assert [e["event_id"] for e in kept] == sorted(t["event_ids"], key=lambda i: next(
+            e["occurred_at"] for e in kept if e["event_id"] == i)) and len(kept) == len(t["event_ids"])
+    split = next(t for t in tickets if t["rule_id"] == "proc_split_purchase")
+    assert {e["type"] for e in store.evidence(split["dedup_key"])} == {"purchase_order"}
+    assert len(store.evidence(split["dedup_key"])) >= 2

@@ -38,6 +38,9 @@ def served(tmp_path, default_pack):
     ])
     alerts[0].message += " " + XSS  # as if a rule message carried the field
     store.upsert(alerts, default_pack, NOW)
+    store.add_evidence([(alerts[0].dedup_key, {"event_id": "e1", "type": "payment", "occurred_at": "2026-11-26T10:00:00+08:00",
+                                               "org_id": "SUB01", "amount": 90000.0, "counterparty_name": XSS,
+                                               "attributes": {"payment_no": "FK1"}})])
     users = UserStore(store.engine)
     users.add("wang.fang", "finance-pass-1", "officer", ["财务资金部"])
     users.add("zhao.lei", "procure-pass-1", "officer", ["采购管理部"])
@@ -75,6 +78,7 @@ def test_officers_see_and_work_only_their_departments(served):
                        headers=auth(tokens["wang.fang"])).status_code == 404
     one = client.get(f"/api/tickets/{ids['FIN-01']}", headers=auth(tokens["wang.fang"])).json()
     assert one["risk"]["legal_basis"] and one["rule"]["id"] == "fin_payment_without_contract"
+    assert [e["event_id"] for e in one["events"]] == ["e1"] and one["events"][0]["amount"] == 90000.0
     moved = client.post(f"/api/tickets/{ids['FIN-01']}/move", json={"to": "acknowledged", "reason": "已阅"},
                         headers=auth(tokens["wang.fang"]))
     assert moved.status_code == 200 and moved.json()["status"] == "acknowledged"

@@ -1,0 +1,66 @@
+"""The events behind each alert, kept for its ticket. Pure.
+
+An alert lists its event ids; a compliance manager needs the events. Events
+that can still become evidence later are those a stateful rule holds (a window
+or a running total): an ``EvidenceCache`` keeps the most recent of them,
+bounded. When an alert is created or changed, ``Evidence.collect`` returns the
+events it has not yet handed over — from the batch, or from the cache —
+as (dedup key, event) pairs for the ticket store.
+
+>>> from tests.conftest import make_event
+>>> ev = Evidence(max_events=10)
+>>> e1, e2 = make_event(1), make_event(2)
+>>> ev.remember([e1])
+>>> from types import SimpleNamespace as A
+>>> [(k, e["event_id"]) for k, e in ev.collect([A(dedup_key="r|1", event_ids=["e1", "e2"], status="live")], [e2])]
+[('r|1', 'e1'), ('r|1', 'e2')]
+>>> ev.collect([A(dedup_key="r|1", event_ids=["e1", "e2"], status="live")], [])   # already handed over
+[]
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterable
+
+import msgspec
+
+from monitor.event import Event
+
+__all__ = ["Evidence"]
+
+
+class Evidence:
+    """Recent held events (LRU, ``max_events``) and what each alert has been given."""
+
+    def __init__(self, max_events: int = 100_000):
+        self.max_events = max_events
+        self._recent: OrderedDict[str, Event] = OrderedDict()
+        self._given: dict[str, set[str]] = {}
+
+    def remember(self, events: Iterable[Event]) -> None:
+        recent = self._recent
+        for e in events:
+            recent[e.event_id] = e
+            recent.move_to_end(e.event_id)
+        while len(recent) > self.max_events:
+            recent.popitem(last=False)
+
+    def collect(self, alerts: Iterable[Any], batch_events: list[Event]) -> list[tuple[str, dict]]:
+        """(dedup key, event as plain data) for every event of these live alerts not yet given."""
+        out: list[tuple[str, dict]] = []
+        by_id: dict[str, Event] | None = None
+        for alert in alerts:
+            if alert.status != "live":
+                continue
+            given = self._given.setdefault(alert.dedup_key, set())
+            for event_id in alert.event_ids:
+                if event_id in given:
+                    continue
+                if by_id is None:
+                    by_id = {e.event_id: e for e in batch_events}
+                event = by_id.get(event_id) or self._recent.get(event_id)
+                if event is not None:
+                    given.add(event_id)
+                    out.append((alert.dedup_key, msgspec.to_builtins(event)))
+        return out
