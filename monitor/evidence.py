@@ -33,7 +33,7 @@ __all__ = ["Evidence"]
 class Evidence:
     """Recent held events (LRU, ``max_events``) and what each alert has been given."""
 
-    def __init__(self, max_events: int = 100_000):
+    def __init__(self, max_events: int = 60_000):
         self.max_events = max_events
         self._recent: OrderedDict[str, Event] = OrderedDict()
         self._given: dict[str, set[str]] = {}
