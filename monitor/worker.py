@@ -98,7 +98,11 @@ class WorkerCore:
         self.book = AlertBook(new, self.tables.alerts)  # type: ignore[arg-type]
         return dropped
 
-    def process(self, messages: list[Message]) -> WorkerOutput:
+    def process(self, messages: list[Message], write_state: bool = True) -> WorkerOutput:
+        """Score a batch. With ``write_state=False`` the state stays in memory until
+        ``write_state()``: the worker first makes the batch's alerts and tickets
+        durable, so a crash can never leave state that says "seen" for a finding
+        nobody was told about (a redelivered event does not fire again)."""
         out = WorkerOutput()
         events: list[Event] = []
         for m in messages:
@@ -121,8 +125,13 @@ class WorkerCore:
             out.events_by_source = Counter((e.domain, e.source) for e in events)
             out.occurred_at = batch.column("occurred_at", batch.all_rows)
             out.detector_scores = dict(self.scorer.detector_scores)
-        self.tables.flush()
+        if write_state:
+            self.tables.flush()
         return out
+
+    def write_state(self) -> None:
+        """Write the state the last batches changed into the table (its changelog)."""
+        self.tables.flush()
 
     def forget(self) -> None:
         self.tables.forget()
@@ -193,7 +202,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     if store is not None:
                         store.record_pack(new_pack, dt.datetime.now(dt.timezone.utc))
             pack = core.pack
-            out = core.process(messages)
+            out = core.process(messages, write_state=False)
             for m, r in out.dead_letters:
                 await dead_topic.send(value=m.value or b"", headers=[
                     ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
@@ -212,8 +221,13 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                         notifier.notify(opened_notice(alert))
             if metrics is not None:
                 _observe(metrics, pack, out)
-            # The batch's offsets are acked when the next batch is asked for, and
-            # committed after that: its state writes must be with the broker first.
+            # Order matters for a crash at any moment: alerts and tickets first, then
+            # the state (a state that has seen an event but whose alert was lost would
+            # never fire again on redelivery), and both with the broker before the
+            # batch's offsets are acked (when the next batch is asked for).
+            if out.alerts:
+                await _drain(app)
+            core.write_state()
             await _drain(app)
 
     @app.on_partitions_revoked.connect
