@@ -36,6 +36,16 @@ class Worker:
             [sys.executable, "-m", "monitor.cli", "worker", "--app-id", self.app_id, "--db", f"sqlite:///{self.db}",
              "--metrics-port", str(self.metrics_port), "--batch-size", "500", *rules], stdout=self.log, stderr=self.log)
 
+    def scored(self) -> float:
+        import urllib.request
+
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return 0.0
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("riskwatch_events_in_total"))
+
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -151,6 +161,71 @@ def test_state_survives_a_sigkill(tmp_path, default_pack):
         assert [sorted(a["event_ids"]) for a in split] == [[f"{org}-1", f"{org}-3"]]
     finally:
         worker.stop()
+
+
+def split_orders(org: str, first: bool) -> list[dict]:
+    """Half of a split purchase (first=True), or the order completing it."""
+    if first:
+        return [event(org, 1, type="purchase_order", amount=1_200_000, counterparty_id="S1",
+                      attributes={"category": "goods", "method": "inquiry"}),
+                event(org, 2, type="regulation_issued", attributes={"regulation_id": "Z1", "legal_review": "none"})]
+    return [event(org, 3, type="purchase_order", amount=900_000, counterparty_id="S1",
+                  occurred_at="2026-03-20T10:00:00+08:00", attributes={"category": "goods", "method": "inquiry"})]
+
+
+def wait_for_members(app_id: str, count: int, timeout: float = 90.0) -> None:
+    """Until the consumer group is stable with ``count`` members."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        deadline = time.monotonic() + timeout
+        group: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                group = admin.describe_groups([app_id]).get(app_id, {})
+            except KafkaError:  # the coordinator is still starting
+                time.sleep(0.5)
+                continue
+            if group.get("group_state") == "Stable" and len(group.get("members", ())) == count:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"group {app_id} never had {count} stable members: {group}")
+    finally:
+        admin.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_path):
+    app_id = f"rw-test-{uuid.uuid4().hex[:8]}"
+    a = Worker(tmp_path, app_id, "a", free_port())
+    b = Worker(tmp_path, app_id, "b", free_port())
+    run = uuid.uuid4().hex[:6]
+    orgs = {f"P{run}-{i}" for i in range(24)}  # enough orgs to land in every partition
+    since = end_offsets(ALERTS_TOPIC)
+    a.start()
+    b.start()
+    try:
+        wait_for_members(app_id, 2)  # both joined: the partitions are split between them
+        produce([e for org in sorted(orgs) for e in split_orders(org, first=True)])
+        assert len(alerts_for(orgs, since, expect=len(orgs))) == len(orgs)  # every org's marker alert
+        assert a.scored() > 0 and b.scored() > 0  # both took a share
+        a.stop(signal.SIGKILL)
+        produce([e for org in sorted(orgs) for e in split_orders(org, first=False)])
+        alerts = alerts_for(orgs, since, expect=2 * len(orgs), timeout=120)
+        splits = {a_["org_id"]: sorted(a_["event_ids"]) for a_ in alerts.values() if a_["rule_id"] == "proc_split_purchase"}
+        assert splits == {org: [f"{org}-1", f"{org}-3"] for org in orgs}
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_a_broker_restart_mid_stream_loses_nothing(worker):
