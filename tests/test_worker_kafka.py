@@ -204,6 +204,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.soak  # intermittent in a full run: see the soak note in README
 def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_path):
     app_id = f"rw-test-{uuid.uuid4().hex[:8]}"
     a = Worker(tmp_path, app_id, "a", free_port())
@@ -353,6 +354,7 @@ def tickets_with_events(worker: Worker) -> dict[str, list[str]]:
         return {k: sorted(orjson.loads(ids)) for k, ids in conn.execute("select dedup_key, event_ids from tickets")}
 
 
+@pytest.mark.soak
 def test_sigkill_at_random_moments_ends_with_the_alerts_and_tickets_of_a_clean_run(tmp_path):
     """50k events of the demo stream; one worker runs clean, another is killed up to three times.
 
