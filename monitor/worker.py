@@ -283,8 +283,15 @@ async def _drain(app) -> None:
     state; this loops until the buffer is empty, then flushes the producer.
     """
     producer = app.producer
+    waited = 0.0
     while producer.buffer.size:
-        await producer.buffer.flush_atmost(None)
+        try:
+            await asyncio.wait_for(producer.buffer.flush_atmost(None), timeout=10.0)
+        except asyncio.TimeoutError:
+            # Going on without these records would commit offsets ahead of the state;
+            # say loudly that we are stuck instead of hanging in silence.
+            waited += 10.0
+            log.warning("producer buffer not draining: %d records waiting for %.0f s", producer.buffer.size, waited)
     await producer.flush()
 
 
