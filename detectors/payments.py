@@ -231,12 +231,11 @@ class PaymentIsolationForest(Detector):
         return self.model.score(M)
 
     def _run(self, X: Columns, learn: bool) -> Scores:
-        M = self._features.transform(X, learn)
+        if learn:
+            return type(self).process_pooled([(self, X)])[0]
+        M = self._features.transform(X, learn=False)
         scores = self._score_matrix(M)
-        flagged = np.flatnonzero(scores >= self.explain_above)
-        top = _explain(self._score_matrix, M, scores, self._features, flagged)
-        if learn and len(X["t"]):
-            self._features.forget_before(float(np.max(X["t"])) - self.max_idle_days * 86400)
+        top = _explain(self._score_matrix, M, scores, self._features, np.flatnonzero(scores >= self.explain_above))
         return Scores(scores, _details(M, top))
 
     def score_many(self, X: Columns) -> Scores:

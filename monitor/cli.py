@@ -104,7 +104,7 @@ def _notifier(path: Path | None, metrics):
 
 def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
                 metrics, show_progress: bool, batch_size: int, workers: int, reloader=None, notifier=None):
-    from monitor.runner import EmbeddedRunner, default_rejected_path, rejection_line, write_alerts
+    from monitor.runner import EmbeddedRunner, rejection_line, write_alerts
     from monitor.tickets import SqlTicketStore
 
     store = SqlTicketStore(db) if db else None
@@ -429,9 +429,11 @@ def _scored_alerts(pack: RulePack, events_path: Path, workers: int | None, label
     from monitor.runner import EmbeddedRunner, default_workers
 
     runner = EmbeddedRunner(pack.with_drafts(), None, None, workers=workers or default_workers())
+    shown = console.is_terminal
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
-                  disable=not console.is_terminal) as bar:
-        task = bar.add_task(label, total=sum(1 for _ in open(events_path, "rb")))
+                  disable=not shown) as bar:
+        # counting the lines reads the file once more: only for a bar someone sees
+        task = bar.add_task(label, total=sum(1 for _ in open(events_path, "rb")) if shown else None)
         summary = runner.score_file(events_path, lambda n: bar.advance(task, n))
     return runner, summary
 
@@ -653,9 +655,7 @@ def tickets_export(db, kind, out):
     """Export the violation record, typical cases or all tickets to CSV or XLSX."""
     from monitor.exports import write_export
 
-    store = _store(db)
-    rows = {"violations": store.violations, "cases": store.typical_cases, "tickets": lambda: store.find(limit=10**9)}[kind]()
-    n = write_export(out, kind, rows)
+    n = write_export(out, kind, _store(db).export_rows(kind))
     console.print(f"wrote {n} row(s) to {out}")
 
 
@@ -712,15 +712,11 @@ def serve(db, rules, host, port, metrics_port, notify_path):
     notifier = _notifier(notify_path, metrics)
 
     def periodic_check() -> None:
-        from monitor.notify import escalated_notice
+        from monitor.notify import announce
 
         while True:
             try:
-                for d in store.escalate(pack, _now()):
-                    if metrics is not None:
-                        metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
-                    if notifier is not None:
-                        notifier.notify(escalated_notice(d))
+                announce(metrics, notifier, escalated=store.escalate(pack, _now()))
                 if metrics is not None:
                     metrics.set_ticket_gauges(store.open_by_risk(), store.overdue_by_risk(_now()))
             except Exception as err:  # noqa: BLE001 - the check must outlive a database hiccup

@@ -7,9 +7,10 @@ bounded. When an alert is created or changed, ``Evidence.collect`` returns the
 events it has not yet handed over — from the batch, or from the cache —
 as (dedup key, event) pairs for the ticket store.
 
->>> from tests.conftest import make_event
+>>> from monitor.event import decode_lines
+>>> (e1, e2), _ = decode_lines([b'{"event_id":"e%d","source":"erp","domain":"finance","type":"payment",'
+...     b'"occurred_at":"2026-03-02T10:00:00+08:00","org_id":"ORG1"}' % i for i in (1, 2)])
 >>> ev = Evidence(max_events=10)
->>> e1, e2 = make_event(1), make_event(2)
 >>> ev.remember([e1])
 >>> from types import SimpleNamespace as A
 >>> [(k, e["event_id"]) for k, e in ev.collect([A(dedup_key="r|1", event_ids=["e1", "e2"], status="live")], [e2])]

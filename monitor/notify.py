@@ -51,7 +51,7 @@ import msgspec
 import orjson
 import yaml
 
-__all__ = ["Notice", "Notifier", "dingtalk_sign", "escalated_notice", "feishu_sign", "load_config", "opened_notice"]
+__all__ = ["Notice", "Notifier", "announce", "dingtalk_sign", "escalated_notice", "feishu_sign", "load_config", "opened_notice"]
 
 log = logging.getLogger("riskwatch.notify")
 
@@ -125,6 +125,21 @@ def escalated_notice(done: dict) -> Notice:
     """The notice for one escalation (an item of ``SqlTicketStore.escalate``)."""
     return Notice("escalated", done["title"], done["message"], done["risk_id"], done["severity"], done["domain"],
                   done["org_id"], done["owner"], done["ticket_id"], {"to": done["to"], "level": done["level"]})
+
+
+def announce(metrics, notifier, opened=(), escalated=()) -> None:
+    """Count and notify new tickets (alerts) and escalations (``SqlTicketStore.escalate``
+    items): the same for the embedded runner, the worker and serve."""
+    for alert in opened:
+        if metrics is not None:
+            metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
+        if notifier is not None:
+            notifier.notify(opened_notice(alert))
+    for done in escalated:
+        if metrics is not None:
+            metrics.tickets_escalated.labels(str(done["level"]), done["severity"]).inc()
+        if notifier is not None:
+            notifier.notify(escalated_notice(done))
 
 
 _ENV = re.compile(r"\$\{([A-Z0-9_]+)\}")

@@ -37,6 +37,7 @@ from monitor.batch import EventBatch
 from monitor.event import Rejection, decode_lines
 from monitor.evidence import Evidence
 from monitor.metrics import Metrics
+from monitor.notify import announce
 from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
 from monitor.state import ScorerState, drop_rules
@@ -110,11 +111,11 @@ def partitionable(pack: RulePack) -> bool:
 class BatchScorer:
     """Decode, score and merge alerts, batch by batch, for one stream partition."""
 
-    def __init__(self, pack: RulePack):
+    def __init__(self, pack: RulePack, keep_evidence: bool = True):
         self.scorer = Scorer(pack)
         self.state = ScorerState()
         self.book = AlertBook(pack)
-        self.evidence = Evidence()
+        self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
 
     def process(self, lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None) -> BatchResult:
         events, rejected = decode_lines(lines, first_line, numbers)
@@ -130,8 +131,9 @@ class BatchScorer:
             findings = self.scorer.score(batch, self.state)
             elapsed = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
-            self.evidence.remember(events[i] for i in self.scorer.held_rows.tolist())
-            evidence = self.evidence.collect(new + updated, events) if new or updated else []
+            if self.evidence is not None:
+                self.evidence.remember(events[i] for i in self.scorer.held_rows.tolist())
+                evidence = self.evidence.collect(new + updated, events) if new or updated else []
             rows = batch.all_rows
             by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))
         times = batch.column("occurred_at", batch.all_rows) if events else None
@@ -152,12 +154,13 @@ def _partition_of(org: Any, workers: int) -> int:
     return zlib.crc32(org.encode()) % workers
 
 
-def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results) -> None:
+def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results,
+                      keep_evidence: bool = True) -> None:
     """One worker: read the whole file, score the lines of its orgs, report each batch."""
     try:
         gc.freeze()
         gc.set_threshold(100_000, 50, 100)
-        scorer = BatchScorer(pack)
+        scorer = BatchScorer(pack, keep_evidence)
         decode_org = msgspec.json.Decoder(_OrgOnly).decode
         lines: list[bytes] = []
         numbers: list[int] = []
@@ -197,7 +200,8 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.workers = workers if workers > 1 and partitionable(pack) else 1
-        self.local = BatchScorer(pack)  # the in-process partition (workers == 1)
+        self.keep_evidence = hasattr(store, "add_evidence")
+        self.local = BatchScorer(pack, self.keep_evidence)  # the in-process partition (workers == 1)
         self.alerts: dict[str, Alert] = {}  # dedup key -> latest version
         self.summary = RunSummary(workers=self.workers)
         self.rejected: list[Rejection] = []
@@ -285,13 +289,7 @@ class EmbeddedRunner:
             return []
         self._last_escalation_check = time.monotonic()
         done = escalate(self.pack, self.clock())
-        for d in done:
-            if self.metrics:
-                self.metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
-            if self.notifier is not None:
-                from monitor.notify import escalated_notice
-
-                self.notifier.notify(escalated_notice(d))
+        announce(self.metrics, self.notifier, escalated=done)
         return done
 
     def flush_tickets(self) -> None:
@@ -309,14 +307,8 @@ class EmbeddedRunner:
         self._pending_evidence = []
         self.summary.tickets_opened += len(result.opened)
         self.summary.tickets_updated += len(result.updated)
-        if self.notifier is not None:
-            from monitor.notify import opened_notice
-
-            for alert in result.opened:
-                self.notifier.notify(opened_notice(alert))
+        announce(self.metrics, self.notifier, opened=result.opened)
         if self.metrics:
-            for alert in result.opened:
-                self.metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
             self.metrics.set_ticket_gauges(self.store.open_by_risk(), self.store.overdue_by_risk(self.clock()))
 
     # --- running ---------------------------------------------------------------------
@@ -350,7 +342,7 @@ class EmbeddedRunner:
         ctx = multiprocessing.get_context("fork")  # workers inherit the compiled pack
         results = ctx.Queue(maxsize=64)
         procs = [ctx.Process(target=_partition_worker, daemon=True,
-                             args=(self.pack, str(path), i, self.workers, self.batch_size, results))
+                             args=(self.pack, str(path), i, self.workers, self.batch_size, results, self.keep_evidence))
                  for i in range(self.workers)]
         for p in procs:
             p.start()

@@ -169,14 +169,12 @@ def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None
     def _export(kind: str, fmt: str, user: User):
         import tempfile
 
-        from monitor.exports import write_export
+        from monitor.exports import COLUMNS, write_export
 
-        rows = {"violations": store.violations, "cases": store.typical_cases,
-                "tickets": lambda: store.find(limit=10**9)}.get(kind)
-        if rows is None or fmt not in ("csv", "xlsx"):
+        if kind not in COLUMNS or fmt not in ("csv", "xlsx"):
             raise HTTPException(404, "exports: violations, cases or tickets, as csv or xlsx")
         path = Path(tempfile.mkdtemp()) / f"{kind}.{fmt}"
-        write_export(path, kind, visible(user, rows()))
+        write_export(path, kind, visible(user, store.export_rows(kind)))
         return FileResponse(path, filename=path.name)
 
     # --- pages -------------------------------------------------------------------------------------

@@ -438,6 +438,13 @@ class SqlTicketStore:
                                    .order_by(EvidenceRow.occurred_at, EvidenceRow.event_id))
             return [r.event for r in rows]
 
+    def export_rows(self, kind: str) -> list[dict[str, Any]]:
+        """The rows of an export (``monitor.exports.COLUMNS``): violations, cases or tickets."""
+        rows = {"violations": self.violations, "cases": self.typical_cases, "tickets": lambda: self.find(limit=10**9)}
+        if kind not in rows:
+            raise TicketError(f"exports are violations, cases or tickets, not {kind}")
+        return rows[kind]()
+
     def violations(self) -> list[dict[str, Any]]:
         """The violation record (违规行为记录): tickets resolved as confirmed violations."""
         with Session(self.engine) as session:

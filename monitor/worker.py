@@ -34,7 +34,7 @@ from monitor.batch import EventBatch
 from monitor.event import Event, Rejection, decode_one
 from monitor.evidence import Evidence
 from monitor.metrics import Metrics
-from monitor.notify import escalated_notice, opened_notice
+from monitor.notify import announce
 from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
 from monitor.state import drop_rules
@@ -214,11 +214,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 result = await asyncio.get_running_loop().run_in_executor(
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
                 await asyncio.get_running_loop().run_in_executor(None, store.add_evidence, out.evidence)
-                for alert in result.opened:
-                    if metrics is not None:
-                        metrics.tickets_opened.labels(alert.risk_id, alert.severity).inc()
-                    if notifier is not None:
-                        notifier.notify(opened_notice(alert))
+                announce(metrics, notifier, opened=result.opened)
             if metrics is not None:
                 _observe(metrics, pack, out)
             # Order matters for a crash at any moment: alerts and tickets first, then
@@ -240,11 +236,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             """The periodic overdue check: escalate what is due."""
             done = await asyncio.get_running_loop().run_in_executor(
                 None, store.escalate, core.pack, dt.datetime.now(dt.timezone.utc))
-            for d in done:
-                if metrics is not None:
-                    metrics.tickets_escalated.labels(str(d["level"]), d["severity"]).inc()
-                if notifier is not None:
-                    notifier.notify(escalated_notice(d))
+            announce(metrics, notifier, escalated=done)
 
     if metrics is not None:
         metrics.rule_pack.labels(pack.version).set(1)

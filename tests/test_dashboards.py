@@ -125,6 +125,9 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
     from monitor.auth import UserStore
     from monitor.tickets import SqlTicketStore
 
+    from tests.test_tickets import pg_schema_url
+
+    postgres_url = pg_schema_url(postgres_url)  # a fresh schema: every ticket of this stream is new here
     metrics_port, prom_port, serve_port, serve_metrics = free_port(), free_port(), free_port(), free_port()
     # notices go to a port nobody listens on: the notification-failure panels need failures
     notify = tmp_path / "notify.yaml"
