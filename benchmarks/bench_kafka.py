@@ -6,6 +6,8 @@ Needs the local broker (scripts/kafka-local.sh start). Prints:
   worker scores them, events/s from the first send to the last event scored;
   beside it the raw consume rate of an aiokafka consumer reading the same
   messages and doing nothing, and the ratio (target >= 30,000 events/s and >= 0.5);
+  and faust's own floor: a faust agent taking the same topics in batches and
+  doing nothing (benchmarks/faust_floor.py), the ceiling of any faust worker;
 - latency at a steady rate (default 3,000 events/s): for events that raise an
   alert, the time from the producer's send to the worker's alert (the Kafka
   CreateTime of both records), p50 / p99 / max (target p99 <= 50 ms).
@@ -58,7 +60,7 @@ def start_workers(n: int, app_id: str) -> tuple[list[subprocess.Popen], list[int
     for _ in range(n):
         port = next(_PORTS)  # a new port each time: the last run's may not be free yet
         procs.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--app-id", app_id, "--db", "none",
-                                       "--metrics-port", str(port), "--batch-size", "4000"],
+                                       "--metrics-port", str(port), "--batch-size", "10000"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         ports.append(port)
     return procs, ports
@@ -134,10 +136,23 @@ def throughput(events: int, workers: int) -> None:
     stop(procs)
     raw = asyncio.run(raw_consume(sent, before))
     rate, raw_rate = sent / elapsed, sent / raw
+    floor = faust_floor(target)
     print(f"throughput: {sent:,} events ({lines:,} lines), connector -> Kafka -> {workers} worker(s): {rate:,.0f} events/s "
           f"({elapsed:.1f} s; the connector alone took {connector_done:.1f} s = {lines / connector_done:,.0f} lines/s)")
     print(f"raw aiokafka consume of the same messages: {raw_rate:,.0f} events/s; ratio {rate / raw_rate:.3f} "
           f"(targets: >= 30,000 events/s, >= 0.5)")
+    print(f"faust's own floor (an agent taking batches of the same topics and doing nothing): {floor:,.0f} events/s; "
+          f"the worker reaches {rate / floor:.2f} of it")
+
+
+def faust_floor(count: int) -> float:
+    """Events/s of benchmarks/faust_floor.py reading ``count`` events from the start of the topics."""
+    script = Path(__file__).resolve().parent / "faust_floor.py"
+    out = subprocess.run([sys.executable, str(script), str(count), "worker", "-l", "warn"], capture_output=True,
+                         text=True, timeout=900)
+    line = next(line for line in out.stdout.splitlines() if line.startswith("floor "))
+    _, events, seconds = line.split()
+    return int(events) / float(seconds)
 
 
 def _ready(port: int) -> bool:
@@ -186,7 +201,7 @@ def latency(rate: int, seconds: int, workers: int) -> None:
         consumer.seek(tp, off)
     lat: list[float] = []
     deadline = time.monotonic() + 60
-    while len(lat) < len(sent_at) and time.monotonic() < deadline:
+    while sent_at and time.monotonic() < deadline:  # sent_at holds the alerts not seen yet
         for records in consumer.poll(timeout_ms=500).values():
             for r in records:
                 alert = orjson.loads(r.value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from monitor.worker import Message, WorkerCore, org_prefix_partitioner
+from monitor.changelog import org_partition
+from monitor.worker import Message, WorkerCore
 from tests.conftest import make_event
 
 
@@ -51,5 +52,59 @@ def test_partitioner_puts_state_with_its_orgs_events():
     for org in (b"SUB01", b"SUB07", "江城".encode()):
         event_partition = (murmur2(org) & 0x7FFFFFFF) % 8  # where kafka-python (our connectors) puts the event
         assert DefaultPartitioner()(org, parts, parts) == event_partition  # and where aiokafka would
-        assert org_prefix_partitioner(org, parts, parts) == event_partition
-        assert org_prefix_partitioner(org + b"\x1fwindow\x1frule\x1f\x92", parts, parts) == event_partition
+        assert org_partition(org, 8) == event_partition
+        assert org_partition(org + b"\x1fwindow\x1frule\x1f\x92", 8) == event_partition
+
+
+class FakeBatchProducer:
+    """aiokafka's batch API, in memory: batches of at most ``limit`` records."""
+
+    def __init__(self, limit: int = 3):
+        self.limit, self.sent = limit, []
+
+    def create_batch(self):
+        producer = self
+
+        class Batch(list):
+            def append(self, key, value, timestamp):  # noqa: ARG002 - aiokafka's signature
+                if len(self) >= producer.limit:
+                    return None
+                super().append((key, value))
+                return object()
+
+        return Batch()
+
+    async def send_batch(self, batch, topic, *, partition):
+        import asyncio
+
+        self.sent.append((topic, partition, list(batch)))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def test_the_changelog_is_sent_in_batches_per_partition_with_tombstones():
+    import asyncio
+
+    from monitor.changelog import ChangelogTable
+
+    store: dict[bytes, bytes] = {b"SUB01\x1fold": b"x"}
+    table = ChangelogTable(store, "app-riskwatch-state-changelog", partitions=8)
+    for i in range(4):
+        table[b"SUB01\x1fwindow\x1fr\x1f%d" % i] = b"v%d" % i
+    table[b"SUB07\x1fwindow\x1fr\x1fk"] = b"w"
+    table[b"SUB07\x1fwindow\x1fr\x1fk"] = b"w2"  # written twice, sent once
+    del table[b"SUB01\x1fold"]
+    producer = FakeBatchProducer(limit=3)
+    assert asyncio.run(table.send(producer)) == 6
+    p1, p7 = org_partition(b"SUB01", 8), org_partition(b"SUB07", 8)
+    sent = sorted(producer.sent)
+    expected = sorted([
+        ("app-riskwatch-state-changelog", p1, [(b"SUB01\x1fold", None), (b"SUB01\x1fwindow\x1fr\x1f0", b"v0"),
+                                               (b"SUB01\x1fwindow\x1fr\x1f1", b"v1")]),
+        ("app-riskwatch-state-changelog", p1, [(b"SUB01\x1fwindow\x1fr\x1f2", b"v2"), (b"SUB01\x1fwindow\x1fr\x1f3", b"v3")]),
+        ("app-riskwatch-state-changelog", p7, [(b"SUB07\x1fwindow\x1fr\x1fk", b"w2")]),
+    ])
+    assert sent == expected
+    assert b"SUB01\x1fold" not in store and store[b"SUB07\x1fwindow\x1fr\x1fk"] == b"w2"
+    assert asyncio.run(table.send(producer)) == 0  # nothing pending any more
