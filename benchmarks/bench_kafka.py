@@ -150,8 +150,9 @@ def faust_floor(count: int) -> float:
     script = Path(__file__).resolve().parent / "faust_floor.py"
     out = subprocess.run([sys.executable, str(script), str(count), "worker", "-l", "warn"], capture_output=True,
                          text=True, timeout=900)
-    line = next(line for line in out.stdout.splitlines() if line.startswith("floor "))
-    _, events, seconds = line.split()
+    # faust's worker logs what a program prints (as a warning, on stderr)
+    line = next(line for line in (out.stdout + out.stderr).splitlines() if " floor " in f" {line}")
+    _, events, seconds = line[line.index("floor "):].split()[:3]
     return int(events) / float(seconds)
 
 
