@@ -24,6 +24,8 @@ b'v'
 from __future__ import annotations
 
 import asyncio
+from itertools import groupby
+from operator import itemgetter
 from typing import Iterator, MutableMapping
 
 from kafka.partitioner.default import murmur2
@@ -93,19 +95,13 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         records = self.pending_records()
         self._pending.clear()
         futures = []
-        batch, batch_partition = None, None
-        for partition, key, value in records:
-            if batch is not None and partition != batch_partition:
-                futures.append(await producer.send_batch(batch, self.topic, partition=batch_partition))
-                batch = None
-            if batch is None:
-                batch, batch_partition = producer.create_batch(), partition
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start the next
-                futures.append(await producer.send_batch(batch, self.topic, partition=batch_partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        if batch is not None:
-            futures.append(await producer.send_batch(batch, self.topic, partition=batch_partition))
-        if futures:
-            await asyncio.gather(*futures)
+        for partition, group in groupby(records, key=itemgetter(0)):
+            batch = producer.create_batch()
+            for _, key, value in group:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start the next
+                    futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(batch, self.topic, partition=partition))
+        await asyncio.gather(*futures)
         return len(records)

@@ -141,7 +141,7 @@ class BatchScorer:
         return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
                            Counter(f.rule_id for f in findings), new, updated, elapsed,
                            self.state.key_count(), self.state.late_events, times, scores,
-                           evidence if events else [])
+                           evidence)
 
 
 class _OrgOnly(msgspec.Struct):

@@ -201,8 +201,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     producer = None
     pending: list = []  # events scored whose state is not in the changelog yet: not acked
     lock = asyncio.Lock()  # a batch and a checkpoint never interleave
-    last_checkpoint = [time.monotonic()]
-    rebalances = [0]  # a batch or checkpoint that spans a rebalance is dropped, not acked
+    last_checkpoint = time.monotonic()
+    rebalances = 0  # a batch or checkpoint that spans a rebalance is dropped, not acked
 
     async def checkpoint() -> None:
         """Send the state the scored events changed, then ack them (their offsets get committed).
@@ -211,14 +211,15 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         commit are delivered again and scored on the state of the last
         checkpoint, which is exactly the state they first met.
         """
-        generation = rebalances[0]
+        nonlocal last_checkpoint
+        generation = rebalances
         core.write_state()
         await state.send(producer)
-        if generation == rebalances[0]:
+        if generation == rebalances:
             for event in pending:
                 event.ack()
         pending.clear()
-        last_checkpoint[0] = time.monotonic()
+        last_checkpoint = time.monotonic()
         # The state is a large heap of long-lived objects without cycles: a full
         # collection scanning it took 120-300 ms, every few seconds, for nothing.
         # Freezing moves what lives now out of the collector's way.
@@ -242,13 +243,13 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             async for events in stream.noack_take(batch_size, within=batch_wait):  # acked by checkpoint()
                 async with lock:
                     await _score_batch(events)
-                    if len(pending) >= checkpoint_events or time.monotonic() - last_checkpoint[0] >= checkpoint_every:
+                    if len(pending) >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
                         await checkpoint()
         finally:
             await producer.stop()
 
     async def _score_batch(events) -> None:
-        generation = rebalances[0]
+        generation = rebalances
         assigned = app.consumer.assignment()
         # events fetched before a rebalance took their partition away are the new owner's now
         events = [e for e in events if e.message.tp in assigned]
@@ -281,7 +282,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         # never fire again on redelivery); the state before the offsets.
         if out.alerts or out.dead_letters:
             await producer.flush()
-        if generation == rebalances[0]:
+        if generation == rebalances:
             pending.extend(events)
 
     @app.timer(checkpoint_every)
@@ -297,7 +298,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         # events scored since are scored again, by whoever owns them now. No
         # waiting here (the group waits for this handler): a batch or a
         # checkpoint in flight sees the generation change and acks nothing.
-        rebalances[0] += 1
+        nonlocal rebalances
+        rebalances += 1
         pending.clear()
         core.forget()
         state.discard_pending()
