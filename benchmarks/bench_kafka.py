@@ -61,7 +61,7 @@ def start_workers(n: int, app_id: str) -> tuple[list[subprocess.Popen], list[int
         port = next(_PORTS)  # a new port each time: the last run's may not be free yet
         procs.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--app-id", app_id, "--db", "none",
                                        "--metrics-port", str(port), "--batch-size", "10000"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "ab")))
         ports.append(port)
     return procs, ports
 

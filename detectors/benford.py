@@ -149,47 +149,59 @@ class Benford(Detector):
             groups.setdefault((k, m), []).append(i)
         return digits, months, groups
 
-    def _rows(self, prior: np.ndarray, digits: np.ndarray, learn: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Counts before each row (cumulative when ``learn``), their MAD, and the row digit's z."""
-        onehot = np.zeros((len(digits), 9))
-        valid = digits > 0
-        onehot[np.flatnonzero(valid), digits[valid] - 1] = 1
-        before = prior[None, :] + (np.cumsum(onehot, axis=0) - onehot if learn else np.zeros_like(onehot))
+    def _score(self, X: Columns, learn: bool) -> Scores:
+        scores, totals = self._score_groups(X, self._counts.get, learn)
+        if learn:
+            self._counts.update(totals)
+            self._forget_old()
+        return scores
+
+    def _score_groups(self, X: Columns, counts_of, learn: bool) -> tuple[Scores, dict[tuple, np.ndarray]]:
+        """Scores of ``X`` given each key-month's counts so far (``counts_of``),
+        and the key-months' counts after it (when ``learn``)."""
+        digits, months, groups = self._groups(X)
+        size = len(digits)
+        # All key-months at once (a batch of a few events spans many): rows in
+        # group order, each row's counts = its group's prior + the group's rows
+        # before it (when learning).
+        order = np.fromiter((i for idx in groups.values() for i in idx), dtype=np.int64, count=size)
+        sizes = np.fromiter((len(idx) for idx in groups.values()), dtype=np.int64, count=len(groups))
+        group = np.repeat(np.arange(len(groups)), sizes)
+        none = np.zeros(9)
+        priors = np.array([counts_of(k, none) for k in groups]).reshape(len(groups), 9)
+        d = digits[order]
+        valid = d > 0
+        onehot = np.zeros((size, 9))
+        onehot[np.flatnonzero(valid), d[valid] - 1] = 1
+        totals = priors
+        if learn and size:
+            running = np.cumsum(onehot, axis=0)
+            starts = np.cumsum(sizes) - sizes
+            at_start = running[starts] - onehot[starts]  # the batch's counts before each group's first row
+            before = priors[group] + running - onehot - at_start[group]
+            totals = priors + running[starts + sizes - 1] - at_start
+        else:
+            before = priors[group]
         n = before.sum(axis=1)
+        p = EXPECTED[np.maximum(d - 1, 0)]
         with np.errstate(divide="ignore", invalid="ignore"):
             share = before / n[:, None]
             mad = np.abs(share - EXPECTED).mean(axis=1)
-            p = EXPECTED[np.maximum(digits - 1, 0)]
-            obs = share[np.arange(len(digits)), np.maximum(digits - 1, 0)]
+            obs = share[np.arange(size), np.maximum(d - 1, 0)]
             # Nigrini's z for one digit, with the continuity correction
             z = (np.abs(obs - p) - 1 / (2 * n)) / np.sqrt(p * (1 - p) / n)
-            z = np.where(obs > p, z, 0.0)
-        return before, mad, np.where(valid, z, 0.0)
-
-    def _score(self, X: Columns, learn: bool) -> Scores:
-        digits, months, groups = self._groups(X)
-        size = len(digits)
+        z = np.where(valid & (obs > p), z, 0.0)
+        excess = np.nan_to_num(mad - expected_mad(n))
         scores, mads, zs, counts = np.zeros(size), np.full(size, np.nan), np.zeros(size), np.zeros(size, dtype=np.int64)
-        for gkey, idx in groups.items():
-            ix = np.array(idx)
-            prior = self._counts.get(gkey, np.zeros(9))
-            before, mad, z = self._rows(prior, digits[ix], learn)
-            n = before.sum(axis=1)
-            warm = n >= self.min_count
-            excess = np.nan_to_num(mad - expected_mad(n))
-            scores[ix] = np.where(warm & (z > self.z_digit), squash(excess / self.max_excess_mad), 0.0)
-            mads[ix], zs[ix], counts[ix] = mad, z, n
-            if learn:
-                self._counts[gkey] = prior + np.bincount(digits[ix], minlength=10)[1:]
-        if learn:
-            self._forget_old()
+        scores[order] = np.where((n >= self.min_count) & (z > self.z_digit), squash(excess / self.max_excess_mad), 0.0)
+        mads[order], zs[order], counts[order] = mad, z, n
         expected = EXPECTED[np.maximum(digits - 1, 0)]
         return Scores(scores, {
             "period": np.array(months, dtype=object), "digit": digits, "mad": mads, "digit_z": zs,
             "expected_mad": expected_mad(counts),
             "count": counts, "expected_share": expected,
             "band": bands(mads),
-        })
+        }), dict(zip(groups, totals)) if learn else {}
 
     def _forget_old(self) -> None:
         months = sorted({m for _, m in self._counts})
@@ -209,6 +221,35 @@ class Benford(Detector):
 
     def process_many(self, X: Columns) -> Scores:
         return self._score(X, learn=True)
+
+    @classmethod
+    def process_pooled(cls, parts: list[tuple[Benford, Columns]]) -> list[Scores]:
+        """All the orgs' models in one vectorised pass (a small batch touches many
+        orgs with a few amounts each; numpy's cost per call dominated). The
+        models share their settings (one detector spec) but not their counts."""
+        if len(parts) < 2:
+            return [model.process_many(X) for model, X in parts]
+        first = parts[0][0]
+        models = [model for model, _ in parts]
+        keys = np.empty(sum(len(X["key"]) for _, X in parts), dtype=object)
+        keys[:] = [(i, k) for i, (_, X) in enumerate(parts) for k in X["key"].tolist()]
+        pooled = {"key": keys, "amount": np.concatenate([np.asarray(X["amount"], dtype=float) for _, X in parts]),
+                  "t": np.concatenate([np.asarray(X["t"], dtype=float) for _, X in parts])}
+
+        def counts_of(group: tuple, default: np.ndarray) -> np.ndarray:
+            (i, key), month = group
+            return models[i]._counts.get((key, month), default)
+
+        scores, totals = first._score_groups(pooled, counts_of, learn=True)
+        for ((i, key), month), counts in totals.items():
+            models[i]._counts[key, month] = counts
+        out, start = [], 0
+        for model, X in parts:
+            model._forget_old()
+            stop = start + len(X["key"])
+            out.append(Scores(scores.scores[start:stop], {k: v[start:stop] for k, v in scores.details.items()}))
+            start = stop
+        return out
 
     def month_mad(self) -> dict[tuple, tuple[float, int]]:
         """(MAD, count) of every key-month held."""

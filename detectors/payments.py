@@ -58,15 +58,19 @@ class PaymentFeatures:
         self._sum = np.zeros(len(FEATURES))  # of every row learned, for the typical values
         self._count = 0
         self._before = (self._sum, np.zeros((0, len(FEATURES))), 0)  # the last batch's prefix sums
+        self._horizon = -math.inf  # last paid before this: forgotten, swept or not
+        self._swept_to = -math.inf
 
     def transform(self, X: Columns, learn: bool) -> np.ndarray:
         n = len(X["amount"])
         amount = np.nan_to_num(np.asarray(X["amount"], dtype=float))
         days = np.empty(n)
-        last = self.last_paid
+        last, horizon = self.last_paid, self._horizon
         keys, times = X["key"].tolist(), np.asarray(X["t"], dtype=float).tolist()
         for i, (k, t) in enumerate(zip(keys, times)):
             prev = last.get(k)
+            if prev is not None and prev < horizon:
+                prev = None
             days[i] = 1.0 if prev is None else min(1.0, math.log1p(max(0.0, t - prev) / 86400) / _LOG_YEAR)
             if learn and (prev is None or t > prev):
                 last[k] = t
@@ -95,7 +99,8 @@ class PaymentFeatures:
             return np.where(n[:, None] > 0, (total + prefix[rows]) / n[:, None], np.nan)
 
     def state(self) -> dict:
-        return {"last_paid": [[list(k) if isinstance(k, tuple) else k, t] for k, t in self.last_paid.items()],
+        horizon = self._horizon
+        return {"last_paid": [[list(k) if isinstance(k, tuple) else k, t] for k, t in self.last_paid.items() if t >= horizon],
                 "sum": self._sum.tolist(), "count": self._count}
 
     def load_state(self, state: dict) -> None:
@@ -105,7 +110,14 @@ class PaymentFeatures:
         self._before = (self._sum, np.zeros((0, len(FEATURES))), self._count)
 
     def forget_before(self, horizon: float) -> None:
-        self.last_paid = {k: t for k, t in self.last_paid.items() if t >= horizon}
+        """Forget counterparties last paid before ``horizon``. They are swept out
+        once a day of business time (the sweep scans them all, too much for
+        every small batch); until then ``transform`` ignores them."""
+        self._horizon = max(self._horizon, horizon)
+        day = horizon // 86400 * 86400
+        if day > self._swept_to:
+            self._swept_to = day
+            self.last_paid = {k: t for k, t in self.last_paid.items() if t >= day}
 
 
 def _explain(score_fn, M: np.ndarray, scores: np.ndarray, features: PaymentFeatures, rows: np.ndarray) -> np.ndarray:

@@ -89,11 +89,19 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         """Forget the writes not sent (after a rebalance the changelog is the truth)."""
         self._pending.clear()
 
+    def take_pending(self) -> list[tuple[int, bytes, bytes | None]]:
+        """The pending writes (as ``pending_records``), no longer pending: for ``send_records``."""
+        records = self.pending_records()
+        self._pending.clear()
+        return records
+
     async def send(self, producer) -> int:
         """Send the pending writes with an aiokafka producer and wait until the
         broker has them all; returns how many records were sent."""
-        records = self.pending_records()
-        self._pending.clear()
+        return await self.send_records(producer, self.take_pending())
+
+    async def send_records(self, producer, records: list[tuple[int, bytes, bytes | None]]) -> int:
+        """Send ``take_pending()``'s records and wait until the broker has them all."""
         futures = []
         for partition, group in groupby(records, key=itemgetter(0)):
             batch = producer.create_batch()

@@ -1155,15 +1155,14 @@ def connect_http(host, port, max_bytes, max_records, broker):
 @click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Rules folder (default: the built-in pack).")
 @click.option("--db", default="sqlite:///riskwatch.db", show_default=True, help="Ticket database URL; 'none' for no tickets.")
 @click.option("--metrics-port", default=9465, show_default=True, help="Port for /metrics (-1: off).")
-@click.option("--batch-size", default=10_000, show_default=True, help="Most events scored together.")
-@click.option("--batch-wait", default=0.02, show_default=True,
-              help="Seconds to wait for more events before scoring what has come (bounds the latency at low rates).")
+@click.option("--batch-size", default=10_000, show_default=True,
+              help="Most events scored together (a fetch from Kafka holds at most this many).")
 @click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info", "debug"]))
 @click.option("--app-id", default="riskwatch", show_default=True,
               help="Consumer group and table name prefix: workers with the same id share the work.")
 @click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Notification channels and routes (YAML): new tickets and escalations.")
-def worker(broker, rules, db, metrics_port, batch_size, batch_wait, loglevel, app_id, notify_path):
+def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id, notify_path):
     """Run the faust worker on the Kafka event topics (add workers to scale by partitions)."""
     import faust
 
@@ -1190,7 +1189,7 @@ def worker(broker, rules, db, metrics_port, batch_size, batch_wait, loglevel, ap
                             accept=lambda p: None if partitionable(p) else "a rule's key lacks org_id (the worker partitions by org)")
     reloader.start()  # the rules folder is watched; SIGHUP reloads too
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
-                     batch_wait=batch_wait, reloader=reloader, notifier=_notifier(notify_path, metrics))
+                     reloader=reloader, notifier=_notifier(notify_path, metrics))
     worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.
     level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))

@@ -2,9 +2,11 @@
 
     riskwatch worker --broker kafka://127.0.0.1:9092 [--rules DIR] [--db URL] [--metrics-port 9465]
 
-The agent is thin: it takes batches of messages from the four event topics,
-hands them to ``WorkerCore`` (decode, score, merge alerts — the same scorer as
-the embedded runner) and sends what comes out: alerts to ``riskwatch.alerts``,
+What consumes is thin: faust's consumer hands each fetch of records from the
+four event topics over as a batch (``monitor.batchconsumer`` — faust's agents
+take one message at a time, which caps them near 15,000 events/s here), the
+batch goes to ``WorkerCore`` (decode, score, merge alerts — the same scorer as
+the embedded runner) and what comes out is sent: alerts to ``riskwatch.alerts``,
 undecodable messages to ``riskwatch.deadletter``, tickets to the database.
 
 Keyed state — windows, running totals, alerts — lives in one faust table
@@ -17,8 +19,8 @@ do; with kcat pass ``-X partitioner=murmur2_random``.
 
 What the worker sends (alerts, dead letters, changelog records) goes through
 one idempotent aiokafka producer with acks=all, state records in one batch per
-partition, and each batch of events is acked (its offsets committed) only
-after everything it caused is with the broker and in the database.
+partition, and the offsets of a batch of events are committed only after
+everything it caused is with the broker and in the database.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import gc
 import logging
 import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import MutableMapping
@@ -53,6 +56,7 @@ __all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
 log = logging.getLogger("riskwatch.worker")
 STATE_TABLE = "riskwatch-state"
 GC_SWEEP_SECONDS = 600.0
+REVOKE_WAIT_SECONDS = 5.0  # well inside the session timeout (10 s)
 
 
 @dataclass(frozen=True)
@@ -147,18 +151,21 @@ class WorkerCore:
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
                partitions: int = 8, batch_size: int = 10_000, app_id: str = "riskwatch", reloader=None, notifier=None,
-               batch_wait: float = 0.02, checkpoint_every: float = 1.0, checkpoint_events: int = 50_000):
+               checkpoint_every: float = 1.0, checkpoint_events: int = 50_000):
     """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it.
 
-    Batches of up to ``batch_size`` events are scored as they come (waiting at
-    most ``batch_wait`` seconds for more), their alerts sent at once; the state
-    they changed is written and their offsets acked every ``checkpoint_every``
+    Each fetch of event records is scored as it comes (in batches of up to
+    ``batch_size``; a fetch holds at most that many), its alerts sent at once;
+    the state it changed is written and its offsets committed every ``checkpoint_every``
     seconds or ``checkpoint_events`` events, whichever comes first: a state
     entry touched by many batches is written once, and a crash scores again
     at most that much.
     """
     import faust
+    from aiokafka import TopicPartition
 
+    from monitor.batchconsumer import BatchConsumer
+    from monitor.txnrecovery import TransactionalTableManager
     from monitor.tickets import SqlTicketStore
 
     # faust keeps a small data folder per app: under the user's cache, not the working directory
@@ -173,11 +180,9 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        # faust's defaults (1 MiB fetches, 500 records a poll) leave the stream
-        # waiting on the fetcher: 8 MiB and 5,000 records raise its own
-        # do-nothing rate here from about 10,000 to 16,000 events/s
+        # a fetch is a batch: up to 8 MiB a partition, ``batch_size`` records
         consumer_max_fetch_size=8 * 1024 * 1024,
-        broker_max_poll_records=5000,
+        broker_max_poll_records=batch_size,
         web_enabled=False,
         broker_commit_every=batch_size,
         broker_commit_interval=1.0,
@@ -186,8 +191,13 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         table_cleanup_interval=3600.0,
         key_serializer="raw",  # every topic, the table's changelog included, carries plain bytes
         value_serializer="raw",
+        TableManager=TransactionalTableManager,  # the changelog is written in transactions
     )
+    # The event topics are subscribed here, not by an agent: their records go
+    # to ``score_batch`` a fetch at a time (see ``monitor.batchconsumer``).
+    app.transport.Consumer = BatchConsumer
     events_topic = app.topic(*EVENT_TOPICS.values(), key_serializer="raw", value_serializer="raw")
+    app.topics.add(events_topic)
     table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True,
                       extra_topic_configs={"cleanup.policy": "compact"})
     state = ChangelogTable(table.data, table.changelog_topic.get_topic_name(), partitions)
@@ -198,32 +208,50 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     encoder = msgspec.json.Encoder()
     app.riskwatch_core = core  # for tests and introspection
 
-    producer = None
-    pending: list = []  # events scored whose state is not in the changelog yet: not acked
+    producer = None  # alerts and dead letters: idempotent, acks=all
+    state_producer = None  # checkpoints: transactional
+    pending: dict = {}  # partition -> next offset, of events scored whose state is not in the changelog yet
+    pending_events = 0
     lock = asyncio.Lock()  # a batch and a checkpoint never interleave
     last_checkpoint = time.monotonic()
-    rebalances = 0  # a batch or checkpoint that spans a rebalance is dropped, not acked
+    rebalances = 0  # a batch that spans a rebalance is dropped, not committed
+    finishing: asyncio.Task | None = None  # the last checkpoint's transaction
 
-    async def checkpoint() -> None:
-        """Send the state the scored events changed, then ack them (their offsets get committed).
+    async def checkpoint(wait: bool = False) -> None:
+        """Take the state the scored events changed, and their offsets, and
+        commit both in one Kafka transaction, in the background: scoring goes
+        on meanwhile (``wait``: until it is committed).
 
-        Between checkpoints a crash loses nothing: the events after the last
-        commit are delivered again and scored on the state of the last
-        checkpoint, which is exactly the state they first met.
+        A crash loses nothing and learns nothing twice: the state recovered
+        (read_committed) is exactly the one the committed offsets lead to, and
+        the events after them are delivered again and scored on it.
         """
-        nonlocal last_checkpoint
-        generation = rebalances
+        nonlocal last_checkpoint, pending_events, finishing
+        if finishing is not None:
+            await finishing  # one in flight at a time: a slow broker slows scoring, not memory
         core.write_state()
-        await state.send(producer)
-        if generation == rebalances:
-            for event in pending:
-                event.ack()
+        records, offsets = state.take_pending(), {TopicPartition(*tp): o for tp, o in pending.items()}
         pending.clear()
+        pending_events = 0
         last_checkpoint = time.monotonic()
+        finishing = asyncio.ensure_future(_commit_checkpoint(records, offsets))
         # The state is a large heap of long-lived objects without cycles: a full
         # collection scanning it took 120-300 ms, every few seconds, for nothing.
         # Freezing moves what lives now out of the collector's way.
         gc.freeze()
+        if wait:
+            await finishing
+
+    async def _commit_checkpoint(records: list, offsets: dict) -> None:
+        try:
+            async with state_producer.transaction():
+                await state.send_records(state_producer, records)
+                if offsets:
+                    await state_producer.send_offsets_to_transaction(offsets, app.conf.id)
+        except Exception as exc:
+            # Without this checkpoint the in-memory state is ahead of what a restart recovers.
+            await app.crash(exc)
+            raise
 
     @app.timer(GC_SWEEP_SECONDS)
     async def collect_frozen_garbage() -> None:
@@ -231,38 +259,51 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         gc.unfreeze()
         gc.collect()
 
-    @app.agent(events_topic)
-    async def score(stream):
-        nonlocal producer
+    async def start_producers() -> None:
+        nonlocal producer, state_producer
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker), client_id=f"{app_id}-worker",
-                                    acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES)
+        common = dict(bootstrap_servers=bootstrap_servers(broker), acks="all", enable_idempotence=True,
+                      max_batch_size=MAX_BATCH_BYTES)
+        producer = AIOKafkaProducer(client_id=f"{app_id}-worker", **common)
+        # One transactional id per process: a killed worker's open transaction
+        # is aborted by the broker after its timeout, and nothing reads past it meanwhile.
+        state_producer = AIOKafkaProducer(client_id=f"{app_id}-state", transactional_id=f"{app_id}-state-{uuid.uuid4().hex}",
+                                          **common)
         await producer.start()
-        try:
-            async for events in stream.noack_take(batch_size, within=batch_wait):  # acked by checkpoint()
-                async with lock:
-                    await _score_batch(events)
-                    if len(pending) >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
-                        await checkpoint()
-        finally:
-            await producer.stop()
+        await state_producer.start()
 
-    async def _score_batch(events) -> None:
+    async def score_batch(records: list) -> None:
+        """One fetch of event records (aiokafka's): score, send, and checkpoint when due."""
+        async with lock:
+            if producer is None:
+                await start_producers()
+            for start in range(0, len(records), batch_size):
+                await _score_batch(records[start:start + batch_size])
+            if pending_events >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
+                await checkpoint()
+
+    app.consumer.batch_topics = frozenset(EVENT_TOPICS.values())
+    app.consumer.on_batch = score_batch
+
+    @app.on_before_shutdown.connect
+    async def stop_producers(app_, **kwargs) -> None:
+        for p in (producer, state_producer):
+            if p is not None:
+                await p.stop()
+
+    async def _score_batch(records: list) -> None:
+        nonlocal pending_events
         generation = rebalances
-        assigned = app.consumer.assignment()
-        # events fetched before a rebalance took their partition away are the new owner's now
-        events = [e for e in events if e.message.tp in assigned]
         if reloader is not None and reloader.pending:  # between batches: nothing lost, nothing twice
             new_pack = reloader.poll()
             if new_pack is not None:
-                await checkpoint()  # the old pack's state is durable before rules change
+                await checkpoint(wait=True)  # the old pack's state is durable before rules change
                 core.swap_pack(new_pack)
                 if store is not None:
                     store.record_pack(new_pack, dt.datetime.now(dt.timezone.utc))
         pack = core.pack
-        messages = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.value) for e in events]
-        out = core.process(messages, write_state=False)
+        out = core.process(records, write_state=False)
         for m, r in out.dead_letters:
             await producer.send(DEADLETTER_TOPIC, value=m.value or b"", headers=[
                 ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
@@ -283,7 +324,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         if out.alerts or out.dead_letters:
             await producer.flush()
         if generation == rebalances:
-            pending.extend(events)
+            pending.update({(r.topic, r.partition): r.offset + 1 for r in records})
+            pending_events += len(records)
 
     @app.timer(checkpoint_every)
     async def checkpoint_when_idle() -> None:
@@ -293,16 +335,24 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:
-        # Back to the last checkpoint: its state is the table's, and after the
-        # rebalance faust seeks every partition to its committed offset, so the
-        # events scored since are scored again, by whoever owns them now. No
-        # waiting here (the group waits for this handler): a batch or a
-        # checkpoint in flight sees the generation change and acks nothing.
-        nonlocal rebalances
+        # Back to the last checkpoint: after the rebalance faust seeks every
+        # partition to its committed offset, so the events scored since are
+        # scored again, by whoever owns them now, on the state committed with
+        # that offset. A batch in flight sees the generation change and adds
+        # nothing to the next checkpoint. The checkpoint in flight is let
+        # finish (its transaction goes through the producer, not the consumer
+        # the group is waiting on): whoever owns its partitions next starts from it.
+        nonlocal rebalances, pending_events
         rebalances += 1
         pending.clear()
+        pending_events = 0
         core.forget()
         state.discard_pending()
+        if finishing is not None and not finishing.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(finishing), timeout=REVOKE_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("a checkpoint was still committing when its partitions were revoked")
 
     if store is not None:
         @app.timer(60.0)

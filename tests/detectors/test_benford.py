@@ -71,3 +71,27 @@ def test_batches_and_restores_change_nothing():
     parts = [a.process_many(columns(amounts[:7])).scores, a.process_many(columns(amounts[7:900])).scores]
     parts.append(restored(a).process_many(columns(amounts[900:])).scores)
     assert np.array_equal(np.concatenate(parts), whole) and whole.max() > 0.5
+
+
+def test_pooled_scoring_equals_one_org_at_a_time():
+    # Orgs' models share keys here (the same counterparty ids): pooling must keep their counts apart.
+    rng = np.random.default_rng(2)
+    one_by_one, pooled = [Benford(min_count=30) for _ in range(4)], [Benford(min_count=30) for _ in range(4)]
+    scored = 0
+    for batch in range(60):
+        parts = []
+        for _ in range(4):
+            n = int(rng.integers(1, 20))
+            made_up = rng.choice([5e4, 6e4, 0.0, 5.0], n)
+            parts.append({"key": np.array(rng.choice(["A", "B"], n), dtype=object),
+                          "amount": np.where(rng.random(n) < 0.3, made_up, 10 ** rng.uniform(1, 6, n)),
+                          "t": JUNE + batch * 86400 + rng.uniform(0, 86400, n)})
+        want = [model.process_many(X) for model, X in zip(one_by_one, parts)]
+        got = Benford.process_pooled(list(zip(pooled, parts)))
+        for a, b in zip(want, got):
+            assert np.array_equal(a.scores, b.scores)
+            assert all(np.array_equal(a.details[k].astype(str), b.details[k].astype(str)) for k in a.details)
+            scored += int((b.scores > 0).sum())
+    assert scored > 0  # the made-up amounts were caught: the comparison covered real scores
+    for a, b in zip(one_by_one, pooled):
+        assert a.state() == b.state()
