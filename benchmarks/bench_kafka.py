@@ -6,8 +6,11 @@ Needs the local broker (scripts/kafka-local.sh start). Prints:
   worker scores them, events/s from the first send to the last event scored;
   beside it the raw consume rate of an aiokafka consumer reading the same
   messages and doing nothing, and the ratio (target >= 30,000 events/s and >= 0.5);
-  and faust's own floor: a faust agent taking the same topics in batches and
-  doing nothing (benchmarks/faust_floor.py), the ceiling of any faust worker;
+  faust's own floor: a faust agent taking the same topics in batches and
+  doing nothing (benchmarks/faust_floor.py), the ceiling of a worker built on
+  faust's agents; and the worker alone: a fresh group reading everything on
+  the topics with nothing being produced, against raw aiokafka over the same
+  events (what the worker costs, without the connector sharing the cores);
 - latency at a steady rate (default 3,000 events/s): for events that raise an
   alert, the time from the producer's send to the worker's alert (the Kafka
   CreateTime of both records), p50 / p99 / max (target p99 <= 50 ms).
@@ -95,15 +98,37 @@ async def raw_consume(count: int, since: dict) -> float:
         await consumer.stop()
 
 
-def end_offsets(topics) -> dict:
+def end_offsets(topics, beginning: bool = False) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=[BOOTSTRAP])
     try:
         tps = [TopicPartition(t, p) for t in topics for p in c.partitions_for_topic(t) or ()]
-        return c.end_offsets(tps)
+        return c.beginning_offsets(tps) if beginning else c.end_offsets(tps)
     finally:
         c.close()
+
+
+def worker_alone(workers: int) -> tuple[int, float, float]:
+    """A fresh group reading every event on the topics (nothing being produced):
+    (events, the workers' events/s from their first scored event to the last,
+    raw aiokafka events/s over the same events)."""
+    first = end_offsets(EVENT_TOPICS.values(), beginning=True)
+    total = sum(end_offsets(EVENT_TOPICS.values()).values()) - sum(first.values())
+    procs, ports = start_workers(workers, f"bench-alone-{uuid.uuid4().hex[:6]}")
+    start: tuple[float, float] | None = None
+    deadline = time.monotonic() + 900
+    try:
+        while (done := scored(ports)) < total and time.monotonic() < deadline:
+            if start is None and done > 0:
+                start = (time.perf_counter(), done)
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start[0] if start else float("nan")
+    finally:
+        stop(procs)
+    if done < total or start is None:
+        raise SystemExit(f"workers scored {done:,.0f} of {total:,} events in 900 s")
+    return total, (total - start[1]) / elapsed, total / asyncio.run(raw_consume(total, first))
 
 
 def throughput(events: int, workers: int) -> None:
@@ -143,6 +168,9 @@ def throughput(events: int, workers: int) -> None:
           f"(targets: >= 30,000 events/s, >= 0.5)")
     print(f"faust's own floor (an agent taking batches of the same topics and doing nothing): {floor:,.0f} events/s; "
           f"the worker reaches {rate / floor:.2f} of it")
+    total, alone, raw_all = worker_alone(workers)
+    print(f"worker(s) alone, topics pre-filled ({total:,} events, read from the start): {alone:,.0f} events/s; "
+          f"raw aiokafka over the same {raw_all:,.0f} events/s; ratio {alone / raw_all:.3f}")
 
 
 def faust_floor(count: int) -> float:

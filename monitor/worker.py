@@ -17,10 +17,11 @@ the state it needs. Producers of events must use the Java client's default
 partitioner (murmur2 of the key), as kafka-python, aiokafka and Java clients
 do; with kcat pass ``-X partitioner=murmur2_random``.
 
-What the worker sends (alerts, dead letters, changelog records) goes through
-one idempotent aiokafka producer with acks=all, state records in one batch per
-partition, and the offsets of a batch of events are committed only after
-everything it caused is with the broker and in the database.
+Alerts and dead letters go through an idempotent aiokafka producer (acks=all)
+as soon as their batch is scored, tickets to the database. The state the
+batches changed, and their offsets, are committed together once a second, in
+one transaction of a second, transactional producer (a checkpoint): what a
+restarted worker recovers is always the state its committed offsets lead to.
 """
 
 from __future__ import annotations
