@@ -204,6 +204,8 @@ def latency(rate: int, seconds: int, workers: int) -> None:
     time.sleep(8)  # let the group settle before the clock starts
     alerts_before = end_offsets([ALERTS_TOPIC])
     producer = KafkaProducer(bootstrap_servers=[BOOTSTRAP], acks="all", enable_idempotence=True, linger_ms=0)
+    for topic in EVENT_TOPICS.values():  # connect and learn the partitions before the clock starts
+        producer.partitions_for(topic)
     sent_at: dict[str, float] = {}
     total = rate * seconds
     started = time.perf_counter()
