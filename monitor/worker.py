@@ -289,6 +289,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     @app.on_before_shutdown.connect
     async def stop_producers(app_, **kwargs) -> None:
+        if finishing is not None and not finishing.done():
+            await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)  # not left open for the broker to abort
         for p in (producer, state_producer):
             if p is not None:
                 await p.stop()

@@ -34,7 +34,8 @@ class Worker:
         rules = ["--rules", str(self.rules)] if self.rules else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--app-id", self.app_id, "--db", f"sqlite:///{self.db}",
-             "--metrics-port", str(self.metrics_port), "--batch-size", "500", *rules], stdout=self.log, stderr=self.log)
+             "--metrics-port", str(self.metrics_port), "--batch-size", "500", "--loglevel", "info", *rules],
+            stdout=self.log, stderr=self.log)  # info: a failing test's worker logs say what the group did
 
     def scored(self) -> float:
         import urllib.request
@@ -204,6 +205,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def missing_note(orgs: set[str], *workers: Worker) -> str:
+    from monitor.changelog import org_partition
+
+    where = sorted((org_partition(o.encode(), 8), o) for o in orgs)
+    return f"no alert for (partition, org) {where}; worker logs: {[str(w.log_path) for w in workers]}"
+
+
 def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_path):
     app_id = f"rw-test-{uuid.uuid4().hex[:8]}"
     a = Worker(tmp_path, app_id, "a", free_port())
@@ -216,7 +224,8 @@ def test_two_workers_split_the_partitions_and_one_takes_over_from_the_other(tmp_
     try:
         wait_for_members(app_id, 2)  # both joined: the partitions are split between them
         produce([e for org in sorted(orgs) for e in split_orders(org, first=True)])
-        assert len(alerts_for(orgs, since, expect=len(orgs))) == len(orgs)  # every org's marker alert
+        alerted = {a_["org_id"] for a_ in alerts_for(orgs, since, expect=len(orgs)).values()}
+        assert alerted == orgs, missing_note(orgs - alerted, a, b)  # every org's marker alert
         assert a.scored() > 0 and b.scored() > 0  # both took a share
         a.stop(signal.SIGKILL)
         produce([e for org in sorted(orgs) for e in split_orders(org, first=False)])
