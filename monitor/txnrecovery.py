@@ -25,7 +25,7 @@ from monitor.topics import bootstrap_servers
 
 __all__ = ["TransactionalTableManager", "last_record_offsets"]
 
-TAIL_SECONDS = 15.0  # reading the tails longer than this: faust's end offsets less one, as it would
+TAIL_SECONDS = 15.0  # a partition's tail not read by then: faust's own end offsets less one, for it and those left
 
 
 class TransactionalRecovery(Recovery):
