@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
+from aiokafka import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 __all__ = ["BatchConsumer"]
@@ -51,6 +52,7 @@ class BatchConsumer(Consumer):
                 if not self.flow_active:
                     # A rebalance began while fetching: these records may not be
                     # ours any more. As faust's own getmany: back to the committed offsets.
+                    await self._rewind(records)
                     await self.perform_seek()
                     continue
                 await self._deliver(records, active)
@@ -69,6 +71,7 @@ class BatchConsumer(Consumer):
         batch: list = []
         for tp, tp_records in records.items():
             if active is not None and tp not in active and tp not in self._buffered_partitions:
+                await self._rewind({tp: tp_records})  # paused meanwhile: fetch them again when it resumes
                 continue
             start = read_offset[tp]  # faust's guard against records from before a seek
             if start is not None and tp_records[0].offset < start:
@@ -83,8 +86,29 @@ class BatchConsumer(Consumer):
                         return
                     await self.callback(self._to_message(tp, record))
             read_offset[tp] = tp_records[-1].offset
-        if batch and self.on_batch is not None and self.app.consumer_generation_id == generation:
+        if not batch or self.on_batch is None:
+            return
+        if self.app.consumer_generation_id == generation:
             await self.on_batch(batch)
+        else:
+            await self._rewind(_by_partition(batch))
+
+    async def _rewind(self, records: Mapping[Any, list]) -> None:
+        """Seek back to the first of records fetched but not handed over, where
+        the partition is still ours. faust's seek to the committed offset after a
+        rebalance does not move a partition that has no committed offset yet, so
+        without this such records would never be fetched again."""
+        assigned = self.assignment()
+        for tp, tp_records in records.items():
+            if tp in assigned and tp_records:
+                await self.seek(tp, tp_records[0].offset)
+
+
+def _by_partition(records: list) -> dict:
+    out: dict = {}
+    for record in records:
+        out.setdefault((record.topic, record.partition), []).append(record)
+    return {TopicPartition(topic, partition): rs for (topic, partition), rs in out.items()}
 
 
 class _ReadCommittedThread(AIOKafkaConsumerThread):
