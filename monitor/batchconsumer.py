@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
-from aiokafka import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 __all__ = ["BatchConsumer"]
@@ -68,7 +67,7 @@ class BatchConsumer(Consumer):
     async def _deliver(self, records: Mapping[Any, list], active: set | None) -> None:
         generation = self.app.consumer_generation_id
         read_offset = self._read_offset
-        batch: list = []
+        batch: dict = {}  # of the batch topics: partition -> records
         for tp, tp_records in records.items():
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 await self._rewind({tp: tp_records})  # paused meanwhile: fetch them again when it resumes
@@ -79,7 +78,7 @@ class BatchConsumer(Consumer):
                 if not tp_records:
                     continue
             if tp.topic in self.batch_topics:
-                batch.extend(tp_records)
+                batch[tp] = tp_records
             else:
                 for record in tp_records:
                     if self.app.consumer_generation_id != generation:
@@ -89,9 +88,9 @@ class BatchConsumer(Consumer):
         if not batch or self.on_batch is None:
             return
         if self.app.consumer_generation_id == generation:
-            await self.on_batch(batch)
+            await self.on_batch([r for tp_records in batch.values() for r in tp_records])
         else:
-            await self._rewind(_by_partition(batch))
+            await self._rewind(batch)
 
     async def _rewind(self, records: Mapping[Any, list]) -> None:
         """Seek back to the first of records fetched but not handed over, where
@@ -102,13 +101,6 @@ class BatchConsumer(Consumer):
         for tp, tp_records in records.items():
             if tp in assigned and tp_records:
                 await self.seek(tp, tp_records[0].offset)
-
-
-def _by_partition(records: list) -> dict:
-    out: dict = {}
-    for record in records:
-        out.setdefault((record.topic, record.partition), []).append(record)
-    return {TopicPartition(topic, partition): rs for (topic, partition), rs in out.items()}
 
 
 class _ReadCommittedThread(AIOKafkaConsumerThread):

@@ -45,7 +45,7 @@ def org_partition(key: bytes, partitions: int) -> int:
 
 class ChangelogTable(MutableMapping[bytes, bytes]):
     """A mapping over ``store`` (the faust table's local data) that remembers
-    what changed until ``send`` writes it to ``topic``."""
+    what changed until ``take_pending`` hands it to ``send_records`` for ``topic``."""
 
     def __init__(self, store: MutableMapping[bytes, bytes], topic: str, partitions: int):
         self.store = store
@@ -95,13 +95,9 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         self._pending.clear()
         return records
 
-    async def send(self, producer) -> int:
-        """Send the pending writes with an aiokafka producer and wait until the
-        broker has them all; returns how many records were sent."""
-        return await self.send_records(producer, self.take_pending())
-
     async def send_records(self, producer, records: list[tuple[int, bytes, bytes | None]]) -> int:
-        """Send ``take_pending()``'s records and wait until the broker has them all."""
+        """Send ``take_pending()``'s records with an aiokafka producer (in a
+        transaction or not) and wait until the broker has them all; returns how many."""
         futures = []
         for partition, group in groupby(records, key=itemgetter(0)):
             batch = producer.create_batch()

@@ -180,13 +180,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         topic_partitions=partitions,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
         # a fetch is a batch: up to 8 MiB a partition, ``batch_size`` records
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_max_poll_records=batch_size,
         web_enabled=False,
-        broker_commit_every=batch_size,
-        broker_commit_interval=1.0,
         broker_session_timeout=10.0,  # a dead worker's partitions move on within seconds
         broker_heartbeat_interval=2.0,
         table_cleanup_interval=3600.0,
@@ -279,8 +276,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         async with lock:
             if producer is None:
                 await start_producers()
-            for start in range(0, len(records), batch_size):
-                await _score_batch(records[start:start + batch_size])
+            await _score_batch(records)  # a fetch holds at most batch_size (broker_max_poll_records)
             if pending_events >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
                 await checkpoint()
 

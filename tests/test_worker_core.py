@@ -96,7 +96,7 @@ def test_the_changelog_is_sent_in_batches_per_partition_with_tombstones():
     table[b"SUB07\x1fwindow\x1fr\x1fk"] = b"w2"  # written twice, sent once
     del table[b"SUB01\x1fold"]
     producer = FakeBatchProducer(limit=3)
-    assert asyncio.run(table.send(producer)) == 6
+    assert asyncio.run(table.send_records(producer, table.take_pending())) == 6
     p1, p7 = org_partition(b"SUB01", 8), org_partition(b"SUB07", 8)
     sent = sorted(producer.sent)
     expected = sorted([
@@ -107,4 +107,4 @@ def test_the_changelog_is_sent_in_batches_per_partition_with_tombstones():
     ])
     assert sent == expected
     assert b"SUB01\x1fold" not in store and store[b"SUB07\x1fwindow\x1fr\x1fk"] == b"w2"
-    assert asyncio.run(table.send(producer)) == 0  # nothing pending any more
+    assert table.take_pending() == []  # nothing pending any more
