@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
@@ -20,6 +22,14 @@ import numpy as np
 from monitor.event import ATTRIBUTE_TYPES, Event
 
 __all__ = ["EventBatch"]
+
+_amount = attrgetter("amount")
+_occurred_at = attrgetter("occurred_at")
+_hour = attrgetter("occurred_at.hour")
+_day = attrgetter("occurred_at.day")
+_attributes = attrgetter("attributes")
+_timestamp = dt.datetime.timestamp
+_isoweekday = dt.datetime.isoweekday
 
 _STR_FIELDS = ("event_id", "source", "domain", "type", "org_id", "currency", "counterparty_id", "counterparty_name")
 
@@ -77,27 +87,27 @@ class EventBatch:
         return mask
 
     def _build(self, path: str) -> np.ndarray:
+        # map() over C getters: no Python frame per event.
         events = self.events
-        n = len(events)
         if path in _STR_FIELDS:
-            out = np.empty(n, dtype=object)
+            out = np.empty(len(events), dtype=object)
             out[:] = list(map(attrgetter(path), events))
             return out
         if path == "amount":
-            return np.fromiter((np.nan if e.amount is None else e.amount for e in events), float, n)
+            return np.array(list(map(_amount, events)), dtype=float)  # None -> NaN
         if path == "occurred_at":
-            return np.fromiter((e.occurred_at.timestamp() for e in events), float, n)
+            return np.array(list(map(_timestamp, map(_occurred_at, events))), dtype=float)
         if path == "occurred_at:hour":
-            return np.fromiter((e.occurred_at.hour for e in events), float, n)
+            return np.array(list(map(_hour, events)), dtype=float)
         if path == "occurred_at:weekday":
-            return np.fromiter((e.occurred_at.isoweekday() for e in events), float, n)
+            return np.array(list(map(_isoweekday, map(_occurred_at, events))), dtype=float)
         if path == "occurred_at:day":
-            return np.fromiter((e.occurred_at.day for e in events), float, n)
+            return np.array(list(map(_day, events)), dtype=float)
         raise KeyError(f"unknown column {path!r}")
 
     def _attribute(self, name: str, rows: np.ndarray) -> np.ndarray:
         events = self.events
-        values = [events[i].attributes.get(name) for i in rows.tolist()]
+        values = list(map(dict.get, map(_attributes, map(events.__getitem__, rows.tolist())), repeat(name)))
         kind = ATTRIBUTE_TYPES.get(name, "str")
         if kind == "num":
             return np.fromiter((_as_num(v) for v in values), float, len(values))

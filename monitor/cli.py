@@ -105,11 +105,14 @@ def _notifier(path: Path | None, metrics):
 def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
                 metrics, show_progress: bool, batch_size: int, workers: int, reloader=None, notifier=None):
     from monitor.runner import EmbeddedRunner, rejection_line, write_alerts
-    from monitor.tickets import SqlTicketStore
 
-    store = SqlTicketStore(db) if db else None
-    runner = EmbeddedRunner(pack, store, metrics, batch_size=batch_size, workers=workers, reloader=reloader,
-                            notifier=notifier)
+    def open_store():
+        from monitor.tickets import SqlTicketStore
+
+        return SqlTicketStore(db)
+
+    runner = EmbeddedRunner(pack, None, metrics, batch_size=batch_size, workers=workers, reloader=reloader,
+                            notifier=notifier, open_store=open_store if db else None)
     if str(input_path) == "-":  # a stream: scored as it comes, rules reloaded between batches
         summary = runner.run_stream(sys.stdin.buffer)
         with open(rejected_out or Path("stdin.rejected.jsonl"), "wb") as rej:

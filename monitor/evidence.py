@@ -21,7 +21,8 @@ as (dedup key, event) pairs for the ticket store.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from itertools import islice
+from operator import attrgetter
 from typing import Any, Iterable
 
 import msgspec
@@ -30,22 +31,28 @@ from monitor.event import Event
 
 __all__ = ["Evidence"]
 
+_event_id = attrgetter("event_id")
+
 
 class Evidence:
-    """Recent held events (LRU, ``max_events``) and what each alert has been given."""
+    """The last ``max_events`` held events, oldest first seen dropped first,
+    and what each alert has been given."""
 
     def __init__(self, max_events: int = 60_000):
         self.max_events = max_events
-        self._recent: OrderedDict[str, Event] = OrderedDict()
+        self._recent: dict[str, Event] = {}
         self._given: dict[str, set[str]] = {}
 
     def remember(self, events: Iterable[Event]) -> None:
         recent = self._recent
-        for e in events:
-            recent[e.event_id] = e
-            recent.move_to_end(e.event_id)
-        while len(recent) > self.max_events:
-            recent.popitem(last=False)
+        # One C call for the batch. An event seen again (a redelivery) keeps
+        # its place: it is the same event, and no younger than it was.
+        events = list(events)
+        recent.update(zip(map(_event_id, events), events))
+        excess = len(recent) - self.max_events
+        if excess > 0:
+            for event_id in list(islice(recent, excess)):
+                del recent[event_id]
 
     def collect(self, alerts: Iterable[Any], batch_events: list[Event]) -> list[tuple[str, dict]]:
         """(dedup key, event as plain data) for every event of these live alerts not yet given."""

@@ -15,7 +15,6 @@ summary says so (in = scored + rejected).
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import itertools
 import math
 import multiprocessing
@@ -26,7 +25,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable
 
 import msgspec
 import numpy as np
@@ -36,12 +35,15 @@ from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.event import Rejection, decode_lines
 from monitor.evidence import Evidence
+from monitor.heap import FrozenHeap
 from monitor.metrics import Metrics
 from monitor.notify import announce
 from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
 from monitor.state import ScorerState, drop_rules
-from monitor.tickets import TicketStore
+
+if TYPE_CHECKING:  # the ticket store's database code is imported by whoever opens one
+    from monitor.tickets import TicketStore
 
 __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "default_rejected_path", "partitionable"]
 
@@ -132,7 +134,7 @@ class BatchScorer:
             elapsed = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             if self.evidence is not None:
-                self.evidence.remember(events[i] for i in self.scorer.held_rows.tolist())
+                self.evidence.remember(map(events.__getitem__, self.scorer.held_rows.tolist()))
                 evidence = self.evidence.collect(new + updated, events) if new or updated else []
             rows = batch.all_rows
             by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))
@@ -158,27 +160,27 @@ def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch
                       keep_evidence: bool = True) -> None:
     """One worker: read the whole file, score the lines of its orgs, report each batch."""
     try:
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
-        scorer = BatchScorer(pack, keep_evidence)
-        decode_org = msgspec.json.Decoder(_OrgOnly).decode
-        lines: list[bytes] = []
-        numbers: list[int] = []
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                try:
-                    org = decode_org(raw).org_id
-                except msgspec.DecodeError:
-                    org = None
-                if _partition_of(org, workers) != index:
-                    continue
-                lines.append(raw)
-                numbers.append(number)
-                if len(lines) >= batch_size:
-                    results.put(scorer.process(lines, numbers=numbers))
-                    lines, numbers = [], []
-        if lines:
-            results.put(scorer.process(lines, numbers=numbers))
+        with FrozenHeap() as heap:
+            scorer = BatchScorer(pack, keep_evidence)
+            decode_org = msgspec.json.Decoder(_OrgOnly).decode
+            lines: list[bytes] = []
+            numbers: list[int] = []
+            with open(path, "rb") as f:
+                for number, raw in enumerate(f, 1):
+                    try:
+                        org = decode_org(raw).org_id
+                    except msgspec.DecodeError:
+                        org = None
+                    if _partition_of(org, workers) != index:
+                        continue
+                    lines.append(raw)
+                    numbers.append(number)
+                    if len(lines) >= batch_size:
+                        results.put(scorer.process(lines, numbers=numbers))
+                        lines, numbers = [], []
+                        heap.settle()
+            if lines:
+                results.put(scorer.process(lines, numbers=numbers))
         results.put(("done", index))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
         results.put(("error", traceback.format_exc()))
@@ -189,7 +191,11 @@ class EmbeddedRunner:
 
     def __init__(self, pack: RulePack, store: TicketStore | None = None, metrics: Metrics | None = None,
                  batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None, workers: int = 1,
-                 reloader: Any = None, notifier: Any = None):
+                 reloader: Any = None, notifier: Any = None, open_store: Callable[[], TicketStore] | None = None):
+        """``open_store``, instead of ``store``, opens the ticket store once the
+        scoring workers are running: setting up a database (its imports and
+        migrations) takes as long as scoring 50,000 events, and the workers
+        need none of it."""
         self.pack = pack
         self.notifier = notifier  # a monitor.notify.Notifier: new tickets and escalations, off the scoring path
         self.reloader = reloader  # a monitor.reload.PackReloader: hot reload between batches (one process)
@@ -200,7 +206,8 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.workers = workers if workers > 1 and partitionable(pack) else 1
-        self.keep_evidence = hasattr(store, "add_evidence")
+        self._open_store = open_store
+        self.keep_evidence = hasattr(store, "add_evidence") or open_store is not None
         self.local = BatchScorer(pack, self.keep_evidence)  # the in-process partition (workers == 1)
         self.alerts: dict[str, Alert] = {}  # dedup key -> latest version
         self.summary = RunSummary(workers=self.workers)
@@ -214,6 +221,12 @@ class EmbeddedRunner:
         if metrics:
             metrics.rule_pack.labels(pack.version).set(1)
         self._record_pack(pack)
+
+    def open_store(self) -> None:
+        """Open the ticket store given as ``open_store``, once."""
+        if self._open_store is not None:
+            self.store, self._open_store = self._open_store(), None
+            self._record_pack(self.pack)
 
     def _record_pack(self, pack: RulePack) -> None:
         record = getattr(self.store, "record_pack", None)
@@ -293,6 +306,7 @@ class EmbeddedRunner:
         return done
 
     def flush_tickets(self) -> None:
+        self.open_store()
         self._last_flush = time.monotonic()
         self.check_escalations()
         if self.store is None or not self._pending_tickets:
@@ -315,12 +329,8 @@ class EmbeddedRunner:
     def run_stream(self, stream: BinaryIO, progress: Callable[[int], None] | None = None) -> RunSummary:
         """Score every line of a binary stream in this process."""
         started = time.perf_counter()
-        # Rule state is many small long-lived objects: full collections would
-        # rescan it over and over. Freeze what exists and collect less often.
-        gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(100_000, 50, 100)
-        try:
+        self.open_store()
+        with FrozenHeap() as heap:
             line_no = 1
             while True:
                 self._maybe_reload()
@@ -332,9 +342,7 @@ class EmbeddedRunner:
                 line_no += len(lines)
                 if progress:
                     progress(len(lines))
-        finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+                heap.settle()
         return self._finish(started)
 
     def _run_partitioned(self, path: Path, progress: Callable[[int], None] | None) -> RunSummary:
@@ -348,6 +356,7 @@ class EmbeddedRunner:
             p.start()
         done = 0
         try:
+            self.open_store()  # while the workers score
             while done < self.workers:
                 item = results.get()
                 if isinstance(item, tuple):

@@ -317,19 +317,22 @@ class Scorer:
             if state.watermark - last < every:
                 continue
             state.swept_at[rule.id] = state.watermark
-            marks = state.org_watermarks
-            org_at = rule.key.index("org_id") if "org_id" in rule.key else None
-
-            def cutoff(key: tuple) -> float:
-                if org_at is None:
-                    return state.watermark - horizon
-                # An org not seen since this scorer started (a restarted worker) keeps its state.
-                return marks.get(key[org_at], -math.inf) - horizon
-
-            if rule.kind == "window":
-                stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff(k)]
+            if "org_id" in rule.key:
+                # Per org; an org not seen since this scorer started (a restarted worker) keeps its state.
+                org_at, marks = rule.key.index("org_id"), state.org_watermarks
+                cutoffs = {org: mark - horizon for org, mark in marks.items()}
+                at = cutoffs.get
+                if rule.kind == "window":
+                    stale = [k for k, w in store.items()
+                             if (w[0] if type(w) is tuple else w.max_t) < at(k[org_at], -math.inf)]
+                else:
+                    stale = [k for k, s in store.items() if s.last_t < at(k[org_at], -math.inf)]
             else:
-                stale = [k for k, s in store.items() if s.last_t < cutoff(k)]
+                cutoff = state.watermark - horizon
+                if rule.kind == "window":
+                    stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff]
+                else:
+                    stale = [k for k, s in store.items() if s.last_t < cutoff]
             for k in stale:
                 del store[k]
 

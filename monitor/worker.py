@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import gc
 import logging
 import os
 import time
@@ -44,6 +43,7 @@ from monitor.batch import EventBatch
 from monitor.changelog import MAX_BATCH_BYTES, ChangelogTable
 from monitor.event import Event, Rejection, decode_one
 from monitor.evidence import Evidence
+from monitor.heap import FrozenHeap
 from monitor.metrics import Metrics
 from monitor.notify import announce
 from monitor.rules import RulePack, changed_rules
@@ -56,7 +56,6 @@ __all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
 
 log = logging.getLogger("riskwatch.worker")
 STATE_TABLE = "riskwatch-state"
-GC_SWEEP_SECONDS = 600.0
 REVOKE_WAIT_SECONDS = 5.0  # well inside the session timeout (10 s)
 
 
@@ -131,7 +130,7 @@ class WorkerCore:
             out.scoring_seconds = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             out.alerts, out.new_alerts = new + updated, new
-            self.evidence.remember(events[i] for i in self.scorer.held_rows.tolist())
+            self.evidence.remember(map(events.__getitem__, self.scorer.held_rows.tolist()))
             out.evidence = self.evidence.collect(out.alerts, events) if out.alerts else []
             out.scored = len(events)
             out.hits_by_rule = Counter(f.rule_id for f in findings)
@@ -214,6 +213,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     last_checkpoint = time.monotonic()
     rebalances = 0  # a batch that spans a rebalance is dropped, not committed
     finishing: asyncio.Task | None = None  # the last checkpoint's transaction
+    heap = FrozenHeap()  # settled at each checkpoint
 
     async def checkpoint(wait: bool = False) -> None:
         """Take the state the scored events changed, and their offsets, and
@@ -233,10 +233,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         pending_events = 0
         last_checkpoint = time.monotonic()
         finishing = asyncio.ensure_future(_commit_checkpoint(records, offsets))
-        # The state is a large heap of long-lived objects without cycles: a full
-        # collection scanning it took 120-300 ms, every few seconds, for nothing.
-        # Freezing moves what lives now out of the collector's way.
-        gc.freeze()
+        # A full collection scanning the state took 120-300 ms, every few seconds, for nothing.
+        heap.settle()
         if wait:
             await finishing
 
@@ -250,12 +248,6 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             # Without this checkpoint the in-memory state is ahead of what a restart recovers.
             await app.crash(exc)
             raise
-
-    @app.timer(GC_SWEEP_SECONDS)
-    async def collect_frozen_garbage() -> None:
-        """A cycle in frozen objects is freed only here: unfreeze, collect, once in a while."""
-        gc.unfreeze()
-        gc.collect()
 
     async def start_producers() -> None:
         nonlocal producer, state_producer
