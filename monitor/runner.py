@@ -146,7 +146,7 @@ class BatchScorer:
                            evidence)
 
 
-class _OrgOnly(msgspec.Struct):
+class _OrgOnly(msgspec.Struct, gc=False):
     org_id: Any = None
 
 
