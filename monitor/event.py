@@ -40,13 +40,9 @@ DOMAINS = ("finance", "investment", "procurement", "governance")
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class Event(msgspec.Struct, kw_only=True, gc=False):
+class Event(msgspec.Struct, kw_only=True):
     """One business event (contract 1). Unknown top-level keys are ignored;
     unknown keys inside ``attributes`` are kept."""
-
-    # gc=False: an event holds only strings, numbers, a datetime and the
-    # attributes dict, so it can never be part of a reference cycle; leaving
-    # hundreds of thousands of them untracked keeps the collector off them.
 
     event_id: Annotated[str, msgspec.Meta(min_length=1, description="Unique within its source; the idempotency key.")]
     source: Annotated[str, msgspec.Meta(min_length=1, description="The system it came from, e.g. erp-finance.")]
@@ -120,7 +116,7 @@ REJECT_REASONS = (
 )
 
 
-class Rejection(msgspec.Struct, frozen=True, gc=False):
+class Rejection(msgspec.Struct, frozen=True):
     """A record that could not be scored: where it was, why, and its bytes."""
 
     line: int

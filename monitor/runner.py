@@ -146,7 +146,7 @@ class BatchScorer:
                            evidence)
 
 
-class _OrgOnly(msgspec.Struct, gc=False):
+class _OrgOnly(msgspec.Struct):
     org_id: Any = None
 
 
