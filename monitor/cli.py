@@ -106,13 +106,8 @@ def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: P
                 metrics, show_progress: bool, batch_size: int, workers: int, reloader=None, notifier=None):
     from monitor.runner import EmbeddedRunner, rejection_line, write_alerts
 
-    def open_store():
-        from monitor.tickets import SqlTicketStore
-
-        return SqlTicketStore(db)
-
     runner = EmbeddedRunner(pack, None, metrics, batch_size=batch_size, workers=workers, reloader=reloader,
-                            notifier=notifier, open_store=open_store if db else None)
+                            notifier=notifier, open_store=(lambda: _store(db)) if db else None)
     if str(input_path) == "-":  # a stream: scored as it comes, rules reloaded between batches
         summary = runner.run_stream(sys.stdin.buffer)
         with open(rejected_out or Path("stdin.rejected.jsonl"), "wb") as rej:
@@ -513,9 +508,16 @@ def _db_option(f):
 
 
 def _store(db: str):
+    """The ticket store at ``db``; one that cannot be opened is a clear message and exit 2."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from monitor.tickets import SqlTicketStore
 
-    return SqlTicketStore(db)
+    try:
+        return SqlTicketStore(db)
+    except SQLAlchemyError as err:
+        err_console.print(f"--db: cannot open the ticket database: {err}", markup=False)
+        sys.exit(2)
 
 
 def _now():

@@ -367,6 +367,10 @@ class EmbeddedRunner:
                 self.absorb(item)
                 if progress:
                     progress(item.lines)
+        except BaseException:
+            for p in procs:
+                p.kill()  # a failed run (or a ticket database that cannot be opened) stops its workers now
+            raise
         finally:
             for p in procs:
                 p.join(timeout=5)

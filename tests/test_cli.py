@@ -70,6 +70,15 @@ def test_rejected_out_can_be_chosen(tmp_path, events_file):
     assert not (tmp_path / "events.rejected.jsonl").exists()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_ticket_database_that_cannot_be_opened_is_a_clear_error(tmp_path, events_file, workers):
+    out = riskwatch("run", "--input", events_file, "--alerts-out", tmp_path / "a.jsonl", "--db", "nosuchdb://x",
+                    "--workers", workers, "--quiet")
+    assert out.returncode == 2
+    assert "--db: cannot open the ticket database" in out.stderr and "nosuchdb" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_broken_rules_stop_start_up_with_exit_2_and_no_traceback(tmp_path, events_file, rules_copy):
     path = rules_copy / "finance.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("within: 7d", "within: seven days"), encoding="utf-8")

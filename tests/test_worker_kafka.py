@@ -403,4 +403,16 @@ def test_sigkill_at_random_moments_ends_with_the_alerts_and_tickets_of_a_clean_r
         killed.stop()
     expected = tickets_with_events(clean)
     assert len(expected) > 80
-    assert tickets_with_events(killed) == expected
+    got = tickets_with_events(killed)
+    assert got == expected, ticket_differences(got, expected)
+
+
+def ticket_differences(got: dict[str, list[str]], expected: dict[str, list[str]]) -> str:
+    """Which tickets differ, and by which events."""
+    lines = [f"only after kills: {sorted(got.keys() - expected.keys())}",
+             f"only in the clean run: {sorted(expected.keys() - got.keys())}"]
+    for key in sorted(got.keys() & expected.keys()):
+        if got[key] != expected[key]:
+            extra, missing = sorted(set(got[key]) - set(expected[key])), sorted(set(expected[key]) - set(got[key]))
+            lines.append(f"{key}: {len(got[key])} events against {len(expected[key])}; extra {extra}, missing {missing}")
+    return "\n".join(lines)
