@@ -88,6 +88,14 @@ def riskwatch_cmd(path: Path, tmp: Path, n: int, workers: int, detectors: bool =
             "--detectors" if detectors else "--no-detectors"]
 
 
+def longest_horizon_days() -> float:
+    """The longest window or running-total expiry of the default pack."""
+    from monitor.rulefiles import default_rules_dir, load_pack
+
+    pack = load_pack(default_rules_dir())
+    return max(max(r.window_seconds + r.lateness_seconds, r.expires_seconds) for r in pack.rules) / 86400
+
+
 def batch_latencies(path: Path) -> list[float]:
     """Per-batch scoring times of an in-process run."""
     from prometheus_client import CollectorRegistry
@@ -116,7 +124,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--memory", action="store_true", help="also measure RSS at 1/4, 1/2 and 1x the events")
+    ap.add_argument("--memory", action="store_true",
+                    help="also measure RSS at 1/2, 1, 2 and 4x the events (4x spans twice the longest rule horizon)")
     ap.add_argument("--workers", type=int, default=2, help="scoring processes for riskwatch run")
     args = ap.parse_args()
     path = stream_file(args.events, 90)
@@ -147,8 +156,9 @@ def main() -> None:
         q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
         print(f"scoring latency per 8192-event batch: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {lat[-1] * 1000:.1f} ms")
         if args.memory:
-            print("peak RSS at a constant event rate (~100k events per 90 days):")
-            for n in (args.events // 4, args.events // 2, args.events):
+            print(f"peak RSS at a constant event rate (~100k events per 90 days); the longest rule "
+                  f"horizon is {longest_horizon_days():.0f} days, beyond which rule state stops growing:")
+            for n in (args.events // 2, args.events, args.events * 2, args.events * 4):
                 d = max(90, round(90 * n / 100_000))
                 p = stream_file(n, d)
                 t, rss = timed(riskwatch_cmd(p, tmp, n + 1000, args.workers))
