@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,9 @@ from monitor.rules import CompiledRule, RulePack
 from monitor.state import KeyTotal, KeyWindow, ScorerState
 
 __all__ = ["EventBatch", "Finding", "Scorer", "ScorerState"]
+
+# Fields of a running total's entries: (time, event id, value, display values).
+_entry_time, _entry_event_id, _entry_value = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 @dataclass
@@ -269,12 +274,12 @@ class Scorer:
         for key, (s, changed_from) in touched.items():
             if not s.refs:
                 continue
-            running = 0.0
-            for n, (t, eid, v, shown) in enumerate(s.adds):
-                running += v
-                if t < changed_from:
-                    continue
-                anchors.append((key, s, n, running, s.reference_at(t)))
+            adds = s.adds  # sorted by time
+            # A key can hold a year of adds: sum them in C, in order (as a loop would).
+            totals = list(accumulate(map(_entry_value, adds)))
+            first = 0 if changed_from == -math.inf else bisect_left(adds, changed_from, key=_entry_time)
+            for n in range(first, len(adds)):
+                anchors.append((key, s, n, totals[n], s.reference_at(adds[n][0])))
         if not anchors:
             return []
         table = {
@@ -290,12 +295,12 @@ class Scorer:
             if not hit:
                 continue
             add = s.adds[n]
-            made_it = [ref] + list(s.adds[: n + 1])
             values = {"total": running, "reference": ref[2], "count": float(n + 1)}
             values.update(zip(rule.key, key))
             values.update(zip(rule.display, add[3]))
-            out.append(Finding(rule.id, key, [e[1] for e in made_it], min(e[0] for e in made_it),
-                               max(e[0] for e in made_it), values))
+            # The reference and every add up to this one made it; adds are sorted by time.
+            event_ids = [ref[1], *map(_entry_event_id, s.adds[: n + 1])]
+            out.append(Finding(rule.id, key, event_ids, min(ref[0], s.adds[0][0]), max(ref[0], add[0]), values))
         return out
 
     # bounded state -------------------------------------------------------------
