@@ -173,27 +173,37 @@ def decode_one(raw: bytes, line: int = 1) -> Event | Rejection:
         return Rejection(line, reason, detail, raw, _source_of(raw))
 
 
-def decode_lines(lines: list[bytes], first_line: int = 1,
-                 numbers: list[int] | None = None) -> tuple[list[Event], list[Rejection]]:
+def decode_lines(lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None,
+                 raws: list[bytes] | None = None) -> tuple[list[Event], list[Rejection]]:
     """Decode JSONL lines; blank lines are skipped and not counted.
 
     Line numbers run from ``first_line``, or are given one per line in
-    ``numbers``. Line by line: with msgspec that is as fast as decoding a
-    joined batch, and each rejection keeps its own line number.
+    ``numbers``. Given a list as ``raws``, the line of each event is appended
+    to it (the events' own JSON, for evidence). Line by line: with msgspec
+    that is as fast as decoding a joined batch, and each rejection keeps its
+    own line number.
     """
     events: list[Event] = []
     rejected: list[Rejection] = []
+    skipped: list[int] = []  # indexes of blank and rejected lines
     decode = _decoder.decode
     append = events.append
     for i, raw in enumerate(lines):
         try:
             append(decode(raw))
         except msgspec.DecodeError as err:
+            skipped.append(i)
             if not raw.strip():
                 continue
             reason, detail = _classify(err)
             line = numbers[i] if numbers is not None else first_line + i
             rejected.append(Rejection(line, reason, detail, raw, _source_of(raw)))
+    if raws is not None:
+        start = 0
+        for i in skipped:
+            raws += lines[start:i]
+            start = i + 1
+        raws += lines[start:]
     return events, rejected
 
 

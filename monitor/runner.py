@@ -120,7 +120,8 @@ class BatchScorer:
         self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
 
     def process(self, lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None) -> BatchResult:
-        events, rejected = decode_lines(lines, first_line, numbers)
+        raws: list[bytes] | None = [] if self.evidence is not None else None
+        events, rejected = decode_lines(lines, first_line, numbers, raws)
         new: list[Alert] = []
         updated: list[Alert] = []
         findings = []
@@ -134,7 +135,8 @@ class BatchScorer:
             elapsed = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             if self.evidence is not None:
-                self.evidence.remember(map(events.__getitem__, self.scorer.held_rows.tolist()))
+                held = self.scorer.held_rows.tolist()
+                self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held))
                 evidence = self.evidence.collect(new + updated, events) if new or updated else []
             rows = batch.all_rows
             by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))

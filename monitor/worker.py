@@ -117,10 +117,12 @@ class WorkerCore:
         nobody was told about (a redelivered event does not fire again)."""
         out = WorkerOutput()
         events: list[Event] = []
+        raws: list[bytes] = []
         for m in messages:
             decoded = decode_one(m.value if m.value is not None else b"", m.offset)
             if isinstance(decoded, Event):
                 events.append(decoded)
+                raws.append(m.value)
             else:
                 out.dead_letters.append((m, decoded))
         if events:
@@ -130,7 +132,8 @@ class WorkerCore:
             out.scoring_seconds = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             out.alerts, out.new_alerts = new + updated, new
-            self.evidence.remember(map(events.__getitem__, self.scorer.held_rows.tolist()))
+            held = self.scorer.held_rows.tolist()
+            self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held))
             out.evidence = self.evidence.collect(out.alerts, events) if out.alerts else []
             out.scored = len(events)
             out.hits_by_rule = Counter(f.rule_id for f in findings)

@@ -71,6 +71,16 @@ def test_lines_keep_their_numbers_and_blank_lines_are_not_counted():
     assert [(r.line, r.reason) for r in rejected] == [(103, "not_json"), (106, "negative_amount")]
 
 
+@pytest.mark.parametrize("lines", [
+    [GOOD, with_(event_id="p2")],
+    [b"\n", GOOD, b"{bad", with_(event_id="p2"), b"   ", with_(amount=-1), with_(event_id="p3"), b"[]"],
+])
+def test_raws_are_the_lines_of_the_events_in_order(lines):
+    raws: list[bytes] = []
+    events, _ = decode_lines(lines, raws=raws)
+    assert [decode_one(raw) for raw in raws] == events
+
+
 def test_schema_file_is_generated_from_the_model():
     on_disk = orjson.loads((Path(__file__).parent.parent / "docs" / "event.schema.json").read_bytes())
     assert on_disk == event_json_schema(), "regenerate with: riskwatch schema > docs/event.schema.json"
