@@ -31,6 +31,7 @@ _attributes = attrgetter("attributes")
 _timestamp = dt.datetime.timestamp
 _isoweekday = dt.datetime.isoweekday
 
+_TIME_PARTS = ("occurred_at:hour", "occurred_at:weekday", "occurred_at:day")
 _STR_FIELDS = ("event_id", "source", "domain", "type", "org_id", "currency", "counterparty_id", "counterparty_name")
 
 
@@ -73,7 +74,10 @@ class EventBatch:
         if full is None:
             if path.startswith("attributes."):
                 return self._attribute(path[11:], rows)
-            full = self._full[path] = self._build(path)
+            if path in _TIME_PARTS and len(rows) < len(self.events):
+                # The hour or weekday of the few rows a rule asks about (journal entries, say).
+                return self._build(path, list(map(self.events.__getitem__, rows.tolist())))
+            full = self._full[path] = self._build(path, self.events)
         return full if len(rows) == len(full) else full[rows]
 
     def equals(self, path: str, value, rows: np.ndarray) -> np.ndarray:
@@ -86,9 +90,8 @@ class EventBatch:
             mask = self._equal[(path, value)] = self.column(path, rows) == value
         return mask
 
-    def _build(self, path: str) -> np.ndarray:
+    def _build(self, path: str, events: list[Event]) -> np.ndarray:
         # map() over C getters: no Python frame per event.
-        events = self.events
         if path in _STR_FIELDS:
             out = np.empty(len(events), dtype=object)
             out[:] = list(map(attrgetter(path), events))

@@ -167,13 +167,20 @@ def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch
             decode_org = msgspec.json.Decoder(_OrgOnly).decode
             lines: list[bytes] = []
             numbers: list[int] = []
+            partitions: dict[Any, int] = {}  # org -> worker; a few dozen orgs, half a million lines
             with open(path, "rb") as f:
                 for number, raw in enumerate(f, 1):
                     try:
                         org = decode_org(raw).org_id
                     except msgspec.DecodeError:
                         org = None
-                    if _partition_of(org, workers) != index:
+                    try:
+                        partition = partitions[org]
+                    except KeyError:
+                        partition = partitions[org] = _partition_of(org, workers)
+                    except TypeError:  # an org_id that is a list or an object: rejected by worker 0
+                        partition = 0
+                    if partition != index:
                         continue
                     lines.append(raw)
                     numbers.append(number)

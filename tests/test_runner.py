@@ -99,3 +99,16 @@ def test_tickets_keep_the_events_behind_them(default_pack, stream_file, tmp_path
     split = next(t for t in tickets if t["rule_id"] == "proc_split_purchase")
     assert {e["type"] for e in store.evidence(split["dedup_key"])} == {"purchase_order"}
     assert len(store.evidence(split["dedup_key"])) >= 2
+
+
+def test_an_org_id_of_the_wrong_kind_is_rejected_by_two_workers_as_by_one(default_pack, tmp_path):
+    base = {"event_id": "x", "source": "erp", "domain": "finance", "type": "payment",
+            "occurred_at": "2026-03-02T10:00:00+08:00", "amount": 10}
+    records = [dict(base, event_id=f"e{i}", org_id=org) for i, org in
+               enumerate(["ORG01", ["ORG01"], {"id": "ORG01"}, None, "", 7, "ORG02"])]
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    results = [run(default_pack, path, tmp_path, workers)[1] for workers in (1, 2)]
+    for summary in results:
+        assert (summary.lines, summary.scored, summary.rejected) == (7, 2, 5)
+    assert (tmp_path / "rejected1.jsonl").read_bytes() == (tmp_path / "rejected2.jsonl").read_bytes()
