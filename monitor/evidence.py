@@ -2,10 +2,10 @@
 
 An alert lists its event ids; a compliance manager needs the events. Events
 that can still become evidence later are those a stateful rule holds (a window
-or a running total): ``Evidence`` keeps the most recent of them, bounded,
-as the JSON they arrived as. When an alert is created or changed, ``Evidence.collect`` returns the
-events it has not yet handed over — from the batch, or from the cache —
-as (dedup key, event) pairs for the ticket store.
+or a running total): ``Evidence`` keeps the most recent of them, bounded, as
+the JSON they arrived as. When an alert is created or changed,
+``Evidence.collect`` returns the events it has not yet handed over — from the
+batch, or from the cache — as (dedup key, event) pairs for the ticket store.
 
 >>> from monitor.event import decode_lines
 >>> lines = [b'{"event_id":"e%d","source":"erp","domain":"finance","type":"payment",'

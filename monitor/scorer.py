@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import itemgetter
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
