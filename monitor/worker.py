@@ -168,7 +168,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     from aiokafka import TopicPartition
 
     from monitor.batchconsumer import BatchConsumer
-    from monitor.txnrecovery import TransactionalTableManager
+    from monitor.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
     from monitor.tickets import SqlTicketStore
 
     # faust keeps a small data folder per app: under the user's cache, not the working directory
@@ -259,10 +259,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         common = dict(bootstrap_servers=bootstrap_servers(broker), acks="all", enable_idempotence=True,
                       max_batch_size=MAX_BATCH_BYTES)
         producer = AIOKafkaProducer(client_id=f"{app_id}-worker", **common)
-        # One transactional id per process: a killed worker's open transaction
-        # is aborted by the broker after its timeout, and nothing reads past it meanwhile.
+        # One transactional id per process: a killed worker's open transaction is
+        # aborted by the broker after TRANSACTION_TIMEOUT_MS; recovery waits for that
+        # (monitor/txnrecovery.py), since nothing reads past an open transaction.
         state_producer = AIOKafkaProducer(client_id=f"{app_id}-state", transactional_id=f"{app_id}-state-{uuid.uuid4().hex}",
-                                          **common)
+                                          transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, **common)
         await producer.start()
         await state_producer.start()
 
