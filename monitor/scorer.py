@@ -17,7 +17,7 @@ import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -322,24 +322,24 @@ class Scorer:
             if state.watermark - last < every:
                 continue
             state.swept_at[rule.id] = state.watermark
+            last_seen = _window_last_seen if rule.kind == "window" else _total_last_seen
             if "org_id" in rule.key:
                 # Per org; an org not seen since this scorer started (a restarted worker) keeps its state.
-                org_at, marks = rule.key.index("org_id"), state.org_watermarks
-                cutoffs = {org: mark - horizon for org, mark in marks.items()}
-                at = cutoffs.get
-                if rule.kind == "window":
-                    stale = [k for k, w in store.items()
-                             if (w[0] if type(w) is tuple else w.max_t) < at(k[org_at], -math.inf)]
-                else:
-                    stale = [k for k, s in store.items() if s.last_t < at(k[org_at], -math.inf)]
+                org_at = rule.key.index("org_id")
+                cutoffs = {org: mark - horizon for org, mark in state.org_watermarks.items()}
+                stale = [k for k, v in store.items() if last_seen(v) < cutoffs.get(k[org_at], -math.inf)]
             else:
                 cutoff = state.watermark - horizon
-                if rule.kind == "window":
-                    stale = [k for k, w in store.items() if (w[0] if type(w) is tuple else w.max_t) < cutoff]
-                else:
-                    stale = [k for k, s in store.items() if s.last_t < cutoff]
+                stale = [k for k, v in store.items() if last_seen(v) < cutoff]
             for k in stale:
                 del store[k]
+
+
+def _window_last_seen(w) -> float:
+    return w[0] if type(w) is tuple else w.max_t  # a key seen once is a bare tuple
+
+
+_total_last_seen = attrgetter("last_t")
 
 
 def _aggregate(fn: str, values: list) -> float:
