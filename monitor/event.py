@@ -17,6 +17,7 @@ Decoding is strict and never raises on bad input: every line is either an
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import re
 from typing import Annotated, Any, Literal
 
@@ -218,4 +219,29 @@ def event_json_schema() -> dict[str, Any]:
     # The attributes the default rules read; anything else is kept as it is.
     props["attributes"]["properties"] = {name: {"type": json_types[kind]} for name, kind in ATTRIBUTE_TYPES.items()}
     props["attributes"]["additionalProperties"] = True
+    # Descriptions come from the docstrings, indented as written; how a msgspec
+    # release reflows them is not ours to ship.
+    for name, definition in schema["$defs"].items():
+        doc = getattr(globals().get(name), "__doc__", None)
+        if doc and "description" in definition:
+            definition["description"] = inspect.cleandoc(doc)
+    return schema
+
+
+def schema_contract(schema: Any) -> Any:
+    """What a JSON Schema promises, without its prose: every ``description`` and
+    ``title`` text dropped (a property of that name stays), so two schemas that
+    accept the same events compare equal.
+
+    >>> schema_contract({"title": "t", "type": "object", "properties": {"a": {"description": "x", "type": "string"}}})
+    {'type': 'object', 'properties': {'a': {'type': 'string'}}}
+    """
+    if isinstance(schema, dict):
+        return {
+            key: schema_contract(value)
+            for key, value in schema.items()
+            if not (key in ("description", "title") and isinstance(value, str))
+        }
+    if isinstance(schema, list):
+        return [schema_contract(item) for item in schema]
     return schema

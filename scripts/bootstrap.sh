@@ -1,21 +1,36 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install riskwatch into it, with extras given as
-# arguments (e.g. "test"). pip keeps its downloads in ~/.cache/pip, so a second
-# run installs from the cache; the first needs PyPI.
+# Create .venv and install exactly the locked versions into it, then riskwatch itself.
+#
+#   scripts/bootstrap.sh          requirements/run.lock   (the demo)
+#   scripts/bootstrap.sh test     requirements/test.lock  (the test suite: run.lock plus the test tools)
+#
+# Every package is pinned with its hashes (pip --require-hashes), so a fresh machine
+# installs what the suite was run with. When a lock file changes, .venv is built
+# anew rather than patched, so nothing from an older lock lingers. pip keeps its
+# downloads in ~/.cache/pip: a second machine set-up installs from the cache.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
+lock="requirements/run.lock"
+[ "${1:-}" = "test" ] && lock="requirements/test.lock"
+stamp=".venv/.riskwatch-lock"
+# The venv is valid for one version of both locks; test.lock is a superset of run.lock.
+want="$(cat requirements/run.lock requirements/test.lock | sha256sum | cut -c1-16)"
+if [ -x .venv/bin/python ] && [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "the lock files changed: building .venv anew" >&2
+    rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
+    echo "$want" > "$stamp"
 fi
-extras="${1:-}"
-spec="."
-[ -n "$extras" ] && spec=".[$extras]"
-# Re-install only when the project's metadata changed since the last install.
-stamp=".venv/.riskwatch-installed-$extras"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet -e "$spec"
-    touch "$stamp"
+if ! grep -qxF "$lock" "$stamp"; then
+    .venv/bin/python -m pip install --quiet --require-hashes --only-binary :all: --no-deps -r "$lock"
+    echo "$lock" >> "$stamp"
+fi
+# riskwatch itself, editable, built by the locked hatchling (no isolated build env to resolve).
+if [ ! -f .venv/.riskwatch-editable ] || [ pyproject.toml -nt .venv/.riskwatch-editable ]; then
+    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    touch .venv/.riskwatch-editable
 fi
