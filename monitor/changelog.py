@@ -30,7 +30,7 @@ from typing import Iterator, MutableMapping
 
 from kafka.partitioner.default import murmur2
 
-from monitor.tablestate import org_of_table_key
+from monitor.tablestate import org_of_table_key, partition_of_applied_key
 
 __all__ = ["ChangelogTable", "org_partition"]
 
@@ -75,6 +75,9 @@ class ChangelogTable(MutableMapping[bytes, bytes]):
         return len(self.store)
 
     def _partition(self, key: bytes) -> int:
+        applied_partition = partition_of_applied_key(key)
+        if applied_partition is not None:
+            return applied_partition  # beside the state of the input partition it describes
         org = org_of_table_key(key)
         partition = self._partition_of_org.get(org)
         if partition is None:

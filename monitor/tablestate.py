@@ -31,15 +31,84 @@ from monitor.alerts import Alert
 from monitor.rules import RulePack
 from monitor.state import KeyTotal, ScorerState, _window_from_plain, _window_plain, model_plain
 
-__all__ = ["ORG_SEPARATOR", "TableAlerts", "TableState", "TableStore", "org_of_table_key"]
+__all__ = ["ORG_SEPARATOR", "AppliedOffsets", "TableAlerts", "TableState", "TableStore", "applied_key",
+           "org_of_table_key", "partition_of_applied_key"]
 
 ORG_SEPARATOR = b"\x1f"
+APPLIED_PREFIX = b"\x00applied" + ORG_SEPARATOR  # no org starts with NUL: these keys name their partition
 MAX_CACHED = 200_000  # decoded entries kept between batches
 
 
 def org_of_table_key(key: bytes) -> bytes:
     """The partitioning part of a table key (the org), or the whole key."""
     return key.split(ORG_SEPARATOR, 1)[0]
+
+
+def applied_key(topic: str, partition: int) -> bytes:
+    """The table key of the next offset of ``topic``/``partition`` the state has not applied.
+
+    >>> applied_key("riskwatch.events.finance", 3)
+    b'\\x00applied\\x1f3\\x1friskwatch.events.finance'
+    >>> partition_of_applied_key(applied_key("riskwatch.events.finance", 3))
+    3
+    """
+    return APPLIED_PREFIX + b"%d" % partition + ORG_SEPARATOR + topic.encode()
+
+
+def partition_of_applied_key(key: bytes) -> int | None:
+    """The input partition an applied-offset key belongs to (it is changelogged
+    in that same partition), or None for any other key."""
+    if not key.startswith(APPLIED_PREFIX):
+        return None
+    return int(key[len(APPLIED_PREFIX):].split(ORG_SEPARATOR, 1)[0])
+
+
+class AppliedOffsets:
+    """Per input partition, the next offset the state has not applied yet, kept
+    in the table beside the state it describes: both are written by the same
+    ``flush`` and committed in the same transaction, so a recovered table
+    always says exactly which events it has seen. A record below its
+    partition's applied offset is a redelivery and must not be applied again
+    (rules would dedupe it by event id; detectors would learn it twice).
+
+    >>> table = {}
+    >>> applied = AppliedOffsets(table)
+    >>> applied.unapplied("t", 0, 5), applied.advance("t", 0, 5), applied.unapplied("t", 0, 5)
+    (True, None, False)
+    >>> applied.flush(); AppliedOffsets(table).unapplied("t", 0, 5), AppliedOffsets(table).unapplied("t", 0, 6)
+    (False, True)
+    """
+
+    def __init__(self, table: MutableMapping[bytes, bytes]):
+        self.table = table
+        self._next: dict[tuple[str, int], int] = {}
+        self._touched: set[tuple[str, int]] = set()
+
+    def next_offset(self, topic: str, partition: int) -> int:
+        tp = (topic, partition)
+        offset = self._next.get(tp)
+        if offset is None:
+            raw = self.table.get(applied_key(topic, partition))
+            offset = self._next[tp] = int(raw) if raw is not None else 0
+        return offset
+
+    def unapplied(self, topic: str, partition: int, offset: int) -> bool:
+        return offset >= self.next_offset(topic, partition)
+
+    def advance(self, topic: str, partition: int, offset: int) -> None:
+        """The record at ``offset`` has been applied (scored or rejected)."""
+        if offset >= self.next_offset(topic, partition):
+            self._next[(topic, partition)] = offset + 1
+            self._touched.add((topic, partition))
+
+    def flush(self) -> None:
+        for topic, partition in self._touched:
+            self.table[applied_key(topic, partition)] = b"%d" % self._next[(topic, partition)]
+        self._touched.clear()
+
+    def forget(self) -> None:
+        self._next.clear()
+        self._touched.clear()
 
 
 class TableStore:
@@ -230,13 +299,16 @@ class TableState:
             return parts[index + 1]
 
         self.alerts = TableAlerts(table, org_of)
+        self.applied = AppliedOffsets(table)
 
     def flush(self) -> None:
         for store in self.stores:
             store.flush()
         self.alerts.flush()
+        self.applied.flush()
 
     def forget(self) -> None:
         for store in self.stores:
             store.forget()
         self.alerts.forget()
+        self.applied.forget()

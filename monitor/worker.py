@@ -81,6 +81,7 @@ class WorkerOutput:
     occurred_at: object = None  # epoch seconds of the scored events (numpy)
     detector_scores: dict = field(default_factory=dict)
     evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
+    redelivered: int = 0  # messages the state had already applied, skipped
 
 
 class WorkerCore:
@@ -118,7 +119,9 @@ class WorkerCore:
         out = WorkerOutput()
         events: list[Event] = []
         raws: list[bytes] = []
-        for m in messages:
+        fresh = self._not_applied(messages)
+        out.redelivered = len(messages) - len(fresh)
+        for m in fresh:
             decoded = decode_one(m.value if m.value is not None else b"", m.offset)
             if isinstance(decoded, Event):
                 events.append(decoded)
@@ -140,9 +143,27 @@ class WorkerCore:
             out.events_by_source = Counter((e.domain, e.source) for e in events)
             out.occurred_at = batch.column("occurred_at", batch.all_rows)
             out.detector_scores = dict(self.scorer.detector_scores)
+        for m in reversed(fresh):  # the last record of each partition is its highest
+            self.tables.applied.advance(m.topic, m.partition, m.offset)
         if write_state:
             self.tables.flush()
         return out
+
+    def _not_applied(self, messages: list[Message]) -> list[Message]:
+        """The messages the state has not applied yet: after a crash or a
+        rebalance Kafka delivers again from the committed consumer offset,
+        which may lag the state recovered (see ``AppliedOffsets``)."""
+        applied = self.tables.applied
+        nexts: dict[tuple[str, int], int] = {}
+        fresh = []
+        for m in messages:
+            tp = (m.topic, m.partition)
+            next_offset = nexts.get(tp)
+            if next_offset is None:
+                next_offset = nexts[tp] = applied.next_offset(m.topic, m.partition)
+            if m.offset >= next_offset:
+                fresh.append(m)
+        return fresh
 
     def write_state(self) -> None:
         """Write the state the last batches changed into the table (its changelog)."""
