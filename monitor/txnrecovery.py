@@ -11,8 +11,11 @@ ends (faust only looks past markers when it runs the transactions itself). Here
 the end of each changelog partition is the offset of its last record a
 ``read_committed`` consumer is handed, found by reading the partition's tail.
 
-A worker killed mid-checkpoint leaves its transaction open until the broker
-aborts it (the state producer's transaction timeout). A ``read_committed``
+Before anything is read, the worker claims the input partitions it was given
+(``app.riskwatch_claim``): starting their transactional producers fences the
+previous owners and makes the broker abort their open transactions. Without
+that, a worker killed mid-checkpoint leaves its transaction open until the
+broker aborts it (the state producer's transaction timeout). A ``read_committed``
 consumer reads nothing past an open transaction, not even what a later worker
 committed after it — while the group's offsets do move on with those later
 commits. Recovering then would restore state older than the offsets scoring
@@ -47,6 +50,8 @@ OPEN_TRANSACTION_WAIT = TRANSACTION_TIMEOUT_MS / 1000 + 20.0
 
 class TransactionalRecovery(Recovery):
     async def _build_highwaters(self, consumer: Any, tps: set, destination: Any, title: str) -> None:
+        if title == "active":
+            await self._claim_input_partitions()
         if tps and title == "active":  # standbys follow a live writer: always some transaction open
             still_open = await open_transactions(str(self.app.conf.broker[0]), tps, OPEN_TRANSACTION_WAIT)
             if still_open:
@@ -57,6 +62,16 @@ class TransactionalRecovery(Recovery):
         if ends:
             for tp, offset in (await last_record_offsets(str(self.app.conf.broker[0]), ends)).items():
                 destination[tp] = offset  # a Counter: its update() would add
+
+
+    async def _claim_input_partitions(self) -> None:
+        """Let the worker fence the previous owners of the input partitions it was
+        just given (``app.riskwatch_claim``) before any of their state is read:
+        their open transactions are aborted at once rather than timing out."""
+        claim = getattr(self.app, "riskwatch_claim", None)
+        if claim is not None:
+            assigned = self.app.consumer.assignment()
+            await claim({tp.partition for tp in assigned if tp.topic in self.app.consumer.batch_topics})
 
 
 class TransactionalTableManager(TableManager):

@@ -17,11 +17,22 @@ the state it needs. Producers of events must use the Java client's default
 partitioner (murmur2 of the key), as kafka-python, aiokafka and Java clients
 do; with kcat pass ``-X partitioner=murmur2_random``.
 
-Alerts and dead letters go through an idempotent aiokafka producer (acks=all)
-as soon as their batch is scored, tickets to the database. The state the
-batches changed, and their offsets, are committed together once a second, in
-one transaction of a second, transactional producer (a checkpoint): what a
-restarted worker recovers is always the state its committed offsets lead to.
+Exactly once. Tickets go to the database as soon as their batch is scored.
+Everything else a batch produces — its alerts, its dead letters, the state it
+changed, the offset it leads to — is committed together once a second (a
+checkpoint), one Kafka transaction per input partition: alerts and dead
+letters are visible to ``read_committed`` consumers exactly when the state
+that saw their events is. The state records, per input partition, the next
+offset it has not applied (``monitor.tablestate.AppliedOffsets``), so a
+redelivery is never applied twice, whatever offset the group resumes from.
+
+Zombies are fenced. The transactions of input partition ``p`` go through a
+producer whose transactional id is ``<app id>-state-<p>``; a worker that is
+given ``p`` starts its producer before it recovers ``p``'s state, and the
+broker then fences the old owner's producer (a higher epoch) and aborts its
+open transaction. A worker frozen past its session timeout and resumed finds
+its next commit refused and stops: it cannot commit state, offsets, alerts or
+dead letters for a partition it lost.
 """
 
 from __future__ import annotations
@@ -31,16 +42,15 @@ import datetime as dt
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import MutableMapping
+from typing import Any, MutableMapping
 
 import msgspec
 
 from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
-from monitor.changelog import MAX_BATCH_BYTES, ChangelogTable
+from monitor.changelog import MAX_BATCH_BYTES, ChangelogTable, org_partition
 from monitor.event import Event, Rejection, decode_one
 from monitor.evidence import Evidence
 from monitor.heap import FrozenHeap
@@ -187,6 +197,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     """
     import faust
     from aiokafka import TopicPartition
+    from aiokafka.errors import ProducerFenced
 
     from monitor.batchconsumer import BatchConsumer
     from monitor.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
@@ -229,9 +240,9 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     encoder = msgspec.json.Encoder()
     app.riskwatch_core = core  # for tests and introspection
 
-    producer = None  # alerts and dead letters: idempotent, acks=all
-    state_producer = None  # checkpoints: transactional
-    pending: dict = {}  # partition -> next offset, of events scored whose state is not in the changelog yet
+    state_producers: dict[int, Any] = {}  # input partition -> its transactional producer (``claim``)
+    pending: dict = {}  # (topic, partition) -> next offset, of events scored whose state is not in the changelog yet
+    outbox: dict[int, list] = {}  # input partition -> (topic, key, value, headers) to send with its checkpoint
     pending_events = 0
     lock = asyncio.Lock()  # a batch and a checkpoint never interleave
     last_checkpoint = time.monotonic()
@@ -252,47 +263,84 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         if finishing is not None:
             await finishing  # one in flight at a time: a slow broker slows scoring, not memory
         core.write_state()
-        records, offsets = state.take_pending(), {TopicPartition(*tp): o for tp, o in pending.items()}
+        by_partition: dict[int, tuple[list, dict, list]] = {}
+        for record in state.take_pending():
+            by_partition.setdefault(record[0], ([], {}, []))[0].append(record)
+        for (topic, partition), offset in pending.items():
+            by_partition.setdefault(partition, ([], {}, []))[1][TopicPartition(topic, partition)] = offset
+        for partition, messages in outbox.items():
+            by_partition.setdefault(partition, ([], {}, []))[2].extend(messages)
         pending.clear()
+        outbox.clear()
         pending_events = 0
         last_checkpoint = time.monotonic()
-        finishing = asyncio.ensure_future(_commit_checkpoint(records, offsets))
+        finishing = asyncio.ensure_future(_commit_checkpoint(by_partition))
         # A full collection scanning the state took 120-300 ms, every few seconds, for nothing.
         heap.settle()
         if wait:
             await finishing
 
-    async def _commit_checkpoint(records: list, offsets: dict) -> None:
+    async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]]) -> None:
         try:
-            async with state_producer.transaction():
-                await state.send_records(state_producer, records)
-                if offsets:
-                    await state_producer.send_offsets_to_transaction(offsets, app.conf.id)
+            by_producer: dict[Any, tuple[list, dict, list]] = {}
+            for partition, (records, offsets, messages) in sorted(by_partition.items()):
+                producer = state_producers.get(partition)
+                if producer is None and (offsets or messages):  # scored here, not claimed yet: claim it now
+                    producer = await _start_producer(partition)
+                if producer is None:  # only state under a key naming no org, filed here: any of our producers
+                    producer = state_producers.get(min(state_producers)) if state_producers else await _start_producer(partition)
+                mine = by_producer.setdefault(producer, ([], {}, []))
+                mine[0].extend(records)
+                mine[1].update(offsets)
+                mine[2].extend(messages)
+            await asyncio.gather(*(_commit_partition(producer, *parts) for producer, parts in by_producer.items()))
+        except ProducerFenced as exc:
+            log.error("fenced: another worker owns these partitions now; this one stops without committing (%s)", exc)
+            await app.crash(exc)
+            raise
         except Exception as exc:
             # Without this checkpoint the in-memory state is ahead of what a restart recovers.
             await app.crash(exc)
             raise
 
-    async def start_producers() -> None:
-        nonlocal producer, state_producer
+    async def _commit_partition(producer, records: list, offsets: dict, messages: list) -> None:
+        """One transaction: the partition's alerts and dead letters, its state records, its offsets."""
+        async with producer.transaction():
+            futures = [await producer.send(topic, key=key, value=value, headers=headers)
+                       for topic, key, value, headers in messages]
+            await state.send_records(producer, records)
+            await asyncio.gather(*futures)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, app.conf.id)
+
+    async def _start_producer(partition: int):
         from aiokafka import AIOKafkaProducer
 
-        common = dict(bootstrap_servers=bootstrap_servers(broker), acks="all", enable_idempotence=True,
-                      max_batch_size=MAX_BATCH_BYTES)
-        producer = AIOKafkaProducer(client_id=f"{app_id}-worker", **common)
-        # One transactional id per process: a killed worker's open transaction is
-        # aborted by the broker after TRANSACTION_TIMEOUT_MS; recovery waits for that
-        # (monitor/txnrecovery.py), since nothing reads past an open transaction.
-        state_producer = AIOKafkaProducer(client_id=f"{app_id}-state", transactional_id=f"{app_id}-state-{uuid.uuid4().hex}",
-                                          transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, **common)
-        await producer.start()
-        await state_producer.start()
+        producer = AIOKafkaProducer(
+            client_id=f"{app_id}-state-{partition}", transactional_id=f"{app_id}-state-{partition}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, bootstrap_servers=bootstrap_servers(broker),
+            acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES)
+        await producer.start()  # InitProducerId: the previous owner is fenced, its open transaction aborted
+        state_producers[partition] = producer
+        return producer
+
+    async def claim(partitions: set[int]) -> None:
+        """Become the only writer for these input partitions, before their state is
+        recovered (``monitor.txnrecovery`` calls this): a fresh producer for each,
+        whose start fences whoever held it last, this worker's older producer included."""
+        if finishing is not None and not finishing.done():
+            await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)
+        old = list(state_producers.values())
+        state_producers.clear()
+        await asyncio.gather(*(p.stop() for p in old))
+        await asyncio.gather(*(_start_producer(p) for p in sorted(partitions)))
+        log.info("claimed input partitions %s", sorted(partitions))
+
+    app.riskwatch_claim = claim
 
     async def score_batch(records: list) -> None:
-        """One fetch of event records (aiokafka's): score, send, and checkpoint when due."""
+        """One fetch of event records (aiokafka's): score, and checkpoint when due."""
         async with lock:
-            if producer is None:
-                await start_producers()
             await _score_batch(records)  # a fetch holds at most batch_size (broker_max_poll_records)
             if pending_events >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
                 await checkpoint()
@@ -304,9 +352,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     async def stop_producers(app_, **kwargs) -> None:
         if finishing is not None and not finishing.done():
             await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)  # not left open for the broker to abort
-        for p in (producer, state_producer):
-            if p is not None:
-                await p.stop()
+        await asyncio.gather(*(p.stop() for p in state_producers.values()))
 
     async def _score_batch(records: list) -> None:
         nonlocal pending_events
@@ -321,11 +367,12 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         pack = core.pack
         out = core.process(records, write_state=False)
         for m, r in out.dead_letters:
-            await producer.send(DEADLETTER_TOPIC, value=m.value or b"", headers=[
+            outbox.setdefault(m.partition, []).append((DEADLETTER_TOPIC, None, m.value or b"", [
                 ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
-                ("riskwatch.source", m.topic.encode()), ("riskwatch.position", f"{m.partition}:{m.offset}".encode())])
+                ("riskwatch.source", m.topic.encode()), ("riskwatch.position", f"{m.partition}:{m.offset}".encode())]))
         for alert in out.alerts:
-            await producer.send(ALERTS_TOPIC, key=alert.dedup_key.encode(), value=encoder.encode(alert))
+            outbox.setdefault(org_partition(alert.org_id.encode(), partitions), []).append(
+                (ALERTS_TOPIC, alert.dedup_key.encode(), encoder.encode(alert), None))
         live = [a for a in out.alerts if a.status == "live"]
         if store is not None and live:
             result = await asyncio.get_running_loop().run_in_executor(
@@ -334,11 +381,9 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             announce(metrics, notifier, opened=result.opened)
         if metrics is not None:
             _observe(metrics, pack, out)
-        # Alerts and tickets are durable before the state that saw their events
-        # is written (a state that has seen an event whose alert was lost would
-        # never fire again on redelivery); the state before the offsets.
-        if out.alerts or out.dead_letters:
-            await producer.flush()
+        # Tickets are durable before the state that saw their events is
+        # committed (a state that has seen an event whose ticket was lost would
+        # never fire again on redelivery); alerts commit with that state.
         if generation == rebalances:
             pending.update({(r.topic, r.partition): r.offset + 1 for r in records})
             pending_events += len(records)
@@ -346,7 +391,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     @app.timer(checkpoint_every)
     async def checkpoint_when_idle() -> None:
         async with lock:
-            if pending and producer is not None:
+            if pending or outbox:
                 await checkpoint()
 
     @app.on_partitions_revoked.connect
@@ -361,6 +406,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         nonlocal rebalances, pending_events
         rebalances += 1
         pending.clear()
+        outbox.clear()
         pending_events = 0
         core.forget()
         state.discard_pending()

@@ -30,7 +30,8 @@ def end_offsets(topic: str) -> dict[TopicPartition, int]:
 
 def read_since(topic: str, since: dict[TopicPartition, int], expect: int, timeout: float = 20.0) -> list:
     """Records produced to ``topic`` after ``since``; waits for ``expect`` of them."""
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                             isolation_level="read_committed")  # the worker's alerts and dead letters are transactional
     try:
         consumer.assign(list(since))
         for tp, offset in since.items():

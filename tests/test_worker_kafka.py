@@ -263,7 +263,8 @@ def test_a_broker_restart_mid_stream_loses_nothing(worker):
 
     sender = threading.Thread(target=stream)
     sender.start()
-    time.sleep(3)
+    # mid-stream: once the worker has scored and committed some of it
+    assert alerts_for(orgs, since, expect=1, timeout=60), "the worker never started scoring"
     stopped = subprocess.run([str(script), "stop"], capture_output=True, text=True)
     assert stopped.stdout.strip() == "kafka stopped", stopped
     time.sleep(2)
