@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 __all__ = ["BatchConsumer"]
@@ -51,8 +52,13 @@ class BatchConsumer(Consumer):
                 if not self.flow_active:
                     # A rebalance began while fetching: these records may not be
                     # ours any more. As faust's own getmany: back to the committed offsets.
-                    await self._rewind(records)
-                    await self.perform_seek()
+                    try:
+                        await self._rewind(records)
+                        await self.perform_seek()
+                    except IllegalStateError:
+                        # The assignment changed again under the seek (a worker joining
+                        # while another is recovering): the new one's assignment seeks.
+                        pass
                     continue
                 await self._deliver(records, active)
         except self.consumer_stopped_errors:

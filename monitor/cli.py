@@ -1162,12 +1162,15 @@ def connect_http(host, port, max_bytes, max_records, broker):
 @click.option("--metrics-port", default=9465, show_default=True, help="Port for /metrics (-1: off).")
 @click.option("--batch-size", default=10_000, show_default=True,
               help="Most events scored together (a fetch from Kafka holds at most this many).")
+@click.option("--checkpoint-events", default=50_000, show_default=True,
+              help="Commit state, alerts and offsets after this many events (and at least every second): "
+                   "what a crash scores again.")
 @click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info", "debug"]))
 @click.option("--app-id", default="riskwatch", show_default=True,
               help="Consumer group and table name prefix: workers with the same id share the work.")
 @click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Notification channels and routes (YAML): new tickets and escalations.")
-def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id, notify_path):
+def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, loglevel, app_id, notify_path):
     """Run the faust worker on the Kafka event topics (add workers to scale by partitions)."""
     import faust
 
@@ -1194,7 +1197,7 @@ def worker(broker, rules, db, metrics_port, batch_size, loglevel, app_id, notify
                             accept=lambda p: None if partitionable(p) else "a rule's key lacks org_id (the worker partitions by org)")
     reloader.start()  # the rules folder is watched; SIGHUP reloads too
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
-                     reloader=reloader, notifier=_notifier(notify_path, metrics))
+                     checkpoint_events=checkpoint_events, reloader=reloader, notifier=_notifier(notify_path, metrics))
     worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.
     level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))

@@ -305,7 +305,14 @@ class Scorer:
 
     # bounded state -------------------------------------------------------------
     def _sweep(self, state: ScorerState) -> None:
-        """Drop idle keys. Runs per rule once business time has moved on by half a window."""
+        """Drop idle keys. Runs per rule once business time has moved on by half a window.
+
+        Idle is judged against the key's org's newest event seen by this scorer,
+        and the schedule is this scorer's own: neither is kept in the state. So
+        when an org's events arrive more than a window (plus lateness) out of
+        order — a backfill of an old quarter — whether a late event still finds
+        its key can differ between a restarted worker and one that ran through.
+        """
         for rule in self.rules:
             if rule.kind == "window":
                 horizon = rule.window_seconds + rule.lateness_seconds

@@ -28,7 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from monitor.alerts import Alert
 from monitor.rules import RulePack, parse_duration
 
-__all__ = ["MemoryTicketStore", "SqlTicketStore", "TicketError", "TicketStore", "UpsertResult", "migrate", "plan_ticket"]
+__all__ = ["Fence", "FencedError", "MemoryTicketStore", "SqlTicketStore", "TicketError", "TicketStore", "UpsertResult",
+           "migrate", "plan_ticket"]
 
 OPEN_STATES = ("open", "acknowledged", "investigating", "resolved")
 
@@ -187,11 +188,37 @@ class PackVersion(Base):
     detectors: Mapped[int] = mapped_column(Integer)
 
 
+class WorkerClaim(Base):
+    """The worker that owns an input partition now (its latest claim)."""
+
+    __tablename__ = "worker_claims"
+
+    app_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    input_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 _MIGRATING = threading.Lock()
 
 
 class TicketError(Exception):
     """A ticket operation that cannot be done; the message says why."""
+
+
+class FencedError(TicketError):
+    """A worker wrote for partitions another worker has claimed since."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Whose ticket writes these are: ``owner`` (one claim of worker group
+    ``app_id``) for the alerts of ``partitions``. ``SqlTicketStore.upsert``
+    refuses them once another claim of those partitions has been made."""
+
+    app_id: str
+    owner: str
+    partitions: frozenset[int]
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
@@ -249,18 +276,52 @@ class SqlTicketStore:
                     raise
                 time.sleep(0.25 * (attempt + 1))
 
-    def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime) -> UpsertResult:
+    def claim_partitions(self, app_id: str, partitions: Iterable[int], owner: str, now: dt.datetime) -> None:
+        """Record ``owner`` as the writer of these input partitions: from now on
+        ``upsert`` refuses writes fenced by any earlier owner of them.
+
+        >>> store = SqlTicketStore("sqlite://")
+        >>> store.claim_partitions("rw", [0, 1], "old", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        >>> store.claim_partitions("rw", [1], "new", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+        >>> store.upsert([], None, None, fence=Fence("rw", "old", frozenset({1})))
+        Traceback (most recent call last):
+        ...
+        monitor.tickets.FencedError: input partitions [1] of rw belong to another worker now
+        """
+        with Session(self.engine) as session, session.begin():
+            for partition in partitions:
+                session.merge(WorkerClaim(app_id=app_id, input_partition=partition, owner=owner, claimed_at=now))
+
+    def _check_fence(self, session: Session, fence: Fence) -> None:
+        # FOR SHARE on PostgreSQL: a claim being made waits for this transaction, or this for it.
+        rows = session.execute(
+            select(WorkerClaim.input_partition, WorkerClaim.owner)
+            .where(WorkerClaim.app_id == fence.app_id, WorkerClaim.input_partition.in_(sorted(fence.partitions)))
+            .with_for_update(read=True)).all()
+        owners = {partition: owner for partition, owner in rows}
+        lost = sorted(p for p in fence.partitions if owners.get(p) != fence.owner)
+        if lost:
+            raise FencedError(f"input partitions {lost} of {fence.app_id} belong to another worker now")
+
+    def upsert(self, alerts: list[Alert], pack: RulePack, now: dt.datetime, fence: Fence | None = None) -> UpsertResult:
         """Open or update tickets for a batch of alerts in one transaction; if
-        another writer opened one of them meanwhile, redo alert by alert."""
-        if not alerts:
+        another writer opened one of them meanwhile, redo alert by alert.
+        With ``fence``, nothing is written unless its owner still holds its partitions."""
+        if not alerts and fence is None:
             return UpsertResult([], [])
         with Session(self.engine) as session:
+            if fence is not None:
+                self._check_fence(session, fence)
+            if not alerts:
+                return UpsertResult([], [])
             try:
                 return self._upsert_bulk(session, alerts, pack, now)
             except IntegrityError:
                 session.rollback()
             opened, updated = [], []
             for alert in alerts:
+                if fence is not None:
+                    self._check_fence(session, fence)
                 is_new = self._upsert_one(session, alert, pack, now)
                 (opened if is_new else updated).append(alert)
             return UpsertResult(opened, updated)

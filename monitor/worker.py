@@ -42,6 +42,7 @@ import datetime as dt
 import logging
 import os
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, MutableMapping
@@ -201,7 +202,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     from monitor.batchconsumer import BatchConsumer
     from monitor.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
-    from monitor.tickets import SqlTicketStore
+    from monitor.tickets import Fence, FencedError, SqlTicketStore
 
     # faust keeps a small data folder per app: under the user's cache, not the working directory
     data_root = os.environ.get("RISKWATCH_DATA_DIR", os.path.expanduser("~/.cache/riskwatch/faust"))
@@ -243,6 +244,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     state_producers: dict[int, Any] = {}  # input partition -> its transactional producer (``claim``)
     pending: dict = {}  # (topic, partition) -> next offset, of events scored whose state is not in the changelog yet
     outbox: dict[int, list] = {}  # input partition -> (topic, key, value, headers) to send with its checkpoint
+    fence: Fence | None = None  # this worker's latest claim, for the ticket database
     pending_events = 0
     lock = asyncio.Lock()  # a batch and a checkpoint never interleave
     last_checkpoint = time.monotonic()
@@ -285,8 +287,6 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             by_producer: dict[Any, tuple[list, dict, list]] = {}
             for partition, (records, offsets, messages) in sorted(by_partition.items()):
                 producer = state_producers.get(partition)
-                if producer is None and (offsets or messages):  # scored here, not claimed yet: claim it now
-                    producer = await _start_producer(partition)
                 if producer is None:  # only state under a key naming no org, filed here: any of our producers
                     producer = state_producers.get(min(state_producers)) if state_producers else await _start_producer(partition)
                 mine = by_producer.setdefault(producer, ([], {}, []))
@@ -330,10 +330,16 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         whose start fences whoever held it last, this worker's older producer included."""
         if finishing is not None and not finishing.done():
             await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)
+        nonlocal fence
         old = list(state_producers.values())
         state_producers.clear()
         await asyncio.gather(*(p.stop() for p in old))
         await asyncio.gather(*(_start_producer(p) for p in sorted(partitions)))
+        if store is not None:  # and in the ticket database: an earlier owner's ticket writes are refused
+            owner = uuid.uuid4().hex
+            await asyncio.get_running_loop().run_in_executor(
+                None, store.claim_partitions, app.conf.id, partitions, owner, dt.datetime.now(dt.timezone.utc))
+            fence = Fence(app.conf.id, owner, frozenset(partitions))
         log.info("claimed input partitions %s", sorted(partitions))
 
     app.riskwatch_claim = claim
@@ -364,6 +370,9 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 core.swap_pack(new_pack)
                 if store is not None:
                     store.record_pack(new_pack, dt.datetime.now(dt.timezone.utc))
+        scored_partitions = {r.partition for r in records}
+        if not scored_partitions <= set(state_producers):  # given outside a recovery: claimed before it is scored
+            await claim(scored_partitions | set(state_producers))
         pack = core.pack
         out = core.process(records, write_state=False)
         for m, r in out.dead_letters:
@@ -375,8 +384,14 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 (ALERTS_TOPIC, alert.dedup_key.encode(), encoder.encode(alert), None))
         live = [a for a in out.alerts if a.status == "live"]
         if store is not None and live:
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc))
+            mine = Fence(fence.app_id, fence.owner, frozenset(scored_partitions)) if fence else None
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc), mine)
+            except FencedError as exc:
+                log.error("fenced: %s; this worker stops without writing its tickets", exc)
+                await app.crash(exc)
+                raise
             await asyncio.get_running_loop().run_in_executor(None, store.add_evidence, out.evidence)
             announce(metrics, notifier, opened=result.opened)
         if metrics is not None:

@@ -92,3 +92,52 @@ def postgres_url():
     finally:
         engine.dispose()
     return url
+
+
+def org_watermarks(event_values) -> dict[str, float]:
+    """Each org's latest business time (epoch seconds) over these event JSON values."""
+    marks: dict[str, float] = {}
+    for value in event_values:
+        try:
+            event = orjson.loads(value)
+            t = dt.datetime.fromisoformat(event["occurred_at"]).timestamp()
+            org = event["org_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a malformed record: dead-lettered, never in the state
+        marks[org] = max(t, marks.get(org, t))
+    return marks
+
+
+def live_state(table: dict[bytes, bytes], pack, org_marks: dict[str, float], detectors: bool = True) -> dict[bytes, bytes]:
+    """A worker's state table without the window and total entries idle past
+    their rule's horizon at their org's last event: entries a sweep drops
+    whenever it next runs, and a restarted worker sweeps on its own schedule.
+    ``detectors=False`` leaves out what depends on where batches begin and
+    end: the detector models and their alerts' messages (which quote them),
+    and how many findings each alert has merged (a rule or detector makes at
+    most one finding per key in a batch, so two events of a key in one batch
+    count once, in two batches twice)."""
+    from monitor.scorer import _total_last_seen, _window_last_seen
+    from monitor.tablestate import TableStore
+
+    live = dict(table)
+    for rule in pack.rules:
+        if rule.kind == "event":
+            continue
+        horizon = rule.window_seconds + rule.lateness_seconds if rule.kind == "window" else rule.expires_seconds
+        last_seen = _window_last_seen if rule.kind == "window" else _total_last_seen
+        store = TableStore(table, rule.id, rule.kind, rule.key.index("org_id"))
+        for key, value in store.items():
+            if last_seen(value) < org_marks[key[store.org_index]] - horizon:
+                del live[store._table_key(key)]
+    if not detectors:
+        live = {k: v for k, v in live.items() if b"\x1fdetector\x1f" not in k}
+        detector_alerts = tuple(b"\x1falert\x1f" + d.id.encode() + b"|" for d in pack.detectors)
+        for key, value in live.items():
+            if b"\x1falert\x1f" in key:
+                alert = orjson.loads(value)
+                alert.pop("count")
+                if any(marker in key for marker in detector_alerts):
+                    alert.pop("message")
+                live[key] = orjson.dumps(alert)
+    return live

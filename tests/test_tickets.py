@@ -88,6 +88,24 @@ def test_concurrent_writers_never_open_two_tickets(database_url, default_pack):
     assert errors == [] and sorted(t["dedup_key"][-3:] for t in store.tickets()) == ["FK1", "FK2", "FK3"]
 
 
+def test_ticket_writes_of_a_worker_whose_partitions_were_claimed_since_are_refused(database_url, default_pack):
+    """A zombie worker (frozen, its partitions given to another) must not write tickets when it wakes."""
+    from monitor.tickets import Fence, FencedError
+
+    store = SqlTicketStore(database_url)
+    store.claim_partitions("rw", [0, 1, 2], "zombie", NOW)
+    zombie = Fence("rw", "zombie", frozenset({1, 2}))
+    assert len(store.upsert(alerts_for(default_pack, "FK1"), default_pack, NOW, fence=zombie).opened) == 1
+    store.claim_partitions("rw", [2], "heir", NOW)  # partition 2 moves on
+    with pytest.raises(FencedError, match=r"input partitions \[2\] of rw"):
+        store.upsert(alerts_for(default_pack, "FK2"), default_pack, NOW, fence=zombie)
+    assert len(store.upsert(alerts_for(default_pack, "FK3"), default_pack, NOW, fence=Fence("rw", "zombie", frozenset({1})))
+               .opened) == 1  # what it still owns
+    assert len(store.upsert(alerts_for(default_pack, "FK2"), default_pack, NOW, fence=Fence("rw", "heir", frozenset({2})))
+               .opened) == 1
+    assert sorted(t["dedup_key"][-3:] for t in store.tickets()) == ["FK1", "FK2", "FK3"]
+
+
 def test_overdue_counts_by_risk(database_url, default_pack):
     store = SqlTicketStore(database_url)
     store.upsert(alerts_for(default_pack, "FK1", "FK2"), default_pack, NOW)

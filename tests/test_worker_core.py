@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import orjson
 
 from monitor.changelog import org_partition
 from monitor.worker import Message, WorkerCore
-from tests.conftest import make_event
+from tests.conftest import live_state, make_event, org_watermarks
 
 
 def message(offset: int, event=None, raw: bytes | None = None) -> Message:
@@ -145,29 +143,5 @@ def test_a_redelivered_batch_is_applied_once_by_rules_and_detectors(default_pack
     assert redelivered.redelivered == 500 and redelivered.scored == 0
     for start in range(2_500, len(messages), 500):
         after.process(messages[start:start + 500])
-    assert live_entries(after.table, default_pack, messages) == live_entries(once, default_pack, messages)
-
-
-def live_entries(table: dict[bytes, bytes], pack, messages: list[Message]) -> dict[bytes, bytes]:
-    """The table without the window and total entries idle past their rule's
-    horizon at their org's last event: entries a sweep drops whenever it next
-    runs, and a restarted worker sweeps on its own schedule."""
-    from monitor.scorer import _total_last_seen, _window_last_seen
-    from monitor.tablestate import TableStore
-
-    org_marks: dict[str, float] = {}
-    for m in messages:
-        event = orjson.loads(m.value)
-        t = dt.datetime.fromisoformat(event["occurred_at"]).timestamp()
-        org_marks[event["org_id"]] = max(t, org_marks.get(event["org_id"], t))
-    live = dict(table)
-    for rule in pack.rules:
-        if rule.kind == "event":
-            continue
-        horizon = rule.window_seconds + rule.lateness_seconds if rule.kind == "window" else rule.expires_seconds
-        last_seen = _window_last_seen if rule.kind == "window" else _total_last_seen
-        store = TableStore(table, rule.id, rule.kind, rule.key.index("org_id"))
-        for key, value in store.items():
-            if last_seen(value) < org_marks[key[store.org_index]] - horizon:
-                del live[store._table_key(key)]
-    return live
+    marks = org_watermarks(m.value for m in messages)
+    assert live_state(after.table, default_pack, marks) == live_state(once, default_pack, marks)
