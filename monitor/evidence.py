@@ -76,9 +76,13 @@ class Evidence:
                     by_id = {e.event_id: e for e in batch_events}
                 event = by_id.get(event_id)
                 if event is None:
-                    raw = self._recent.get(event_id)
+                    raw = self._held_json(alert, event_id)
                     event = None if raw is None else decode_one(raw)
                 if isinstance(event, Event):
                     given.add(event_id)
                     out.append((alert.dedup_key, msgspec.to_builtins(event)))
         return out
+
+    def _held_json(self, alert: Any, event_id: str) -> bytes | None:
+        """The JSON of a held event of ``alert``'s, if it is still kept."""
+        return self._recent.get(event_id)

@@ -23,18 +23,21 @@ of the orgs it now scores.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, MutableMapping
+from itertools import islice
+from typing import Any, Iterable, Iterator, MutableMapping
 
 import msgspec
 
 from monitor.alerts import Alert
+from monitor.evidence import Evidence
 from monitor.rules import RulePack
 from monitor.state import KeyTotal, ScorerState, _window_from_plain, _window_plain, model_plain
 
-__all__ = ["ORG_SEPARATOR", "AppliedOffsets", "TableAlerts", "TableState", "TableStore", "applied_key",
+__all__ = ["ORG_SEPARATOR", "AppliedOffsets", "TableAlerts", "TableEvidence", "TableState", "TableStore", "applied_key",
            "org_of_table_key", "partition_of_applied_key"]
 
 ORG_SEPARATOR = b"\x1f"
+HELD_INFIX = ORG_SEPARATOR + b"held" + ORG_SEPARATOR
 APPLIED_PREFIX = b"\x00applied" + ORG_SEPARATOR  # no org starts with NUL: these keys name their partition
 MAX_CACHED = 200_000  # decoded entries kept between batches
 
@@ -312,3 +315,92 @@ class TableState:
             store.forget()
         self.alerts.forget()
         self.applied.forget()
+
+
+class TableEvidence(Evidence):
+    """``Evidence`` whose held events live in the worker's table, keyed by org
+    (``b"ORG01\\x1fheld\\x1f<event id>"``), so they are changelogged with the
+    state and recovered with it: a worker that restarts, or takes a partition
+    over, still has the events behind the alerts it raises later.
+
+    The bound is per input partition: the ``max_events`` held events of
+    highest offset. That set depends only on what the partition holds, not on
+    which worker read it or how often it restarted, so every owner keeps the
+    same events. Writes wait for ``flush`` (the checkpoint), like the rest of
+    the state; after ``forget`` (a rebalance) the held events are listed again
+    from the table.
+
+    >>> from monitor.event import decode_lines
+    >>> line = (b'{"event_id":"e1","source":"erp","domain":"finance","type":"payment",'
+    ...         b'"occurred_at":"2026-03-02T10:00:00+08:00","org_id":"ORG1"}')
+    >>> (e1,), _ = decode_lines([line])
+    >>> table = {}
+    >>> held = TableEvidence(table, max_events=10)
+    >>> held.remember([e1], [line], [(3, 41)]); held.flush()
+    >>> sorted(table)
+    [b'ORG1\\x1fheld\\x1fe1']
+    >>> from types import SimpleNamespace as A
+    >>> alert = A(dedup_key="r|1", event_ids=["e1"], status="live", org_id="ORG1")
+    >>> [e["event_id"] for _, e in TableEvidence(table).collect([alert], [])]   # a restarted worker
+    ['e1']
+    """
+
+    def __init__(self, table: MutableMapping[bytes, bytes], max_events: int = 20_000):
+        super().__init__(max_events)
+        self.table = table
+        self._writes: dict[bytes, bytes | None] = {}  # None: delete
+        self._by_partition: dict[int, dict[bytes, int]] = {}  # partition -> table key -> offset, oldest first
+        self._listed = False  # after a restart or forget, the index starts empty: list the table first
+
+    @staticmethod
+    def _key(org: str, event_id: str) -> bytes:
+        return org.encode() + HELD_INFIX + event_id.encode()
+
+    def _list_table(self) -> None:
+        if self._listed:
+            return
+        self._listed = True
+        found: dict[int, list[tuple[int, bytes]]] = {}
+        for key in list(self.table.keys()):
+            head, sep, _ = key.partition(HELD_INFIX)
+            if sep and ORG_SEPARATOR not in head:
+                partition, offset, _ = self.table[key].split(ORG_SEPARATOR, 2)
+                found.setdefault(int(partition), []).append((int(offset), key))
+        self._by_partition = {p: {key: offset for offset, key in sorted(held)} for p, held in found.items()}
+
+    def remember(self, events: Iterable[Any], raws: Iterable[bytes],  # type: ignore[override]
+                 positions: Iterable[tuple[int, int]] = ()) -> None:
+        """Keep these events; ``positions`` are their (input partition, offset)."""
+        self._list_table()
+        writes = self._writes
+        for event, raw, (partition, offset) in zip(events, raws, positions):
+            key = self._key(event.org_id, event.event_id)
+            held = self._by_partition.setdefault(partition, {})
+            if key not in held:  # seen again (the same id later in the stream): it keeps its place
+                held[key] = offset
+            writes[key] = b"%d\x1f%d\x1f" % (partition, held[key]) + raw
+            if len(held) > self.max_events:
+                oldest = next(iter(held))
+                del held[oldest]
+                writes[oldest] = None
+
+    def _held_json(self, alert: Any, event_id: str) -> bytes | None:
+        key = self._key(alert.org_id, event_id)
+        value = self._writes[key] if key in self._writes else self.table.get(key)
+        return None if value is None else value.split(ORG_SEPARATOR, 2)[2]
+
+    def flush(self) -> None:
+        """Write the held events of the batches since the last flush into the table."""
+        for key, value in self._writes.items():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        self._writes.clear()
+
+    def forget(self) -> None:
+        """Drop what is not in the table yet (after a rebalance the table is the truth)."""
+        self._writes.clear()
+        self._by_partition.clear()
+        self._given.clear()
+        self._listed = False

@@ -53,14 +53,13 @@ from monitor.alerts import Alert, AlertBook
 from monitor.batch import EventBatch
 from monitor.changelog import MAX_BATCH_BYTES, ChangelogTable, org_partition
 from monitor.event import Event, Rejection, decode_one
-from monitor.evidence import Evidence
 from monitor.heap import FrozenHeap
 from monitor.metrics import Metrics
 from monitor.notify import announce
 from monitor.rules import RulePack, changed_rules
 from monitor.scorer import Scorer
 from monitor.state import drop_rules
-from monitor.tablestate import TableState
+from monitor.tablestate import TableEvidence, TableState
 from monitor.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
 
 __all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
@@ -108,7 +107,7 @@ class WorkerCore:
         self.scorer = Scorer(pack)
         self.tables = TableState(pack, table)
         self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
-        self.evidence = Evidence()  # in memory: after a restart, older held events are not evidence any more
+        self.evidence = TableEvidence(table)  # in the table: a restarted worker still has the events behind later alerts
 
     def swap_pack(self, new: RulePack) -> set[str]:
         """Score with ``new`` from the next batch on. The table entries of rules
@@ -130,6 +129,7 @@ class WorkerCore:
         out = WorkerOutput()
         events: list[Event] = []
         raws: list[bytes] = []
+        positions: list[tuple[int, int]] = []
         fresh = self._not_applied(messages)
         out.redelivered = len(messages) - len(fresh)
         for m in fresh:
@@ -137,6 +137,7 @@ class WorkerCore:
             if isinstance(decoded, Event):
                 events.append(decoded)
                 raws.append(m.value)
+                positions.append((m.partition, m.offset))
             else:
                 out.dead_letters.append((m, decoded))
         if events:
@@ -147,7 +148,8 @@ class WorkerCore:
             new, updated = self.book.merge_split(findings)
             out.alerts, out.new_alerts = new + updated, new
             held = self.scorer.held_rows.tolist()
-            self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held))
+            self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held),
+                                   map(positions.__getitem__, held))
             out.evidence = self.evidence.collect(out.alerts, events) if out.alerts else []
             out.scored = len(events)
             out.hits_by_rule = Counter(f.rule_id for f in findings)
@@ -157,7 +159,7 @@ class WorkerCore:
         for m in reversed(fresh):  # the last record of each partition is its highest
             self.tables.applied.advance(m.topic, m.partition, m.offset)
         if write_state:
-            self.tables.flush()
+            self.write_state()
         return out
 
     def _not_applied(self, messages: list[Message]) -> list[Message]:
@@ -179,9 +181,11 @@ class WorkerCore:
     def write_state(self) -> None:
         """Write the state the last batches changed into the table (its changelog)."""
         self.tables.flush()
+        self.evidence.flush()
 
     def forget(self) -> None:
         self.tables.forget()
+        self.evidence.forget()
 
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,

@@ -131,17 +131,30 @@ def test_a_redelivered_batch_is_applied_once_by_rules_and_detectors(default_pack
     messages = _stream_messages(6_000)
     once: dict[bytes, bytes] = {}
     clean = WorkerCore(default_pack, once)
+    clean.evidence.max_events = 100  # held events per partition: the oldest go, the same ones in every run
     for start in range(0, len(messages), 500):
         clean.process(messages[start:start + 500])
 
     crashed: dict[bytes, bytes] = {}
     before = WorkerCore(default_pack, crashed)
+    before.evidence.max_events = 100
     for start in range(0, 4_000, 500):
         before.process(messages[start:start + 500])
     after = WorkerCore(default_pack, dict(crashed))  # restarted on the recovered table
+    after.evidence.max_events = 100
     redelivered = after.process(messages[2_000:2_500])  # the committed offsets lag the state by 2,000 events
     assert redelivered.redelivered == 500 and redelivered.scored == 0
     for start in range(2_500, len(messages), 500):
         after.process(messages[start:start + 500])
     marks = org_watermarks(m.value for m in messages)
     assert live_state(after.table, default_pack, marks) == live_state(once, default_pack, marks)
+    assert sum(b"\x1fheld\x1f" in key for key in once) == 4 * 100  # every partition at its bound
+
+
+def test_a_restarted_worker_still_has_the_events_behind_its_next_alert(default_pack):
+    table: dict[bytes, bytes] = {}
+    WorkerCore(default_pack, table).process([message(1, po(1, 2, 1_200_000))])
+    restarted = WorkerCore(default_pack, table)  # nothing but the table
+    out = restarted.process([message(2, po(2, 9, 900_000))])
+    assert [(a.rule_id, sorted(a.event_ids)) for a in out.alerts] == [("proc_split_purchase", ["e1", "e2"])]
+    assert sorted(event["event_id"] for _, event in out.evidence) == ["e1", "e2"]  # e1 came from the table

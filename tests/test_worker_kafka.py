@@ -450,6 +450,23 @@ def drain(worker: Worker, deadline: float, kills: int = 0, seed: int = 0, others
     raise AssertionError(f"{worker.app_id} did not catch up")
 
 
+def ticket_evidence(worker: Worker, orgs: str) -> dict[str, list[str]]:
+    """The ids of the events kept as each ticket's evidence, of the orgs whose ids start with ``orgs``."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(worker.db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("select e.dedup_key, e.event_id from ticket_evidence e join tickets t"
+                                     " on t.dedup_key = e.dedup_key where t.org_id like :orgs"), {"orgs": orgs + "%"}).all()
+    finally:
+        engine.dispose()
+    out: dict[str, list[str]] = {}
+    for key, event_id in sorted(rows):
+        out.setdefault(key, []).append(event_id)
+    return out
+
+
 def tickets_with_events(worker: Worker, orgs: str = "") -> dict[str, list[str]]:
     """Each ticket's events, of the orgs whose ids start with ``orgs``."""
     from sqlalchemy import create_engine, text
@@ -462,15 +479,6 @@ def tickets_with_events(worker: Worker, orgs: str = "") -> dict[str, list[str]]:
     finally:
         engine.dispose()
     return {k: sorted(ids if isinstance(ids, list) else orjson.loads(ids)) for k, ids in rows}
-
-
-def test_sigkill_at_random_moments_ends_with_the_alerts_tickets_and_state_of_a_clean_run(tmp_path):
-    """20k events of the demo stream; one worker runs clean, another is killed three times mid-stream.
-
-    (This found real bugs: state was written before the batch's alerts and tickets
-    were durable, so a kill between the two lost a finding for good; and a
-    redelivery after a kill was learned twice by the detectors.)"""
-    sigkill_run(tmp_path, events=20_000, kills=3, workers=1, seed=7)
 
 
 def assert_same_state(clean: Worker, killed: Worker, orgs: str) -> None:
@@ -497,18 +505,16 @@ def assert_same_state(clean: Worker, killed: Worker, orgs: str) -> None:
     assert not differing, f"{len(differing)} state entries differ after kills, e.g. {differing[:5]}"
 
 
-def sigkill_run(tmp_path, events: int, kills: int, workers: int, seed: int, db_url: str | None = None) -> None:
-    """``events`` of the demo stream; one worker runs clean, then ``workers``
-    workers of another group are killed ``kills`` times between them, mid-stream.
-    Both end with the same tickets (and their events) and the same state."""
+def stream_for_this_run(tmp_path, events: int) -> str:
+    """``events`` of the demo stream sent to the event topics, under orgs of
+    this run only (returns their prefix): the topics also hold other tests'
+    streams of the same generated orgs, and an org whose events arrive more
+    than a window apart out of order is swept on a schedule a restart changes
+    (see the note in monitor/scorer.py's sweep)."""
     from connectors.file import JSONL_CONTRACT, run_file_connector
     from connectors.sink import KafkaSink
     from monitor.generator import generate
 
-    # Orgs of this run only: the topics also hold other tests' streams of the same
-    # generated orgs, and an org whose events arrive more than a window apart
-    # out of order is swept on a schedule a restart changes (see the note in
-    # monitor/scorer.py's sweep).
     orgs = f"R{uuid.uuid4().hex[:6]}-"
     path = tmp_path / "stream.jsonl"
     with open(path, "wb") as out:
@@ -521,16 +527,28 @@ def sigkill_run(tmp_path, events: int, kills: int, workers: int, seed: int, db_u
         assert run_file_connector(path, JSONL_CONTRACT, sink).sent >= events
     finally:
         sink.close()
-    # Small checkpoints, so that the committed lag falls in steps and every kill lands mid-stream.
-    every = max(500, events // 40)
-    clean = Worker(tmp_path, f"rw-clean-{uuid.uuid4().hex[:6]}", checkpoint_events=every)
-    killed_id = f"rw-killed-{uuid.uuid4().hex[:6]}"
-    killed = [Worker(tmp_path, killed_id, f"w{i}", checkpoint_events=every, db_url=db_url) for i in range(workers)]
+    return orgs
+
+
+def clean_run(tmp_path, checkpoint_events: int) -> Worker:
+    """A worker of a new group that reads the topics to their end, never killed."""
+    clean = Worker(tmp_path, f"rw-clean-{uuid.uuid4().hex[:6]}", checkpoint_events=checkpoint_events)
     clean.start()
     try:
         drain(clean, time.monotonic() + 600)
     finally:
         clean.stop()
+    return clean
+
+
+def killed_run(tmp_path, clean: Worker, orgs: str, kills: int, workers: int, seed: int, checkpoint_events: int,
+               db_url: str | None = None) -> None:
+    """``workers`` workers of a new group, killed ``kills`` times between them
+    mid-stream, end with the tickets (and their events and evidence) and the
+    state of ``clean``, for the orgs whose ids start with ``orgs``."""
+    killed_id = f"rw-killed-{uuid.uuid4().hex[:6]}"
+    killed = [Worker(tmp_path, killed_id, f"w{i}", checkpoint_events=checkpoint_events, db_url=db_url)
+              for i in range(workers)]
     for w in killed:
         w.start()
     try:
@@ -542,16 +560,43 @@ def sigkill_run(tmp_path, events: int, kills: int, workers: int, seed: int, db_u
     assert len(expected) > 10
     got = tickets_with_events(killed[0], orgs)
     assert got == expected, ticket_differences(got, expected)
+    # the events behind each ticket, held by the state across the kills
+    evidence, evidence_after_kills = ticket_evidence(clean, orgs), ticket_evidence(killed[0], orgs)
+    assert sum(map(len, evidence.values())) > 100
+    assert evidence_after_kills == evidence, ticket_differences(evidence_after_kills, evidence)
     assert_same_state(clean, killed[0], orgs)
+
+
+def test_sigkill_at_random_moments_ends_with_the_alerts_tickets_and_state_of_a_clean_run(tmp_path):
+    """20k events of the demo stream; one worker runs clean, another is killed three times mid-stream.
+
+    (This found real bugs: state was written before the batch's alerts and tickets
+    were durable, so a kill between the two lost a finding for good; a
+    redelivery after a kill was learned twice by the detectors; the events
+    behind tickets were lost with the process.)"""
+    orgs = stream_for_this_run(tmp_path, 20_000)
+    # Small checkpoints, so that the committed lag falls in steps and every kill lands mid-stream.
+    clean = clean_run(tmp_path, checkpoint_events=500)
+    killed_run(tmp_path, clean, orgs, kills=3, workers=1, seed=7, checkpoint_events=500)
+
+
+@pytest.fixture(scope="module")
+def soak_stream(tmp_path_factory):
+    """100k events sent once, and the clean run every soak round is held to."""
+    tmp = tmp_path_factory.mktemp("soak")
+    orgs = stream_for_this_run(tmp, 100_000)
+    return tmp, clean_run(tmp, checkpoint_events=2_500), orgs
 
 
 @pytest.mark.soak
 @pytest.mark.parametrize("repeat", range(20))
-def test_soak_two_workers_killed_five_times_over_100k_events(tmp_path, postgres_url, repeat):
+def test_soak_two_workers_killed_five_times_over_100k_events(soak_stream, postgres_url, repeat):
     """Opt-in (``-m soak``): 100k events, two workers sharing PostgreSQL, five SIGKILLs, twenty times over."""
     from tests.test_tickets import pg_schema_url
 
-    sigkill_run(tmp_path, events=100_000, kills=5, workers=2, seed=repeat, db_url=pg_schema_url(postgres_url))
+    tmp, clean, orgs = soak_stream
+    killed_run(tmp, clean, orgs, kills=5, workers=2, seed=repeat, checkpoint_events=2_500,
+               db_url=pg_schema_url(postgres_url))
 
 
 def ticket_differences(got: dict[str, list[str]], expected: dict[str, list[str]]) -> str:
