@@ -27,7 +27,7 @@ from bench_run import stream_file  # noqa: E402
 def truth_file(events_path: Path, events: int) -> Path:
     truth = events_path.with_suffix(".truth.jsonl")
     if not truth.exists():
-        code = (f"from monitor.generator import generate; open({str(truth)!r}, 'wb')"
+        code = (f"from monitor.analyst.generator import generate; open({str(truth)!r}, 'wb')"
                 f".write(generate(events={events}, days=90).truth.to_jsonl())")
         subprocess.run([sys.executable, "-c", code], check=True)
     return truth

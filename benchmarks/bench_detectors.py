@@ -33,7 +33,7 @@ BATCH = 8192
 
 
 def payments(path: Path):
-    from monitor.event import decode_lines
+    from monitor.core.event import decode_lines
 
     with open(path, "rb") as f:
         events, _ = decode_lines(f.readlines())
@@ -42,7 +42,7 @@ def payments(path: Path):
 
 def time_set(pack, batches) -> tuple[float, list[float]]:
     """Seconds for the whole stream, and per-batch seconds, with the runner's GC settings."""
-    from monitor.scorer import Scorer, ScorerState
+    from monitor.core.scorer import Scorer, ScorerState
 
     scorer, state = Scorer(pack), ScorerState()
     per_batch = []
@@ -71,9 +71,9 @@ def main() -> None:
     from detectors.iforest import FlatForest
     from detectors.modelfile import train_isolation_forest
     from detectors.payments import FEATURES, training_matrix
-    from monitor.batch import EventBatch
-    from monitor.detecting import detector_columns
-    from monitor.rulefiles import default_rules_dir, load_pack
+    from monitor.core.batch import EventBatch
+    from monitor.core.detecting import detector_columns
+    from monitor.packs.rulefiles import default_rules_dir, load_pack
 
     pays = payments(stream_file(args.events, 90))
     pack = load_pack(default_rules_dir())

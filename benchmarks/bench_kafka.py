@@ -35,7 +35,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.topics import ALERTS_TOPIC, EVENT_TOPICS, create_topics  # noqa: E402
+from monitor.runners.topics import ALERTS_TOPIC, EVENT_TOPICS, create_topics  # noqa: E402
 
 BROKER = os.environ.get("RISKWATCH_BROKER", "kafka://127.0.0.1:9092")
 BOOTSTRAP = BROKER.split("://", 1)[-1]

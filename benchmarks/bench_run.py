@@ -44,7 +44,7 @@ def stream_file(events: int, days: int) -> Path:
     version = hashlib.sha256(generator.read_bytes()).hexdigest()[:8]
     path = CACHE / f"demo-{events}-{days}d-{version}.jsonl"
     if not path.exists():  # in a child process, so this one stays small for the RSS readings
-        code = f"from monitor.generator import generate; generate(events={events}, days={days}).write({str(path)!r})"
+        code = f"from monitor.analyst.generator import generate; generate(events={events}, days={days}).write({str(path)!r})"
         subprocess.run([sys.executable, "-c", code], check=True)
     return path
 
@@ -90,7 +90,7 @@ def riskwatch_cmd(path: Path, tmp: Path, n: int, workers: int, detectors: bool =
 
 def longest_horizon_days() -> float:
     """The longest window or running-total expiry of the default pack."""
-    from monitor.rulefiles import default_rules_dir, load_pack
+    from monitor.packs.rulefiles import default_rules_dir, load_pack
 
     pack = load_pack(default_rules_dir())
     return max(max(r.window_seconds + r.lateness_seconds, r.expires_seconds) for r in pack.rules) / 86400
@@ -101,8 +101,8 @@ def batch_latencies(path: Path) -> list[float]:
     from prometheus_client import CollectorRegistry
 
     from monitor.metrics import Metrics
-    from monitor.rulefiles import default_rules_dir, load_pack
-    from monitor.runner import EmbeddedRunner
+    from monitor.packs.rulefiles import default_rules_dir, load_pack
+    from monitor.runners.runner import EmbeddedRunner
 
     runner = EmbeddedRunner(load_pack(default_rules_dir()), None, Metrics(CollectorRegistry()))
     times: list[float] = []

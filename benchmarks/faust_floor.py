@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import faust  # noqa: E402
 
-from monitor.topics import EVENT_TOPICS  # noqa: E402
+from monitor.runners.topics import EVENT_TOPICS  # noqa: E402
 
 COUNT = int(sys.argv.pop(1))
 app = faust.App(f"bench-floor-{uuid.uuid4().hex[:6]}", broker=os.environ.get("RISKWATCH_BROKER", "kafka://127.0.0.1:9092"),

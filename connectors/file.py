@@ -20,7 +20,7 @@ import orjson
 
 from connectors.mapping import Mapping, map_record
 from connectors.sink import EventSink
-from monitor.event import Event, Rejection, decode_one
+from monitor.core.event import Event, Rejection, decode_one
 
 __all__ = ["ConnectorReport", "JSONL_CONTRACT", "deliver", "read_records", "run_file_connector"]
 

@@ -27,7 +27,7 @@ import orjson
 from aiohttp import web
 
 from connectors.sink import EventSink
-from monitor.event import Event, decode_one
+from monitor.core.event import Event, decode_one
 
 __all__ = ["HttpLimits", "create_http_app"]
 

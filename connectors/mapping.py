@@ -36,9 +36,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from monitor.event import Rejection
-from monitor.rulefiles import load_document
-from monitor.rules import Problem, convert
+from monitor.core.event import Rejection
+from monitor.packs.rulefiles import load_document
+from monitor.core.rules import Problem, convert
 
 __all__ = ["FieldSpec", "Mapping", "MappingError", "SqlSpec", "load_mapping", "map_record"]
 

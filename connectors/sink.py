@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from monitor.topics import DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
+from monitor.runners.topics import DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
 
 __all__ = ["EventSink", "KafkaSink", "MemorySink", "dead_letter_headers"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from monitor.batch import EventBatch
-from monitor.event import EVENT_TYPES, Event, decode_one
-from monitor.rulefiles import default_rules_dir, load_pack
-from monitor.scorer import Scorer
-from monitor.state import ScorerState
+from monitor.core.batch import EventBatch
+from monitor.core.event import EVENT_TYPES, Event, decode_one
+from monitor.packs.rulefiles import default_rules_dir, load_pack
+from monitor.core.scorer import Scorer
+from monitor.core.state import ScorerState
 
 CST = dt.timezone(dt.timedelta(hours=8))
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=CST)
@@ -68,7 +68,7 @@ def kafka_broker():
 
     if not broker_up():
         pytest.fail("no Kafka broker on 127.0.0.1:9092: start it with scripts/kafka-local.sh start (scripts/test does)")
-    from monitor.topics import create_topics
+    from monitor.runners.topics import create_topics
 
     create_topics(BROKER)
     return BROKER
@@ -117,8 +117,8 @@ def live_state(table: dict[bytes, bytes], pack, org_marks: dict[str, float], det
     and how many findings each alert has merged (a rule or detector makes at
     most one finding per key in a batch, so two events of a key in one batch
     count once, in two batches twice)."""
-    from monitor.scorer import _total_last_seen, _window_last_seen
-    from monitor.tablestate import TableStore
+    from monitor.core.scorer import _total_last_seen, _window_last_seen
+    from monitor.runners.tablestate import TableStore
 
     live = dict(table)
     for rule in pack.rules:

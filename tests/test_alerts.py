@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from monitor.alerts import AlertBook, dedup_key
-from monitor.scorer import Finding
+from monitor.core.alerts import AlertBook, dedup_key
+from monitor.core.findings import Finding
 
 CONTRACT_FIELDS = {"alert_id", "rule_id", "risk_id", "severity", "domain", "org_id", "event_ids", "first_seen",
                    "last_seen", "count", "score", "title", "message", "legal_basis", "owner"}

@@ -16,16 +16,16 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.backtest import alerts_frame, backtest
-from monitor.batch import EventBatch
+from monitor.analyst.backtest import alerts_frame, backtest
+from monitor.core.batch import EventBatch
 from monitor.metrics import Metrics
-from monitor.reload import PackReloader
-from monitor.rulefiles import lint, load_pack
-from monitor.rules import changed_rules
-from monitor.runner import EmbeddedRunner
-from monitor.scorer import Scorer
-from monitor.state import ScorerState, drop_rules
-from monitor.tickets import MemoryTicketStore, SqlTicketStore
+from monitor.packs.reload import PackReloader
+from monitor.packs.rulefiles import lint, load_pack
+from monitor.core.rules import changed_rules
+from monitor.runners.runner import EmbeddedRunner
+from monitor.core.scorer import Scorer
+from monitor.core.state import ScorerState, drop_rules
+from monitor.cases.tickets import MemoryTicketStore, SqlTicketStore
 from tests.conftest import make_event
 from tests.test_cli import riskwatch
 
@@ -213,7 +213,7 @@ def test_watching_the_folder_and_sighup_ask_for_a_reload(rules_copy):
 def test_a_reload_storm_loses_nothing_and_every_alert_names_its_pack(rules_copy):
     """Valid and invalid edits between batches while a stream is scored: in =
     scored + rejected, nothing twice, and every alert carries a version that scored."""
-    from monitor.generator import generate
+    from monitor.analyst.generator import generate
 
     stream = generate(events=30_000, seed=11)
     lines = stream.lines
@@ -257,7 +257,7 @@ def test_a_reload_storm_loses_nothing_and_every_alert_names_its_pack(rules_copy)
 
 
 def test_the_worker_reloads_and_keeps_unchanged_rules_in_its_table(rules_copy):
-    from monitor.worker import Message, WorkerCore
+    from monitor.runners.worker import Message, WorkerCore
 
     def message(offset, event):
         return Message("riskwatch.events.procurement", 0, offset, orjson.dumps(msgspec.to_builtins(event)))

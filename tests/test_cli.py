@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from monitor.event import schema_contract
+from monitor.core.event import schema_contract
 from tests.test_event import GOOD, with_
 
 CONTRACT_FIELDS = {"alert_id", "rule_id", "risk_id", "severity", "domain", "org_id", "event_ids", "first_seen",
@@ -141,7 +141,7 @@ def test_schema_command_prints_the_schema_file():
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
     """A generated stream with an is_anomaly column from its ground truth."""
-    from monitor.generator import generate
+    from monitor.analyst.generator import generate
 
     tmp = tmp_path_factory.mktemp("labelled")
     stream = generate(events=30_000, seed=5)

@@ -116,14 +116,14 @@ def test_every_panel_query_returns_data(kafka_broker, postgres_url, tmp_path):
     from kafka import KafkaProducer
     from sqlalchemy import create_engine, text
 
-    from monitor.generator import generate
-    from monitor.topics import EVENT_TOPICS
+    from monitor.analyst.generator import generate
+    from monitor.runners.topics import EVENT_TOPICS
     from tests.kafka_util import BOOTSTRAP
 
     import os
 
-    from monitor.auth import UserStore
-    from monitor.tickets import SqlTicketStore
+    from monitor.cases.auth import UserStore
+    from monitor.cases.tickets import SqlTicketStore
 
     from tests.test_tickets import pg_schema_url
 

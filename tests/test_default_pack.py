@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from monitor.generator import SCENARIOS, generate
-from monitor.alerts import AlertBook
-from monitor.event import decode_lines
-from monitor.ruletest import run_rule_tests
+from monitor.analyst.generator import SCENARIOS, generate
+from monitor.core.alerts import AlertBook
+from monitor.core.event import decode_lines
+from monitor.packs.ruletest import run_rule_tests
 from tests.conftest import score_all
 
 

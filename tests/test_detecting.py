@@ -8,13 +8,13 @@ import numpy as np
 import orjson
 import pytest
 
-from monitor.alerts import AlertBook
-from monitor.batch import EventBatch
-from monitor.event import decode_lines
-from monitor.generator import generate
-from monitor.scorer import Scorer
-from monitor.state import ScorerState
-from monitor.worker import Message, WorkerCore
+from monitor.core.alerts import AlertBook
+from monitor.core.batch import EventBatch
+from monitor.core.event import decode_lines
+from monitor.analyst.generator import generate
+from monitor.core.scorer import Scorer
+from monitor.core.state import ScorerState
+from monitor.runners.worker import Message, WorkerCore
 from tests.conftest import make_event, score_all
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.rulefiles import lint
+from monitor.packs.rulefiles import lint
 from tests.test_rulefiles import position_of
 
 

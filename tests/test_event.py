@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from monitor.event import (
+from monitor.core.event import (
     REJECT_REASONS,
     Event,
     Rejection,

@@ -2,8 +2,8 @@ from types import SimpleNamespace
 
 import msgspec
 
-from monitor.event import decode_lines
-from monitor.evidence import Evidence
+from monitor.core.event import decode_lines
+from monitor.core.evidence import Evidence
 
 
 def _events(*ids):

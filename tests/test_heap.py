@@ -1,7 +1,7 @@
 import gc
 import weakref
 
-from monitor.heap import YOUNG_THRESHOLDS, FrozenHeap
+from monitor.runners.heap import YOUNG_THRESHOLDS, FrozenHeap
 
 
 class _Node:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from monitor.event import Rejection
+from monitor.core.event import Rejection
 from monitor.metrics import MAX_SOURCES, Metrics
 
 
@@ -64,9 +64,9 @@ def test_observe_many_counts_like_one_at_a_time():
 def test_label_values_stay_bounded_on_a_large_stream(default_pack, tmp_path):
     """No id (event, org, counterparty, alert) ever becomes a label value: over the
     whole demo stream every label takes only a handful of values."""
-    from monitor.generator import generate
-    from monitor.runner import EmbeddedRunner
-    from monitor.tickets import MemoryTicketStore
+    from monitor.analyst.generator import generate
+    from monitor.runners.runner import EmbeddedRunner
+    from monitor.cases.tickets import MemoryTicketStore
 
     path = tmp_path / "events.jsonl"
     stream = generate(events=60_000, seed=3)

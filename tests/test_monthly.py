@@ -6,9 +6,9 @@ import datetime as dt
 
 from openpyxl import load_workbook
 
-from monitor.alerts import AlertBook
-from monitor.scorer import Finding
-from monitor.tickets import SqlTicketStore
+from monitor.core.alerts import AlertBook
+from monitor.core.findings import Finding
+from monitor.cases.tickets import SqlTicketStore
 from tests.test_cli import riskwatch
 
 MARCH = dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc).timestamp()

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.metrics import Metrics
-from monitor.notify import Config, Notice, Notifier, load_config
+from monitor.cases.notify import Config, Notice, Notifier, load_config
 
 SECRET = "SEC0123456789abcdef"
 
@@ -196,9 +196,9 @@ def test_config_reads_secrets_from_the_environment(tmp_path, monkeypatch):
 def test_the_runner_notifies_new_tickets_and_escalations(robot, default_pack, tmp_path):
     import datetime as dt
 
-    from monitor.generator import generate
-    from monitor.runner import EmbeddedRunner
-    from monitor.tickets import SqlTicketStore
+    from monitor.analyst.generator import generate
+    from monitor.runners.runner import EmbeddedRunner
+    from monitor.cases.tickets import SqlTicketStore
 
     path = tmp_path / "events.jsonl"
     generate(events=6000, seed=4).write(path)

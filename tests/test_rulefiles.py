@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.rulefiles import PackError, lint, load_document, load_list, load_pack
+from monitor.packs.rulefiles import PackError, lint, load_document, load_list, load_pack
 
 TODAY = dt.date(2026, 11, 27)
 

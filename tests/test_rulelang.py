@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from monitor.batch import EventBatch
-from monitor.rulelang import ExprError, Param, Scope, compile_expr, required_minimum
-from monitor.rules import CounterpartyList
+from monitor.core.batch import EventBatch
+from monitor.core.rulelang import ExprError, Param, Scope, compile_expr, required_minimum
+from monitor.core.rules import CounterpartyList
 from tests.conftest import CST, make_event
 
 LIMIT = Param("limit", 500_000.0, {"ORG2": 300_000.0})

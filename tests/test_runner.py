@@ -8,10 +8,10 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.generator import generate
+from monitor.analyst.generator import generate
 from monitor.metrics import Metrics
-from monitor.runner import EmbeddedRunner, partitionable
-from monitor.tickets import MemoryTicketStore
+from monitor.runners.runner import EmbeddedRunner, partitionable
+from monitor.cases.tickets import MemoryTicketStore
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_shadow_rules_alert_but_open_no_tickets(default_pack, stream_file, tmp_p
 def test_tickets_keep_the_events_behind_them(default_pack, stream_file, tmp_path):
     """Every event an alert names is kept for its ticket, even when it arrived batches
     before the alert (a window or a running total held it)."""
-    from monitor.tickets import SqlTicketStore
+    from monitor.cases.tickets import SqlTicketStore
 
     store = SqlTicketStore(f"sqlite:///{tmp_path / 't.db'}")
     runner = EmbeddedRunner(default_pack, store, batch_size=250, workers=2)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from monitor.alerts import AlertBook
-from monitor.batch import EventBatch
-from monitor.generator import generate
-from monitor.event import decode_lines
-from monitor.scorer import Scorer
-from monitor.state import ScorerState
+from monitor.core.alerts import AlertBook
+from monitor.core.batch import EventBatch
+from monitor.analyst.generator import generate
+from monitor.core.event import decode_lines
+from monitor.core.scorer import Scorer
+from monitor.core.state import ScorerState
 from tests.conftest import CST, make_event, score_all
 
 DAY = dt.timedelta(days=1)

@@ -15,7 +15,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.alerts import AlertBook, dedup_key
+from monitor.core.alerts import AlertBook, dedup_key
 from tests.conftest import CST, make_event, score_all
 
 T0 = dt.datetime(2026, 3, 2, tzinfo=CST)

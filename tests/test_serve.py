@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor.alerts import AlertBook
-from monitor.auth import UserStore
-from monitor.scorer import Finding
-from monitor.serve import create_app
-from monitor.tickets import SqlTicketStore
+from monitor.core.alerts import AlertBook
+from monitor.cases.auth import UserStore
+from monitor.core.findings import Finding
+from monitor.web.serve import create_app
+from monitor.cases.tickets import SqlTicketStore
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc)
 XSS = '<script>document.title="pwned"</script><img src=x onerror="document.title=\'pwned\'">'

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from monitor.alerts import AlertBook
-from monitor.scorer import Finding
-from monitor.tickets import MemoryTicketStore, SqlTicketStore
+from monitor.core.alerts import AlertBook
+from monitor.core.findings import Finding
+from monitor.cases.tickets import MemoryTicketStore, SqlTicketStore
 
 NOW = dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc)
 
@@ -90,7 +90,7 @@ def test_concurrent_writers_never_open_two_tickets(database_url, default_pack):
 
 def test_ticket_writes_of_a_worker_whose_partitions_were_claimed_since_are_refused(database_url, default_pack):
     """A zombie worker (frozen, its partitions given to another) must not write tickets when it wakes."""
-    from monitor.tickets import Fence, FencedError
+    from monitor.cases.tickets import Fence, FencedError
 
     store = SqlTicketStore(database_url)
     store.claim_partitions("rw", [0, 1, 2], "zombie", NOW)

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from monitor.txnrecovery import last_record_offsets, open_transactions
+from monitor.runners.txnrecovery import last_record_offsets, open_transactions
 from tests.kafka_util import BOOTSTRAP, BROKER, end_offsets
 
 pytestmark = pytest.mark.usefixtures("kafka_broker")

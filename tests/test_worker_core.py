@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from monitor.changelog import org_partition
-from monitor.worker import Message, WorkerCore
+from monitor.runners.changelog import org_partition
+from monitor.runners.worker import Message, WorkerCore
 from tests.conftest import live_state, make_event, org_watermarks
 
 
@@ -86,7 +86,7 @@ class FakeBatchProducer:
 def test_the_changelog_is_sent_in_batches_per_partition_with_tombstones():
     import asyncio
 
-    from monitor.changelog import ChangelogTable
+    from monitor.runners.changelog import ChangelogTable
 
     store: dict[bytes, bytes] = {b"SUB01\x1fold": b"x"}
     table = ChangelogTable(store, "app-riskwatch-state-changelog", partitions=8)
@@ -112,7 +112,7 @@ def test_the_changelog_is_sent_in_batches_per_partition_with_tombstones():
 
 def _stream_messages(events: int, partitions: int = 4) -> list[Message]:
     """A generated stream as Kafka would hold it: each org's events in its partition, offsets per partition."""
-    from monitor.generator import generate
+    from monitor.analyst.generator import generate
 
     next_offset = [0] * partitions
     out = []

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from monitor.event import EVENT_TYPES
-from monitor.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS
+from monitor.core.event import EVENT_TYPES
+from monitor.runners.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS
 from tests.kafka_util import BOOTSTRAP, end_offsets, read_since
 
 pytestmark = pytest.mark.usefixtures("kafka_broker")
@@ -213,7 +213,7 @@ def free_port() -> int:
 
 
 def missing_note(orgs: set[str], *workers: Worker) -> str:
-    from monitor.changelog import org_partition
+    from monitor.runners.changelog import org_partition
 
     where = sorted((org_partition(o.encode(), 8), o) for o in orgs)
     return f"no alert for (partition, org) {where}; worker logs: {[str(w.log_path) for w in workers]}"
@@ -356,7 +356,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(worker):
 
 
 def test_the_worker_reloads_its_rules_on_sighup_and_rejects_a_broken_folder(tmp_path, rules_copy):
-    from monitor.rulefiles import load_pack
+    from monitor.packs.rulefiles import load_pack
 
     w = Worker(tmp_path, f"rw-reload-{uuid.uuid4().hex[:8]}", rules=rules_copy)
     w.start()
@@ -489,7 +489,7 @@ def assert_same_state(clean: Worker, killed: Worker, orgs: str) -> None:
     batches begin and end (a fetch is a batch), which differs between any two
     runs, killed or not; tests/test_worker_core.py shows a redelivered batch
     leaves them exactly as a clean run does."""
-    from monitor.rulefiles import default_rules_dir, load_pack
+    from monitor.packs.rulefiles import default_rules_dir, load_pack
     from tests.conftest import live_state, org_watermarks
     from tests.kafka_util import committed_table, read_to_end
 
@@ -510,10 +510,10 @@ def stream_for_this_run(tmp_path, events: int) -> str:
     this run only (returns their prefix): the topics also hold other tests'
     streams of the same generated orgs, and an org whose events arrive more
     than a window apart out of order is swept on a schedule a restart changes
-    (see the note in monitor/scorer.py's sweep)."""
+    (see the note in monitor/core/scorer.py's sweep)."""
     from connectors.file import JSONL_CONTRACT, run_file_connector
     from connectors.sink import KafkaSink
-    from monitor.generator import generate
+    from monitor.analyst.generator import generate
 
     orgs = f"R{uuid.uuid4().hex[:6]}-"
     path = tmp_path / "stream.jsonl"

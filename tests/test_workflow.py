@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from monitor.tickets import SqlTicketStore, TicketError
-from monitor.workflow import WorkflowError
+from monitor.cases.tickets import SqlTicketStore, TicketError
+from monitor.cases.workflow import WorkflowError
 from tests.test_tickets import NOW, alerts_for, database_url  # noqa: F401 - the fixture runs on SQLite and PostgreSQL
 
 
@@ -103,7 +103,7 @@ def test_resolved_tickets_do_not_escalate(store, default_pack):
 def test_exports_to_csv_and_xlsx(store, tmp_path):
     from openpyxl import load_workbook
 
-    from monitor.exports import write_export
+    from monitor.cases.exports import write_export
 
     t = store.find()[0]["id"]
     store.move(t, "resolved", "x", NOW, outcome="confirmed_violation")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from monitor.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, check_topics, create_topics
+from monitor.runners.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, check_topics, create_topics
 from tests.kafka_util import end_offsets, read_since
 
 ROOT = Path(__file__).parent.parent.parent

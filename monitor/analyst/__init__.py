@@ -1,0 +1,3 @@
+"""Tools for analysts tuning rules: backtests, rule diffs, detector
+evaluation, and the demo stream generator.
+"""

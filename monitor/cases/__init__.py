@@ -1,0 +1,3 @@
+"""Disposal: tickets and their workflow, users and auth, notifications,
+exports, reports, and the database migrations.
+"""

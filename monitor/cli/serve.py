@@ -1,0 +1,55 @@
+"""``riskwatch serve``: the REST API and web UI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import click
+
+from monitor.cli.app import _db_option, _load_pack_or_exit, _notifier, _now, _serve_metrics, _store, console, main
+
+# --- serve and users ------------------------------------------------------------------------
+@main.command()
+@_db_option
+@click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--metrics-port", default=9466, show_default=True, help="Port for /metrics (-1: off).")
+@click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Notification channels and routes (YAML): escalations found by the periodic check.")
+def serve(db, rules, host, port, metrics_port, notify_path):
+    """The REST API (/api, OpenAPI at /docs) and the web UI for compliance managers.
+
+    Session cookies are signed with $RISKWATCH_SESSION_SECRET (set it, or sessions end with the process)."""
+    import threading
+
+    import uvicorn
+
+    from monitor.web.serve import create_app
+
+    pack = _load_pack_or_exit(rules)
+    store = _store(db)
+    metrics, mport = _serve_metrics(metrics_port)
+    if mport:
+        console.print(f"metrics: http://127.0.0.1:{mport}/metrics")
+    notifier = _notifier(notify_path, metrics)
+
+    def periodic_check() -> None:
+        from monitor.cases.notify import announce
+
+        while True:
+            try:
+                announce(metrics, notifier, escalated=store.escalate(pack, _now()))
+                if metrics is not None:
+                    metrics.set_ticket_gauges(store.open_by_risk(), store.overdue_by_risk(_now()))
+            except Exception as err:  # noqa: BLE001 - the check must outlive a database hiccup
+                logging.getLogger("riskwatch.serve").error("periodic check failed: %s", err)
+            time.sleep(60)
+
+    threading.Thread(target=periodic_check, name="riskwatch-escalation", daemon=True).start()
+    app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"), metrics=metrics)
+    console.print(f"riskwatch serve: http://{host}:{port}/  (API docs: /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

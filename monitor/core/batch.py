@@ -1,0 +1,132 @@
+"""A batch of events as columns, read lazily by rule expressions.
+
+>>> from monitor.core.event import decode_lines
+>>> events, _ = decode_lines([b'{"event_id":"a","source":"s","domain":"finance","type":"payment",'
+...     b'"occurred_at":"2026-03-07T21:30:00+08:00","org_id":"ORG01","amount":5,"attributes":{"manual":true}}'])
+>>> batch = EventBatch(events)
+>>> rows = batch.all_rows
+>>> batch.column("amount", rows).tolist(), batch.column("occurred_at:hour", rows).tolist()
+([5.0], [21.0])
+>>> batch.column("occurred_at:weekday", rows).tolist(), batch.column("attributes.manual", rows).tolist()
+([6.0], [True])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from itertools import repeat
+from operator import attrgetter
+
+import numpy as np
+
+from monitor.core.event import ATTRIBUTE_TYPES, Event
+
+__all__ = ["EventBatch"]
+
+_amount = attrgetter("amount")
+_occurred_at = attrgetter("occurred_at")
+_hour = attrgetter("occurred_at.hour")
+_day = attrgetter("occurred_at.day")
+_attributes = attrgetter("attributes")
+_timestamp = dt.datetime.timestamp
+_isoweekday = dt.datetime.isoweekday
+
+_TIME_PARTS = ("occurred_at:hour", "occurred_at:weekday", "occurred_at:day")
+_STR_FIELDS = ("event_id", "source", "domain", "type", "org_id", "currency", "counterparty_id", "counterparty_name")
+
+
+def _as_str(v):
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _as_num(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return np.nan
+    return np.nan
+
+
+class EventBatch:
+    """Columns of a list of events. Top-level columns are built once per batch;
+    attribute columns are read only for the rows an expression asks about."""
+
+    __slots__ = ("events", "_full", "_equal", "all_rows")
+
+    def __init__(self, events: list[Event]):
+        self.events = events
+        self._full: dict[str, np.ndarray] = {}
+        self._equal: dict[tuple[str, object], np.ndarray] = {}
+        self.all_rows = np.arange(len(events))
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def column(self, path: str, rows: np.ndarray) -> np.ndarray:
+        full = self._full.get(path)
+        if full is None:
+            if path.startswith("attributes."):
+                return self._attribute(path[11:], rows)
+            if path in _TIME_PARTS and len(rows) < len(self.events):
+                # The hour or weekday of the few rows a rule asks about (journal entries, say).
+                return self._build(path, list(map(self.events.__getitem__, rows.tolist())))
+            full = self._full[path] = self._build(path, self.events)
+        return full if len(rows) == len(full) else full[rows]
+
+    def equals(self, path: str, value, rows: np.ndarray) -> np.ndarray:
+        """``column == value``; on whole batches cached, since many rules
+        start with the same test (``type == "payment"``)."""
+        if len(rows) != len(self.events) or path.startswith("attributes."):
+            return self.column(path, rows) == value
+        mask = self._equal.get((path, value))
+        if mask is None:
+            mask = self._equal[(path, value)] = self.column(path, rows) == value
+        return mask
+
+    def _build(self, path: str, events: list[Event]) -> np.ndarray:
+        # map() over C getters: no Python frame per event.
+        if path in _STR_FIELDS:
+            out = np.empty(len(events), dtype=object)
+            out[:] = list(map(attrgetter(path), events))
+            return out
+        if path == "amount":
+            return np.array(list(map(_amount, events)), dtype=float)  # None -> NaN
+        if path == "occurred_at":
+            return np.array(list(map(_timestamp, map(_occurred_at, events))), dtype=float)
+        if path == "occurred_at:hour":
+            return np.array(list(map(_hour, events)), dtype=float)
+        if path == "occurred_at:weekday":
+            return np.array(list(map(_isoweekday, map(_occurred_at, events))), dtype=float)
+        if path == "occurred_at:day":
+            return np.array(list(map(_day, events)), dtype=float)
+        raise KeyError(f"unknown column {path!r}")
+
+    def _attribute(self, name: str, rows: np.ndarray) -> np.ndarray:
+        events = self.events
+        values = list(map(dict.get, map(_attributes, map(events.__getitem__, rows.tolist())), repeat(name)))
+        kind = ATTRIBUTE_TYPES.get(name, "str")
+        if kind == "num":
+            return np.fromiter((_as_num(v) for v in values), float, len(values))
+        if kind == "bool":
+            return np.fromiter((v is True or v == "true" for v in values), bool, len(values))
+        out = np.empty(len(values), dtype=object)
+        out[:] = [v if v is None or type(v) is str else _as_str(v) for v in values]
+        return out
+
+    def value(self, path: str, row: int):
+        """One field of one event, for messages and keys (None when absent)."""
+        e = self.events[row]
+        if path.startswith("attributes."):
+            v = e.attributes.get(path[11:])
+            kind = ATTRIBUTE_TYPES.get(path[11:], "str")
+            return v if kind != "str" else _as_str(v)
+        if path == "occurred_at":
+            return e.occurred_at.isoformat()
+        return getattr(e, path)

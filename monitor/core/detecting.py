@@ -1,0 +1,116 @@
+"""Running the detectors of a pack over a batch: columns in, findings out. Pure.
+
+Each detector entry selects its events (``when``), and each org keeps its own
+model (``state.detectors[detector id][(org,)]``), so an org's normal is
+learned from its own history and the Kafka worker can keep a model in the
+changelog partition of that org's events. Rows are scored against everything
+before them and then learned (``process_many``). Rows at or above the
+threshold become findings, one per alert key (the ``by`` values, plus the
+period for per-month detectors), carrying the highest score and the details
+of its row for the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from detectors import MODELS, Detector
+from monitor.core.batch import EventBatch
+from monitor.core.detectorspec import CompiledDetector
+from monitor.core.findings import Finding
+from monitor.core.rulelang import EVENT_FIELD_TYPES
+from monitor.core.state import ScorerState
+
+__all__ = ["detector_columns", "detector_findings", "detector_model", "detector_scores"]
+
+
+_INPUTS = {
+    "amount": lambda batch, rows: batch.column("amount", rows),
+    "t": lambda batch, rows: batch.column("occurred_at", rows),
+    "hour": lambda batch, rows: batch.column("occurred_at:hour", rows),
+    "weekday": lambda batch, rows: batch.column("occurred_at:weekday", rows),
+    "individual": lambda batch, rows: batch.equals("attributes.payee_type", "individual", rows).astype(float),
+}
+
+
+def detector_columns(batch: EventBatch, rows: np.ndarray, by: tuple[str, ...],
+                     inputs: tuple[str, ...] = tuple(_INPUTS)) -> dict[str, np.ndarray]:
+    """The columns a detector model reads (``inputs``; ``key`` holds the ``by`` values), for the given rows."""
+    key = np.empty(len(rows), dtype=object)
+    key[:] = list(zip(*(batch.column(p, rows).tolist() for p in by)))
+    return {"key": key} | {name: _INPUTS[name](batch, rows) for name in inputs if name != "key"}
+
+
+def detector_model(det: CompiledDetector, state: ScorerState, org: Any) -> Detector:
+    """The org's model, made or restored from plain state on first use."""
+    store = state.detectors.setdefault(det.id, {})
+    held = store.get((org,))
+    if isinstance(held, Detector):
+        return held
+    model = det.new_model()
+    if held is not None:
+        model.load_state(held)
+    store[(org,)] = model
+    return model
+
+
+def detector_scores(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> np.ndarray:
+    """Score and learn the selected rows; returns their scores (for evaluation)."""
+    scores = np.zeros(len(selected))
+    for positions, _org, s in _process(det, batch, selected, state):
+        scores[positions] = s.scores
+    return scores
+
+
+def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState):
+    """(positions in ``selected``, org, Scores) per org, each org scored by its own model."""
+    by_org: dict[Any, list[int]] = {}
+    for i, org in enumerate(batch.column("org_id", selected).tolist()):
+        by_org.setdefault(org, []).append(i)
+    kind = MODELS[det.model]
+    columns = detector_columns(batch, selected, det.by, kind.inputs)
+    parts, models = [], []
+    for org, positions in by_org.items():
+        model = detector_model(det, state, org)
+        take = np.array(positions)
+        models.append((org, model))
+        parts.append((model, columns if len(positions) == len(selected) else
+                      {name: col[take] for name, col in columns.items()}))
+    results = kind.process_pooled(parts)
+    out = []
+    for (org, model), positions, scores in zip(models, by_org.values(), results):
+        state.detectors[det.id][(org,)] = model  # a table-backed store needs the write
+        out.append((positions, org, scores))
+    return out
+
+
+def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState,
+                      scores_out: dict[str, np.ndarray] | None = None):
+    """Score and learn the selected rows; returns the findings above the threshold
+    (and puts every row's score in ``scores_out[det.id]`` when given)."""
+    groups: dict[tuple, list[tuple[float, int, dict]]] = {}
+    processed = _process(det, batch, selected, state)
+    if scores_out is not None:
+        scores_out[det.id] = np.concatenate([s.scores for _, _, s in processed])
+    for positions, _org, scores in processed:
+        rows = selected[positions]
+        for i in np.flatnonzero(scores.scores >= det.threshold).tolist():
+            details = scores.row(i)
+            row = int(rows[i])
+            key = tuple(batch.value(p, row) for p in det.by)
+            if "period" in details:
+                key += (details["period"],)
+            groups.setdefault(key, []).append((float(scores.scores[i]), row, details))
+    findings = []
+    times = batch.column("occurred_at", batch.all_rows)
+    for key, hits in groups.items():
+        best_score, best_row, details = max(hits, key=lambda h: h[0])
+        values = {f: batch.value(f, best_row) for f in det.message.fields if f in EVENT_FIELD_TYPES}
+        values.update(details)
+        values.update(score=best_score, threshold=det.threshold, org_id=batch.events[best_row].org_id)
+        hit_times = [float(times[r]) for _, r, _ in hits]
+        findings.append(Finding(det.id, key, [batch.events[r].event_id for _, r, _ in hits],
+                                min(hit_times), max(hit_times), values, best_score))
+    return findings

@@ -1,0 +1,346 @@
+"""The scorer: a batch of events and the state in, findings out. No I/O.
+
+>>> from monitor.packs.rulefiles import load_pack, default_rules_dir
+>>> from monitor.core.event import decode_lines
+>>> pack = load_pack(default_rules_dir())
+>>> events, _ = decode_lines([b'{"event_id":"c1","source":"erp","domain":"procurement",'
+...     b'"type":"contract_signed","occurred_at":"2026-03-02T10:00:00+08:00","org_id":"ORG01",'
+...     b'"amount":300000,"counterparty_id":"S1","attributes":{"contract_id":"HT1","legal_review":"none"}}'])
+>>> scorer = Scorer(pack)
+>>> [f.rule_id for f in scorer.score(EventBatch(events), ScorerState())]
+['proc_contract_without_legal_review']
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from operator import attrgetter, itemgetter
+
+import numpy as np
+
+from monitor.core.batch import EventBatch
+from monitor.core.detecting import detector_findings
+from monitor.core.findings import Finding
+from monitor.core.rulelang import aggregate_column
+from monitor.core.rules import CompiledRule, RulePack
+from monitor.core.state import KeyTotal, KeyWindow, ScorerState
+
+__all__ = ["EventBatch", "Finding", "Scorer", "ScorerState"]
+
+# Fields of a running total's entries: (time, event id, value, display values).
+_entry_time, _entry_event_id, _entry_value = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
+class _Table:
+    """Columns of the evaluation rows of a window's or total's ``having``."""
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.columns = columns
+
+    def column(self, path: str, rows: np.ndarray) -> np.ndarray:
+        col = self.columns[path]
+        return col if len(rows) == len(col) else col[rows]
+
+    def equals(self, path: str, value, rows: np.ndarray) -> np.ndarray:
+        return self.column(path, rows) == value
+
+
+def _columns(batch: EventBatch, selected: np.ndarray, fields) -> list[list]:
+    """The given fields of the selected rows, as Python lists."""
+    return [batch.column(f, selected).tolist() for f in fields]
+
+
+def _column_array(values: list, kind_num: bool) -> np.ndarray:
+    if kind_num:
+        return np.array(values, dtype=float)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+class Scorer:
+    """Scores batches with a compiled pack. Rules with status ``draft`` are
+    skipped unless ``statuses`` names them (a rule's own test cases do)."""
+
+    def __init__(self, pack: RulePack, statuses: tuple[str, ...] = ("live", "shadow")):
+        self.pack = pack
+        self.rules = [r for r in pack.rules if r.status in statuses]
+        self.detectors = [d for d in pack.detectors if d.status in statuses]
+        self.detector_scores: dict[str, np.ndarray] = {}  # the last batch's scores, per detector (for metrics)
+        self.held_rows = np.zeros(0, dtype=np.int64)  # the last batch's rows held by stateful rules
+
+    def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
+        if not len(batch):
+            return []
+        rows = batch.all_rows
+        times = batch.column("occurred_at", rows)
+        state.watermark = max(state.watermark, float(times.max()))
+        # Per org too: partitions (and so orgs) move through business time at
+        # their own pace, and idle state may only be judged against its own org.
+        org_marks = state.org_watermarks
+        for org, t in zip(batch.column("org_id", rows).tolist(), times.tolist()):
+            if t > org_marks.get(org, -math.inf):
+                org_marks[org] = t
+        findings: list[Finding] = []
+        held = np.zeros(len(batch), dtype=bool)  # rows a stateful rule keeps: later evidence
+        for rule in self.rules:
+            selected = rows[rule.when.fn(batch, rows)]
+            for _exc, where in rule.exceptions:
+                if not len(selected):
+                    break
+                selected = selected[~where.fn(batch, selected)]
+            if not len(selected):
+                continue
+            if rule.kind == "event":
+                findings += self._event_findings(rule, batch, selected)
+                continue
+            held[selected] = True
+            if rule.kind == "window":
+                findings += self._window_findings(rule, batch, selected, state)
+            else:
+                findings += self._total_findings(rule, batch, selected, state)
+        self.held_rows = np.flatnonzero(held)
+        self.detector_scores = {}
+        for det in self.detectors:
+            selected = rows[det.when.fn(batch, rows)]
+            if len(selected):
+                findings += detector_findings(det, batch, selected, state, self.detector_scores)
+        self._sweep(state)
+        return findings
+
+    # stateless rules -------------------------------------------------------
+    def _event_findings(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray) -> list[Finding]:
+        out = []
+        times = batch.column("occurred_at", selected)
+        for row, t in zip(selected.tolist(), times.tolist()):
+            key = tuple(batch.value(p, row) for p in rule.key)
+            values = {f: batch.value(f, row) for f in rule.message.fields}
+            values["org_id"] = batch.events[row].org_id
+            out.append(Finding(rule.id, key, [batch.events[row].event_id], t, t, values))
+        return out
+
+    # windows -----------------------------------------------------------------
+    def _without_missing_numbers(self, rule, batch, selected):
+        """Drop rows whose numeric key fields are missing (NaN); None and ""
+        in text fields are caught per row, cheaply, by tuple membership."""
+        for path in rule.key:
+            if path == "amount":
+                selected = selected[~np.isnan(batch.column(path, selected))]
+        return selected
+
+    def _window_findings(self, rule, batch, selected, state: ScorerState) -> list[Finding]:
+        selected = self._without_missing_numbers(rule, batch, selected)
+        store = state.windows.setdefault(rule.id, {})
+        within, lateness = rule.window_seconds, rule.lateness_seconds
+        min_count = rule.min_count
+        times = batch.column("occurred_at", selected).tolist()
+        ids = batch.column("event_id", selected).tolist()
+        keys = list(zip(*_columns(batch, selected, rule.key)))
+        aggs = list(zip(*_columns(batch, selected, rule.agg_fields))) if rule.agg_fields else [()] * len(ids)
+        disp = list(zip(*_columns(batch, selected, rule.display))) if rule.display else [()] * len(ids)
+        pending: list[tuple[tuple, KeyWindow, str, float]] = []  # (key, window, anchor event id, anchor time)
+        touched: dict[int, KeyWindow] = {}
+        for t, eid, key, agg, shown in zip(times, ids, keys, aggs, disp):
+            if None in key or "" in key:
+                continue
+            w = store.get(key)
+            if w is None:
+                if min_count > 1:
+                    # Most keys only ever see one event: keep it as a bare tuple.
+                    store[key] = (t, eid, agg, shown)
+                    continue
+                w = store[key] = KeyWindow()
+            elif type(w) is tuple:
+                if w[1] == eid:
+                    continue
+                single = w
+                w = store[key] = KeyWindow()
+                w.insert(*single)
+            if t < w.max_t - within - lateness:
+                state.late_events += 1
+                continue
+            if not w.insert(t, eid, agg, shown):
+                continue
+            touched[id(w)] = w
+            wt = w.times
+            if len(wt) < min_count:
+                continue
+            # The new event is an anchor, and so is every later event whose window now includes it.
+            for j in range(len(wt) - 1, -1, -1):
+                tj = wt[j]
+                if tj < t:
+                    break
+                if tj - t < within and bisect_right(wt, tj) - bisect_right(wt, tj - within) >= min_count:
+                    pending.append((key, w, w.entries[j][0], tj))
+        findings = self._fire_windows(rule, pending) if pending else []
+        # Evict only now: an anchor's window is read above, after the whole batch is in.
+        for w in touched.values():
+            horizon = w.max_t - within - lateness
+            if w.times[0] < horizon:
+                w.evict_before(horizon)
+        return findings
+
+    def _fire_windows(self, rule: CompiledRule, pending) -> list[Finding]:
+        # Aggregates per anchor, then `having` on all of them at once.
+        agg_index = {f: i for i, f in enumerate(rule.agg_fields)}
+        rows_spans = []
+        columns: dict[str, list] = {aggregate_column(fn, f): [] for fn, f in rule.aggregates}
+        columns.setdefault("count", [])
+        seen = set()
+        for key, w, anchor, t in pending:
+            if (id(w), anchor) in seen:
+                continue
+            seen.add((id(w), anchor))
+            j = bisect_left(w.times, t)
+            while j < len(w.times) and w.times[j] == t and w.entries[j][0] != anchor:
+                j += 1
+            if j == len(w.times) or w.entries[j][0] != anchor:
+                continue
+            span = w.span(j, rule.window_seconds)
+            entries = [w.entries[i] for i in span]
+            columns["count"].append(float(len(entries)))
+            for fn, f in rule.aggregates:
+                if fn == "count":
+                    continue
+                vals = [e[1][agg_index[f]] for e in entries]
+                columns[aggregate_column(fn, f)].append(_aggregate(fn, vals))
+            rows_spans.append((key, w, anchor, j, span))
+        if not rows_spans:
+            return []
+        table = {name: np.array(vals, dtype=float) for name, vals in columns.items()}
+        for i, path in enumerate(rule.key):
+            table[path] = _column_array([k[i] for k, *_ in rows_spans], path == "amount")
+        hits = rule.having.fn(_Table(table), np.arange(len(rows_spans)))
+        out = []
+        for n, (hit, (key, w, anchor, j, span)) in enumerate(zip(hits.tolist(), rows_spans)):
+            if not hit:
+                continue
+            values = {name: float(table[name][n]) for name in columns}
+            values.update(zip(rule.key, key))
+            values.update(zip(rule.display, w.entries[j][2]))
+            out.append(Finding(rule.id, key, [w.entries[i][0] for i in span], w.times[span.start], w.times[span.stop - 1], values))
+        return out
+
+    # totals ------------------------------------------------------------------
+    def _total_findings(self, rule, batch, selected, state: ScorerState) -> list[Finding]:
+        selected = self._without_missing_numbers(rule, batch, selected)
+        store = state.totals.setdefault(rule.id, {})
+        is_add = rule.add.fn(batch, selected).tolist()
+        is_ref = rule.reference.fn(batch, selected).tolist()
+        times = batch.column("occurred_at", selected).tolist()
+        ids = batch.column("event_id", selected).tolist()
+        values = batch.column(rule.value_field, selected).tolist()
+        keys = list(zip(*_columns(batch, selected, rule.key)))
+        disp = list(zip(*_columns(batch, selected, rule.display))) if rule.display else [()] * len(ids)
+        # key -> (state, earliest business time whose running totals changed)
+        touched: dict[tuple, tuple[KeyTotal, float]] = {}
+        for add, ref, t, eid, v, key, shown in zip(is_add, is_ref, times, ids, values, keys, disp):
+            if not (add or ref) or None in key or "" in key:
+                continue
+            if v != v:  # NaN: no amount
+                if not add:
+                    continue
+                v = 0.0
+            s = store.get(key)
+            if s is None:
+                s = store[key] = KeyTotal()
+            if not s.insert(bool(add), t, eid, v, shown):
+                continue
+            # A new first reference changes what is in force for every earlier add too.
+            changed_from = -math.inf if (not add and s.refs[0][1] == eid) else t
+            previous = touched.get(key)
+            touched[key] = (s, changed_from if previous is None else min(previous[1], changed_from))
+        # Each add at or after the change is an anchor: its running total
+        # against the reference in force at its time. One that fired before
+        # fires again only with new evidence (the alert then grows).
+        anchors = []
+        for key, (s, changed_from) in touched.items():
+            if not s.refs:
+                continue
+            adds = s.adds  # sorted by time
+            # A key can hold a year of adds: sum them in C, in order (as a loop would).
+            totals = list(accumulate(map(_entry_value, adds)))
+            first = 0 if changed_from == -math.inf else bisect_left(adds, changed_from, key=_entry_time)
+            for n in range(first, len(adds)):
+                anchors.append((key, s, n, totals[n], s.reference_at(adds[n][0])))
+        if not anchors:
+            return []
+        table = {
+            "total": np.array([a[3] for a in anchors], dtype=float),
+            "reference": np.array([a[4][2] for a in anchors], dtype=float),
+            "count": np.array([a[2] + 1 for a in anchors], dtype=float),
+        }
+        for i, path in enumerate(rule.key):
+            table[path] = _column_array([a[0][i] for a in anchors], path == "amount")
+        hits = rule.having.fn(_Table(table), np.arange(len(anchors)))
+        out = []
+        for hit, (key, s, n, running, ref) in zip(hits.tolist(), anchors):
+            if not hit:
+                continue
+            add = s.adds[n]
+            values = {"total": running, "reference": ref[2], "count": float(n + 1)}
+            values.update(zip(rule.key, key))
+            values.update(zip(rule.display, add[3]))
+            # The reference and every add up to this one made it; adds are sorted by time.
+            event_ids = [ref[1], *map(_entry_event_id, s.adds[: n + 1])]
+            out.append(Finding(rule.id, key, event_ids, min(ref[0], s.adds[0][0]), max(ref[0], add[0]), values))
+        return out
+
+    # bounded state -------------------------------------------------------------
+    def _sweep(self, state: ScorerState) -> None:
+        """Drop idle keys. Runs per rule once business time has moved on by half a window.
+
+        Idle is judged against the key's org's newest event seen by this scorer,
+        and the schedule is this scorer's own: neither is kept in the state. So
+        when an org's events arrive more than a window (plus lateness) out of
+        order — a backfill of an old quarter — whether a late event still finds
+        its key can differ between a restarted worker and one that ran through.
+        """
+        for rule in self.rules:
+            if rule.kind == "window":
+                horizon = rule.window_seconds + rule.lateness_seconds
+                store = state.windows.get(rule.id)
+            elif rule.kind == "total":
+                horizon = rule.expires_seconds
+                store = state.totals.get(rule.id)
+            else:
+                continue
+            if not store:
+                continue
+            every = max(horizon / 2, 3600.0)
+            last = state.swept_at.get(rule.id, float("-inf"))
+            if state.watermark - last < every:
+                continue
+            state.swept_at[rule.id] = state.watermark
+            last_seen = _window_last_seen if rule.kind == "window" else _total_last_seen
+            if "org_id" in rule.key:
+                # Per org; an org not seen since this scorer started (a restarted worker) keeps its state.
+                org_at = rule.key.index("org_id")
+                cutoffs = {org: mark - horizon for org, mark in state.org_watermarks.items()}
+                stale = [k for k, v in store.items() if last_seen(v) < cutoffs.get(k[org_at], -math.inf)]
+            else:
+                cutoff = state.watermark - horizon
+                stale = [k for k, v in store.items() if last_seen(v) < cutoff]
+            for k in stale:
+                del store[k]
+
+
+def _window_last_seen(w) -> float:
+    return w[0] if type(w) is tuple else w.max_t  # a key seen once is a bare tuple
+
+
+_total_last_seen = attrgetter("last_t")
+
+
+def _aggregate(fn: str, values: list) -> float:
+    if fn == "sum":
+        return float(sum(v for v in values if v == v))
+    if fn == "min":
+        return float(min(values)) if values else math.nan
+    if fn == "max":
+        return float(max(values)) if values else math.nan
+    if fn == "distinct":
+        return float(len({v for v in values if v is not None}))
+    raise ValueError(fn)

@@ -1,0 +1,488 @@
+"""The distributed runner: a faust-streaming worker on the Kafka event topics.
+
+    riskwatch worker --broker kafka://127.0.0.1:9092 [--rules DIR] [--db URL] [--metrics-port 9465]
+
+What consumes is thin: faust's consumer hands each fetch of records from the
+four event topics over as a batch (``monitor.runners.batchconsumer`` — faust's agents
+take one message at a time, which caps them near 15,000 events/s here), the
+batch goes to ``WorkerCore`` (decode, score, merge alerts — the same scorer as
+the embedded runner) and what comes out is sent: alerts to ``riskwatch.alerts``,
+undecodable messages to ``riskwatch.deadletter``, tickets to the database.
+
+Keyed state — windows, running totals, alerts — lives in one faust table
+(``riskwatch-state``) backed by a changelog topic. Its keys start with the org,
+and every entry goes to the changelog partition of its org's events (see
+``monitor.runners.changelog``): a worker that takes over a partition recovers exactly
+the state it needs. Producers of events must use the Java client's default
+partitioner (murmur2 of the key), as kafka-python, aiokafka and Java clients
+do; with kcat pass ``-X partitioner=murmur2_random``.
+
+Exactly once. Tickets go to the database as soon as their batch is scored.
+Everything else a batch produces — its alerts, its dead letters, the state it
+changed, the offset it leads to — is committed together once a second (a
+checkpoint), one Kafka transaction per input partition: alerts and dead
+letters are visible to ``read_committed`` consumers exactly when the state
+that saw their events is. The state records, per input partition, the next
+offset it has not applied (``monitor.runners.tablestate.AppliedOffsets``), so a
+redelivery is never applied twice, whatever offset the group resumes from.
+
+Zombies are fenced. The transactions of input partition ``p`` go through a
+producer whose transactional id is ``<app id>-state-<p>``; a worker that is
+given ``p`` starts its producer before it recovers ``p``'s state, and the
+broker then fences the old owner's producer (a higher epoch) and aborts its
+open transaction. A worker frozen past its session timeout and resumed finds
+its next commit refused and stops: it cannot commit state, offsets, alerts or
+dead letters for a partition it lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, MutableMapping
+
+import msgspec
+
+from monitor.core.alerts import Alert, AlertBook
+from monitor.core.batch import EventBatch
+from monitor.runners.changelog import MAX_BATCH_BYTES, ChangelogTable, org_partition
+from monitor.core.event import Event, Rejection, decode_one
+from monitor.runners.heap import FrozenHeap
+from monitor.metrics import Metrics
+from monitor.cases.notify import announce
+from monitor.core.rules import RulePack, changed_rules
+from monitor.core.scorer import Scorer
+from monitor.core.state import drop_rules
+from monitor.runners.tablestate import TableEvidence, TableState
+from monitor.runners.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
+
+__all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
+
+log = logging.getLogger("riskwatch.worker")
+STATE_TABLE = "riskwatch-state"
+REVOKE_WAIT_SECONDS = 5.0  # well inside the session timeout (10 s)
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the core needs of a Kafka message."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass
+class WorkerOutput:
+    alerts: list[Alert] = field(default_factory=list)  # new or changed, to produce and to ticket
+    new_alerts: list[Alert] = field(default_factory=list)
+    dead_letters: list[tuple[Message, Rejection]] = field(default_factory=list)
+    scored: int = 0
+    events_by_source: Counter = field(default_factory=Counter)
+    hits_by_rule: Counter = field(default_factory=Counter)
+    scoring_seconds: float = 0.0
+    occurred_at: object = None  # epoch seconds of the scored events (numpy)
+    detector_scores: dict = field(default_factory=dict)
+    evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
+    redelivered: int = 0  # messages the state had already applied, skipped
+
+
+class WorkerCore:
+    """Decode, score and alert a batch of messages, with state in ``table``.
+
+    No Kafka here: the table is any mapping of bytes (a faust Table in the
+    worker, a dict in tests), and messages are plain values.
+    """
+
+    def __init__(self, pack: RulePack, table: MutableMapping[bytes, bytes]):
+        self.pack = pack
+        self.table = table
+        self.scorer = Scorer(pack)
+        self.tables = TableState(pack, table)
+        self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
+        self.evidence = TableEvidence(table)  # in the table: a restarted worker still has the events behind later alerts
+
+    def swap_pack(self, new: RulePack) -> set[str]:
+        """Score with ``new`` from the next batch on. The table entries of rules
+        whose definition changed are deleted; every other rule keeps its state."""
+        self.tables.flush()
+        dropped = changed_rules(self.pack, new)
+        drop_rules(self.tables.state, dropped)
+        self.pack = new
+        self.scorer = Scorer(new)
+        self.tables = TableState(new, self.table)
+        self.book = AlertBook(new, self.tables.alerts)  # type: ignore[arg-type]
+        return dropped
+
+    def process(self, messages: list[Message], write_state: bool = True) -> WorkerOutput:
+        """Score a batch. With ``write_state=False`` the state stays in memory until
+        ``write_state()``: the worker first makes the batch's alerts and tickets
+        durable, so a crash can never leave state that says "seen" for a finding
+        nobody was told about (a redelivered event does not fire again)."""
+        out = WorkerOutput()
+        events: list[Event] = []
+        raws: list[bytes] = []
+        positions: list[tuple[int, int]] = []
+        fresh = self._not_applied(messages)
+        out.redelivered = len(messages) - len(fresh)
+        for m in fresh:
+            decoded = decode_one(m.value if m.value is not None else b"", m.offset)
+            if isinstance(decoded, Event):
+                events.append(decoded)
+                raws.append(m.value)
+                positions.append((m.partition, m.offset))
+            else:
+                out.dead_letters.append((m, decoded))
+        if events:
+            batch = EventBatch(events)
+            started = time.perf_counter()
+            findings = self.scorer.score(batch, self.tables.state)
+            out.scoring_seconds = time.perf_counter() - started
+            new, updated = self.book.merge_split(findings)
+            out.alerts, out.new_alerts = new + updated, new
+            held = self.scorer.held_rows.tolist()
+            self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held),
+                                   map(positions.__getitem__, held))
+            out.evidence = self.evidence.collect(out.alerts, events) if out.alerts else []
+            out.scored = len(events)
+            out.hits_by_rule = Counter(f.rule_id for f in findings)
+            out.events_by_source = Counter((e.domain, e.source) for e in events)
+            out.occurred_at = batch.column("occurred_at", batch.all_rows)
+            out.detector_scores = dict(self.scorer.detector_scores)
+        for m in reversed(fresh):  # the last record of each partition is its highest
+            self.tables.applied.advance(m.topic, m.partition, m.offset)
+        if write_state:
+            self.write_state()
+        return out
+
+    def _not_applied(self, messages: list[Message]) -> list[Message]:
+        """The messages the state has not applied yet: after a crash or a
+        rebalance Kafka delivers again from the committed consumer offset,
+        which may lag the state recovered (see ``AppliedOffsets``)."""
+        applied = self.tables.applied
+        nexts: dict[tuple[str, int], int] = {}
+        fresh = []
+        for m in messages:
+            tp = (m.topic, m.partition)
+            next_offset = nexts.get(tp)
+            if next_offset is None:
+                next_offset = nexts[tp] = applied.next_offset(m.topic, m.partition)
+            if m.offset >= next_offset:
+                fresh.append(m)
+        return fresh
+
+    def write_state(self) -> None:
+        """Write the state the last batches changed into the table (its changelog)."""
+        self.tables.flush()
+        self.evidence.flush()
+
+    def forget(self) -> None:
+        self.tables.forget()
+        self.evidence.forget()
+
+
+def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
+               partitions: int = 8, batch_size: int = 10_000, app_id: str = "riskwatch", reloader=None, notifier=None,
+               checkpoint_every: float = 1.0, checkpoint_events: int = 50_000):
+    """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it.
+
+    Each fetch of event records is scored as it comes (in batches of up to
+    ``batch_size``; a fetch holds at most that many), its alerts sent at once;
+    the state it changed is written and its offsets committed every ``checkpoint_every``
+    seconds or ``checkpoint_events`` events, whichever comes first: a state
+    entry touched by many batches is written once, and a crash scores again
+    at most that much.
+    """
+    import faust
+    from aiokafka import TopicPartition
+    from aiokafka.errors import ProducerFenced
+
+    from monitor.runners.batchconsumer import BatchConsumer
+    from monitor.runners.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
+    from monitor.cases.tickets import Fence, FencedError, SqlTicketStore
+
+    # faust keeps a small data folder per app: under the user's cache, not the working directory
+    data_root = os.environ.get("RISKWATCH_DATA_DIR", os.path.expanduser("~/.cache/riskwatch/faust"))
+    os.makedirs(data_root, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=broker,
+        store="memory://",
+        datadir=os.path.join(data_root, "{conf.id}"),
+        topic_partitions=partitions,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        # a fetch is a batch: up to 8 MiB a partition, ``batch_size`` records
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_max_poll_records=batch_size,
+        web_enabled=False,
+        broker_session_timeout=10.0,  # a dead worker's partitions move on within seconds
+        broker_heartbeat_interval=2.0,
+        table_cleanup_interval=3600.0,
+        key_serializer="raw",  # every topic, the table's changelog included, carries plain bytes
+        value_serializer="raw",
+        TableManager=TransactionalTableManager,  # the changelog is written in transactions
+    )
+    # The event topics are subscribed here, not by an agent: their records go
+    # to ``score_batch`` a fetch at a time (see ``monitor.runners.batchconsumer``).
+    app.transport.Consumer = BatchConsumer
+    events_topic = app.topic(*EVENT_TOPICS.values(), key_serializer="raw", value_serializer="raw")
+    app.topics.add(events_topic)
+    table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True,
+                      extra_topic_configs={"cleanup.policy": "compact"})
+    state = ChangelogTable(table.data, table.changelog_topic.get_topic_name(), partitions)
+    core = WorkerCore(pack, state)
+    store = SqlTicketStore(db_url) if db_url else None
+    if store is not None:
+        store.record_pack(pack, dt.datetime.now(dt.timezone.utc))
+    encoder = msgspec.json.Encoder()
+    app.riskwatch_core = core  # for tests and introspection
+
+    state_producers: dict[int, Any] = {}  # input partition -> its transactional producer (``claim``)
+    pending: dict = {}  # (topic, partition) -> next offset, of events scored whose state is not in the changelog yet
+    outbox: dict[int, list] = {}  # input partition -> (topic, key, value, headers) to send with its checkpoint
+    fence: Fence | None = None  # this worker's latest claim, for the ticket database
+    pending_events = 0
+    lock = asyncio.Lock()  # a batch and a checkpoint never interleave
+    last_checkpoint = time.monotonic()
+    rebalances = 0  # a batch that spans a rebalance is dropped, not committed
+    finishing: asyncio.Task | None = None  # the last checkpoint's transaction
+    heap = FrozenHeap()  # settled at each checkpoint
+
+    async def checkpoint(wait: bool = False) -> None:
+        """Take the state the scored events changed, and their offsets, and
+        commit both in one Kafka transaction, in the background: scoring goes
+        on meanwhile (``wait``: until it is committed).
+
+        A crash loses nothing and learns nothing twice: the state recovered
+        (read_committed) is exactly the one the committed offsets lead to, and
+        the events after them are delivered again and scored on it.
+        """
+        nonlocal last_checkpoint, pending_events, finishing
+        if finishing is not None:
+            await finishing  # one in flight at a time: a slow broker slows scoring, not memory
+        core.write_state()
+        by_partition: dict[int, tuple[list, dict, list]] = {}
+        for record in state.take_pending():
+            by_partition.setdefault(record[0], ([], {}, []))[0].append(record)
+        for (topic, partition), offset in pending.items():
+            by_partition.setdefault(partition, ([], {}, []))[1][TopicPartition(topic, partition)] = offset
+        for partition, messages in outbox.items():
+            by_partition.setdefault(partition, ([], {}, []))[2].extend(messages)
+        pending.clear()
+        outbox.clear()
+        pending_events = 0
+        last_checkpoint = time.monotonic()
+        finishing = asyncio.ensure_future(_commit_checkpoint(by_partition))
+        # A full collection scanning the state took 120-300 ms, every few seconds, for nothing.
+        heap.settle()
+        if wait:
+            await finishing
+
+    async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]]) -> None:
+        try:
+            by_producer: dict[Any, tuple[list, dict, list]] = {}
+            for partition, (records, offsets, messages) in sorted(by_partition.items()):
+                producer = state_producers.get(partition)
+                if producer is None:  # only state under a key naming no org, filed here: any of our producers
+                    producer = state_producers.get(min(state_producers)) if state_producers else await _start_producer(partition)
+                mine = by_producer.setdefault(producer, ([], {}, []))
+                mine[0].extend(records)
+                mine[1].update(offsets)
+                mine[2].extend(messages)
+            await asyncio.gather(*(_commit_partition(producer, *parts) for producer, parts in by_producer.items()))
+        except ProducerFenced as exc:
+            log.error("fenced: another worker owns these partitions now; this one stops without committing (%s)", exc)
+            await app.crash(exc)
+            raise
+        except Exception as exc:
+            # Without this checkpoint the in-memory state is ahead of what a restart recovers.
+            await app.crash(exc)
+            raise
+
+    async def _commit_partition(producer, records: list, offsets: dict, messages: list) -> None:
+        """One transaction: the partition's alerts and dead letters, its state records, its offsets."""
+        async with producer.transaction():
+            futures = [await producer.send(topic, key=key, value=value, headers=headers)
+                       for topic, key, value, headers in messages]
+            await state.send_records(producer, records)
+            await asyncio.gather(*futures)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, app.conf.id)
+
+    async def _start_producer(partition: int):
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(
+            client_id=f"{app_id}-state-{partition}", transactional_id=f"{app_id}-state-{partition}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, bootstrap_servers=bootstrap_servers(broker),
+            acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES)
+        await producer.start()  # InitProducerId: the previous owner is fenced, its open transaction aborted
+        state_producers[partition] = producer
+        return producer
+
+    async def claim(partitions: set[int]) -> None:
+        """Become the only writer for these input partitions, before their state is
+        recovered (``monitor.runners.txnrecovery`` calls this): a fresh producer for each,
+        whose start fences whoever held it last, this worker's older producer included."""
+        if finishing is not None and not finishing.done():
+            await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)
+        nonlocal fence
+        old = list(state_producers.values())
+        state_producers.clear()
+        await asyncio.gather(*(p.stop() for p in old))
+        await asyncio.gather(*(_start_producer(p) for p in sorted(partitions)))
+        if store is not None:  # and in the ticket database: an earlier owner's ticket writes are refused
+            owner = uuid.uuid4().hex
+            await asyncio.get_running_loop().run_in_executor(
+                None, store.claim_partitions, app.conf.id, partitions, owner, dt.datetime.now(dt.timezone.utc))
+            fence = Fence(app.conf.id, owner, frozenset(partitions))
+        log.info("claimed input partitions %s", sorted(partitions))
+
+    app.riskwatch_claim = claim
+
+    async def score_batch(records: list) -> None:
+        """One fetch of event records (aiokafka's): score, and checkpoint when due."""
+        async with lock:
+            await _score_batch(records)  # a fetch holds at most batch_size (broker_max_poll_records)
+            if pending_events >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
+                await checkpoint()
+
+    app.consumer.batch_topics = frozenset(EVENT_TOPICS.values())
+    app.consumer.on_batch = score_batch
+
+    @app.on_before_shutdown.connect
+    async def stop_producers(app_, **kwargs) -> None:
+        if finishing is not None and not finishing.done():
+            await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)  # not left open for the broker to abort
+        await asyncio.gather(*(p.stop() for p in state_producers.values()))
+
+    async def _score_batch(records: list) -> None:
+        nonlocal pending_events
+        generation = rebalances
+        if reloader is not None and reloader.pending:  # between batches: nothing lost, nothing twice
+            new_pack = reloader.poll()
+            if new_pack is not None:
+                await checkpoint(wait=True)  # the old pack's state is durable before rules change
+                core.swap_pack(new_pack)
+                if store is not None:
+                    store.record_pack(new_pack, dt.datetime.now(dt.timezone.utc))
+        scored_partitions = {r.partition for r in records}
+        if not scored_partitions <= set(state_producers):  # given outside a recovery: claimed before it is scored
+            await claim(scored_partitions | set(state_producers))
+        pack = core.pack
+        out = core.process(records, write_state=False)
+        for m, r in out.dead_letters:
+            outbox.setdefault(m.partition, []).append((DEADLETTER_TOPIC, None, m.value or b"", [
+                ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
+                ("riskwatch.source", m.topic.encode()), ("riskwatch.position", f"{m.partition}:{m.offset}".encode())]))
+        for alert in out.alerts:
+            outbox.setdefault(org_partition(alert.org_id.encode(), partitions), []).append(
+                (ALERTS_TOPIC, alert.dedup_key.encode(), encoder.encode(alert), None))
+        live = [a for a in out.alerts if a.status == "live"]
+        if store is not None and live:
+            mine = Fence(fence.app_id, fence.owner, frozenset(scored_partitions)) if fence else None
+            try:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc), mine)
+            except FencedError as exc:
+                log.error("fenced: %s; this worker stops without writing its tickets", exc)
+                await app.crash(exc)
+                raise
+            await asyncio.get_running_loop().run_in_executor(None, store.add_evidence, out.evidence)
+            announce(metrics, notifier, opened=result.opened)
+        if metrics is not None:
+            _observe(metrics, pack, out)
+        # Tickets are durable before the state that saw their events is
+        # committed (a state that has seen an event whose ticket was lost would
+        # never fire again on redelivery); alerts commit with that state.
+        if generation == rebalances:
+            pending.update({(r.topic, r.partition): r.offset + 1 for r in records})
+            pending_events += len(records)
+
+    @app.timer(checkpoint_every)
+    async def checkpoint_when_idle() -> None:
+        async with lock:
+            if pending or outbox:
+                await checkpoint()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs) -> None:
+        # Back to the last checkpoint: after the rebalance faust seeks every
+        # partition to its committed offset, so the events scored since are
+        # scored again, by whoever owns them now, on the state committed with
+        # that offset. A batch in flight sees the generation change and adds
+        # nothing to the next checkpoint. The checkpoint in flight is let
+        # finish (its transaction goes through the producer, not the consumer
+        # the group is waiting on): whoever owns its partitions next starts from it.
+        nonlocal rebalances, pending_events
+        rebalances += 1
+        pending.clear()
+        outbox.clear()
+        pending_events = 0
+        core.forget()
+        state.discard_pending()
+        if finishing is not None and not finishing.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(finishing), timeout=REVOKE_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("a checkpoint was still committing when its partitions were revoked")
+
+    if store is not None:
+        @app.timer(60.0)
+        async def check_escalations() -> None:
+            """The periodic overdue check: escalate what is due."""
+            done = await asyncio.get_running_loop().run_in_executor(
+                None, store.escalate, core.pack, dt.datetime.now(dt.timezone.utc))
+            announce(metrics, notifier, escalated=done)
+
+    if metrics is not None:
+        metrics.rule_pack.labels(pack.version).set(1)
+
+        if store is not None:
+            @app.timer(15.0)
+            async def report_tickets() -> None:
+                now = dt.datetime.now(dt.timezone.utc)
+                loop = asyncio.get_running_loop()
+                open_by = await loop.run_in_executor(None, store.open_by_risk)
+                overdue_by = await loop.run_in_executor(None, store.overdue_by_risk, now)
+                metrics.set_ticket_gauges(open_by, overdue_by)
+
+        @app.timer(5.0)
+        async def report_lag() -> None:
+            consumer = app.consumer
+            for tp in consumer.assignment():
+                if tp.topic not in EVENT_TOPICS.values():
+                    continue
+                try:
+                    highwater = consumer.highwater(tp)
+                    position = await consumer.position(tp)
+                except Exception:  # noqa: BLE001 - lag is best effort while rebalancing
+                    continue
+                if highwater is not None and position is not None:
+                    metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    return app
+
+
+def _observe(metrics: Metrics, pack: RulePack, out: WorkerOutput) -> None:
+    metrics.count_events(out.events_by_source)
+    metrics.count_rejected([r for _, r in out.dead_letters])
+    if out.scored:
+        metrics.scoring_latency.observe(out.scoring_seconds)
+        metrics.batch_events.observe(out.scored)
+        metrics.observe_lag(out.occurred_at)
+    for detector_id, scores in out.detector_scores.items():
+        metrics.observe_many(metrics.detector_score.labels(detector_id), scores)
+    for rule_id, n in out.hits_by_rule.items():
+        rule = pack.rule(rule_id)
+        metrics.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)
+    for alert in out.new_alerts:
+        metrics.alerts.labels(alert.risk_id, alert.severity, alert.domain, alert.status).inc()

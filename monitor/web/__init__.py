@@ -1,0 +1,1 @@
+"""The web app for compliance managers (FastAPI, Jinja templates)."""
