@@ -322,10 +322,10 @@ class TableEvidence(Evidence):
     state and recovered with it: a worker that restarts, or takes a partition
     over, still has the events behind the alerts it raises later.
 
-    The bound is per input partition: the ``max_events`` held events of
+    The bound is per input topic partition: its ``max_events`` held events of
     highest offset. That set depends only on what the partition holds, not on
-    which worker read it or how often it restarted, so every owner keeps the
-    same events. Writes wait for ``flush`` (the checkpoint), like the rest of
+    which worker read it, how fetches interleaved the topics or how often it
+    restarted, so every owner keeps the same events. Writes wait for ``flush`` (the checkpoint), like the rest of
     the state; after ``forget`` (a rebalance) the held events are listed again
     from the table.
 
@@ -335,7 +335,7 @@ class TableEvidence(Evidence):
     >>> (e1,), _ = decode_lines([line])
     >>> table = {}
     >>> held = TableEvidence(table, max_events=10)
-    >>> held.remember([e1], [line], [(3, 41)]); held.flush()
+    >>> held.remember([e1], [line], [("riskwatch.events.finance", 3, 41)]); held.flush()
     >>> sorted(table)
     [b'ORG1\\x1fheld\\x1fe1']
     >>> from types import SimpleNamespace as A
@@ -348,7 +348,7 @@ class TableEvidence(Evidence):
         super().__init__(max_events)
         self.table = table
         self._writes: dict[bytes, bytes | None] = {}  # None: delete
-        self._by_partition: dict[int, dict[bytes, int]] = {}  # partition -> table key -> offset, oldest first
+        self._by_partition: dict[tuple[str, int], dict[bytes, int]] = {}  # topic partition -> key -> offset, oldest first
         self._listed = False  # after a restart or forget, the index starts empty: list the table first
 
     @staticmethod
@@ -359,25 +359,25 @@ class TableEvidence(Evidence):
         if self._listed:
             return
         self._listed = True
-        found: dict[int, list[tuple[int, bytes]]] = {}
+        found: dict[tuple[str, int], list[tuple[int, bytes]]] = {}
         for key in list(self.table.keys()):
             head, sep, _ = key.partition(HELD_INFIX)
             if sep and ORG_SEPARATOR not in head:
-                partition, offset, _ = self.table[key].split(ORG_SEPARATOR, 2)
-                found.setdefault(int(partition), []).append((int(offset), key))
+                topic, partition, offset, _ = self.table[key].split(ORG_SEPARATOR, 3)
+                found.setdefault((topic.decode(), int(partition)), []).append((int(offset), key))
         self._by_partition = {p: {key: offset for offset, key in sorted(held)} for p, held in found.items()}
 
     def remember(self, events: Iterable[Any], raws: Iterable[bytes],  # type: ignore[override]
-                 positions: Iterable[tuple[int, int]] = ()) -> None:
-        """Keep these events; ``positions`` are their (input partition, offset)."""
+                 positions: Iterable[tuple[str, int, int]] = ()) -> None:
+        """Keep these events; ``positions`` are their (topic, partition, offset)."""
         self._list_table()
         writes = self._writes
-        for event, raw, (partition, offset) in zip(events, raws, positions):
+        for event, raw, (topic, partition, offset) in zip(events, raws, positions):
             key = self._key(event.org_id, event.event_id)
-            held = self._by_partition.setdefault(partition, {})
+            held = self._by_partition.setdefault((topic, partition), {})
             if key not in held:  # seen again (the same id later in the stream): it keeps its place
                 held[key] = offset
-            writes[key] = b"%d\x1f%d\x1f" % (partition, held[key]) + raw
+            writes[key] = b"%s\x1f%d\x1f%d\x1f" % (topic.encode(), partition, held[key]) + raw
             if len(held) > self.max_events:
                 oldest = next(iter(held))
                 del held[oldest]
@@ -386,7 +386,7 @@ class TableEvidence(Evidence):
     def _held_json(self, alert: Any, event_id: str) -> bytes | None:
         key = self._key(alert.org_id, event_id)
         value = self._writes[key] if key in self._writes else self.table.get(key)
-        return None if value is None else value.split(ORG_SEPARATOR, 2)[2]
+        return None if value is None else value.split(ORG_SEPARATOR, 3)[3]
 
     def flush(self) -> None:
         """Write the held events of the batches since the last flush into the table."""

@@ -129,7 +129,7 @@ class WorkerCore:
         out = WorkerOutput()
         events: list[Event] = []
         raws: list[bytes] = []
-        positions: list[tuple[int, int]] = []
+        positions: list[tuple[str, int, int]] = []
         fresh = self._not_applied(messages)
         out.redelivered = len(messages) - len(fresh)
         for m in fresh:
@@ -137,7 +137,7 @@ class WorkerCore:
             if isinstance(decoded, Event):
                 events.append(decoded)
                 raws.append(m.value)
-                positions.append((m.partition, m.offset))
+                positions.append((m.topic, m.partition, m.offset))
             else:
                 out.dead_letters.append((m, decoded))
         if events:
