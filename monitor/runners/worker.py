@@ -257,9 +257,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     heap = FrozenHeap()  # settled at each checkpoint
 
     async def checkpoint(wait: bool = False) -> None:
-        """Take the state the scored events changed, and their offsets, and
-        commit both in one Kafka transaction, in the background: scoring goes
-        on meanwhile (``wait``: until it is committed).
+        """Take what the scored events produced — alerts, dead letters, the
+        state they changed, their offsets — and commit it, one Kafka
+        transaction per input partition, in the background: scoring goes on
+        meanwhile (``wait``: until it is committed).
 
         A crash loses nothing and learns nothing twice: the state recovered
         (read_committed) is exactly the one the committed offsets lead to, and
@@ -332,9 +333,9 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         """Become the only writer for these input partitions, before their state is
         recovered (``monitor.runners.txnrecovery`` calls this): a fresh producer for each,
         whose start fences whoever held it last, this worker's older producer included."""
+        nonlocal fence
         if finishing is not None and not finishing.done():
             await asyncio.wait([finishing], timeout=REVOKE_WAIT_SECONDS)
-        nonlocal fence
         old = list(state_producers.values())
         state_producers.clear()
         await asyncio.gather(*(p.stop() for p in old))
