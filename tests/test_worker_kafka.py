@@ -434,7 +434,7 @@ def drain(worker: Worker, deadline: float, kills: int = 0, seed: int = 0, others
 
     rng = random.Random(seed)
     thresholds = sorted((rng.uniform(0.55, 0.95) for _ in range(kills)), reverse=True)
-    start_lag, done = None, 0
+    start_lag, done, lag_at_kill = None, 0, 10**9
     while time.monotonic() < deadline:
         time.sleep(0.2)
         lag = group_lag(worker.app_id)
@@ -442,11 +442,15 @@ def drain(worker: Worker, deadline: float, kills: int = 0, seed: int = 0, others
             return done
         if start_lag is None and lag < 10**9:
             start_lag = lag
-        if start_lag and done < len(thresholds) and lag <= thresholds[done] * start_lag:
+        # The next kill waits until the group has committed something since the last
+        # one, so that kills spread over the stream instead of landing together on
+        # workers still starting.
+        if start_lag and done < len(thresholds) and lag <= thresholds[done] * start_lag and lag < lag_at_kill:
             victim = rng.choice((worker, *others))
             victim.stop(signal.SIGKILL)
             victim.start()
             done += 1
+            lag_at_kill = lag
     raise AssertionError(f"{worker.app_id} did not catch up")
 
 
