@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 import orjson
@@ -29,6 +29,9 @@ __all__ = [
     "DOMAINS",
     "EVENT_TYPES",
     "Event",
+    "MAX_ATTRIBUTE_DEPTH",
+    "MAX_EVENT_BYTES",
+    "YEARS",
     "Rejection",
     "REJECT_REASONS",
     "decode_lines",
@@ -39,6 +42,29 @@ __all__ = [
 DOMAINS = ("finance", "investment", "procurement", "governance")
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+# Bounds that keep one record from costing the engine more than any other:
+# a record longer than this is rejected unread,
+MAX_EVENT_BYTES = 1 << 20
+# ``attributes`` nest at most this deep (the attributes object is level 1),
+MAX_ATTRIBUTE_DEPTH = 10
+# and business time lies in these years, so that every shift, window and
+# calendar computation stays inside what a datetime can hold.
+YEARS = (1900, 2999)
+
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+def _attribute_value(levels: int) -> Any:
+    """A JSON value nesting at most ``levels`` deep, integers within 64 bits:
+    msgspec stops at the first level too deep instead of recursing on."""
+    value: Any = Union[str, _Int64, float, bool, None]
+    for _ in range(levels - 1):
+        value = Union[str, _Int64, float, bool, None, list[value], dict[str, value]]
+    return value
+
+
+AttributeValue = _attribute_value(MAX_ATTRIBUTE_DEPTH - 1)
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -51,7 +77,7 @@ class Event(msgspec.Struct, kw_only=True):
     type: Annotated[str, msgspec.Meta(min_length=1, description="Event type, e.g. payment, purchase_order.")]
     occurred_at: Annotated[
         dt.datetime,
-        msgspec.Meta(tz=True, description="Business time, RFC 3339 with an offset; windows use it."),
+        msgspec.Meta(tz=True, description=f"Business time, RFC 3339 with an offset, in the years {YEARS[0]}-{YEARS[1]}; windows use it."),
     ]
     org_id: Annotated[str, msgspec.Meta(min_length=1, description="The group company or subsidiary.")]
     amount: Annotated[float, msgspec.Meta(ge=0, description="In `currency`.")] | None = None
@@ -59,8 +85,9 @@ class Event(msgspec.Struct, kw_only=True):
     counterparty_id: str | None = None
     counterparty_name: str | None = None
     attributes: Annotated[
-        dict[str, Any],
-        msgspec.Meta(description="Type-specific fields; unknown keys are kept."),
+        dict[str, AttributeValue],
+        msgspec.Meta(description=f"Type-specific fields; unknown keys are kept. At most {MAX_ATTRIBUTE_DEPTH} "
+                                 f"levels deep, integers within 64 bits; a record is at most {MAX_EVENT_BYTES >> 20} MiB."),
     ] = msgspec.field(default_factory=dict)
 
 
@@ -114,6 +141,9 @@ REJECT_REASONS = (
     "negative_amount",
     "bad_timestamp",
     "unknown_domain",
+    "out_of_range",
+    "too_deep",
+    "too_large",
 )
 
 
@@ -145,6 +175,11 @@ def _classify(err: Exception) -> tuple[str, str]:
             return "missing_field", f"missing required field '{name}'"
         return "not_object", f"not a JSON object: {message}"
     detail = f"field '{field}': {message}"
+    if field.startswith("attributes[") and message.endswith(("got `object`", "got `array`")):
+        return "too_deep", f"field 'attributes' nests deeper than {MAX_ATTRIBUTE_DEPTH} levels"
+    if message.startswith("Number out of range") or message.startswith("Expected `int` <=") \
+            or message.startswith("Expected `int` >="):
+        return "out_of_range", f"field '{field}': number out of range (integers within 64 bits, finite numbers)"
     if field == "occurred_at":
         return "bad_timestamp", detail + " (RFC 3339 with an offset, e.g. 2026-03-02T10:00:00+08:00)"
     if field == "domain" and message.startswith("Invalid enum value"):
@@ -156,22 +191,51 @@ def _classify(err: Exception) -> tuple[str, str]:
     return "wrong_type", detail
 
 
+class _SourceOnly(msgspec.Struct):
+    source: Any = None
+
+
+_source_decoder = msgspec.json.Decoder(_SourceOnly)
+
+
 def _source_of(raw: bytes) -> str:
+    """The ``source`` of a record that is not an event, when it names one."""
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        source = _source_decoder.decode(raw).source
+    except (msgspec.DecodeError, RecursionError):
         return "unknown"
-    source = value.get("source") if isinstance(value, dict) else None
     return source if isinstance(source, str) and source else "unknown"
+
+
+def _out_of_bounds(raw: bytes, event: Event | None) -> tuple[str, str] | None:
+    """The bound a record breaks beyond what the decoder checks, if any."""
+    if len(raw) > MAX_EVENT_BYTES:
+        return "too_large", f"the record has {len(raw):,} bytes; at most {MAX_EVENT_BYTES:,} are read"
+    if event is not None and not YEARS[0] <= event.occurred_at.year <= YEARS[1]:
+        return "bad_timestamp", (f"field 'occurred_at': year {event.occurred_at.year} is outside "
+                                 f"{YEARS[0]}–{YEARS[1]}")
+    return None
+
+
+def _rejection(raw: bytes, line: int, err: Exception) -> Rejection:
+    if isinstance(err, RecursionError):  # the decoder's own guard, below any bound of ours
+        reason, detail = "too_deep", f"the record nests deeper than {MAX_ATTRIBUTE_DEPTH} levels"
+    else:
+        reason, detail = _classify(err)
+    return Rejection(line, reason, detail, raw, _source_of(raw) if len(raw) <= MAX_EVENT_BYTES else "unknown")
 
 
 def decode_one(raw: bytes, line: int = 1) -> Event | Rejection:
     """Decode one JSON document into an Event, or say why not."""
+    if len(raw) > MAX_EVENT_BYTES:
+        reason, detail = _out_of_bounds(raw, None)
+        return Rejection(line, reason, detail, raw)
     try:
-        return _decoder.decode(raw)
-    except msgspec.DecodeError as err:
-        reason, detail = _classify(err)
-        return Rejection(line, reason, detail, raw, _source_of(raw))
+        event = _decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as err:
+        return _rejection(raw, line, err)
+    broken = _out_of_bounds(raw, event)
+    return event if broken is None else Rejection(line, *broken, raw, event.source)
 
 
 def decode_lines(lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None,
@@ -189,16 +253,24 @@ def decode_lines(lines: list[bytes], first_line: int = 1, numbers: list[int] | N
     skipped: list[int] = []  # indexes of blank and rejected lines
     decode = _decoder.decode
     append = events.append
+    low, high = YEARS
     for i, raw in enumerate(lines):
-        try:
-            append(decode(raw))
-        except msgspec.DecodeError as err:
-            skipped.append(i)
-            if not raw.strip():
+        if len(raw) <= MAX_EVENT_BYTES:
+            try:
+                event = decode(raw)
+            except (msgspec.DecodeError, RecursionError) as err:
+                skipped.append(i)
+                if raw.strip():  # blank lines are not records
+                    rejected.append(_rejection(raw, numbers[i] if numbers is not None else first_line + i, err))
                 continue
-            reason, detail = _classify(err)
-            line = numbers[i] if numbers is not None else first_line + i
-            rejected.append(Rejection(line, reason, detail, raw, _source_of(raw)))
+            if low <= event.occurred_at.year <= high:
+                append(event)
+                continue
+        else:
+            event = None
+        skipped.append(i)
+        line = numbers[i] if numbers is not None else first_line + i
+        rejected.append(Rejection(line, *_out_of_bounds(raw, event), raw, event.source if event else "unknown"))
     if raws is not None:
         start = 0
         for i in skipped:

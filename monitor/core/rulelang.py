@@ -243,6 +243,8 @@ class _Compiler:
         if isinstance(v, bool):
             return _const(v, BOOL)
         if isinstance(v, (int, float)):
+            if isinstance(v, int) and not -2**63 <= v < 2**63:
+                raise self.error(node, "number out of range: integers must fit in 64 bits")
             if isinstance(v, float) and not math.isfinite(v):
                 raise self.error(node, "number is not finite")
             return _const(v, NUM)

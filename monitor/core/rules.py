@@ -51,6 +51,11 @@ SEVERITY_SCORE = {"low": 0.25, "medium": 0.5, "high": 0.75, "critical": 1.0}
 RULE_ID = re.compile(r"^(fin|inv|proc|gov|det)_[a-z0-9_]+$")
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# A message's format specs: Python's mini-language, with the width and the
+# precision bounded so that no message costs more than a line of text.
+_FORMAT_SPEC = re.compile(r"^(?:[^{}]?[<>=^])?[-+ ]?#?0?(?P<width>\d+)?[,_]?(?:\.(?P<precision>\d+))?[sdfeEgG%]?$")
+MAX_FORMAT_WIDTH, MAX_FORMAT_PRECISION = 40, 12
+MAX_FIELD_CHARS = 200  # one field's text in a message; longer values end in "…"
 
 
 def parse_duration(text: str) -> float:
@@ -335,9 +340,10 @@ class Template:
                 out.append("—")
                 continue
             try:
-                out.append(format(v, spec or ""))
-            except (ValueError, TypeError):
-                out.append(str(v))
+                text = format(v, spec or "")
+            except (ValueError, TypeError, OverflowError):
+                text = str(v)
+            out.append(text if len(text) <= MAX_FIELD_CHARS else text[: MAX_FIELD_CHARS - 1] + "…")
         return "".join(out)
 
 
@@ -413,6 +419,22 @@ def _key_path_ok(path: str) -> bool:
     return path in EVENT_FIELD_TYPES and EVENT_FIELD_TYPES[path] != "time"
 
 
+def _format_spec_problem(spec: str) -> str | None:
+    """Why a message's format spec is refused, or None.
+
+    >>> _format_spec_problem(",.0f") is None, _format_spec_problem(">20000000")
+    (True, 'is too wide: a width of at most 40')
+    """
+    m = _FORMAT_SPEC.match(spec)
+    if m is None:
+        return "is not one this language allows: [[fill]align][sign][#][0][width][,][.precision][s|d|f|e|g|%], e.g. ',.0f'"
+    if m["width"] and (len(m["width"]) > 3 or int(m["width"]) > MAX_FORMAT_WIDTH):
+        return f"is too wide: a width of at most {MAX_FORMAT_WIDTH}"
+    if m["precision"] and (len(m["precision"]) > 3 or int(m["precision"]) > MAX_FORMAT_PRECISION):
+        return f"is too precise: a precision of at most {MAX_FORMAT_PRECISION}"
+    return None
+
+
 def _compile_template(text: str, allowed: set[str]) -> tuple[Template | None, str | None]:
     try:
         parsed = list(string.Formatter().parse(text))
@@ -430,6 +452,8 @@ def _compile_template(text: str, allowed: set[str]) -> tuple[Template | None, st
             return None, f"message: unknown field '{name}'{hint}"
         if "{" in (spec or ""):
             return None, "message: nested fields in a format spec are not allowed"
+        if spec and (problem := _format_spec_problem(spec)):
+            return None, f"message: format spec '{{{name}:{spec}}}' {problem}"
         names.append(name)
     return Template(text, tuple(dict.fromkeys(names))), None
 

@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,11 @@ from monitor.core.rules import CounterpartyList, Document, Problem, RulePack
 __all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_pack"]
 
 SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml")
+# What one rules file may cost to read: the default pack's largest file is
+# about 30 KB; lists (CSV) are read line by line and have no such bound.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_INT = 2**63
 
 
 class PackError(Exception):
@@ -49,10 +55,53 @@ class _Loader(yaml.CSafeLoader):  # libyaml: the same marks, 5x faster
     pass
 
 
+class _Refused(Exception):
+    """A construct rules files do not allow, at a YAML mark."""
+
+    def __init__(self, mark, message: str):
+        self.mark, self.message = mark, message
+
+
+def _refuse_anchors(text: str) -> None:
+    """Anchors and aliases share one value between places: expanded, a few
+    hundred bytes of them make gigabytes ("billion laughs"), or a loop. Rules
+    files are read by people; they spell every value out."""
+    if "&" not in text and "*" not in text:
+        return
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(event.start_mark, f"YAML alias '*{event.anchor}' is not allowed in rules files: "
+                                             "write the value out")
+        if getattr(event, "anchor", None):
+            raise _Refused(event.start_mark, f"YAML anchor '&{event.anchor}' is not allowed in rules files: "
+                                             "write the value out where it is used")
+
+
+def _checked_number(value: Any, mark) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -MAX_YAML_INT <= value < MAX_YAML_INT:
+        raise _Refused(mark, "number out of range: integers must fit in 64 bits")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Refused(mark, "number is not finite")
+    return value
+
+
 def load_document(text: str, file: str) -> tuple[Document | None, list[Problem]]:
-    """Parse YAML keeping the line and column of every key and value."""
+    """Parse YAML keeping the line and column of every key and value.
+
+    Its cost is bounded by its size: files over ``MAX_YAML_BYTES``, anchors
+    and aliases, nesting deeper than ``MAX_YAML_DEPTH`` and numbers that do
+    not fit in 64 bits are errors at their ``file:line:col``.
+    """
+    if len(text) > MAX_YAML_BYTES:
+        return None, [Problem(file, 1, 1, f"the file has {len(text):,} characters; a rules file may have at most "
+                                          f"{MAX_YAML_BYTES:,} (split it into several files)")]
     try:
+        _refuse_anchors(text)
         node = yaml.compose(text, Loader=_Loader)
+    except _Refused as err:
+        return None, [Problem(file, err.mark.line + 1, err.mark.column + 1, err.message)]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -66,9 +115,13 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Problem]]
 
     def walk(n: yaml.Node, path: tuple) -> Any:
         doc.positions[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
+        if len(path) > MAX_YAML_DEPTH:
+            raise _Refused(n.start_mark, f"nested deeper than {MAX_YAML_DEPTH} levels")
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _Refused(key_node.start_mark, "a key must be a plain value, not a list or a mapping")
                 key = constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, (str, int)):
                     key = str(key)
@@ -82,10 +135,12 @@ def load_document(text: str, file: str) -> tuple[Document | None, list[Problem]]
             return [walk(v, path + (i,)) for i, v in enumerate(n.value)]
         if n.style:
             doc.styles[path] = n.style
-        return constructor.construct_object(n, deep=True)
+        return _checked_number(constructor.construct_object(n, deep=True), n.start_mark)
 
     try:
         doc.data = walk(node, ())
+    except _Refused as err:
+        return None, [Problem(file, err.mark.line + 1, err.mark.column + 1, err.message)]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -208,6 +263,10 @@ def _load_models(pack: RulePack, root: Path, doc: Document | None) -> list[Probl
             continue
         path = root / det.spec.model_file
         line, col = doc.where(("detectors", i, "model_file"))
+        if not path.resolve().is_relative_to(root.resolve()):
+            problems.append(Problem(doc.file, line, col, f"model file {det.spec.model_file} is outside the rules folder: "
+                                    "a pack reads only its own files (put it under models/)", det.id))
+            continue
         if not path.exists():
             problems.append(Problem(doc.file, line, col, f"model file {det.spec.model_file} (beside detectors.yaml) not found: "
                                     "this detector scores nothing until one is trained (riskwatch detectors train)",

@@ -19,6 +19,8 @@ import itertools
 import math
 import multiprocessing
 import os
+import pickle
+import queue
 import time
 import traceback
 import zlib
@@ -50,6 +52,7 @@ __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "defaul
 BATCH_SIZE = 8192
 TICKET_FLUSH_SECONDS = 2.0
 ESCALATION_CHECK_SECONDS = 60.0
+WORKER_POLL_SECONDS = 1.0  # how often the parent looks for a worker that died silently
 
 
 @dataclass
@@ -158,6 +161,13 @@ def _partition_of(org: Any, workers: int) -> int:
     return zlib.crc32(org.encode()) % workers
 
 
+def _pickled(result: BatchResult) -> bytes:
+    """Pickled here, not in the queue's feeder thread, which would drop a result
+    it cannot pickle with nothing but a printed traceback: a result that cannot
+    be sent fails this worker, and so the run."""
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results,
                       keep_evidence: bool = True) -> None:
     """One worker: read the whole file, score the lines of its orgs, report each batch."""
@@ -172,7 +182,7 @@ def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch
                 for number, raw in enumerate(f, 1):
                     try:
                         org = decode_org(raw).org_id
-                    except msgspec.DecodeError:
+                    except (msgspec.DecodeError, RecursionError):
                         org = None
                     try:
                         partition = partitions[org]
@@ -185,14 +195,21 @@ def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch
                     lines.append(raw)
                     numbers.append(number)
                     if len(lines) >= batch_size:
-                        results.put(scorer.process(lines, numbers=numbers))
+                        results.put(_pickled(scorer.process(lines, numbers=numbers)))
                         lines, numbers = [], []
                         heap.settle()
             if lines:
-                results.put(scorer.process(lines, numbers=numbers))
+                results.put(_pickled(scorer.process(lines, numbers=numbers)))
         results.put(("done", index))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
         results.put(("error", traceback.format_exc()))
+
+
+def _check_alive(procs: list, finished: set[int]) -> None:
+    """Fail the run when a worker died without saying so (killed, out of memory)."""
+    for index, p in enumerate(procs):
+        if index not in finished and not p.is_alive():
+            raise RuntimeError(f"scoring worker {index} died (exit code {p.exitcode}) before finishing its share")
 
 
 class EmbeddedRunner:
@@ -364,14 +381,22 @@ class EmbeddedRunner:
         for p in procs:
             p.start()
         done = 0
+        finished: set[int] = set()
         try:
             self.open_store()  # while the workers score
             while done < self.workers:
-                item = results.get()
-                if isinstance(item, tuple):
+                try:
+                    item = results.get(timeout=WORKER_POLL_SECONDS)
+                except queue.Empty:
+                    _check_alive(procs, finished)
+                    continue
+                if isinstance(item, bytes):
+                    item = pickle.loads(item)
+                elif isinstance(item, tuple):
                     if item[0] == "error":
                         raise RuntimeError(f"a scoring worker failed:\n{item[1]}")
                     done += 1
+                    finished.add(item[1])
                     continue
                 self.absorb(item)
                 if progress:
