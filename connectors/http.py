@@ -15,21 +15,28 @@ against the event contract:
 
 Requests over ``max_bytes`` get 413 before anything is read; over
 ``max_records`` records, 413 too. ``GET /healthz`` is for probes.
+
+Every ``POST`` needs ``Authorization: Bearer <token>`` with one of the
+connector's tokens (``riskwatch connect http --tokens-file``, or
+``RISKWATCH_HTTP_TOKENS``); anything else is 401 and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from connectors.sink import EventSink
 from monitor.core.event import Event, decode_one
 
-__all__ = ["HttpLimits", "create_http_app"]
+__all__ = ["HttpLimits", "create_http_app", "read_tokens"]
 
 
 COUNTS: web.AppKey["_Counts"] = web.AppKey("counts")
@@ -45,27 +52,90 @@ class HttpLimits:
 class _Counts:
     accepted: int = 0
     rejected: int = 0
+    unauthorized: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+_items = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _split_array(body: bytes) -> list[bytes] | None:
+    """The items of a JSON array, cut at its top-level commas without parsing
+    them: for items nested past what a decoder will recurse into, which are
+    then each rejected by themselves. None if the brackets do not balance."""
+    items, depth, start = [], 0, None
+    for m in _TOKEN.finditer(body):
+        token = m.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth == 1:
+                start = m.end()
+        elif token in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                items.append(body[start:m.start()])
+                break
+        elif token == b"," and depth == 1:
+            items.append(body[start:m.start()])
+            start = m.end()
+    if depth != 0:
+        return None
+    return [item.strip() for item in items if item.strip()]
+
+
 def _split(body: bytes, content_type: str) -> list[bytes] | None:
-    """The records of a request body as raw JSON documents; None if the body is not JSON."""
+    """The records of a request body as raw JSON documents; None if the body is not JSON.
+
+    >>> _split(b'[{"a": 1}, {"b": [2]}]', "application/json")
+    [b'{"a": 1}', b'{"b": [2]}']
+    """
     if content_type in ("application/x-ndjson", "application/jsonl", "application/json-lines"):
         return [line for line in body.splitlines() if line.strip()]
+    if not body.lstrip().startswith(b"["):
+        return [body]  # one record: decoding it says what is wrong with it
     try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        return [bytes(item) for item in _items(body)]
+    except RecursionError:
+        return _split_array(body)
+    except msgspec.DecodeError:
         return None
-    if isinstance(value, list):
-        return [orjson.dumps(item) for item in value]
-    return [body]
 
 
-def create_http_app(sink: EventSink, limits: HttpLimits = HttpLimits(), origin: str = "http") -> web.Application:
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def read_tokens(lines: Iterable[str]) -> list[str]:
+    """Tokens from a tokens file: one per line; blank lines and ``#`` comments skipped.
+
+    >>> read_tokens(["# the ERP", "rwh_3f9a...", "", "rwh_77c1...  # OA"])
+    ['rwh_3f9a...', 'rwh_77c1...']
+    """
+    return [t for line in lines if (t := line.split("#", 1)[0].strip())]
+
+
+def create_http_app(sink: EventSink, tokens: Iterable[str], limits: HttpLimits = HttpLimits(),
+                    origin: str = "http") -> web.Application:
+    """The connector's app; ``tokens`` are the bearer tokens senders may use (at least one)."""
+    digests = [_digest(t) for t in tokens]
+    if not digests:
+        raise ValueError("the HTTP connector needs at least one token")
     counts = _Counts()
     lock = asyncio.Lock()  # one flush at a time through the (thread-safe) producer
 
+    def authorized(request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            return False
+        given = _digest(header[7:].strip())
+        return any([hmac.compare_digest(given, d) for d in digests])  # every one compared: no timing by position
+
     async def post_events(request: web.Request) -> web.Response:
+        if not authorized(request):
+            counts.unauthorized += 1
+            return web.json_response({"error": "a valid token is required: Authorization: Bearer <token>"},
+                                     status=401, headers={"WWW-Authenticate": "Bearer"})
         if request.content_length is not None and request.content_length > limits.max_bytes:
             raise web.HTTPRequestEntityTooLarge(max_size=limits.max_bytes, actual_size=request.content_length)
         body = await request.read()
@@ -107,7 +177,8 @@ def create_http_app(sink: EventSink, limits: HttpLimits = HttpLimits(), origin: 
         return web.json_response({"accepted": len(good), "rejected": len(errors), "errors": errors}, status=status)
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "accepted": counts.accepted, "rejected": counts.rejected})
+        return web.json_response({"status": "ok", "accepted": counts.accepted, "rejected": counts.rejected,
+                                  "unauthorized": counts.unauthorized})
 
     app = web.Application(client_max_size=limits.max_bytes)
     app.router.add_post("/events", post_events)

@@ -175,4 +175,21 @@ def _read_events(path: Path):
 
 
 def _broker_option(f):
-    return click.option("--broker", default=None, help="Kafka broker URL (default: $RISKWATCH_BROKER or kafka://127.0.0.1:9092).")(f)
+    """The ``--broker`` option; a broker that cannot be reached is one line naming it, and exit 1."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+
+        try:
+            return f(*args, **kwargs)
+        except (NoBrokersAvailable, KafkaTimeoutError, KafkaConnectionError) as err:
+            from monitor.runners.topics import default_broker
+
+            err_console.print(f"cannot reach the Kafka broker at {kwargs.get('broker') or default_broker()} "
+                              f"({type(err).__name__}): is it running, and is --broker (or $RISKWATCH_BROKER) right?",
+                              markup=False)
+            sys.exit(1)
+    return click.option("--broker", default=None,
+                        help="Kafka broker URL (default: $RISKWATCH_BROKER or kafka://127.0.0.1:9092).")(wrapper)

@@ -117,17 +117,32 @@ def connect_sql(mapping, db_url, state, once, interval, broker):
 @click.option("--port", default=8088, show_default=True)
 @click.option("--max-bytes", default=4 * 1024 * 1024, show_default=True, help="Largest request body accepted.")
 @click.option("--max-records", default=10_000, show_default=True, help="Most records in one request.")
+@click.option("--tokens-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Bearer tokens senders may use, one per line (# comments). Or $RISKWATCH_HTTP_TOKENS, comma-separated.")
 @_broker_option
-def connect_http(host, port, max_bytes, max_records, broker):
-    """Accept events over HTTP (POST /events) and send them to Kafka."""
+def connect_http(host, port, max_bytes, max_records, tokens_file, broker):
+    """Accept events over HTTP (POST /events, with a bearer token) and send them to Kafka."""
+    import os
+
     from aiohttp import web
 
-    from connectors.http import HttpLimits, create_http_app
+    from connectors.http import HttpLimits, create_http_app, read_tokens
     from connectors.sink import KafkaSink
     from monitor.runners.topics import default_broker
 
+    if tokens_file is not None:
+        tokens = read_tokens(tokens_file.read_text(encoding="utf-8").splitlines())
+    else:
+        tokens = read_tokens(os.environ.get("RISKWATCH_HTTP_TOKENS", "").split(","))
+    if not tokens:
+        err_console.print("no tokens: give --tokens-file or set RISKWATCH_HTTP_TOKENS (make one with: "
+                          "python -c 'import secrets; print(\"rwh_\" + secrets.token_urlsafe(32))')", markup=False)
+        sys.exit(2)
+    if short := [t for t in tokens if len(t) < 24]:
+        err_console.print(f"{len(short)} token(s) shorter than 24 characters: use long random tokens", markup=False)
+        sys.exit(2)
     sink = KafkaSink(broker or default_broker(), client_id="riskwatch-http")
-    app = create_http_app(sink, HttpLimits(max_bytes, max_records))
+    app = create_http_app(sink, tokens, HttpLimits(max_bytes, max_records))
     console.print(f"listening on http://{host}:{port}/events")
     try:
         web.run_app(app, host=host, port=port, print=None)

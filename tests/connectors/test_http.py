@@ -1,4 +1,5 @@
-"""The HTTP connector on a real local socket: 202 with counts, 400 with reasons, limits."""
+"""The HTTP connector on a real local socket: 202 with counts, 400 with reasons,
+limits, bearer tokens, and one record's fault kept to that record."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ EVENT = {"event_id": "p1", "source": "oa", "domain": "governance", "type": "deci
          "occurred_at": "2026-03-02T10:00:00+08:00", "org_id": "SUB01", "attributes": {"decision_id": "JC1"}}
 
 
+TOKEN = "rwh_test-token-0123456789abcdef"
+
+
 async def _serve(sink, limits):
-    runner = web.AppRunner(create_http_app(sink, limits))
+    runner = web.AppRunner(create_http_app(sink, ["rwh_other-token-0123456789abcdef", TOKEN], limits))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -23,8 +27,9 @@ async def _serve(sink, limits):
     return runner, f"http://127.0.0.1:{port}"
 
 
-def call(requests, limits=HttpLimits(max_bytes=4096, max_records=3)):
+def call(requests, limits=HttpLimits(max_bytes=4096, max_records=3), token=TOKEN):
     """Start the server, make the requests [(body, content_type)], return [(status, json)] and the sink."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     sink = MemorySink()
 
     async def go():
@@ -33,7 +38,7 @@ def call(requests, limits=HttpLimits(max_bytes=4096, max_records=3)):
             async with ClientSession() as http:
                 out = []
                 for body, ctype in requests:
-                    async with http.post(f"{base}/events", data=body, headers={"Content-Type": ctype}) as r:
+                    async with http.post(f"{base}/events", data=body, headers={"Content-Type": ctype, **headers}) as r:
                         text = await r.text()
                         try:
                             out.append((r.status, orjson.loads(text)))
@@ -54,7 +59,7 @@ def test_one_event_and_a_batch_are_accepted():
     assert results[:2] == [(202, {"accepted": 1, "rejected": 0, "errors": []}),
                            (202, {"accepted": 2, "rejected": 0, "errors": []})]
     assert [orjson.loads(v)["event_id"] for _, v in sink.events["riskwatch.events.governance"]] == ["p1", "p2", "p3"]
-    assert results[2] == (200, {"status": "ok", "accepted": 3, "rejected": 0})
+    assert results[2] == (200, {"status": "ok", "accepted": 3, "rejected": 0, "unauthorized": 0})
 
 
 def test_invalid_records_get_400_with_reasons_and_go_to_dead_letters():
@@ -78,3 +83,27 @@ def test_request_limits():
     results, sink = call([(too_many, "application/json"), (too_big, "application/json")])
     assert [r[0] for r in results[:2]] == [413, 413]
     assert sink.events == {} and sink.dead_letters == []
+
+
+def test_without_a_valid_token_nothing_is_taken():
+    for token in (None, "rwh_wrong-token-0123456789abcdef", TOKEN[:-1]):
+        results, sink = call([(orjson.dumps(EVENT), "application/json")], token=token)
+        assert results[0][0] == 401, token
+        assert results[1][1]["unauthorized"] == 1 and results[1][1]["accepted"] == 0
+        assert sink.events == {} and sink.dead_letters == []
+
+
+def test_a_deeply_nested_record_is_rejected_alone_with_its_index():
+    """At 600 levels a decoder still parses it; at 5,000 none recurses that far:
+    either way the record's neighbours are sent and it alone is rejected."""
+    limits = HttpLimits(max_bytes=64 * 1024, max_records=10)
+    for depth in (600, 5000):
+        deep = orjson.dumps(dict(EVENT, event_id="deep")).replace(b'"attributes":{', b'"attributes":{"x":' + b"[" * depth
+                                                                   + b"]" * depth + b",")
+        body = b"[" + orjson.dumps(dict(EVENT, event_id="a")) + b"," + deep + b"," + orjson.dumps(dict(EVENT, event_id="b")) + b"]"
+        results, sink = call([(body, "application/json")], limits=limits)
+        status, answer = results[0]
+        assert status == 400 and (answer["accepted"], answer["rejected"]) == (2, 1), depth
+        assert [(e["index"], e["reason"]) for e in answer["errors"]] == [(1, "too_deep")]
+        assert [orjson.loads(v)["event_id"] for _, v in sink.events["riskwatch.events.governance"]] == ["a", "b"]
+        assert sink.dead_letters[0][0] == deep
