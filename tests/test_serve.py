@@ -44,6 +44,7 @@ def served(tmp_path, default_pack):
     users = UserStore(store.engine)
     users.add("wang.fang", "finance-pass-1", "officer", ["财务资金部"])
     users.add("zhao.lei", "procure-pass-1", "officer", ["采购管理部"])
+    users.add("li.na", "legal-pass-123", "officer", ["法律合规部"])
     users.add("viewer", "viewer-pass-12", "viewer", [])
     users.add("head", "head-pass-123", "head", [])
     tokens = {u: users.new_token(u) for u in ("wang.fang", "zhao.lei", "viewer", "head")}
@@ -64,7 +65,9 @@ def test_only_health_is_anonymous(served):
     assert client.get("/api/tickets", headers=auth("rw_not-a-token")).status_code == 401
     assert client.get(f"/api/tickets/{ids['FIN-01']}").status_code == 401
     assert client.get("/", follow_redirects=False).headers["location"] == "/login"
-    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/docs", "/redoc", "/openapi.json", "/api/openapi.json"):
+        assert client.get(path).status_code in (401, 404), path
+    paths = client.get("/api/openapi.json", headers=auth(tokens["viewer"])).json()["paths"]
     assert {"/api/tickets", "/api/tickets/{ticket_id}", "/api/tickets/{ticket_id}/move"} <= set(paths)
 
 
@@ -87,7 +90,7 @@ def test_officers_see_and_work_only_their_departments(served):
     assert len(client.get("/api/tickets", headers=auth(tokens["viewer"])).json()) == 2
     assert client.post(f"/api/tickets/{ids['CON-01']}/comments", json={"text": "x"},
                        headers=auth(tokens["viewer"])).status_code == 403
-    assert client.post(f"/api/tickets/{ids['CON-01']}/assign", json={"assignee": "zhao.lei"},
+    assert client.post(f"/api/tickets/{ids['CON-01']}/assign", json={"assignee": "li.na"},
                        headers=auth(tokens["head"])).status_code == 200
     trail = [(a["actor"], a["action"]) for a in store.audit(ids["CON-01"])]
     assert trail == [("riskwatch", "open"), ("head", "assign")]

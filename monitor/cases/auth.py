@@ -12,8 +12,16 @@ admin      everything, and manages users
 
     users = UserStore(engine)
     users.add("wang.fang", "s3cret-pass", "officer", ["财务资金部"])
-    token = users.new_token("wang.fang", "ci")    # shown once
+    token = users.new_token("wang.fang", "ci")    # shown once; expires in 90 days
     user = users.by_token(token)                   # or users.check_password(name, password)
+    users.revoke_tokens("wang.fang", "ci")         # every token of that label, at once
+
+Web sessions live here too: the cookie carries only a random id, whose hash
+is a row that logout deletes, so a copied cookie dies with the session.
+
+    sid = users.open_session("wang.fang")          # into the signed cookie
+    users.session_user(sid)                        # the User, until logout or expiry
+    users.end_session(sid)
 """
 
 from __future__ import annotations
@@ -25,15 +33,30 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import JSON, DateTime, ForeignKey, String, select
+from sqlalchemy import JSON, DateTime, ForeignKey, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from monitor.cases.tickets import Base
 
-__all__ = ["ROLES", "User", "UserStore"]
+__all__ = ["ROLES", "SESSION_HOURS", "TOKEN_DAYS", "User", "UserStore"]
 
 ROLES = ("viewer", "officer", "head", "admin")
+TOKEN_DAYS = 90  # an API token's life unless told otherwise
+MAX_TOKEN_DAYS = 730
+SESSION_HOURS = 8  # a web session's life from login
 _hasher = PasswordHasher()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive UTC
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class UserRow(Base):
@@ -54,6 +77,17 @@ class TokenRow(Base):
     username: Mapped[str] = mapped_column(String(64), ForeignKey("users.username"))
     label: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SessionRow(Base):
+    __tablename__ = "web_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), ForeignKey("users.username"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -79,13 +113,17 @@ class UserStore:
         self.engine = engine
 
     def add(self, username: str, password: str, role: str, departments: list[str], display_name: str | None = None) -> User:
+        """Add a user, or replace one: a replaced user's web sessions end."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if len(password) < 10:
             raise ValueError("a password needs at least 10 characters")
+        if not username or len(username) > 64:
+            raise ValueError("a username has 1 to 64 characters")
         with Session(self.engine) as session:
             session.merge(UserRow(username=username, display_name=display_name, password_hash=_hasher.hash(password),
-                                  role=role, departments=list(departments), created_at=dt.datetime.now(dt.timezone.utc)))
+                                  role=role, departments=list(departments), created_at=_now()))
+            session.execute(delete(SessionRow).where(SessionRow.username == username))
             session.commit()
         return User(username, role, tuple(departments), display_name)
 
@@ -106,19 +144,76 @@ class UserStore:
                 return None
             return User(row.username, row.role, tuple(row.departments), row.display_name)
 
-    def new_token(self, username: str, label: str = "") -> str:
+    def assignable(self, assignee: str, ticket: dict) -> User:
+        """The user ``assignee`` if a ticket may be given to them: one who exists and
+        whose role may work it (an officer of its department, a head, an admin)."""
+        user = self.get(assignee)
+        if user is None:
+            raise ValueError(f"no user {assignee}")
+        if not user.can_act(ticket):
+            raise ValueError(f"{assignee} ({user.role}) may not work tickets of {ticket.get('owner_department')}")
+        return user
+
+    def new_token(self, username: str, label: str = "", days: int = TOKEN_DAYS) -> str:
+        """A new token for ``username``, valid for ``days`` (1 to 730); shown once, kept as its hash."""
+        if not 1 <= days <= MAX_TOKEN_DAYS:
+            raise ValueError(f"a token lives 1 to {MAX_TOKEN_DAYS} days")
         token = "rw_" + secrets.token_urlsafe(32)
+        now = _now()
         with Session(self.engine) as session:
             if session.get(UserRow, username) is None:
                 raise ValueError(f"no user {username}")
-            session.add(TokenRow(token_hash=hashlib.sha256(token.encode()).hexdigest(), username=username, label=label,
-                                 created_at=dt.datetime.now(dt.timezone.utc)))
+            session.add(TokenRow(token_hash=_hash(token), username=username, label=label, created_at=now,
+                                 expires_at=now + dt.timedelta(days=days)))
             session.commit()
         return token
 
-    def by_token(self, token: str) -> User | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
+    def by_token(self, token: str, now: dt.datetime | None = None) -> User | None:
+        """The user of a live token: not revoked, not expired."""
+        now = now or _now()
         with Session(self.engine) as session:
-            row = session.scalars(select(TokenRow).where(TokenRow.token_hash == digest)).first()
-            username = row.username if row else None
+            row = session.get(TokenRow, _hash(token))
+            live = row is not None and row.revoked_at is None and row.expires_at is not None and _utc(row.expires_at) > now
+            username = row.username if live else None
         return self.get(username) if username else None
+
+    def tokens(self, username: str) -> list[dict]:
+        """A user's tokens (never the tokens themselves): label, made, expires, revoked."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(TokenRow).where(TokenRow.username == username).order_by(TokenRow.created_at))
+            return [{"label": r.label or "", "created_at": _utc(r.created_at),
+                     "expires_at": _utc(r.expires_at) if r.expires_at else None,
+                     "revoked_at": _utc(r.revoked_at) if r.revoked_at else None} for r in rows]
+
+    def revoke_tokens(self, username: str, label: str | None = None) -> int:
+        """Revoke a user's live tokens (those with ``label`` only, when given); returns how many."""
+        query = update(TokenRow).where(TokenRow.username == username, TokenRow.revoked_at.is_(None))
+        if label is not None:
+            query = query.where(TokenRow.label == label)
+        with Session(self.engine) as session:
+            count = session.execute(query.values(revoked_at=_now())).rowcount
+            session.commit()
+        return count
+
+    # --- web sessions ---------------------------------------------------------------------
+    def open_session(self, username: str, hours: float = SESSION_HOURS) -> str:
+        """A new session for a user who just logged in; the id goes into the cookie."""
+        sid = secrets.token_urlsafe(32)
+        now = _now()
+        with Session(self.engine) as session:
+            session.execute(delete(SessionRow).where(SessionRow.expires_at < now))  # the dead ones, while here
+            session.add(SessionRow(session_hash=_hash(sid), username=username, created_at=now,
+                                   expires_at=now + dt.timedelta(hours=hours)))
+            session.commit()
+        return sid
+
+    def session_user(self, sid: str) -> User | None:
+        with Session(self.engine) as session:
+            row = session.get(SessionRow, _hash(sid))
+            username = row.username if row is not None and _utc(row.expires_at) > _now() else None
+        return self.get(username) if username else None
+
+    def end_session(self, sid: str) -> None:
+        with Session(self.engine) as session:
+            session.execute(delete(SessionRow).where(SessionRow.session_hash == _hash(sid)))
+            session.commit()

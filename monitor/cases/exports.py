@@ -2,16 +2,26 @@
 typical cases (典型案例) and ticket lists. Headers are Chinese with English.
 
     write_export(Path("violations.xlsx"), "violations", store.violations())
+
+What the data says is written as text, never as something a spreadsheet runs:
+in XLSX every string is a string cell (a value starting with ``=`` is not a
+formula); in CSV a value starting with ``=``, ``+``, ``-``, ``@``, tab or CR
+gets a leading ``'``. Control characters, which XLSX cannot hold, become
+U+FFFD in both.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COLUMNS", "write_export"]
+__all__ = ["COLUMNS", "csv_cell", "write_export", "xlsx_row"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 _BASE = [
     ("id", "工单号 / Ticket"), ("risk_id", "风险编号 / Risk"), ("title", "预警 / Alert"), ("org_id", "单位 / Org"),
@@ -37,10 +47,37 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def csv_cell(value: Any) -> Any:
+    r"""A value for a CSV file that a spreadsheet opens as text.
+
+    >>> csv_cell("=1+1"), csv_cell("SUB\x01") == "SUB\ufffd", csv_cell(-5)
+    ("'=1+1", True, -5)
+    """
+    value = _cell(value)
+    if isinstance(value, str):
+        value = _CONTROL.sub("\ufffd", value)
+        if value.startswith(_FORMULA_START):
+            value = "'" + value
+    return value
+
+
+def xlsx_row(sheet, values: list[Any]) -> list[Any]:
+    """A row for ``sheet.append``: every string an explicit string cell."""
+    from openpyxl.cell.cell import Cell
+
+    row = []
+    for value in map(_cell, values):
+        if isinstance(value, str):
+            value = Cell(sheet, value=_CONTROL.sub("\ufffd", value))
+            value.data_type = "s"  # not "f", whatever it starts with
+        row.append(value)
+    return row
+
+
 def write_export(path: Path, kind: str, rows: list[dict[str, Any]]) -> int:
     """Write rows as CSV or XLSX (by the file's suffix); returns how many."""
     columns = COLUMNS[kind]
-    table = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    table = [[row.get(key) for key, _ in columns] for row in rows]
     if path.suffix.lower() == ".xlsx":
         from openpyxl import Workbook
 
@@ -49,11 +86,11 @@ def write_export(path: Path, kind: str, rows: list[dict[str, Any]]) -> int:
         sheet.title = {"tickets": "工单", "violations": "违规行为记录", "cases": "典型案例"}[kind]
         sheet.append([label for _, label in columns])
         for values in table:
-            sheet.append(values)
+            sheet.append(xlsx_row(sheet, values))
         book.save(path)
     else:
         with open(path, "w", encoding="utf-8-sig", newline="") as f:  # the BOM lets Excel read the Chinese
             writer = csv.writer(f)
             writer.writerow([label for _, label in columns])
-            writer.writerows(table)
+            writer.writerows([list(map(csv_cell, values)) for values in table])
     return len(table)

@@ -146,6 +146,8 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str]) -> tup
     from openpyxl import Workbook
     from openpyxl.chart import BarChart, Reference
 
+    from monitor.cases.exports import xlsx_row
+
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"riskwatch-{m.month}" + (f"-{m.org}" if m.org else "")
     s = m.summary
@@ -158,11 +160,11 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str]) -> tup
                        ("sla_breaches", "超时 / SLA breaches"), ("confirmed_violations", "确认违规 / Confirmed violations"),
                        ("false_positives", "误报 / False positives")):
         value = s[key]
-        sheet.append([label, None if value != value else value])
+        sheet.append(xlsx_row(sheet, [label, None if value != value else value]))
     risks = book.create_sheet("按风险 By risk")
-    risks.append(["风险 / Risk", "名称 / Title", "工单 / Tickets", "已处置 / Disposed", "超时 / Breaches"])
+    risks.append(xlsx_row(risks, ["风险 / Risk", "名称 / Title", "工单 / Tickets", "已处置 / Disposed", "超时 / Breaches"]))
     for risk_id, row in m.by_risk.iterrows():
-        risks.append([risk_id, risk_titles.get(risk_id, ""), int(row["tickets"]), int(row["disposed"]), int(row["breaches"])])
+        risks.append(xlsx_row(risks, [risk_id, risk_titles.get(risk_id, ""), int(row["tickets"]), int(row["disposed"]), int(row["breaches"])]))
     if len(m.by_risk):
         chart = BarChart()
         chart.title = "工单数 / Tickets by risk"
@@ -171,13 +173,13 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str]) -> tup
         risks.add_chart(chart, "G2")
     orgs = book.create_sheet("按单位 By org")
     cols = list(m.by_org.columns)
-    orgs.append(["单位 / Org", *cols])
+    orgs.append(xlsx_row(orgs, ["单位 / Org", *cols]))
     for org, row in m.by_org.iterrows():
-        orgs.append([org, *[int(row[c]) for c in cols]])
+        orgs.append(xlsx_row(orgs, [org, *[int(row[c]) for c in cols]]))
     cases = book.create_sheet("典型案例 Cases")
-    cases.append(["工单 / Ticket", "预警 / Alert", "单位 / Org", "摘要 / Summary"])
+    cases.append(xlsx_row(cases, ["工单 / Ticket", "预警 / Alert", "单位 / Org", "摘要 / Summary"]))
     for _, c in m.cases.iterrows():
-        cases.append([int(c["id"]), c["title"], c["org_id"], c["case_summary"]])
+        cases.append(xlsx_row(cases, [int(c["id"]), c["title"], c["org_id"], c["case_summary"]]))
     xlsx = directory / f"{stem}.xlsx"
     book.save(xlsx)
 

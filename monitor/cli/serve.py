@@ -20,8 +20,13 @@ from monitor.cli.app import _db_option, _load_pack_or_exit, _notifier, _now, _se
 @click.option("--metrics-port", default=9466, show_default=True, help="Port for /metrics (-1: off).")
 @click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Notification channels and routes (YAML): escalations found by the periodic check.")
-def serve(db, rules, host, port, metrics_port, notify_path):
-    """The REST API (/api, OpenAPI at /docs) and the web UI for compliance managers.
+@click.option("--secure-cookies/--no-secure-cookies", default=None,
+              help="Mark the session cookie Secure and send HSTS: for use behind TLS (default: $RISKWATCH_SECURE_COOKIES).")
+@click.option("--forwarded-allow-ips", default=None,
+              help="Reverse proxies (comma-separated IPs) whose X-Forwarded-For is believed; none by default, "
+                   "so the client address (and its login limit) is the socket's.")
+def serve(db, rules, host, port, metrics_port, notify_path, secure_cookies, forwarded_allow_ips):
+    """The REST API (/api, OpenAPI at /api/openapi.json) and the web UI for compliance managers.
 
     Session cookies are signed with $RISKWATCH_SESSION_SECRET (set it, or sessions end with the process)."""
     import threading
@@ -50,6 +55,10 @@ def serve(db, rules, host, port, metrics_port, notify_path):
             time.sleep(60)
 
     threading.Thread(target=periodic_check, name="riskwatch-escalation", daemon=True).start()
-    app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"), metrics=metrics)
-    console.print(f"riskwatch serve: http://{host}:{port}/  (API docs: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if secure_cookies is None:
+        secure_cookies = os.environ.get("RISKWATCH_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+    app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"), metrics=metrics,
+                     secure_cookies=secure_cookies)
+    console.print(f"riskwatch serve: http://{host}:{port}/  (API description: /api/openapi.json, with a token)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=bool(forwarded_allow_ips),
+                forwarded_allow_ips=forwarded_allow_ips or "")

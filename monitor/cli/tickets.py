@@ -207,13 +207,41 @@ def users_add(db, username, role, departments, display_name, password):
 @users.command("token")
 @_db_option
 @click.argument("username")
-@click.option("--label", default="")
-def users_token(db, username, label):
+@click.option("--label", default="", help="What the token is for (revoke by it).")
+@click.option("--days", default=90, show_default=True, help="How long it is valid (1 to 730).")
+def users_token(db, username, label, days):
     """A new API token for a user (shown once; only its hash is kept)."""
     from monitor.cases.auth import UserStore
 
     try:
-        console.print(UserStore(_store(db).engine).new_token(username, label))
+        console.print(UserStore(_store(db).engine).new_token(username, label, days))
     except ValueError as err:
         err_console.print(str(err))
         sys.exit(1)
+
+
+@users.command("revoke")
+@_db_option
+@click.argument("username")
+@click.option("--label", default=None, help="Only the tokens with this label (default: all of the user's).")
+def users_revoke(db, username, label):
+    """Revoke a user's API tokens at once."""
+    from monitor.cases.auth import UserStore
+
+    count = UserStore(_store(db).engine).revoke_tokens(username, label)
+    console.print(f"revoked {count} token(s) of {username}" + (f" labelled {label}" if label is not None else ""))
+
+
+@users.command("tokens")
+@_db_option
+@click.argument("username")
+def users_tokens(db, username):
+    """A user's tokens: label, made, expires, revoked (never the tokens themselves)."""
+    from monitor.cases.auth import UserStore
+
+    t = Table(title=f"tokens of {username}")
+    for c in ("label", "created", "expires", "revoked"):
+        t.add_column(c)
+    for row in UserStore(_store(db).engine).tokens(username):
+        t.add_row(row["label"], str(row["created_at"])[:16], str(row["expires_at"] or "")[:16], str(row["revoked_at"] or "")[:16])
+    console.print(t)
