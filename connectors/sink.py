@@ -39,6 +39,7 @@ class KafkaSink:
             bootstrap_servers=bootstrap_servers(broker), client_id=client_id, acks="all",
             enable_idempotence=True, linger_ms=5, batch_size=256 * 1024, max_in_flight_requests_per_connection=5,
             retries=2**31 - 1, delivery_timeout_ms=120_000,
+            bootstrap_timeout_ms=10_000,  # a broker that is up answers in milliseconds; say so sooner
         )
 
     def send_event(self, domain: str, org_id: str, value: bytes) -> None:

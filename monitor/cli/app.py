@@ -180,11 +180,14 @@ def _broker_option(f):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
-        from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+        import aiokafka.errors
+        import kafka.errors
 
+        unreachable = (kafka.errors.KafkaConnectionError, kafka.errors.KafkaTimeoutError,
+                       aiokafka.errors.KafkaConnectionError, aiokafka.errors.KafkaTimeoutError)
         try:
             return f(*args, **kwargs)
-        except (NoBrokersAvailable, KafkaTimeoutError, KafkaConnectionError) as err:
+        except unreachable as err:
             from monitor.runners.topics import default_broker
 
             err_console.print(f"cannot reach the Kafka broker at {kwargs.get('broker') or default_broker()} "

@@ -98,10 +98,6 @@ class Comment(BaseModel):
     text: Text
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` (413), whether or not they say
     their length: JSON bodies have no other bound."""
@@ -116,26 +112,27 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(scope, send)
         seen = 0
-        started = False
+        started = refused = False
 
         async def counted():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
+            if seen > self.max_bytes and not refused:
+                refused = True
+                if not started:
+                    await self._refuse(scope, send)
+                return {"type": "http.disconnect"}  # the app stops reading; its answer is not sent
             return message
 
         async def tracked(message):
             nonlocal started
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
-                await self._refuse(scope, send)
+        await self.app(scope, counted, tracked)
 
     async def _refuse(self, scope, send):
         response = JSONResponse({"detail": f"the request body is over {self.max_bytes:,} bytes"}, status_code=413,
