@@ -112,3 +112,48 @@ def test_an_org_id_of_the_wrong_kind_is_rejected_by_two_workers_as_by_one(defaul
     for summary in results:
         assert (summary.lines, summary.scored, summary.rejected) == (7, 2, 5)
     assert (tmp_path / "rejected1.jsonl").read_bytes() == (tmp_path / "rejected2.jsonl").read_bytes()
+
+
+def _in_a_worker(parent: int, misbehave):
+    """BatchScorer.process that misbehaves in the scoring workers only."""
+    import os
+
+    from monitor.runners.runner import BatchScorer
+
+    original = BatchScorer.process
+
+    def process(self, *args, **kwargs):
+        if os.getpid() != parent:
+            return misbehave(original(self, *args, **kwargs))
+        return original(self, *args, **kwargs)
+    return process
+
+
+@pytest.mark.parametrize("how", ["dies", "cannot send its result"])
+def test_a_worker_that_fails_fails_the_run_instead_of_hanging_it(default_pack, stream_file, tmp_path, monkeypatch, how):
+    import os
+    import signal
+
+    from monitor.runners.runner import BatchScorer
+
+    def dies(result):
+        os._exit(9)  # as the kernel's OOM killer would leave it: no word to the parent
+
+    def cannot_send(result):
+        result.new_alerts = [lambda: None]  # a result that cannot be pickled
+        return result
+
+    monkeypatch.setattr(BatchScorer, "process", _in_a_worker(os.getpid(), dies if how == "dies" else cannot_send))
+
+    def hung(signum, frame):
+        raise TimeoutError("the run hung")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(RuntimeError, match="worker"):
+            EmbeddedRunner(default_pack, batch_size=1000, workers=2).run_file(stream_file, tmp_path / "a.jsonl",
+                                                                              tmp_path / "r.jsonl")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
