@@ -272,3 +272,10 @@ def test_the_http_connector_without_a_broker_says_so_in_one_line(monkeypatch):
     assert result.exit_code == 1
     assert "Traceback" not in result.output and result.output.strip().count("\n") == 0
     assert "cannot reach the Kafka broker at kafka://127.0.0.1:1" in result.output
+
+
+def test_the_command_line_too_finds_no_ticket_beyond_the_database(tmp_path):
+    db = f"sqlite:///{tmp_path / 't.db'}"
+    for command in (["tickets", "show", "99999999999999999999"], ["tickets", "comment", "-5", "x", "--as", "a"]):
+        result = CliRunner().invoke(main, [*command, "--db", db])
+        assert result.exit_code == 1 and "no ticket" in result.output, (command, result.output)

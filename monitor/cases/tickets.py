@@ -518,6 +518,8 @@ class SqlTicketStore:
 
     @staticmethod
     def _ticket(session: Session, ticket_id: int, lock: bool = False) -> Ticket:
+        if not 1 <= ticket_id < 2**63:  # no database holds such an id; asking would overflow the driver
+            raise TicketError(f"no ticket {ticket_id}")
         query = select(Ticket).where(Ticket.id == ticket_id)
         ticket = session.scalars(query.with_for_update() if lock else query).first()
         if ticket is None:
