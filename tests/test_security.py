@@ -276,6 +276,6 @@ def test_the_http_connector_without_a_broker_says_so_in_one_line(monkeypatch):
 
 def test_the_command_line_too_finds_no_ticket_beyond_the_database(tmp_path):
     db = f"sqlite:///{tmp_path / 't.db'}"
-    for command in (["tickets", "show", "99999999999999999999"], ["tickets", "comment", "-5", "x", "--as", "a"]):
+    for command in (["tickets", "show", "99999999999999999999"], ["tickets", "comment", "0", "x", "--as", "a"]):
         result = CliRunner().invoke(main, [*command, "--db", db])
         assert result.exit_code == 1 and "no ticket" in result.output, (command, result.output)
