@@ -40,7 +40,7 @@ for line in open(sys.argv[1], "rb"):
 def stream_file(events: int, days: int) -> Path:
     """The demo stream, cached per size and per version of the generator."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    generator = Path(__file__).resolve().parent.parent / "monitor" / "generator.py"
+    generator = Path(__file__).resolve().parent.parent / "monitor" / "analyst" / "generator.py"
     version = hashlib.sha256(generator.read_bytes()).hexdigest()[:8]
     path = CACHE / f"demo-{events}-{days}d-{version}.jsonl"
     if not path.exists():  # in a child process, so this one stays small for the RSS readings
