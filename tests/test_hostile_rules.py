@@ -59,6 +59,7 @@ started = time.perf_counter()
 pack, problems = lint(sys.argv[1])
 print(json.dumps({"seconds": time.perf_counter() - started,
                   "grew_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "ok": pack is not None,
                   "errors": [str(p) for p in problems if p.level == "error"]}))
 """
