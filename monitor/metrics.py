@@ -77,6 +77,13 @@ class Metrics:
         self.rule_pack_reloads = Counter("riskwatch_rule_pack_reloads_total",
                                          "Reloads of the rules folder: ok, rejected (errors) or unchanged.", ["result"],
                                          registry=registry)
+        self.matters_judged = Counter("riskwatch_matters_executed_total",
+                                      "Executed matters judged by the review controls; reviewed=true when every "
+                                      "required step passed before execution.", ["control", "matter_kind", "reviewed"],
+                                      registry=registry)
+        self.review_rate = Gauge("riskwatch_review_rate", "审查率: the share of executed matters whose every required "
+                                 "review step passed before execution, in the latest month with executions.",
+                                 ["matter_kind"], registry=registry)
         self.rule_pack = Gauge("riskwatch_rule_pack_info", "The rule pack in use (value 1).", ["version"],
                                registry=registry)
         for result in ("ok", "rejected", "unchanged"):  # a series from the start, so rates and alerts see 0 first
@@ -100,6 +107,20 @@ class Metrics:
     def observe_lag(self, occurred_at: np.ndarray, now: dt.datetime | None = None) -> None:
         now = now or dt.datetime.now(dt.timezone.utc)
         self.observe_many(self.event_lag, now.timestamp() - np.asarray(occurred_at, dtype=float))
+
+    def count_judged(self, judgements: Iterable) -> None:
+        for j in judgements:
+            self.matters_judged.labels(j.control, j.matter_kind, "true" if j.reviewed else "false").inc()
+
+    def set_review_rates(self, rows: Iterable[dict]) -> None:
+        """The review rate per matter kind, from the ticket database's rows of a month."""
+        totals: dict[str, list[int]] = {}
+        for row in rows:
+            t = totals.setdefault(row["matter_kind"], [0, 0])
+            t[0] += row["reviewed"]
+            t[1] += row["executed"]
+        for kind, (reviewed, executed) in totals.items():
+            self.review_rate.labels(kind).set(reviewed / executed if executed else float("nan"))
 
     def set_ticket_gauges(self, open_by: dict[tuple[str, str], int], overdue_by: dict[tuple[str, str], int]) -> None:
         """Open and overdue tickets per (risk, severity), from the ticket store."""

@@ -3,6 +3,7 @@ letters, and state that survives a SIGKILL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("kafka_broker")
 
 class Worker:
     def __init__(self, tmp_path, app_id: str, name: str = "w", metrics_port: int = -1, rules=None,
-                 checkpoint_events: int = 50_000, db_url: str | None = None):
+                 checkpoint_events: int = 50_000, db_url: str | None = None, extra: tuple[str, ...] = ()):
         self.app_id, self.db = app_id, tmp_path / f"{app_id}.db"
         self.db_url = db_url or f"sqlite:///{self.db}"
         self.log_path = tmp_path / f"{app_id}-{name}.log"
@@ -32,6 +33,7 @@ class Worker:
         self.metrics_port = metrics_port
         self.rules = rules
         self.checkpoint_events = checkpoint_events
+        self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -39,7 +41,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor.cli", "worker", "--app-id", self.app_id, "--db", self.db_url,
              "--metrics-port", str(self.metrics_port), "--batch-size", "500",
-             "--checkpoint-events", str(self.checkpoint_events), "--loglevel", "info", *rules],
+             "--checkpoint-events", str(self.checkpoint_events), "--loglevel", "info", *rules, *self.extra],
             stdout=self.log, stderr=self.log)  # info: a failing test's worker logs say what the group did
 
     def scored(self) -> float:
@@ -167,6 +169,34 @@ def test_state_survives_a_sigkill(tmp_path, default_pack):
         alerts = alerts_for({org}, since, expect=2)
         split = [a for a in alerts.values() if a["rule_id"] == "proc_split_purchase"]
         assert [sorted(a["event_ids"]) for a in split] == [[f"{org}-1", f"{org}-3"]]
+    finally:
+        worker.stop()
+
+
+def test_a_review_left_undone_fires_on_the_clock_at_its_limit_and_once_across_a_restart(tmp_path):
+    """No event comes to say a step is late: the worker judges the quiet org by
+    the clock. The submission's business time puts the limit (5 days and the
+    day's grace for a nightly OA sync) about 45 s ahead."""
+    # back-dated by 6 days: "live" widened to 7 days for this stream
+    worker = Worker(tmp_path, f"rw-test-{uuid.uuid4().hex[:8]}", extra=("--quiet-after", "2", "--live-within", "604800"))
+    org = f"Q{uuid.uuid4().hex[:6]}"
+    since = end_offsets(ALERTS_TOPIC)
+    due = time.time() + 45
+    submitted_at = dt.datetime.fromtimestamp(due - 6 * 86400, dt.timezone(dt.timedelta(hours=8)))
+    worker.start()
+    try:
+        produce([event(org, 1, type="matter_submitted", occurred_at=submitted_at.isoformat(), amount=2_000_000,
+                       attributes={"matter_id": "HT-Q1", "matter_kind": "contract", "drafter_id": "u1"})])
+        time.sleep(max(0.0, due - 8 - time.time()))
+        assert alerts_for({org}, since, timeout=2) == {}  # not before the limit
+        fired = alerts_for({org}, since, expect=1, timeout=max(5.0, due + 40 - time.time()))
+        assert [(a["rule_id"], a["event_ids"]) for a in fired.values()] == [("RC-CON-01", [f"{org}-1"])]
+        assert time.time() >= due - 2  # at the limit, give or take the timer's beat
+        worker.stop(signal.SIGKILL)
+        worker.start()
+        time.sleep(25)  # recovered, quiet again, judged again
+        records = [orjson.loads(r.value) for r in read_since(ALERTS_TOPIC, since, expect=10**9, timeout=5.0)]
+        assert [a["dedup_key"] for a in records if a["org_id"] == org] == list(fired)  # once, not again
     finally:
         worker.stop()
 

@@ -77,6 +77,15 @@ SCENARIOS = {
     13: "inv_overseas_without_filing", 14: "gov_decision_without_legal_review", 15: "gov_sanctioned_counterparty",
     16: "gov_regulation_without_legal_review",
 }
+# The review process (review_controls.yaml), watched from the OA's events: each
+# breach and its near miss, planted by ``plant_reviews`` with a generator of
+# its own, so the rest of the stream stays what it was for a given seed.
+REVIEW_EVENTS_PER_ROUND = 41  # what one round of the review plants emits (a test counts them)
+REVIEW_SCENARIOS = {
+    17: ("RC-CON-01", "executed_early"), 18: ("RC-CON-01", "after_reject"), 19: ("RC-CON-01", "own_draft"),
+    20: ("RC-CON-01", "wrong_post"), 21: ("RC-DEC-01", "out_of_order"), 22: ("RC-CON-01", "changed"),
+    23: ("RC-CON-01", "silent"), 24: ("RC-REG-01", "executed_early"),
+}
 SCENARIO_7B = "fin_duplicate_amount"
 # Anomalies no rule names, which the default detectors should find.
 ANOMALIES = {101: "det_amount_outlier", 102: "det_counterparty_velocity", 103: "det_benford_journal"}
@@ -147,6 +156,7 @@ class _Builder:
             names.add(name)
             self.suppliers.append((f"SUP-{len(self.suppliers) + 1:05d}", name))
         self.org_weights = [w for _, _, w, _ in ORGS]
+        self.review_rng = random.Random(seed * 7919 + 17)  # the review plants' own: the rest stays as it was
         self.regulars: list[tuple] = []  # (org, tz, counterparty, usual amount, contract, days between payments)
 
     # --- helpers ---------------------------------------------------------------
@@ -190,7 +200,7 @@ class _Builder:
              counterparty: tuple[str, str] | None = None, arrival: dt.datetime | None = None, **attributes) -> str:
         prefix = {"payment": "FK", "journal_entry": "PZ", "purchase_order": "PO", "contract_signed": "HT",
                   "contract_changed": "BG", "investment_approval": "TZ", "investment_disbursement": "ZC",
-                  "decision": "JC", "regulation_issued": "ZD"}[etype]
+                  "decision": "JC", "regulation_issued": "ZD", "matter_submitted": "OA", "review_step": "SP"}[etype]
         event: dict[str, Any] = {
             "event_id": self.next_id(prefix + "-"),
             "source": _SOURCES[domain],
@@ -428,7 +438,125 @@ class _Builder:
 
     # --- planted violations and near-misses --------------------------------------
     def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
-        self.truth.instances.append(Instance(scenario, rule or SCENARIOS.get(scenario) or ANOMALIES[scenario], kind, ids, note))
+        rule = rule or SCENARIOS.get(scenario) or (REVIEW_SCENARIOS[scenario][0] if scenario in REVIEW_SCENARIOS
+                                                    else ANOMALIES[scenario])
+        self.truth.instances.append(Instance(scenario, rule, kind, ids, note))
+
+    # --- the review process ------------------------------------------------------
+    def plant_reviews(self, rounds: int) -> None:
+        for _ in range(rounds):
+            for scenario in REVIEW_SCENARIOS:
+                getattr(self, f"plant_{scenario}")()
+
+    def _review_at(self, tz, day: int, hour: int, minute: int = 0) -> dt.datetime:
+        return (self.start + dt.timedelta(days=day)).astimezone(tz).replace(hour=hour, minute=minute, second=0)
+
+    def _matter(self, matter_kind: str, amount: float | None = None, **attributes) -> tuple:
+        """A new matter in some org, submitted on some day: (org, tz, day, matter id, drafter, submission id)."""
+        rng = self.review_rng
+        org_id, _, _, tz = rng.choices(ORGS, self.org_weights)[0]
+        day = rng.randrange(3, self.days - 20)
+        matter = self.next_id({"contract": "HT", "regulation": "ZDH", "decision": "JCD"}[matter_kind])
+        drafter = f"E{rng.randrange(1000, 9999)}"
+        sub = self.emit("matter_submitted", "governance", org_id, self._review_at(tz, day, 9), amount,
+                        matter_id=matter, matter_kind=matter_kind, drafter_id=drafter, **attributes)
+        return org_id, tz, day, matter, drafter, sub
+
+    def _step(self, org_id, tz, day, hour, matter, kind, step, opinion="pass", post=None, reviewer=None, minute=0) -> str:
+        post = post or {"legal_review": "legal_compliance_officer", "compliance_review": "compliance_head"}[step]
+        return self.emit("review_step", "governance", org_id, self._review_at(tz, day, hour, minute), matter_id=matter,
+                         matter_kind=kind, step=step, reviewer_post=post,
+                         reviewer_id=reviewer or f"E{self.review_rng.randrange(1000, 9999)}", opinion=opinion,
+                         opinion_no=self.next_id("YJ"))
+
+    def _signed(self, org_id, tz, day, hour, matter, amount, minute=0) -> str:
+        # The ERP still says the review passed: only the OA's own record shows otherwise.
+        return self.emit("contract_signed", "procurement", org_id, self._review_at(tz, day, hour, minute), amount,
+                         self.review_rng.choice(self.suppliers), contract_id=matter, category="services",
+                         method="tender", legal_review="passed")
+
+    def _major(self) -> float:
+        return round(self.review_rng.uniform(1_200_000, 9_000_000), 2)
+
+    def plant_17(self) -> None:
+        amount = self._major()
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        self.record(17, "violation", [sub, self._signed(org, tz, day + 2, 11, matter, amount)], "signed with no legal review")
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        review = self._step(org, tz, day + 2, 10, matter, "contract", "legal_review", minute=55)
+        self.record(17, "near_miss", [sub, review, self._signed(org, tz, day + 2, 11, matter, amount)],
+                    "review passed five minutes before signing")
+
+    def plant_18(self) -> None:
+        amount = self._major()
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        reject = self._step(org, tz, day + 1, 15, matter, "contract", "legal_review", "reject")
+        self.record(18, "violation", [sub, reject, self._signed(org, tz, day + 3, 10, matter, amount)],
+                    "signed after the legal review rejected it")
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        ids = [sub, self._step(org, tz, day + 1, 15, matter, "contract", "legal_review", "conditional"),
+               self._step(org, tz, day + 2, 11, matter, "contract", "compliance_review"),
+               self._signed(org, tz, day + 3, 10, matter, amount)]
+        self.record(18, "near_miss", ids, "conditional opinion followed by the compliance review")
+
+    def plant_19(self) -> None:
+        amount = self._major()
+        org, tz, day, matter, drafter, sub = self._matter("contract", amount)
+        review = self._step(org, tz, day + 1, 14, matter, "contract", "legal_review", reviewer=drafter)
+        self._signed(org, tz, day + 2, 10, matter, amount)
+        self.record(19, "violation", [sub, review], "reviewed by its own drafter")
+
+    def plant_20(self) -> None:
+        amount = self._major()
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        review = self._step(org, tz, day + 1, 14, matter, "contract", "legal_review", post="finance_compliance_officer")
+        self._signed(org, tz, day + 2, 10, matter, amount)
+        self.record(20, "violation", [sub, review], "legal review by the finance compliance officer")
+
+    def plant_21(self) -> None:
+        kind = self.review_rng.choice(["major_decision", "major_project", "large_fund", "appointment"])
+        org, tz, day, matter, _, sub = self._matter("decision", None, kind=kind)
+        compliance = self._step(org, tz, day + 1, 10, matter, "decision", "compliance_review")
+        self._step(org, tz, day + 2, 10, matter, "decision", "legal_review")
+        self.emit("decision", "governance", org, self._review_at(tz, day + 3, 15), decision_id=matter, kind=kind,
+                  legal_review="passed", meeting="党委会")
+        self.record(21, "violation", [sub, compliance], "compliance review before the legal review")
+        org, tz, day, matter, _, sub = self._matter("decision", None, kind=kind)
+        ids = [sub, self._step(org, tz, day + 1, 10, matter, "decision", "legal_review"),
+               self._step(org, tz, day + 2, 10, matter, "decision", "compliance_review"),
+               self.emit("decision", "governance", org, self._review_at(tz, day + 3, 15), decision_id=matter, kind=kind,
+                         legal_review="passed", meeting="党委会")]
+        self.record(21, "near_miss", ids, "both reviews in order before the meeting")
+
+    def plant_22(self) -> None:
+        amount = self._major()
+        for raised, rereview, kind in ((1.3, False, "violation"), (1.3, True, "near_miss")):
+            org, tz, day, matter, _, sub = self._matter("contract", amount)
+            ids = [sub, self._step(org, tz, day + 1, 10, matter, "contract", "legal_review"),
+                   self._signed(org, tz, day + 2, 10, matter, amount)]
+            change = self.emit("contract_changed", "procurement", org, self._review_at(tz, day + 8, 10),
+                               round(amount * raised, 2), contract_id=matter, original_amount=amount,
+                               approval_ref=self.next_id("BGSP"))
+            if rereview:
+                ids += [change, self._step(org, tz, day + 10, 10, matter, "contract", "legal_review")]
+                self.record(22, kind, ids, "raised 30% and reviewed again within 5 days")
+            else:
+                self.record(22, kind, [sub, change], "raised 30% after review, not reviewed again")
+
+    def plant_23(self) -> None:
+        amount = self._major()
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        self.record(23, "violation", [sub], "no legal review within 5 days of submission")
+        org, tz, day, matter, _, sub = self._matter("contract", amount)
+        ids = [sub, self._step(org, tz, day + 4, 16, matter, "contract", "legal_review"),
+               self._signed(org, tz, day + 5, 10, matter, amount)]
+        self.record(23, "near_miss", ids, "reviewed on the fifth day")
+
+    def plant_24(self) -> None:
+        org, tz, day, matter, _, sub = self._matter("regulation")
+        issued = self.emit("regulation_issued", "governance", org, self._review_at(tz, day + 3, 10), regulation_id=matter,
+                           legal_review="passed")
+        self.record(24, "violation", [sub, issued], "regulation issued with no legal review")
 
     def plant(self, rounds: int) -> None:
         for _ in range(rounds):
@@ -685,8 +813,10 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     ]
     funcs, weights = zip(*makers)
     rng = b.rng
-    while len(b.events) + len(bad) < events:
+    review_rounds = max(2, min(12, events // 8000))
+    while len(b.events) + len(bad) + REVIEW_EVENTS_PER_ROUND * review_rounds < events:
         rng.choices(funcs, weights)[0]()
+    b.plant_reviews(review_rounds)  # last: the stream before it stays as it was, but for its length
     b.events.sort(key=lambda pair: pair[0])
     lines = [orjson.dumps(e) + b"\n" for _, e in b.events]
     # Malformed records arrive at random places in the stream.

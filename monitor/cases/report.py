@@ -130,14 +130,22 @@ _MONTHLY = """<!doctype html>
 <h2>按单位与等级 / By org and severity</h2>
 <table><tr><th>单位 / Org</th>{% for c in org_cols %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for org, row in by_org %}<tr><td>{{ org }}</td>{% for c in org_cols %}<td>{{ row[c] }}</td>{% endfor %}</tr>{% endfor %}</table>
+<h2>审查率 / Review rate</h2>
+<p>已执行事项中，每一项必经审查均在执行前通过的比例（合同、规章制度、“三重一大”决策）。/ The share of executed matters whose every required review step passed before execution.</p>
+{% if reviews %}<table><tr><th>单位 / Org</th><th>事项 / Matter kind</th><th>审查到位 / Reviewed</th><th>已执行 / Executed</th><th>审查率 / Rate</th></tr>
+{% for r in reviews %}<tr><td>{{ r.org_id }}</td><td>{{ r.matter_kind }}</td><td>{{ r.reviewed }}</td><td>{{ r.executed }}</td><td>{{ pct(r.rate) }}</td></tr>{% endfor %}
+</table>{% else %}<p>—</p>{% endif %}
 <h2>典型案例 / Typical cases</h2>
 {% if cases %}<ul>{% for c in cases %}<li>#{{ c.id }} {{ c.title }}（{{ c.org_id }}）：{{ c.case_summary }}</li>{% endfor %}</ul>{% else %}<p>—</p>{% endif %}
 </body></html>
 """
 
 
-def write_monthly_report(directory: Path, m, risk_titles: dict[str, str]) -> tuple[Path, Path]:
-    """``riskwatch-YYYY-MM.xlsx`` and ``.html`` in ``directory``."""
+def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
+                         reviews: list[dict] | None = None) -> tuple[Path, Path]:
+    """``riskwatch-YYYY-MM.xlsx`` and ``.html`` in ``directory``; ``reviews`` are the
+    month's review rates (``SqlTicketStore.review_rates``)."""
+    reviews = reviews or []
     import jinja2
     import matplotlib
 
@@ -176,6 +184,11 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str]) -> tup
     orgs.append(xlsx_row(orgs, ["单位 / Org", *cols]))
     for org, row in m.by_org.iterrows():
         orgs.append(xlsx_row(orgs, [org, *[int(row[c]) for c in cols]]))
+    rates = book.create_sheet("审查率 Review rate")
+    rates.append(xlsx_row(rates, ["单位 / Org", "事项 / Matter kind", "审查到位 / Reviewed", "已执行 / Executed",
+                                  "审查率 / Rate"]))
+    for r in reviews:
+        rates.append(xlsx_row(rates, [r["org_id"], r["matter_kind"], r["reviewed"], r["executed"], round(r["rate"], 4)]))
     cases = book.create_sheet("典型案例 Cases")
     cases.append(xlsx_row(cases, ["工单 / Ticket", "预警 / Alert", "单位 / Org", "摘要 / Summary"]))
     for _, c in m.cases.iterrows():
@@ -195,7 +208,7 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str]) -> tup
         m=m, s=s, risk_chart=risk_chart, titles=risk_titles, org_cols=cols,
         by_risk=[{"risk_id": k, **{c: int(v) for c, v in r.items()}} for k, r in m.by_risk.iterrows()],
         by_org=[(k, {c: int(v) for c, v in r.items()}) for k, r in m.by_org.iterrows()],
-        cases=m.cases.to_dict("records"),
+        cases=m.cases.to_dict("records"), reviews=reviews,
         pct=lambda v: "—" if v != v else f"{100 * v:.1f}%", num=lambda v: "—" if v != v else f"{v:.1f}")
     page = directory / f"{stem}.html"
     page.write_text(html, encoding="utf-8")

@@ -188,6 +188,40 @@ class PackVersion(Base):
     detectors: Mapped[int] = mapped_column(Integer)
 
 
+class MatterReview(Base):
+    """An executed matter as a review control judged it (the review rate's unit)."""
+
+    __tablename__ = "matter_reviews"
+
+    control_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    matter_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    matter_kind: Mapped[str] = mapped_column(String(32))
+    month: Mapped[str] = mapped_column(String(7))
+    executed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reviewed: Mapped[bool] = mapped_column(Boolean)
+
+
+def _review_row(j) -> MatterReview:
+    executed = dt.datetime.fromtimestamp(j.executed_at, dt.timezone.utc)
+    return MatterReview(control_id=j.control, org_id=j.org_id, matter_id=j.matter_id, matter_kind=j.matter_kind,
+                        month=executed.astimezone(_CST).strftime("%Y-%m"), executed_at=executed, reviewed=j.reviewed)
+
+
+_CST = dt.timezone(dt.timedelta(hours=8))
+
+
+def rates_of(rows: Iterable[tuple[str, str, str, bool]]) -> list[dict[str, Any]]:
+    """(org, matter kind, month, reviewed) rows -> the review rate per org, kind and month."""
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    for org, kind, month, reviewed in rows:
+        t = totals.setdefault((org, kind, month), [0, 0])
+        t[0] += bool(reviewed)
+        t[1] += 1
+    return [{"org_id": org, "matter_kind": kind, "month": month, "reviewed": r, "executed": n, "rate": r / n}
+            for (org, kind, month), (r, n) in sorted(totals.items())]
+
+
 class WorkerClaim(Base):
     """The worker that owns an input partition now (its latest claim)."""
 
@@ -275,6 +309,33 @@ class SqlTicketStore:
                 if attempt == 7:
                     raise
                 time.sleep(0.25 * (attempt + 1))
+
+    def record_reviews(self, judgements: list) -> None:
+        """Keep the executed matters the review controls judged (a matter judged again keeps its latest)."""
+        if not judgements:
+            return
+        with Session(self.engine) as session, session.begin():
+            for j in judgements:
+                session.merge(_review_row(j))
+
+    def review_rates(self, month: str | None = None, org: str | None = None) -> list[dict[str, Any]]:
+        """The review rate (审查率) per org, matter kind and month: the share of
+        executed matters whose every required step passed before execution."""
+        query = select(MatterReview.org_id, MatterReview.matter_kind, MatterReview.month, MatterReview.reviewed)
+        if month is not None:
+            query = query.where(MatterReview.month == month)
+        if org is not None:
+            query = query.where(MatterReview.org_id == org)
+        with Session(self.engine) as session:
+            return rates_of(session.execute(query).all())
+
+    def latest_review_rates(self) -> list[dict[str, Any]]:
+        """The review rates of the latest month with executed matters (the gauge's)."""
+        from sqlalchemy import func
+
+        with Session(self.engine) as session:
+            month = session.execute(select(func.max(MatterReview.month))).scalar()
+        return self.review_rates(month) if month else []
 
     def claim_partitions(self, app_id: str, partitions: Iterable[int], owner: str, now: dt.datetime) -> None:
         """Record ``owner`` as the writer of these input partitions: from now on

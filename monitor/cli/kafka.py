@@ -165,7 +165,13 @@ def connect_http(host, port, max_bytes, max_records, tokens_file, broker):
               help="Consumer group and table name prefix: workers with the same id share the work.")
 @click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Notification channels and routes (YAML): new tickets and escalations.")
-def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, loglevel, app_id, notify_path):
+@click.option("--quiet-after", default=60.0, show_default=True,
+              help="Seconds without events after which an org's review deadlines are judged by the clock.")
+@click.option("--live-within", default=2 * 86400.0, show_default=True,
+              help="... for orgs whose newest events were at most this many seconds behind the clock (a live "
+                   "stream, not a replay of history).")
+def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, loglevel, app_id, notify_path, quiet_after,
+           live_within):
     """Run the faust worker on the Kafka event topics (add workers to scale by partitions)."""
     import faust
 
@@ -192,7 +198,8 @@ def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, logle
                             accept=lambda p: None if partitionable(p) else "a rule's key lacks org_id (the worker partitions by org)")
     reloader.start()  # the rules folder is watched; SIGHUP reloads too
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
-                     checkpoint_events=checkpoint_events, reloader=reloader, notifier=_notifier(notify_path, metrics))
+                     checkpoint_events=checkpoint_events, reloader=reloader, notifier=_notifier(notify_path, metrics),
+                     quiet_after=quiet_after, live_within=live_within)
     worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.
     level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))

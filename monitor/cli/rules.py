@@ -39,7 +39,8 @@ def rules_lint(directory, today):
     if pack is None:
         err_console.print(f"{errors} error(s), {warnings} warning(s)", markup=False)
         sys.exit(EXIT_RULES)
-    console.print(f"ok: {len(pack.rules)} rules, {len(pack.detectors)} detectors, {len(pack.risks)} risks, {len(pack.lists)} lists, "
+    console.print(f"ok: {len(pack.rules)} rules, {len(pack.detectors)} detectors, {len(pack.controls)} review controls, "
+                  f"{len(pack.risks)} risks, {len(pack.lists)} lists, "
                   f"version {pack.version}; {warnings} warning(s)")
 
 
@@ -48,10 +49,10 @@ def rules_lint(directory, today):
 @click.option("--rule", "rule_ids", multiple=True, help="Only these rules.")
 def rules_test(directory, rule_ids):
     """Run the test cases written inside the rule files."""
-    from monitor.packs.ruletest import run_rule_tests
+    from monitor.packs.ruletest import run_control_tests, run_rule_tests
 
     pack = _load_pack_or_exit(directory)
-    results = run_rule_tests(pack, set(rule_ids) or None)
+    results = run_rule_tests(pack, set(rule_ids) or None) + run_control_tests(pack, set(rule_ids) or None)
     per_rule: dict[str, list] = {}
     for r in results:
         per_rule.setdefault(r.rule_id, []).append(r)
@@ -156,11 +157,12 @@ def rules_coverage(directory, events_path, workers):
     from monitor.packs.coverage import coverage
 
     pack = _load_pack_or_exit(directory)
-    fired = None
+    fired = judged = None
     if events_path:
         runner, _ = _scored_alerts(pack, events_path, workers, "backtest")
         fired = {a.rule_id for a in runner.alerts.values()}
-    c = coverage(pack, fired)
+        judged = {j.control for j in runner.judgements}
+    c = coverage(pack, fired, judged)
     console.print(f"risk list: {len(pack.risks)} risks, {len(pack.risks) - len(c.uncovered_risks)} with a live rule or detector")
     for risk_id in c.uncovered_risks:
         risk = pack.risks[risk_id]
@@ -168,8 +170,16 @@ def rules_coverage(directory, events_path, workers):
         console.print(f"  no live rule: {risk_id} {risk.title_zh} / {risk.title_en}"
                       + (f" (not live yet: {', '.join(trying)})" if trying else ""), markup=False)
     console.print(f"lists no rule uses: {', '.join(c.unused_lists) or 'none'}")
+    console.print(f"review controls: {len(pack.controls)}, not live: {', '.join(c.controls_not_live) or 'none'}")
     if fired is not None:
         console.print(f"never fired over {events_path.name}: {', '.join(c.never_fired) or 'none'}")
+        console.print(f"review controls that judged no executed matter over {events_path.name}: "
+                      f"{', '.join(c.controls_unexercised) or 'none'}")
+        from monitor.core.reviews import review_rates
+
+        for (org, kind, month), (reviewed, executed) in review_rates(runner.judgements).items():
+            console.print(f"  审查率 review rate {month} {org} {kind}: {reviewed}/{executed} = {reviewed / executed:.1%}",
+                          markup=False)
     _exit_now(0)
 
 

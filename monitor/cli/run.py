@@ -50,6 +50,9 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
     t.add_row("findings", f"{summary.findings:,}")
     t.add_row("alerts", f"{len(alerts):,}")
     t.add_row("tickets opened / updated", f"{summary.tickets_opened:,} / {summary.tickets_updated:,}")
+    if summary.matters_executed:
+        t.add_row("review rate (审查率)", f"{summary.matters_reviewed / summary.matters_executed:.1%}  ("
+                  f"{summary.matters_reviewed:,} of {summary.matters_executed:,} executed matters reviewed in full first)")
     t.add_row("elapsed", f"{summary.elapsed:.2f} s")
     t.add_row("events per second", f"{summary.events_per_second:,.0f}" +
               (f"  ({summary.workers} scoring processes)" if summary.workers > 1 else ""))
@@ -155,9 +158,9 @@ def _truth_table(truth, alerts: dict) -> Table:
     t = Table(title="Planted cases (ground truth)")
     for col in ("scenario", "rule", "planted", "caught", "near-misses", "false alarms"):
         t.add_column(col, no_wrap=True)
-    by_rule: dict[str, list] = {}
+    by_rule: dict[tuple, list] = {}  # (scenario, rule): a review control is planted once per breach
     for inst in truth.instances:
-        row = by_rule.setdefault(inst.rule, [inst.scenario, 0, 0, 0])
+        row = by_rule.setdefault((inst.scenario, inst.rule), [inst.scenario, 0, 0, 0])
         if inst.kind == "violation":
             row[1] += 1
             row[2] += set(inst.event_ids) <= alerted.get(inst.rule, set())
@@ -168,7 +171,7 @@ def _truth_table(truth, alerts: dict) -> Table:
             row[3] += 1
     planted_ids = {e for i in truth.instances if i.kind != "near_miss" for e in i.event_ids}
     false_alarms = Counter(a.rule_id for a in alerts.values() if not set(a.event_ids) & planted_ids)
-    for rule, (scenario, planted, caught, near) in sorted(by_rule.items(), key=lambda kv: kv[1][0]):
+    for (_, rule), (scenario, planted, caught, near) in sorted(by_rule.items()):
         t.add_row(str(scenario), rule, str(planted), str(caught), str(near), str(false_alarms.get(rule, 0)))
     return t
 
@@ -189,7 +192,7 @@ def demo(events, seed, out, metrics_port, hold):
         shutil.rmtree(out)
     out.mkdir(parents=True)
     console.print(f"[bold]riskwatch demo[/bold]: 江城控股集团, 12 subsidiaries, 90 days, rule pack {pack.version} "
-                  f"({len(pack.rules)} rules)")
+                  f"({len(pack.rules)} rules, {len(pack.controls)} review controls)")
     started = time.perf_counter()
     with console.status(f"generating about {events:,} events…"):
         stream = make(events=events, seed=seed)

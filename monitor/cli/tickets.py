@@ -172,9 +172,10 @@ def report_cmd(db, month, org, rules, out_dir):
         err_console.print(f"--month {month}: use YYYY-MM, e.g. 2026-03")
         sys.exit(2)
     pack = _load_pack_or_exit(rules)
-    m = monthly(_store(db).find(limit=10**9), month, _now(), org)
+    store = _store(db)
+    m = monthly(store.find(limit=10**9), month, _now(), org)
     titles = {r.id: r.title_zh for r in pack.risks.values()}
-    xlsx, html = write_monthly_report(out_dir, m, titles)
+    xlsx, html = write_monthly_report(out_dir, m, titles, store.review_rates(month, org))
     s = m.summary
     console.print(f"{month}{' ' + org if org else ''}: {s['tickets']} tickets, {s['disposed']} disposed, "
                   f"{s['sla_breaches']} SLA breaches → {xlsx}, {html}")

@@ -76,7 +76,7 @@ class AlertBook:
 
     def __init__(self, pack: RulePack, alerts: MutableMapping[str, Alert] | None = None):
         self.pack = pack
-        self.rules = {r.id: r for r in [*pack.rules, *pack.detectors]}  # a detector alerts like a rule
+        self.rules = {r.id: r for r in [*pack.rules, *pack.detectors, *pack.controls]}  # all alert alike
         self.alerts: MutableMapping[str, Alert] = {} if alerts is None else alerts
 
     def merge(self, findings: list[Finding]) -> list[Alert]:

@@ -102,6 +102,9 @@ EVENT_TYPES: dict[str, str] = {
     "investment_disbursement": "investment",
     "decision": "governance",
     "regulation_issued": "governance",
+    # the review process, from the office/approval system (review_controls.yaml)
+    "matter_submitted": "governance",
+    "review_step": "governance",
 }
 
 # Known attribute names and their value types ("str", "num", "bool"), for the
@@ -130,6 +133,14 @@ ATTRIBUTE_TYPES: dict[str, str] = {
     "kind": "str",
     "meeting": "str",
     "regulation_id": "str",
+    "matter_id": "str",
+    "matter_kind": "str",
+    "drafter_id": "str",
+    "step": "str",
+    "reviewer_post": "str",
+    "reviewer_id": "str",
+    "opinion": "str",
+    "opinion_no": "str",
 }
 
 REJECT_REASONS = (

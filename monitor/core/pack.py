@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from monitor.core.detectorspec import compile_detectors
+from monitor.core.reviews import compile_controls
 from monitor.core.rulelang import EVENT_FIELD_TYPES, Param
 from monitor.core.rules import (
     CompiledRule,
@@ -34,7 +35,7 @@ __all__ = ["compile_pack"]
 def compile_pack(
     rule_docs: list[Document], risk_doc: Document, duty_doc: Document, params_doc: Document | None,
     lists: dict[str, CounterpartyList], list_problems: list[Problem], today: dt.date,
-    detectors_doc: Document | None = None,
+    detectors_doc: Document | None = None, controls_doc: Document | None = None,
 ) -> tuple[RulePack | None, list[Problem]]:
     """Compile a whole folder's documents. Returns (pack or None, problems)."""
     problems: list[Problem] = list(list_problems)
@@ -128,9 +129,20 @@ def compile_pack(
                 line, col = detectors_doc.where(("detectors", detectors.index(d), "detector"))
                 problems.append(Problem(detectors_doc.file, line, col, f"id already used by a rule ({seen[d.id]})", d.id))
 
+    controls = []
+    if controls_doc is not None and controls_doc.data is not None:
+        # a rule that failed to compile is still a rule a control may name: one error, not two
+        declared = {item.get("rule") for doc in rule_docs if isinstance(doc.data, list)
+                    for item in doc.data if isinstance(item, dict)}
+        controls = compile_controls(controls_doc, risks, posts, params, declared - {None}, problems)
+        for c in controls:
+            if c.id in seen:
+                line, col = controls_doc.where(("controls", controls.index(c), "control"))
+                problems.append(Problem(controls_doc.file, line, col, f"id already used by a rule ({seen[c.id]})", c.id))
+
     warnings = [p for p in problems if p.level == "warning"]
     errors = [p for p in problems if p.level == "error"]
-    covered = {r.risk.id for r in [*rules, *detectors] if r.status == "live"}
+    covered = {r.risk.id for r in [*rules, *detectors, *controls] if r.status == "live"}
     for i, risk in enumerate(risk_list.risks if risk_list else []):
         if risk.id not in covered:
             line, col = risk_doc.where(("risks", i, "id"))
@@ -141,6 +153,6 @@ def compile_pack(
         warnings.append(Problem(f"lists/{name}.csv", 1, 1, f"list '{name}' is used by no rule", level="warning"))
     if errors:
         return None, errors + warnings
-    docs = rule_docs + [risk_doc, duty_doc] + [d for d in (params_doc, detectors_doc) if d is not None]
+    docs = rule_docs + [risk_doc, duty_doc] + [d for d in (params_doc, detectors_doc, controls_doc) if d is not None]
     version = pack_version(docs, lists)
-    return RulePack(rules, risks, posts, params, lists, version, warnings, detectors), warnings
+    return RulePack(rules, risks, posts, params, lists, version, warnings, detectors, controls), warnings

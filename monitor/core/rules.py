@@ -391,25 +391,26 @@ class RulePack:
     version: str  # content hash of every file that made it
     warnings: list[Problem] = field(default_factory=list)
     detectors: list = field(default_factory=list)  # CompiledDetector, from detectors.yaml
+    controls: list = field(default_factory=list)  # CompiledControl, from review_controls.yaml
 
     def rule(self, rule_id: str) -> CompiledRule:
-        """A rule, or a detector (which alerts like one), by id."""
-        return next(r for r in [*self.rules, *self.detectors] if r.id == rule_id)
+        """A rule, or a detector or a review control (which alert like one), by id."""
+        return next(r for r in [*self.rules, *self.detectors, *self.controls] if r.id == rule_id)
 
     def only(self, rule_ids: set[str]) -> RulePack:
-        """A copy scoring just the given rules and detectors (for a rule's own test cases)."""
+        """A copy scoring just the given rules, detectors and controls (for their own test cases)."""
         return RulePack([r for r in self.rules if r.id in rule_ids], self.risks, self.posts,
                         self.params, self.lists, self.version, self.warnings,
-                        [d for d in self.detectors if d.id in rule_ids])
+                        [d for d in self.detectors if d.id in rule_ids], [c for c in self.controls if c.id in rule_ids])
 
     def with_drafts(self) -> RulePack:
-        """A copy in which draft rules and detectors run as shadow ones (alerts,
-        no tickets): what a backtest or a diff scores."""
+        """A copy in which draft rules, detectors and controls run as shadow ones
+        (alerts, no tickets): what a backtest or a diff scores."""
         def shadowed(items):
             return [dataclasses.replace(r, status="shadow") if r.status == "draft" else r for r in items]
 
         return RulePack(shadowed(self.rules), self.risks, self.posts, self.params, self.lists, self.version,
-                        self.warnings, shadowed(self.detectors))
+                        self.warnings, shadowed(self.detectors), shadowed(self.controls))
 
     def post_for(self, risk: Risk) -> Post | None:
         return self.posts.get(risk.owner)
@@ -589,6 +590,11 @@ def changed_rules(old: RulePack, new: RulePack) -> set[str]:
     """Ids of the rules and detectors whose state cannot carry over from ``old`` to ``new``."""
     before = {r.id: rule_fingerprint(r, old) for r in [*old.rules, *old.detectors]}
     after = {r.id: rule_fingerprint(r, new) for r in [*new.rules, *new.detectors]}
+    # a review control's state holds for as long as its entry and the change tolerance it uses stay the same
+    before |= {c.id: (orjson.dumps(msgspec.to_builtins(c.spec), option=orjson.OPT_SORT_KEYS), c.change)
+               for c in old.controls}
+    after |= {c.id: (orjson.dumps(msgspec.to_builtins(c.spec), option=orjson.OPT_SORT_KEYS), c.change)
+              for c in new.controls}
     return {i for i in before if after.get(i) != before[i]}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from monitor.core.batch import EventBatch
 from monitor.core.detecting import detector_findings
 from monitor.core.findings import Finding
+from monitor.core.reviews import ReviewWatch
 from monitor.core.rulelang import aggregate_column
 from monitor.core.rules import CompiledRule, RulePack
 from monitor.core.state import KeyTotal, KeyWindow, ScorerState
@@ -70,6 +71,15 @@ class Scorer:
         self.detectors = [d for d in pack.detectors if d.status in statuses]
         self.detector_scores: dict[str, np.ndarray] = {}  # the last batch's scores, per detector (for metrics)
         self.held_rows = np.zeros(0, dtype=np.int64)  # the last batch's rows held by stateful rules
+        self.controls = [c for c in pack.controls if c.status in statuses]
+        self.watch = ReviewWatch(self.controls) if self.controls else None
+        self._watched_types = sorted({"matter_submitted", "review_step"}
+                                     | {t for c in self.controls for t in (*c.executed_by, *c.changed_by)})
+        self._superseding = {}  # flag rule id -> the controls that supersede it
+        for c in self.controls:
+            for rule_id in c.supersedes:
+                self._superseding.setdefault(rule_id, []).append(c)
+        self._watching = None  # the state whose matters the watch's schedule was built from
 
     def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
         if not len(batch):
@@ -101,6 +111,8 @@ class Scorer:
                 findings += self._window_findings(rule, batch, selected, state)
             else:
                 findings += self._total_findings(rule, batch, selected, state)
+        if self.watch is not None:
+            findings = self._review_findings(batch, rows, times, state, findings, held)
         self.held_rows = np.flatnonzero(held)
         self.detector_scores = {}
         for det in self.detectors:
@@ -109,6 +121,75 @@ class Scorer:
                 findings += detector_findings(det, batch, selected, state, self.detector_scores)
         self._sweep(state)
         return findings
+
+    # the review process --------------------------------------------------------
+    def _review_findings(self, batch, rows, times, state: ScorerState, findings: list[Finding], held) -> list[Finding]:
+        self.recover_reviews(state)
+        watched = np.zeros(len(batch), dtype=bool)
+        for kind in self._watched_types:
+            watched |= batch.equals("type", kind, rows)
+        selected = rows[watched]
+        if len(selected):
+            held[selected] = True  # the events behind a review ticket are its evidence
+            events = batch.events
+            nan = math.nan
+            items = [{"event_id": e.event_id, "type": e.type, "org_id": e.org_id, "t": t,
+                      "amount": nan if e.amount is None else e.amount, "attributes": e.attributes}
+                     for e, t in zip(map(events.__getitem__, selected.tolist()), times[selected].tolist())]
+            findings += self.watch.apply(items, state.matters)
+            if self._superseding:
+                findings = [f for f in findings if not self._superseded(f, state)]
+        orgs = set(batch.column("org_id", rows).tolist())
+        marks = state.org_watermarks
+        return findings + self.watch.advance({org: marks[org] for org in orgs}, state.matters)
+
+    def _superseded(self, finding: Finding, state: ScorerState) -> bool:
+        """A flag rule's finding on a matter a review control follows: the control judges it."""
+        controls = self._superseding.get(finding.rule_id)
+        if not controls:
+            return False
+        rule = self.pack.rule(finding.rule_id)
+        for control in controls:
+            if control.matter_id in rule.key and "org_id" in rule.key:
+                key = (finding.key[rule.key.index("org_id")], str(finding.key[rule.key.index(control.matter_id)]))
+                if self.watch.claim(control, key, state.matters):
+                    return True
+        return False
+
+    def recover_reviews(self, state: ScorerState) -> None:
+        """Build the review checks' schedule from ``state`` when it is not the
+        state the schedule was built from (a restart, a rebalance)."""
+        if self.watch is not None and self._watching is not state:
+            self.watch.restore(state.matters)
+            self._watching = state
+
+    def advance_time(self, state: ScorerState, org_marks: dict[str, float]) -> list[Finding]:
+        """Let stream time reach ``org_marks`` with no event (a topic gone quiet):
+        what falls due is judged, e.g. a review step past its limit."""
+        if self.watch is None:
+            return []
+        self.recover_reviews(state)
+        # The orgs' watermarks stay where the events left them: the windows'
+        # lateness is judged against business time, not the clock.
+        return self.watch.advance(org_marks, state.matters)
+
+    def take_judgements(self) -> list:
+        """The executed matters the review controls judged since last asked (for the review rate)."""
+        if self.watch is None or not self.watch.judged:
+            return []
+        judged, self.watch.judged = self.watch.judged, []
+        return judged
+
+    def reviews_pending(self, state: ScorerState) -> set[str]:
+        """Orgs with review checks waiting for time to pass."""
+        if self.watch is None:
+            return set()
+        self.recover_reviews(state)
+        return self.watch.pending_orgs()
+
+    def forget_reviews(self) -> None:
+        """The state was reloaded (a rebalance): rebuild the schedule from it at next use."""
+        self._watching = None
 
     # stateless rules -------------------------------------------------------
     def _event_findings(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray) -> list[Finding]:
@@ -289,6 +370,13 @@ class Scorer:
         return out
 
     # bounded state -------------------------------------------------------------
+    def _sweep_matters(self, state: ScorerState) -> None:
+        for control in self.controls:
+            last = state.swept_at.get(control.id, float("-inf"))
+            if state.watermark - last >= max(control.expires / 2, 3600.0):
+                state.swept_at[control.id] = state.watermark
+                self.watch.forget_idle(state.org_watermarks, state.matters)
+
     def _sweep(self, state: ScorerState) -> None:
         """Drop idle keys. Runs per rule once business time has moved on by half a window.
 
@@ -298,6 +386,8 @@ class Scorer:
         order — a backfill of an old quarter — whether a late event still finds
         its key can differ between a restarted worker and one that ran through.
         """
+        if self.watch is not None:
+            self._sweep_matters(state)
         for rule in self.rules:
             if rule.kind == "window":
                 horizon = rule.window_seconds + rule.lateness_seconds

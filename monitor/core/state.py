@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from detectors.base import Detector
+from monitor.core.reviews import Matter
 
 __all__ = ["KeyTotal", "KeyWindow", "ScorerState"]
 
@@ -161,11 +162,14 @@ class ScorerState:
         self.late_events = 0  # events too late for a window's allowed lateness
         # detector id -> (org,) -> its model, or the model's plain state until first used
         self.detectors: dict[str, dict[tuple, Any]] = {}
+        # review control id -> (org, matter id) -> what happened to the matter
+        self.matters: dict[str, dict[tuple, Matter]] = {}
 
     def key_count(self) -> int:
         models = sum(m.key_count() for store in self.detectors.values() for m in _models(store)
                      if hasattr(m, "key_count"))
-        return sum(len(v) for v in self.windows.values()) + sum(len(v) for v in self.totals.values()) + models
+        return (sum(len(v) for v in self.windows.values()) + sum(len(v) for v in self.totals.values()) + models
+                + sum(len(v) for v in self.matters.values()))
 
     def snapshot(self) -> bytes:
         """Serialise to MessagePack (keys as lists)."""
@@ -177,6 +181,7 @@ class ScorerState:
             "swept_at": self.swept_at,
             "late_events": self.late_events,
             "detectors": {d: [[list(k), model_plain(m)] for k, m in store.items()] for d, store in self.detectors.items()},
+            "matters": {c: [[list(k), m.to_plain()] for k, m in store.items()] for c, store in self.matters.items()},
         }
         return msgspec.msgpack.encode(plain)
 
@@ -191,12 +196,13 @@ class ScorerState:
         state.swept_at = dict(plain["swept_at"])
         state.late_events = plain["late_events"]
         state.detectors = {d: {tuple(k): m for k, m in store} for d, store in plain.get("detectors", {}).items()}
+        state.matters = {c: {tuple(k): Matter.from_plain(m) for k, m in store} for c, store in plain.get("matters", {}).items()}
         return state
 
 
 def drop_rules(state: ScorerState, rule_ids: set[str]) -> None:
     """Forget the state of these rules and detectors (their definition changed)."""
-    for stores in (state.windows, state.totals, state.detectors):
+    for stores in (state.windows, state.totals, state.detectors, state.matters):
         for rule_id in rule_ids & set(stores):
             store = stores[rule_id]
             if hasattr(store, "clear_all"):

@@ -1,7 +1,8 @@
 """Reading a rules folder: YAML with positions, CSV lists, and the pack they make.
 
-A rules folder holds rule packs (``*.yaml`` other than the four named files),
+A rules folder holds rule packs (``*.yaml`` other than the five named files),
 ``risk_list.yaml``, ``duties.yaml``, ``params.yaml``, ``detectors.yaml``,
+``review_controls.yaml``,
 ``lists/*.csv`` and trained models under ``models/``.
 
 >>> pack = load_pack(default_rules_dir())
@@ -26,7 +27,7 @@ from monitor.core.rules import CounterpartyList, Document, Problem, RulePack
 
 __all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_pack"]
 
-SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml")
+SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml", "review_controls.yaml")
 # What one rules file may cost to read: the default pack's largest file is
 # about 30 KB; lists (CSV) are read line by line and have no such bound.
 MAX_YAML_BYTES = 1 << 20
@@ -243,7 +244,8 @@ def lint(rules_dir: Path | str, today: dt.date | None = None) -> tuple[RulePack 
         return None, problems
     # compile_pack carries the reading problems along: any error there means no pack.
     pack, problems = compile_pack(packs, special["risk_list.yaml"], special["duties.yaml"], special.get("params.yaml"),
-                                  lists, problems, today, special.get("detectors.yaml"))
+                                  lists, problems, today, special.get("detectors.yaml"),
+                                  special.get("review_controls.yaml"))
     if pack is not None:
         model_problems = _load_models(pack, Path(rules_dir), special.get("detectors.yaml"))
         problems = problems + model_problems

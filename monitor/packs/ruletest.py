@@ -5,6 +5,10 @@ A case lists partial events; missing fields get defaults (``event_id`` t1, t2…
 ``occurred_at`` one hour apart from 2026-03-02 09:00 +08:00). The rule alone is
 scored over them in order, with fresh state; ``expect: hit`` wants at least one
 finding of that rule, ``expect: miss`` none.
+
+A review control's cases (in review_controls.yaml) work the same way; stream
+time then moves on by the case's ``then`` (so that silence can show), and
+``breach`` names the breach a hit must be, e.g. ``silent:legal_review``.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import msgspec
 import orjson
 
 from monitor.core.batch import EventBatch
 from monitor.core.event import EVENT_TYPES, Event, decode_one
-from monitor.core.rules import RulePack, RuleTest
+from monitor.core.reviews import ControlTest
+from monitor.core.rules import RulePack, RuleTest, parse_duration
 from monitor.core.scorer import Scorer
 from monitor.core.state import ScorerState
 
-__all__ = ["CaseResult", "run_rule_tests", "case_events"]
+__all__ = ["CaseResult", "case_events", "run_control_tests", "run_rule_tests"]
 
 _START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -34,7 +40,7 @@ class CaseResult:
     detail: str = ""
 
 
-def case_events(case: RuleTest) -> tuple[list[Event], list[str]]:
+def case_events(case: RuleTest | ControlTest) -> tuple[list[Event], list[str]]:
     """The case's events with defaults filled in, and any that fail the contract."""
     events, errors = [], []
     for i, partial in enumerate(case.events):
@@ -76,4 +82,33 @@ def run_rule_tests(pack: RulePack, rule_ids: set[str] | None = None) -> list[Cas
                 "expected a hit, got none" if case.expect == "hit" else
                 f"expected no hit, got {len(hits)} (events {', '.join(hits[0].event_ids)})")
             results.append(CaseResult(rule.id, case.name, case.expect, passed, detail))
+    return results
+
+
+def run_control_tests(pack: RulePack, control_ids: set[str] | None = None) -> list[CaseResult]:
+    """Run every review control's cases: one event per batch, then stream time moves on."""
+    results = []
+    for control in pack.controls:
+        if control_ids and control.id not in control_ids:
+            continue
+        scorer = Scorer(pack.only({control.id}), statuses=("live", "shadow", "draft"))
+        for raw in control.spec.tests:
+            case = msgspec.convert(raw, ControlTest)
+            events, errors = case_events(case)
+            if errors or not events:
+                results.append(CaseResult(control.id, case.name, case.expect, False, "; ".join(errors) or "no events"))
+                continue
+            state = ScorerState()
+            hits = []
+            for event in events:
+                hits += [f for f in scorer.score(EventBatch([event]), state) if f.rule_id == control.id]
+            later = max(e.occurred_at.timestamp() for e in events) + parse_duration(case.then)
+            hits += [f for f in scorer.advance_time(state, {e.org_id: later for e in events}) if f.rule_id == control.id]
+            found = [f.key[2] for f in hits]
+            fired = (case.breach in found) if case.breach else bool(found)
+            passed = fired == (case.expect == "hit") and (case.expect == "hit" or not found)
+            detail = "" if passed else (
+                f"expected {case.breach or 'a breach'}, got {', '.join(found) or 'none'}" if case.expect == "hit" else
+                f"expected no breach, got {', '.join(found)}")
+            results.append(CaseResult(control.id, case.name, case.expect, passed, detail))
     return results

@@ -68,6 +68,8 @@ class RunSummary:
     workers: int = 1
     rejected_by_reason: Counter = field(default_factory=Counter)
     alerts_by_risk: Counter = field(default_factory=Counter)  # (risk, severity, status) -> alerts
+    matters_executed: int = 0  # judged by the review controls
+    matters_reviewed: int = 0  # ... with every required step passed before execution
 
     @property
     def events_per_second(self) -> float:
@@ -95,6 +97,7 @@ class BatchResult:
     occurred_at: Any = None  # epoch seconds of the scored events (numpy), for the end-to-end lag
     detector_scores: dict = field(default_factory=dict)  # detector id -> this batch's scores (numpy)
     evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
+    judgements: list = field(default_factory=list)  # executed matters the review controls judged
 
 
 def default_rejected_path(input_path: Path) -> Path:
@@ -148,7 +151,7 @@ class BatchScorer:
         return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
                            Counter(f.rule_id for f in findings), new, updated, elapsed,
                            self.state.key_count(), self.state.late_events, times, scores,
-                           evidence)
+                           evidence, self.scorer.take_judgements())
 
 
 class _OrgOnly(msgspec.Struct):
@@ -240,6 +243,8 @@ class EmbeddedRunner:
         self.rejected: list[Rejection] = []
         self._pending_tickets: dict[str, Alert] = {}
         self._pending_evidence: list[tuple[str, dict]] = []
+        self._pending_reviews: list = []  # judged executions, for the ticket database's review rate
+        self.judgements: list = []  # every execution judged in this run
         self._last_flush = time.monotonic()
         self._last_escalation_check = -math.inf
         self._late: dict[int, int] = {}
@@ -292,6 +297,10 @@ class EmbeddedRunner:
             if alert.status == "live":
                 self._pending_tickets[alert.dedup_key] = alert
         self._pending_evidence += result.evidence
+        self._pending_reviews += result.judgements
+        self.judgements += result.judgements
+        s.matters_executed += len(result.judgements)
+        s.matters_reviewed += sum(j.reviewed for j in result.judgements)
         if self.metrics:
             self._observe(result, partition)
         if time.monotonic() - self._last_flush > TICKET_FLUSH_SECONDS:
@@ -314,6 +323,7 @@ class EmbeddedRunner:
             m.alerts.labels(alert.risk_id, alert.severity, alert.domain, alert.status).inc()
         for alert in result.updated_alerts:
             m.alert_updates.labels(alert.risk_id, alert.severity).inc()
+        m.count_judged(result.judgements)
         self._keys[partition] = result.state_keys
         m.state_keys.set(sum(self._keys.values()))
         late = result.late_events - self._late.get(partition, 0)
@@ -335,6 +345,12 @@ class EmbeddedRunner:
         self.open_store()
         self._last_flush = time.monotonic()
         self.check_escalations()
+        record_reviews = getattr(self.store, "record_reviews", None)
+        if record_reviews is not None and self._pending_reviews:
+            record_reviews(self._pending_reviews)
+            if self.metrics:
+                self.metrics.set_review_rates(self.store.latest_review_rates())
+        self._pending_reviews = []
         if self.store is None or not self._pending_tickets:
             self._pending_tickets.clear()
             self._pending_evidence = []

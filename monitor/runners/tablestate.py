@@ -30,6 +30,7 @@ import msgspec
 from monitor.core.alerts import Alert
 from monitor.core.evidence import Evidence
 from monitor.core.rules import RulePack
+from monitor.core.reviews import Matter
 from monitor.core.state import KeyTotal, ScorerState, _window_from_plain, _window_plain, model_plain
 
 __all__ = ["ORG_SEPARATOR", "AppliedOffsets", "TableAlerts", "TableEvidence", "TableState", "TableStore", "applied_key",
@@ -118,7 +119,7 @@ class TableStore:
 
     def __init__(self, table: MutableMapping[bytes, bytes], rule_id: str, kind: str, org_index: int):
         self.table = table
-        self.kind = kind  # "window", "total" or "detector"
+        self.kind = kind  # "window", "total", "detector" or "matter"
         self.org_index = org_index
         self.prefix_tail = ORG_SEPARATOR + kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
         self.cache: dict[tuple, Any] = {}
@@ -132,11 +133,15 @@ class TableStore:
         plain = msgspec.msgpack.decode(raw)
         if self.kind == "detector":
             return plain  # the scorer restores the model from its plain state on first use
+        if self.kind == "matter":
+            return Matter.from_plain(plain)
         return _window_from_plain(plain) if self.kind == "window" else KeyTotal.from_plain(plain)
 
     def _encode(self, value: Any) -> bytes:
         if self.kind == "detector":
             return msgspec.msgpack.encode(model_plain(value))
+        if self.kind == "matter":
+            return msgspec.msgpack.encode(value.to_plain())
         return msgspec.msgpack.encode(_window_plain(value) if self.kind == "window" else value.to_plain())
 
     def get(self, key: tuple, default: Any = None) -> Any:
@@ -287,11 +292,17 @@ class TableState:
             store = TableStore(table, det.id, "detector", 0)
             self.state.detectors[det.id] = store  # type: ignore[assignment]
             self.stores.append(store)
+        for control in pack.controls:  # one history per matter: keyed by (org, matter id)
+            store = TableStore(table, control.id, "matter", 0)
+            self.state.matters[control.id] = store  # type: ignore[assignment]
+            self.stores.append(store)
         org_index = {r.id: r.key.index("org_id") if "org_id" in r.key else None for r in pack.rules}
+        org_index.update({c.id: 0 for c in pack.controls})
         org_index.update({d.id: d.by.index("org_id") for d in pack.detectors})
         # a per-month detector's alert key has the month after its `by` values
         key_length = {r.id: len(r.key) for r in pack.rules} | {d.id: len(d.by) + (d.model == "benford")
                                                                 for d in pack.detectors}
+        key_length.update({c.id: 3 for c in pack.controls})  # (org, matter id, breach)
 
         def org_of(dedup_key: str) -> str:
             parts = dedup_key.split("|")

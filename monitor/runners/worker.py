@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import os
 import time
 import uuid
@@ -67,6 +68,8 @@ __all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
 log = logging.getLogger("riskwatch.worker")
 STATE_TABLE = "riskwatch-state"
 REVOKE_WAIT_SECONDS = 5.0  # well inside the session timeout (10 s)
+QUIET_AFTER_SECONDS = 60.0  # an org without events this long has its review deadlines judged by the clock
+LIVE_WITHIN_SECONDS = 2 * 86400.0  # ... if its events were this close to the clock: live, not a replay of history
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class WorkerOutput:
     detector_scores: dict = field(default_factory=dict)
     evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
     redelivered: int = 0  # messages the state had already applied, skipped
+    judgements: list = field(default_factory=list)  # executed matters the review controls judged
 
 
 class WorkerCore:
@@ -101,9 +105,14 @@ class WorkerCore:
     worker, a dict in tests), and messages are plain values.
     """
 
-    def __init__(self, pack: RulePack, table: MutableMapping[bytes, bytes]):
+    def __init__(self, pack: RulePack, table: MutableMapping[bytes, bytes], quiet_after: float = QUIET_AFTER_SECONDS,
+                 live_within: float = LIVE_WITHIN_SECONDS):
         self.pack = pack
         self.table = table
+        self.quiet_after = quiet_after
+        self.live_within = live_within
+        self.last_seen: dict[str, float] = {}  # org -> when (the clock) its last event was scored
+        self.live: set[str] = set()  # orgs whose newest business time was near the clock when last scored
         self.scorer = Scorer(pack)
         self.tables = TableState(pack, table)
         self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
@@ -116,7 +125,7 @@ class WorkerCore:
         dropped = changed_rules(self.pack, new)
         drop_rules(self.tables.state, dropped)
         self.pack = new
-        self.scorer = Scorer(new)
+        self.scorer = Scorer(new)  # its review schedule is built from the table at first use
         self.tables = TableState(new, self.table)
         self.book = AlertBook(new, self.tables.alerts)  # type: ignore[arg-type]
         return dropped
@@ -156,6 +165,16 @@ class WorkerCore:
             out.events_by_source = Counter((e.domain, e.source) for e in events)
             out.occurred_at = batch.column("occurred_at", batch.all_rows)
             out.detector_scores = dict(self.scorer.detector_scores)
+            now = time.time()
+            orgs = set(batch.column("org_id", batch.all_rows).tolist())
+            self.last_seen.update(dict.fromkeys(orgs, now))
+            marks = self.tables.state.org_watermarks
+            for org in orgs:
+                if now - marks.get(org, -math.inf) <= self.live_within:
+                    self.live.add(org)
+                else:
+                    self.live.discard(org)
+        out.judgements = self.scorer.take_judgements()
         for m in reversed(fresh):  # the last record of each partition is its highest
             self.tables.applied.advance(m.topic, m.partition, m.offset)
         if write_state:
@@ -183,14 +202,43 @@ class WorkerCore:
         self.tables.flush()
         self.evidence.flush()
 
+    def tick(self, now: float) -> WorkerOutput:
+        """Let the clock stand in for business time in orgs gone quiet: a
+        review step past its limit fires though no event comes to say so.
+        An org counts as quiet after ``quiet_after`` seconds without events,
+        and only a live one: its newest events were within ``live_within`` of
+        the clock when scored. A replay of history is judged by its own
+        business time alone (the clock would find every old deadline passed)."""
+        out = WorkerOutput()
+        quiet = {}
+        for org in self.scorer.reviews_pending(self.tables.state):
+            if org not in self.live:
+                continue
+            if now - self.last_seen.get(org, now) >= self.quiet_after:
+                quiet[org] = now
+        if not quiet:
+            return out
+        findings = self.scorer.advance_time(self.tables.state, quiet)
+        if findings:
+            new, updated = self.book.merge_split(findings)
+            out.alerts, out.new_alerts = new + updated, new
+            out.evidence = self.evidence.collect(out.alerts, [])
+            out.hits_by_rule = Counter(f.rule_id for f in findings)
+        out.judgements = self.scorer.take_judgements()
+        return out
+
     def forget(self) -> None:
         self.tables.forget()
         self.evidence.forget()
+        self.scorer.forget_reviews()
+        self.last_seen.clear()
+        self.live.clear()
 
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
                partitions: int = 8, batch_size: int = 10_000, app_id: str = "riskwatch", reloader=None, notifier=None,
-               checkpoint_every: float = 1.0, checkpoint_events: int = 50_000):
+               checkpoint_every: float = 1.0, checkpoint_events: int = 50_000,
+               quiet_after: float = QUIET_AFTER_SECONDS, live_within: float = LIVE_WITHIN_SECONDS):
     """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it.
 
     Each fetch of event records is scored as it comes (in batches of up to
@@ -238,7 +286,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True,
                       extra_topic_configs={"cleanup.policy": "compact"})
     state = ChangelogTable(table.data, table.changelog_topic.get_topic_name(), partitions)
-    core = WorkerCore(pack, state)
+    core = WorkerCore(pack, state, quiet_after, live_within)
     store = SqlTicketStore(db_url) if db_url else None
     if store is not None:
         store.record_pack(pack, dt.datetime.now(dt.timezone.utc))
@@ -380,6 +428,17 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             await claim(scored_partitions | set(state_producers))
         pack = core.pack
         out = core.process(records, write_state=False)
+        await _deliver(out, pack, scored_partitions)
+        # Tickets are durable before the state that saw their events is
+        # committed (a state that has seen an event whose ticket was lost would
+        # never fire again on redelivery); alerts commit with that state.
+        if generation == rebalances:
+            pending.update({(r.topic, r.partition): r.offset + 1 for r in records})
+            pending_events += len(records)
+
+    async def _deliver(out: WorkerOutput, pack: RulePack, owned: set[int]) -> None:
+        """What a batch (or the clock) produced: dead letters and alerts into the
+        outbox of the next checkpoint, live alerts to tickets with their evidence."""
         for m, r in out.dead_letters:
             outbox.setdefault(m.partition, []).append((DEADLETTER_TOPIC, None, m.value or b"", [
                 ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
@@ -389,7 +448,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 (ALERTS_TOPIC, alert.dedup_key.encode(), encoder.encode(alert), None))
         live = [a for a in out.alerts if a.status == "live"]
         if store is not None and live:
-            mine = Fence(fence.app_id, fence.owner, frozenset(scored_partitions)) if fence else None
+            mine = Fence(fence.app_id, fence.owner, frozenset(owned)) if fence else None
             try:
                 result = await asyncio.get_running_loop().run_in_executor(
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc), mine)
@@ -399,14 +458,21 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 raise
             await asyncio.get_running_loop().run_in_executor(None, store.add_evidence, out.evidence)
             announce(metrics, notifier, opened=result.opened)
+        if store is not None and out.judgements:
+            await asyncio.get_running_loop().run_in_executor(None, store.record_reviews, out.judgements)
         if metrics is not None:
             _observe(metrics, pack, out)
-        # Tickets are durable before the state that saw their events is
-        # committed (a state that has seen an event whose ticket was lost would
-        # never fire again on redelivery); alerts commit with that state.
-        if generation == rebalances:
-            pending.update({(r.topic, r.partition): r.offset + 1 for r in records})
-            pending_events += len(records)
+
+    if core.scorer.watch is not None:
+        @app.timer(min(quiet_after, 30.0) / 2)
+        async def judge_quiet_orgs() -> None:
+            """Review deadlines in orgs whose topics went quiet, by the clock."""
+            async with lock:
+                if not state_producers:
+                    return  # no partitions (yet): nothing of ours to judge
+                out = core.tick(time.time())
+                if out.alerts:
+                    await _deliver(out, core.pack, set(state_producers))
 
     @app.timer(checkpoint_every)
     async def checkpoint_when_idle() -> None:
@@ -455,6 +521,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 open_by = await loop.run_in_executor(None, store.open_by_risk)
                 overdue_by = await loop.run_in_executor(None, store.overdue_by_risk, now)
                 metrics.set_ticket_gauges(open_by, overdue_by)
+                metrics.set_review_rates(await loop.run_in_executor(None, store.latest_review_rates))
 
         @app.timer(5.0)
         async def report_lag() -> None:
@@ -485,5 +552,6 @@ def _observe(metrics: Metrics, pack: RulePack, out: WorkerOutput) -> None:
     for rule_id, n in out.hits_by_rule.items():
         rule = pack.rule(rule_id)
         metrics.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)
+    metrics.count_judged(out.judgements)
     for alert in out.new_alerts:
         metrics.alerts.labels(alert.risk_id, alert.severity, alert.domain, alert.status).inc()

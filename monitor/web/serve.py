@@ -73,14 +73,33 @@ TEXT = {
            "password": "密码", "status": "状态", "risk": "风险", "severity": "等级", "org": "单位", "due": "处置时限",
            "owner": "责任岗位", "evidence": "证据", "audit": "处置记录", "actions": "处置", "reason": "理由", "outcome": "结论",
            "comment": "备注", "assign": "指派", "submit": "提交", "legal": "法律依据", "exports": "导出",
-           "bad_login": "用户名或密码错误", "too_many": "尝试次数过多，请稍后再试", "none": "没有工单"},
+           "bad_login": "用户名或密码错误", "too_many": "尝试次数过多，请稍后再试", "none": "没有工单",
+           "timeline": "事项时间线", "required": "必经审查", "at_issue": "问题环节", "who": "经办", "opinion": "意见"},
     "en": {"inbox": "My inbox", "overdue": "Overdue", "ticket": "Ticket", "login": "Log in", "logout": "Log out", "user": "Username",
            "password": "Password", "status": "Status", "risk": "Risk", "severity": "Severity", "org": "Org", "due": "Due",
            "owner": "Owner", "evidence": "Evidence", "audit": "Audit trail", "actions": "Actions", "reason": "Reason",
            "outcome": "Outcome", "comment": "Comment", "assign": "Assign", "submit": "Submit", "legal": "Legal basis",
            "exports": "Exports", "bad_login": "Wrong username or password", "too_many": "Too many attempts; try again later",
-           "none": "No tickets"},
+           "none": "No tickets", "timeline": "Matter timeline", "required": "Required steps", "at_issue": "At issue",
+           "who": "Who", "opinion": "Opinion"},
 }
+
+
+def _timeline(control, ticket: dict, events: list[dict]) -> dict[str, Any]:
+    """A review ticket's matter: its steps done, in time order, and the step at issue."""
+    org, matter_id, mark = (ticket["dedup_key"].split("|") + ["", "", ""])[1:4]
+    breach, _, step = mark.partition(":")
+    required = [{"step": s.step, "post": s.post, "within_days": s.within / 86400 if s.within else None}
+                for s in control.steps]
+    rows = []
+    for e in sorted(events, key=lambda e: str(e.get("occurred_at"))):
+        a = e.get("attributes") or {}
+        rows.append({"at": e.get("occurred_at"), "type": e.get("type"), "step": a.get("step"),
+                     "who": a.get("reviewer_id") or a.get("drafter_id"), "post": a.get("reviewer_post"),
+                     "opinion": a.get("opinion"), "opinion_no": a.get("opinion_no"), "amount": e.get("amount"),
+                     "event_id": e.get("event_id")})
+    return {"control": control.id, "title": control.title, "matter_id": matter_id, "breach": breach, "step": step,
+            "required": required, "rows": rows}
 
 
 class Move(BaseModel):
@@ -215,13 +234,16 @@ def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None
 
     def detail(ticket: dict) -> dict[str, Any]:
         rule = next((r for r in [*pack.rules, *pack.detectors] if r.id == ticket["rule_id"]), None)
+        control = next((c for c in pack.controls if c.id == ticket["rule_id"]), None)
         risk = pack.risks.get(ticket["risk_id"])
+        events = store.evidence(ticket["dedup_key"])
         return {"ticket": ticket, "alert": ticket["alert"],
                 "rule": {"id": rule.id, "title": rule.title, "when": rule.spec.when} if rule else None,
+                "matter": _timeline(control, ticket, events) if control else None,
                 "risk": {"id": risk.id, "title_zh": risk.title_zh, "title_en": risk.title_en,
                          "legal_basis": risk.legal_basis, "sla": {"acknowledge": risk.sla.acknowledge,
                                                                    "dispose": risk.sla.dispose}} if risk else None,
-                "events": store.evidence(ticket["dedup_key"]), "audit": store.audit(ticket["id"])}
+                "events": events, "audit": store.audit(ticket["id"])}
 
     def act(fn, *args):
         try:

@@ -96,3 +96,23 @@ def test_mapping_errors_name_file_line_and_column(tmp_path):
         load_mapping(path)
     assert [str(p).replace(str(tmp_path) + "/", "") for p in info.value.problems] == [
         "m.yaml:5:3 unknown event field 'amout' (attributes go under 'attributes:')"]
+
+
+def test_an_oa_workflow_export_becomes_submissions_and_review_steps():
+    sink = MemorySink()
+    report = run_file_connector(ROOT / "samples" / "oa_reviews.csv", load_mapping(ROOT / "mappings" / "oa_reviews.yaml"), sink)
+    assert (report.read, report.sent, report.dead_lettered) == (6, 5, 1)
+    sent = [orjson.loads(v) for _, v in sink.events["riskwatch.events.governance"]]
+    assert [(e["type"], e["attributes"].get("step"), e["attributes"].get("opinion")) for e in sent] == [
+        ("matter_submitted", None, None), ("review_step", "legal_review", "conditional"),
+        ("review_step", "compliance_review", "pass"), ("matter_submitted", None, None), ("review_step", "legal_review", "pass")]
+    assert sent[1] == {
+        "source": "oa-workflow", "domain": "governance", "type": "review_step", "event_id": "OA-R0002",
+        "occurred_at": "2026-03-03T16:30:00+08:00", "org_id": "SUB01", "amount": 2400000.0,
+        "attributes": {"matter_id": "HT2026-0301", "matter_kind": "contract", "category": "services", "drafter_id": "E1021",
+                       "step": "legal_review", "reviewer_post": "legal_compliance_officer", "reviewer_id": "E2007",
+                       "opinion": "conditional", "opinion_no": "FW-2026-031"}}
+    assert sent[3]["attributes"]["kind"] == "large_fund" and sent[3]["attributes"]["matter_kind"] == "decision"
+    reason, position, detail = (lambda h: (h["riskwatch.reason"], h["riskwatch.position"], h["riskwatch.detail"]))(
+        sink.dead_letters[0][1])
+    assert (reason, position) == ("wrong_type", "line 7") and "'驳回' is not one of" in detail
