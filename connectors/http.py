@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -33,10 +34,12 @@ from typing import Any, Iterable
 import msgspec
 from aiohttp import web
 
-from connectors.sink import EventSink
+from connectors.sink import DeliveryError, EventSink
 from monitor.core.event import Event, decode_one
 
 __all__ = ["HttpLimits", "create_http_app", "read_tokens"]
+
+log = logging.getLogger(__name__)
 
 
 COUNTS: web.AppKey["_Counts"] = web.AppKey("counts")
@@ -168,7 +171,11 @@ def create_http_app(sink: EventSink, tokens: Iterable[str], limits: HttpLimits =
             sink.flush()
 
         async with lock:
-            await loop.run_in_executor(None, send)
+            try:
+                await loop.run_in_executor(None, send)
+            except DeliveryError as err:  # the sender keeps the batch and sends it again
+                log.error("batch from %s not delivered: %s", peer, err)
+                return web.json_response({"error": f"not accepted, send again: {err}"}, status=503)
         counts.accepted += len(good)
         counts.rejected += len(errors)
         for e in errors:

@@ -3,7 +3,9 @@
 Events go to ``riskwatch.events.<domain>`` keyed by ``org_id``; records that
 cannot become events go to ``riskwatch.deadletter`` with their original bytes
 and the reason in headers. The Kafka producer is idempotent with acks=all, so a
-retried send neither loses nor duplicates a record.
+retried send neither loses nor duplicates a record; one the broker never
+acknowledges (it stayed away past the delivery timeout) makes ``flush`` raise
+``DeliveryError``, so no caller counts it as sent.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Protocol
 
 from monitor.runners.topics import DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
 
-__all__ = ["EventSink", "KafkaSink", "MemorySink", "dead_letter_headers"]
+__all__ = ["DeliveryError", "EventSink", "KafkaSink", "MemorySink", "dead_letter_headers"]
 
 
 class EventSink(Protocol):
@@ -29,8 +31,24 @@ def dead_letter_headers(reason: str, detail: str, origin: str, position: str) ->
             ("riskwatch.source", origin.encode()), ("riskwatch.position", position.encode())]
 
 
+class DeliveryError(Exception):
+    """Records the broker did not acknowledge since the last flush.
+
+    >>> str(DeliveryError(3, "KafkaTimeoutError: delivery timed out"))
+    'the broker did not acknowledge 3 records (first: KafkaTimeoutError: delivery timed out)'
+    """
+
+    def __init__(self, failed: int, first: str):
+        super().__init__(f"the broker did not acknowledge {failed} records (first: {first})")
+        self.failed = failed
+
+
 class KafkaSink:
-    """kafka-python producer: idempotent, acks=all, small linger for batching."""
+    """kafka-python producer: idempotent, acks=all, small linger for batching.
+
+    ``flush`` waits for every record sent since the last one and raises
+    ``DeliveryError`` if any was not acknowledged.
+    """
 
     def __init__(self, broker: str, client_id: str = "riskwatch-connector"):
         from kafka import KafkaProducer
@@ -41,15 +59,20 @@ class KafkaSink:
             retries=2**31 - 1, delivery_timeout_ms=120_000,
             bootstrap_timeout_ms=10_000,  # a broker that is up answers in milliseconds; say so sooner
         )
+        self._failures: list[BaseException] = []  # appended from the producer's I/O thread
 
     def send_event(self, domain: str, org_id: str, value: bytes) -> None:
-        self.producer.send(EVENT_TOPICS[domain], key=org_id.encode(), value=value)
+        self.producer.send(EVENT_TOPICS[domain], key=org_id.encode(), value=value).add_errback(self._failures.append)
 
     def send_dead_letter(self, raw: bytes, reason: str, detail: str, origin: str, position: str) -> None:
-        self.producer.send(DEADLETTER_TOPIC, value=raw, headers=dead_letter_headers(reason, detail, origin, position))
+        self.producer.send(DEADLETTER_TOPIC, value=raw, headers=dead_letter_headers(reason, detail, origin, position)) \
+            .add_errback(self._failures.append)
 
     def flush(self) -> None:
-        self.producer.flush()
+        self.producer.flush()  # kafka-python's flush returns even when records failed: ask their futures
+        if self._failures:
+            failed, self._failures = self._failures, []
+            raise DeliveryError(len(failed), f"{type(failed[0]).__name__}: {failed[0]}")
 
     def close(self) -> None:
         self.producer.close()

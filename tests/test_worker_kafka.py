@@ -350,7 +350,11 @@ def test_a_frozen_worker_whose_partitions_moved_on_cannot_commit_when_it_wakes(t
 
 
 def test_a_broker_restart_mid_stream_loses_nothing(worker):
-    """Stops and starts the broker (scripts/kafka-local.sh) while events flow."""
+    """Stops and starts the broker (scripts/kafka-local.sh) while events flow.
+
+    Every event the broker acknowledged gets its alert, and the worker lives
+    on. A send the test's producer reports failed is sent again, as a
+    connector's caller does."""
     import threading
     from pathlib import Path
 
@@ -358,17 +362,30 @@ def test_a_broker_restart_mid_stream_loses_nothing(worker):
     run = uuid.uuid4().hex[:6]
     orgs = {f"B{run}-{i}" for i in range(6)}
     since = end_offsets(ALERTS_TOPIC)
+    events_since = end_offsets(EVENT_TOPICS["governance"])
     total = 400
+    resent: list[int] = []
 
     def stream() -> None:
         producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", enable_idempotence=True,
                                  retries=2**31 - 1, delivery_timeout_ms=120_000, request_timeout_ms=10_000)
-        for i in range(total):
+
+        def send(i: int):
             org = f"B{run}-{i % 6}"
-            producer.send(EVENT_TOPICS["governance"], key=org.encode(), value=orjson.dumps(
+            return producer.send(EVENT_TOPICS["governance"], key=org.encode(), value=orjson.dumps(
                 event(org, i, type="regulation_issued", attributes={"regulation_id": f"Z{i}", "legal_review": "none"})))
+
+        futures = {}
+        for i in range(total):
+            futures[i] = send(i)
             time.sleep(0.02)
-        producer.flush()
+        for _ in range(5):
+            producer.flush()
+            failed = [i for i, f in futures.items() if f.failed()]
+            if not failed:
+                break
+            resent.extend(failed)
+            futures = {i: send(i) for i in failed}
         producer.close()
 
     sender = threading.Thread(target=stream)
@@ -377,12 +394,19 @@ def test_a_broker_restart_mid_stream_loses_nothing(worker):
     assert alerts_for(orgs, since, expect=1, timeout=60), "the worker never started scoring"
     stopped = subprocess.run([str(script), "stop"], capture_output=True, text=True)
     assert stopped.stdout.strip() == "kafka stopped", stopped
-    time.sleep(2)
+    time.sleep(35)  # past the producers' request timeout: checkpoints in flight fail, are aborted and sent again
     started = subprocess.run([str(script), "start"], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
     sender.join(timeout=180)
     alerts = alerts_for(orgs, since, expect=total, timeout=120)
-    assert len(alerts) == total and worker.proc.poll() is None
+    if len(alerts) != total or worker.proc.poll() is not None:
+        on_topic = {orjson.loads(r.value)["event_id"] for r in read_since(EVENT_TOPICS["governance"], events_since,
+                                                                          expect=10**9, timeout=5.0)}
+        mine = {e for e in on_topic if e.startswith(f"B{run}-")}
+        log = worker.log_path.read_text(encoding="utf-8", errors="replace")
+        pytest.fail(f"{len(alerts)} alerts of {total}; {len(mine)} distinct events on the input topic; "
+                    f"{len(resent)} sends failed and were sent again; worker exit {worker.proc.poll()}\n"
+                    + "\n".join(line for line in log.splitlines()[-400:] if "Unable" not in line)[-8000:])
 
 
 def test_the_worker_reloads_its_rules_on_sighup_and_rejects_a_broken_folder(tmp_path, rules_copy):

@@ -58,7 +58,7 @@ def connect_file(input_path, mapping, broker):
     """Send a JSONL, CSV or XLSX export to Kafka; bad records go to the dead-letter topic."""
     from connectors.file import JSONL_CONTRACT, run_file_connector
     from connectors.mapping import MappingError, load_mapping
-    from connectors.sink import KafkaSink
+    from connectors.sink import DeliveryError, KafkaSink
     from monitor.runners.topics import default_broker
 
     try:
@@ -70,6 +70,9 @@ def connect_file(input_path, mapping, broker):
     sink = KafkaSink(broker or default_broker())
     try:
         report = run_file_connector(input_path, spec, sink)
+    except DeliveryError as err:
+        err_console.print(f"{input_path}: {err}, so not every record reached Kafka; the run failed", markup=False)
+        sys.exit(1)
     finally:
         sink.close()
     reasons = ", ".join(f"{r} {n}" for r, n in report.reasons.most_common())
@@ -90,7 +93,7 @@ def connect_file(input_path, mapping, broker):
 def connect_sql(mapping, db_url, state, once, interval, broker):
     """Poll a table or view by an increasing cursor column and send new rows to Kafka."""
     from connectors.mapping import MappingError, load_mapping
-    from connectors.sink import KafkaSink
+    from connectors.sink import DeliveryError, KafkaSink
     from connectors.sql import CursorStore, run_sql_connector
     from monitor.runners.topics import default_broker
 
@@ -105,6 +108,9 @@ def connect_sql(mapping, db_url, state, once, interval, broker):
         report = run_sql_connector(db_url, spec, sink, CursorStore(state), once=once, interval=interval)
     except KeyboardInterrupt:
         return
+    except DeliveryError as err:  # the cursor stays before the batch: the next start sends it again
+        err_console.print(f"{spec.sql.table}: {err}; the cursor did not move", markup=False)
+        sys.exit(1)
     finally:
         sink.close()
     reasons = ", ".join(f"{r} {n}" for r, n in report.reasons.most_common())

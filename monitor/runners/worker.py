@@ -68,6 +68,7 @@ __all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
 log = logging.getLogger("riskwatch.worker")
 STATE_TABLE = "riskwatch-state"
 REVOKE_WAIT_SECONDS = 5.0  # well inside the session timeout (10 s)
+COMMIT_RETRY_SECONDS = 300.0  # a checkpoint is tried again this long while the broker is away (a restart takes seconds)
 QUIET_AFTER_SECONDS = 60.0  # an org without events this long has its review deadlines judged by the clock
 LIVE_WITHIN_SECONDS = 2 * 86400.0  # ... if its events were this close to the clock: live, not a replay of history
 
@@ -250,7 +251,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     """
     import faust
     from aiokafka import TopicPartition
-    from aiokafka.errors import ProducerFenced
+    from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 
     from monitor.runners.batchconsumer import BatchConsumer
     from monitor.runners.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
@@ -329,13 +330,13 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         outbox.clear()
         pending_events = 0
         last_checkpoint = time.monotonic()
-        finishing = asyncio.ensure_future(_commit_checkpoint(by_partition))
+        finishing = asyncio.ensure_future(_commit_checkpoint(by_partition, rebalances))
         # A full collection scanning the state took 120-300 ms, every few seconds, for nothing.
         heap.settle()
         if wait:
             await finishing
 
-    async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]]) -> None:
+    async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]], generation: int) -> None:
         try:
             by_producer: dict[Any, tuple[list, dict, list]] = {}
             for partition, (records, offsets, messages) in sorted(by_partition.items()):
@@ -346,25 +347,48 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 mine[0].extend(records)
                 mine[1].update(offsets)
                 mine[2].extend(messages)
-            await asyncio.gather(*(_commit_partition(producer, *parts) for producer, parts in by_producer.items()))
-        except ProducerFenced as exc:
-            log.error("fenced: another worker owns these partitions now; this one stops without committing (%s)", exc)
-            await app.crash(exc)
-            raise
+            await asyncio.gather(*(_commit_partition(producer, *parts, generation=generation)
+                                   for producer, parts in by_producer.items()))
         except Exception as exc:
+            if rebalances != generation:
+                # Revoked meanwhile: the state it carried was forgotten, and whoever owns the
+                # partitions now scores the events again from the last committed checkpoint.
+                log.warning("a checkpoint begun before a rebalance was not committed (%s); its events are scored "
+                            "again from the last one", exc)
+                return
+            if isinstance(exc, ProducerFenced):
+                log.error("fenced: another worker owns these partitions now; this one stops without committing (%s)", exc)
             # Without this checkpoint the in-memory state is ahead of what a restart recovers.
             await app.crash(exc)
             raise
 
-    async def _commit_partition(producer, records: list, offsets: dict, messages: list) -> None:
-        """One transaction: the partition's alerts and dead letters, its state records, its offsets."""
-        async with producer.transaction():
-            futures = [await producer.send(topic, key=key, value=value, headers=headers)
-                       for topic, key, value, headers in messages]
-            await state.send_records(producer, records)
-            await asyncio.gather(*futures)
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, app.conf.id)
+    async def _commit_partition(producer, records: list, offsets: dict, messages: list, generation: int) -> None:
+        """One transaction: the partition's alerts and dead letters, its state records, its offsets.
+
+        While the broker is away (restarting, a leader moving) the transaction fails and is
+        aborted; it is then sent again, whole, until ``COMMIT_RETRY_SECONDS`` have passed —
+        an aborted transaction is never seen by read_committed readers, so nothing doubles.
+        """
+        deadline = time.monotonic() + COMMIT_RETRY_SECONDS
+        pause = 0.5
+        while True:
+            try:
+                async with producer.transaction():
+                    futures = [await producer.send(topic, key=key, value=value, headers=headers)
+                               for topic, key, value, headers in messages]
+                    await state.send_records(producer, records)
+                    await asyncio.gather(*futures)
+                    if offsets:
+                        await producer.send_offsets_to_transaction(offsets, app.conf.id)
+                return
+            except KafkaError as exc:
+                transient = exc.retriable or isinstance(exc, KafkaTimeoutError)  # a batch that expired waiting
+                if not transient or rebalances != generation or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("checkpoint not committed (%s: %s), aborted; trying again in %.1f s",
+                            type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
     async def _start_producer(partition: int):
         from aiokafka import AIOKafkaProducer

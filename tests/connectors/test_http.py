@@ -107,3 +107,29 @@ def test_a_deeply_nested_record_is_rejected_alone_with_its_index():
         assert [(e["index"], e["reason"]) for e in answer["errors"]] == [(1, "too_deep")]
         assert [orjson.loads(v)["event_id"] for _, v in sink.events["riskwatch.events.governance"]] == ["a", "b"]
         assert sink.dead_letters[0][0] == deep
+
+
+def test_a_batch_the_broker_does_not_acknowledge_is_503_and_not_counted():
+    from connectors.sink import DeliveryError
+
+    class Unacknowledged(MemorySink):
+        def flush(self) -> None:
+            raise DeliveryError(1, "KafkaTimeoutError: delivery timed out")
+
+    sink = Unacknowledged()
+
+    async def go():
+        runner, base = await _serve(sink, HttpLimits())
+        try:
+            async with ClientSession() as http:
+                async with http.post(f"{base}/events", data=orjson.dumps(EVENT),
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}) as r:
+                    posted = (r.status, await r.json())
+                async with http.get(f"{base}/healthz") as r:
+                    return posted, await r.json()
+        finally:
+            await runner.cleanup()
+
+    (status, body), health = asyncio.run(go())
+    assert status == 503 and "send again" in body["error"] and "did not acknowledge 1 records" in body["error"]
+    assert health["accepted"] == 0
