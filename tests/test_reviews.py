@@ -176,6 +176,29 @@ def test_silence_fires_at_the_limit_not_before_and_once():
     assert w.advance({"SUB01": limit + 10 * D}, matters) == []
 
 
+def test_a_silent_matters_ticket_lists_its_execution_whether_read_before_or_after():
+    """The signing on day 8, after the five days' limit, is on another topic:
+    read before the silence is judged or only after, the ticket ends with the
+    same events, the submission and then the signing."""
+    from monitor.core.alerts import AlertBook
+    from monitor.packs.rulefiles import default_rules_dir, load_pack
+
+    pack = load_pack(default_rules_dir())
+    late = signed("c", 8 * D)
+    outcomes = []
+    for order in ("signing first", "silence first"):
+        w, matters, book = ReviewWatch([CONTRACTS]), {}, AlertBook(pack, {})
+        w.apply([submitted("s", 0)], matters)
+        if order == "signing first":
+            w.apply([late], matters)
+        book.merge_split(w.advance({"SUB01": 9 * D}, matters))
+        if order == "silence first":
+            book.merge_split(w.apply([late], matters))
+        silent = [a for a in book.alerts.values() if a.dedup_key.endswith("silent:legal_review")]
+        outcomes.append([a.event_ids for a in silent])
+    assert outcomes[0] == outcomes[1] == [["s", "c"]]
+
+
 def test_silence_fires_once_across_a_restart():
     w = ReviewWatch([CONTRACTS])
     matters: dict = {}
@@ -196,6 +219,42 @@ def test_a_reviewed_or_rejected_matter_is_not_silent():
     assert watch(reviewed, until=30 * D)[0] == []
     rejected = [submitted("s", 0), step("r", 1 * D, "legal_review", "reject")]
     assert watch(rejected, until=30 * D)[0] == []
+
+
+# stream time held back by inputs not read that far -----------------------------------------------
+
+def test_silence_waits_while_an_input_with_unread_records_is_behind():
+    """A worker catching up reads the OA's topic ahead of the ERP's: the
+    signing, still unread on the ERP's topic, is not judged missing."""
+    held = ReviewWatch([CONTRACTS])
+    matters: dict = {}
+    held.apply([submitted("s", 0)], matters)
+    # the OA's topic has been read to day 9, the ERP's to day 2 only
+    assert held.advance({"SUB01": 9 * D}, matters, until=2 * D) == []
+    assert held.take_held_back() == {"SUB01"}
+    held.apply([signed("c", 3 * D)], matters)  # the signing comes in, before any legal review
+    assert breaches(held.advance({"SUB01": 9 * D}, matters)) == ["executed_early:legal_review"]
+    # judged on the OA's time alone, it would have been reported silent as well
+    hasty = ReviewWatch([CONTRACTS])
+    matters = {}
+    hasty.apply([submitted("s", 0)], matters)
+    assert breaches(hasty.advance({"SUB01": 9 * D}, matters)) == ["silent:legal_review"]
+
+
+def test_a_steps_own_checks_wait_until_every_input_is_read_past_it():
+    """The review by the drafter is read while the ERP's topic lags: it is
+    checked once every input has been read ``lateness`` past it, whatever the
+    org's own stream time, and the ticket lists the matter's events up to the
+    step, not the signing read meanwhile."""
+    w = ReviewWatch([CONTRACTS])
+    matters: dict = {}
+    review = step("r", 2 * H, "legal_review", reviewer="u-drafter")
+    assert w.apply([submitted("s", 0), review], matters, until=1 * H) == []
+    assert w.advance({"SUB01": 2 * H}, matters, until=1 * H) == []
+    w.apply([signed("c", 3 * H)], matters, until=5 * H)
+    fired = w.advance({"SUB01": 3 * H}, matters, until=2 * H + CONTRACTS.lateness)
+    assert breaches(fired) == ["own_draft:legal_review"] and fired[0].event_ids == ["s", "r"]
+    assert w.advance({"SUB01": 30 * D}, matters) == []  # nothing found twice; the signing was reviewed
 
 
 # the plumbing ----------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+
 import orjson
 
 from monitor.runners.changelog import org_partition
@@ -164,3 +167,92 @@ def test_a_restarted_worker_still_has_the_events_behind_its_next_alert(default_p
     out = restarted.process([message(2, po(2, 9, 900_000))])
     assert [(a.rule_id, sorted(a.event_ids)) for a in out.alerts] == [("proc_split_purchase", ["e1", "e2"])]
     assert sorted(event["event_id"] for _, event in out.evidence) == ["e1", "e2"]  # e1 came from the table
+
+
+# --- review controls when one input topic is read ahead of another ------------------------------
+
+GOVERNANCE, PROCUREMENT = "riskwatch.events.governance", "riskwatch.events.procurement"
+
+
+def _governance(offset: int, event_id: str, type_: str, day: int, matter: str, **attributes) -> Message:
+    event = {"event_id": event_id, "source": "oa", "domain": "governance", "type": type_, "org_id": "SUB01",
+             "occurred_at": f"2026-03-{day:02d}T09:00:00+08:00", "amount": 2_000_000,
+             "attributes": {"matter_id": matter, "matter_kind": "contract", **attributes}}
+    return Message(GOVERNANCE, 0, offset, orjson.dumps(event))
+
+
+def _signed(offset: int, event_id: str, day: int, contract: str) -> Message:
+    event = {"event_id": event_id, "source": "erp", "domain": "procurement", "type": "contract_signed",
+             "org_id": "SUB01", "occurred_at": f"2026-03-{day:02d}T10:00:00+08:00", "amount": 2_000_000,
+             "counterparty_id": "S1", "attributes": {"contract_id": contract, "legal_review": "none"}}
+    return Message(PROCUREMENT, 0, offset, orjson.dumps(event))
+
+
+def _by_matter(alerts) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for a in alerts:
+        matter = next(k for k in ("HT1", "HT2", "HT3", "HT9") if k in a.dedup_key)
+        out.setdefault(matter, []).append(a.dedup_key.split("|")[0] + ":" + a.dedup_key.split("|")[-1])
+    return out
+
+
+def test_a_topic_read_ahead_neither_silences_nor_unclaims_a_matter_whose_signing_is_still_unread(default_pack):
+    """As after a restart, the worker is handed 20 days of the OA's topic before
+    the ERP's signings of the 2nd to 4th. HT1 was submitted on the 1st and signed
+    on the 2nd with no review: executed early, not silent. HT2's signing is read
+    first, while the OA's topic is unread: its flag rule's finding waits, and
+    the control claims it once the submission of the 1st is read. HT3, signed
+    on the 25th, the OA never mentions: its flag rule's ticket stands once
+    everything is read, though the org's stream time never passes the 25th. A
+    restart between the batches keeps what waits."""
+    table: dict[bytes, bytes] = {}
+    core = WorkerCore(default_pack, table)
+    out = core.process([_signed(0, "c2", 2, "HT2"), _signed(1, "c3", 25, "HT3")], unread={(GOVERNANCE, 0)})
+    assert out.alerts == []  # both wait: the OA's topic has not been read at all
+    core.write_state()
+    core = WorkerCore(default_pack, table)  # restarted: nothing but the table
+    oa = [_governance(0, "s1", "matter_submitted", 1, "HT1", drafter_id="u1"),
+          _governance(1, "s2", "matter_submitted", 1, "HT2", drafter_id="u1"),
+          _governance(2, "s9", "matter_submitted", 20, "HT9", drafter_id="u1")]
+    out = core.process(oa, unread={(PROCUREMENT, 0)})  # HT1's signing is still unread
+    assert core.scorer.judge_until == -math.inf  # nothing read from procurement since the restart
+    alerts = list(out.alerts)
+    out = core.process([_signed(2, "c1", 4, "HT1")])
+    alerts += out.alerts
+    assert _by_matter(alerts) == {
+        "HT1": ["RC-CON-01:executed_early:legal_review"],
+        "HT2": ["RC-CON-01:executed_early:legal_review"],
+        "HT3": ["proc_contract_without_legal_review:HT3"],
+    }
+
+
+def test_judging_stops_at_the_oldest_input_with_records_unread(default_pack):
+    core = WorkerCore(default_pack, {})
+    core.process([_governance(0, "s1", "matter_submitted", 1, "HT1", drafter_id="u1"),
+                  _signed(0, "c1", 5, "HT1")])
+    march = dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
+    assert core.judge_until({(GOVERNANCE, 0)}) == march
+    assert core.judge_until({(GOVERNANCE, 0), (PROCUREMENT, 0)}) == march
+    assert core.judge_until({(PROCUREMENT, 0)}) == march + 4 * 86400 + 3600
+    assert core.judge_until({(PROCUREMENT, 5)}) == -math.inf  # never read
+    assert core.judge_until(()) == math.inf  # caught up everywhere
+
+
+def test_idle_window_keys_are_kept_while_their_topic_is_behind(default_pack):
+    """Twenty days of procurement are read before the finance topic's second
+    payment of the same amount, five days after the first: the first payment's
+    window key is not swept as idle, and the duplicate is found."""
+    FINANCE = "riskwatch.events.finance"
+
+    def payment(offset, event_id, day):
+        event = {"event_id": event_id, "source": "erp", "domain": "finance", "type": "payment", "org_id": "SUB01",
+                 "occurred_at": f"2026-03-{day:02d}T10:00:00+08:00", "amount": 86420.5, "counterparty_id": "S1",
+                 "attributes": {"invoice_no": f"FP-{event_id}"}}
+        return Message(FINANCE, 0, offset, orjson.dumps(event))
+
+    core = WorkerCore(default_pack, {})
+    core.process([payment(0, "p1", 1)], unread={(FINANCE, 0), (PROCUREMENT, 0)})
+    core.process([_signed(i, f"c{i}", day, f"HT{i}") for i, day in enumerate(range(2, 22))], unread={(FINANCE, 0)})
+    out = core.process([payment(1, "p2", 6)])
+    assert [(a.rule_id, a.event_ids) for a in out.alerts if a.rule_id == "fin_duplicate_amount"] == [
+        ("fin_duplicate_amount", ["p1", "p2"])]

@@ -27,6 +27,13 @@ their moment by the control's ``lateness``; silence is judged the same way, so
 it fires on time passing, once, and not again after a restart (what was found
 is part of the matter's state).
 
+Stream time is an org's newest business time, capped by ``until``: the
+oldest stream time among inputs that still hold unread records (a worker
+catching up on four topics reads one ahead of another; without the cap a
+signing still unread on one topic would be judged missing by the time
+another topic has reached). A flag rule's finding on a matter the OA may yet
+mention waits the same way (``defer``) before the control claims it or lets it stand.
+
 >>> control = compile_control_spec(ControlSpec(
 ...     control="RC-CON-01", title="t", matter_kind="contract", risk="CON-01",
 ...     steps=[StepSpec(step="legal_review", post="legal_compliance_officer", within="5d")]))
@@ -185,7 +192,8 @@ class Matter:
     already reported, so none is reported twice.
     """
 
-    __slots__ = ("submitted", "steps", "executed", "changes", "amount", "attrs", "found", "flagged", "last_t", "ids")
+    __slots__ = ("submitted", "steps", "executed", "changes", "amount", "attrs", "found", "flagged", "last_t", "ids",
+                 "deferred")
 
     def __init__(self) -> None:
         self.submitted: tuple | None = None  # (t, event_id, drafter)
@@ -198,15 +206,18 @@ class Matter:
         self.flagged = False  # a flag rule already holds the execution's ticket
         self.last_t = -math.inf
         self.ids: set[str] = set()
+        # flag rules' findings waiting to be claimed or let stand: [rule, key, event ids, first, last, values]
+        self.deferred: list[list] = []
 
     def to_plain(self) -> list:
         return [self.submitted, self.steps, self.executed, self.changes, self.amount, self.attrs,
-                sorted(self.found), self.flagged, self.last_t]
+                sorted(self.found), self.flagged, self.last_t, self.deferred]
 
     @classmethod
     def from_plain(cls, plain: list) -> Matter:
         m = cls()
-        sub, steps, executed, changes, m.amount, m.attrs, found, m.flagged, m.last_t = plain
+        sub, steps, executed, changes, m.amount, m.attrs, found, m.flagged, m.last_t = plain[:9]
+        m.deferred = [list(f) for f in plain[9]] if len(plain) > 9 else []
         m.submitted = tuple(sub) if sub else None
         m.steps = [tuple(s) for s in steps]
         m.executed = tuple(executed) if executed else None
@@ -244,6 +255,10 @@ class _Due:
         while heap and heap[0][0] <= now:
             keys.append(heapq.heappop(heap)[1])
         return list(dict.fromkeys(keys))
+
+    def next_at(self, org: str) -> float:
+        heap = self.heaps.get(org)
+        return heap[0][0] if heap else math.inf
 
 
 @dataclass(frozen=True)
@@ -290,12 +305,22 @@ class ReviewWatch:
     def __init__(self, controls: list[CompiledControl]):
         self.controls = controls
         self._due: dict[str, _Due] = {c.id: _Due() for c in controls}
+        # what waits for every input to be read ``lateness`` past it, not for stream time:
+        # a step's own checks, a flag rule's finding waiting to be claimed
+        self._read_due: dict[str, _Due] = {c.id: _Due() for c in controls}
+        # orgs with a check their own stream time has passed but ``until`` held back: judge them when it moves
+        self.held_back: set[str] = set()
+        self._until = math.inf
         # executions judged since last taken: what the review rate (审查率) counts
         self.judged: list[Judgement] = []
 
     # events in ------------------------------------------------------------------------------
-    def apply(self, rows: list[dict[str, Any]], matters: dict[str, dict[tuple, Matter]]) -> list[Finding]:
-        """Fold events in (dicts with event_id, type, org_id, t, amount, attributes), in business order."""
+    def apply(self, rows: list[dict[str, Any]], matters: dict[str, dict[tuple, Matter]],
+              until: float = math.inf) -> list[Finding]:
+        """Fold events in (dicts with event_id, type, org_id, t, amount, attributes), in business order.
+        A step's own checks (post, drafter, order) are made at once when every
+        input has been read ``lateness`` past it (``until``), else when stream time gets there."""
+        self._until = until
         findings: list[Finding] = []
         for row in sorted(rows, key=lambda r: r["t"]):
             for control in self.controls:
@@ -338,19 +363,26 @@ class ReviewWatch:
             for s in control.steps:
                 if s.within is not None:
                     self._due[control.id].push(t + s.within + control.lateness, key)
-            out += [f for step in m.steps for f in self._reviewer_checks(control, key, m, step)]
+            out += self._step_checks(control, key, m, self._until, order=False)
         elif kind == "review_step":
             step = (t, eid, _text(attrs.get("step")), _text(attrs.get("reviewer_post")), _text(attrs.get("reviewer_id")),
                     _text(attrs.get("opinion")), _text(attrs.get("opinion_no")))
             m.steps.append(step)
             m.steps.sort()
-            out += self._reviewer_checks(control, key, m, step)
-            out += self._order_check(control, key, m, step)
+            if t + control.lateness <= self._until:
+                out += self._reviewer_checks(control, key, m, step)
+                out += self._order_check(control, key, m, step)
+            else:  # an input is not read that far yet: checked once it is
+                self._read_due[control.id].push(t + control.lateness, key)
         elif kind in control.executed_by:
-            if m.executed is None or t < m.executed[0]:
+            first = m.executed is None
+            if first or t < m.executed[0]:
                 m.executed = (t, eid, row["amount"])
             self._note(control, m, row)
             self._due[control.id].push(t + control.lateness, key)
+            if first:  # executed after a step went silent: the silence's ticket gets the execution too
+                out += [f for s in control.steps if f"silent:{s.step}" in m.found
+                        for f in self._silent(control, key, m, s, again=True)]
         elif kind in control.changed_by:
             m.changes.append((t, eid, row["amount"]))
             if control.change is not None:
@@ -375,19 +407,31 @@ class ReviewWatch:
 
     # the checks -------------------------------------------------------------------------------
     def _finding(self, control: CompiledControl, key: tuple, m: Matter, breach: str, step: str, event_ids: list[str],
-                 at: float, **values) -> list[Finding]:
+                 at: float, again: bool = False, **values) -> list[Finding]:
         mark = f"{breach}:{step}"
-        if mark in m.found or not self.applies(control, m):
+        if (mark in m.found and not again) or not self.applies(control, m):
             return []
         m.found.add(mark)
-        # the events it rests on first, then the rest of the matter's history: the ticket's timeline
-        history = sorted([e for e in (m.submitted, m.executed) if e] + m.steps + m.changes, key=lambda e: e[0])
-        ids = ([m.submitted[1]] if m.submitted else []) + event_ids + ([m.executed[1]] if m.executed else [])
-        ids += [e[1] for e in history]
+        # the events it rests on first, then the matter's history up to the breach: the ticket's
+        # timeline (what came later may or may not have been read yet, so it is left out)
+        executed = m.executed if m.executed and m.executed[0] <= at else None
+        history = sorted([e for e in (m.submitted, executed) if e] + m.steps + m.changes, key=lambda e: e[0])
+        ids = ([m.submitted[1]] if m.submitted else []) + event_ids + ([executed[1]] if executed else [])
+        ids += [e[1] for e in history if e[0] <= at]
         text = BREACHES[breach].format(step=step, **values)
         return [Finding(control.id, (key[0], key[1], mark), list(dict.fromkeys(ids)), at, at,
                         {"org_id": key[0], "matter_id": key[1], "breach": text, "step": step,
                          "matter_kind": control.matter_kind, "control": control.id})]
+
+    def _step_checks(self, control, key, m: Matter, now: float, order: bool = True) -> list[Finding]:
+        """The checks of every step stream time has passed by ``lateness`` (what was found stays found)."""
+        out = []
+        for step in m.steps:
+            if step[0] + control.lateness <= now:
+                out += self._reviewer_checks(control, key, m, step)
+                if order:
+                    out += self._order_check(control, key, m, step)
+        return out
 
     def _reviewer_checks(self, control, key, m: Matter, step: tuple) -> list[Finding]:
         t, eid, name, post, reviewer = step[:5]
@@ -474,17 +518,30 @@ class ReviewWatch:
                 continue  # executed while waiting: the execution check reports it
             if any(o[5] == "reject" for o in m.steps if o[0] <= limit):
                 continue  # rejected: the matter no longer waits
-            out += self._finding(control, key, m, "silent", s.step, [], limit, days=s.within / 86400)
+            out += self._silent(control, key, m, s)
         return out
 
+    def _silent(self, control, key, m: Matter, s: CompiledStep, again: bool = False) -> list[Finding]:
+        """The silence of step ``s``, with the execution last where there is one (read
+        before the silence was judged, or after: the same ticket, the same events)."""
+        found = self._finding(control, key, m, "silent", s.step, [], m.submitted[0] + s.within, again=again,
+                              days=s.within / 86400)
+        for f in found:
+            if m.executed is not None:
+                f.event_ids[:] = [e for e in f.event_ids if e != m.executed[1]] + [m.executed[1]]
+        return found
+
     # time passing ------------------------------------------------------------------------------
-    def advance(self, org_marks: dict[str, float], matters: dict[str, dict[tuple, Matter]]) -> list[Finding]:
-        """Judge every check whose moment the given orgs' stream time has passed."""
+    def advance(self, org_marks: dict[str, float], matters: dict[str, dict[tuple, Matter]],
+                until: float = math.inf) -> list[Finding]:
+        """Judge every check whose moment the given orgs' stream time has passed
+        (each org's mark, but no further than ``until``)."""
         out: list[Finding] = []
         for control in self.controls:
             due = self._due[control.id]
             store = matters.get(control.id, {})
-            for org, now in org_marks.items():
+            for org, mark in org_marks.items():
+                now = min(mark, until)
                 for key in due.pop_due(org, now):
                     m = store.get(key)
                     if m is None:
@@ -493,30 +550,69 @@ class ReviewWatch:
                         out += self._judge_execution(control, key, m)
                     out += self._judge_changes(control, key, m, now)
                     out += self._judge_silence(control, key, m, now)
+                if mark > now and due.next_at(org) <= mark:
+                    self.held_back.add(org)
+                read_due = self._read_due[control.id]
+                for key in read_due.pop_due(org, until):
+                    m = store.get(key)
+                    if m is not None:
+                        out += self._resolve_deferred(control, key, m, until, matters)
+                        out += self._step_checks(control, key, m, until)
+                if read_due.next_at(org) < math.inf:
+                    self.held_back.add(org)
         return out
+
+    def take_held_back(self) -> set[str]:
+        held, self.held_back = self.held_back, set()
+        return held
 
     def pending_orgs(self) -> set[str]:
         return {org for due in self._due.values() for org, heap in due.heaps.items() if heap}
 
-    def claim(self, control: CompiledControl, key: tuple, matters: dict[str, dict[tuple, Matter]]) -> bool:
-        """A flag rule this control supersedes fired on the matter's execution.
-        True when the control follows the matter (drop the flag's finding: the
-        control judges it); otherwise the flag's ticket stands for the matter,
-        and the control will not report its execution again."""
+    def claim(self, control: CompiledControl, key: tuple, matters: dict[str, dict[tuple, Matter]],
+              at: float = math.inf) -> bool:
+        """A flag rule this control supersedes fired on the matter's execution at ``at``.
+        True when the control follows the matter — the OA mentioned it by then —
+        (drop the flag's finding: the control judges it); otherwise the flag's
+        ticket stands for the matter, and the control will not report its execution again."""
         store = matters.setdefault(control.id, {})
         m = store.get(key)
-        if m is not None and (m.submitted is not None or m.steps) and self.applies(control, m):
+        if m is not None and self.applies(control, m) and (
+                (m.submitted is not None and m.submitted[0] <= at) or any(s[0] <= at for s in m.steps)):
             return True
         if m is None:
             m = store[key] = Matter()
         m.flagged = True
         return False
 
+    def defer(self, control: CompiledControl, key: tuple, finding: Finding,
+              matters: dict[str, dict[tuple, Matter]]) -> None:
+        """Hold a flag rule's finding on this matter until stream time has passed
+        its execution by ``lateness``: then ``claim`` decides, knowing whether the
+        OA mentioned the matter before it was executed."""
+        store = matters.setdefault(control.id, {})
+        m = store.get(key)
+        if m is None:
+            m = store[key] = Matter()
+        m.deferred.append([finding.rule_id, list(finding.key), finding.event_ids, finding.first_seen,
+                           finding.last_seen, finding.values])
+        self._read_due[control.id].push(finding.first_seen + control.lateness, key)
+
+    def _resolve_deferred(self, control, key, m: Matter, until: float, matters) -> list[Finding]:
+        ready = [f for f in m.deferred if f[3] + control.lateness <= until]
+        if not ready:
+            return []
+        m.deferred = [f for f in m.deferred if f[3] + control.lateness > until]
+        return [Finding(rule, tuple(k), list(ids), first, last, dict(values))
+                for rule, k, ids, first, last, values in ready if not self.claim(control, key, matters, at=first)]
+
     def restore(self, matters: dict[str, dict[tuple, Matter]]) -> None:
         """Rebuild the due checks from recovered matters (after a restart or a rebalance)."""
         self._due = {c.id: _Due() for c in self.controls}
+        self._read_due = {c.id: _Due() for c in self.controls}
+        self.held_back = set()
         for control in self.controls:
-            due = self._due[control.id]
+            due, read_due = self._due[control.id], self._read_due[control.id]
             for key, m in matters.get(control.id, {}).items():
                 if m.submitted:
                     for s in control.steps:
@@ -527,14 +623,21 @@ class ReviewWatch:
                 if control.change:
                     for t, _eid, _amount in m.changes:
                         due.push(t + control.change[2] + control.lateness, key)
+                for f in m.deferred:
+                    read_due.push(f[3] + control.lateness, key)
+                for step in m.steps:  # its checks may not have been made yet (made twice, found once)
+                    read_due.push(step[0] + control.lateness, key)
+            self.held_back.update(org for org, heap in read_due.heaps.items() if heap)
 
-    def forget_idle(self, org_marks: dict[str, float], matters: dict[str, dict[tuple, Matter]]) -> None:
-        """Drop matters idle longer than their control's ``expires`` in their org's stream time."""
+    def forget_idle(self, org_marks: dict[str, float], matters: dict[str, dict[tuple, Matter]],
+                    until: float = math.inf) -> None:
+        """Drop matters idle longer than their control's ``expires`` in their org's stream time (to ``until``)."""
         for control in self.controls:
             store = matters.get(control.id)
             if not store:
                 continue
-            stale = [k for k, m in store.items() if m.last_t < org_marks.get(k[0], -math.inf) - control.expires]
+            stale = [k for k, m in store.items()
+                     if m.last_t < min(org_marks.get(k[0], -math.inf), until) - control.expires and not m.deferred]
             for k in stale:
                 del store[k]
 

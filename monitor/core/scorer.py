@@ -80,6 +80,9 @@ class Scorer:
             for rule_id in c.supersedes:
                 self._superseding.setdefault(rule_id, []).append(c)
         self._watching = None  # the state whose matters the watch's schedule was built from
+        # How far review checks may judge in business time: the oldest stream time among
+        # inputs with records still unread (a worker catching up sets it; see monitor.core.reviews).
+        self.judge_until = math.inf
 
     def score(self, batch: EventBatch, state: ScorerState) -> list[Finding]:
         if not len(batch):
@@ -136,12 +139,13 @@ class Scorer:
             items = [{"event_id": e.event_id, "type": e.type, "org_id": e.org_id, "t": t,
                       "amount": nan if e.amount is None else e.amount, "attributes": e.attributes}
                      for e, t in zip(map(events.__getitem__, selected.tolist()), times[selected].tolist())]
-            findings += self.watch.apply(items, state.matters)
+            findings += self.watch.apply(items, state.matters, self.judge_until)
             if self._superseding:
                 findings = [f for f in findings if not self._superseded(f, state)]
-        orgs = set(batch.column("org_id", rows).tolist())
+        orgs = set(batch.column("org_id", rows).tolist()) | self.watch.take_held_back()
         marks = state.org_watermarks
-        return findings + self.watch.advance({org: marks[org] for org in orgs}, state.matters)
+        return findings + self.watch.advance({org: marks.get(org, -math.inf) for org in sorted(orgs)}, state.matters,
+                                             self.judge_until)
 
     def _superseded(self, finding: Finding, state: ScorerState) -> bool:
         """A flag rule's finding on a matter a review control follows: the control judges it."""
@@ -152,7 +156,10 @@ class Scorer:
         for control in controls:
             if control.matter_id in rule.key and "org_id" in rule.key:
                 key = (finding.key[rule.key.index("org_id")], str(finding.key[rule.key.index(control.matter_id)]))
-                if self.watch.claim(control, key, state.matters):
+                if finding.first_seen + control.lateness > self.judge_until:
+                    self.watch.defer(control, key, finding, state.matters)  # the OA's topic may not be read that far
+                    return True
+                if self.watch.claim(control, key, state.matters, at=finding.first_seen):
                     return True
         return False
 
@@ -171,7 +178,7 @@ class Scorer:
         self.recover_reviews(state)
         # The orgs' watermarks stay where the events left them: the windows'
         # lateness is judged against business time, not the clock.
-        return self.watch.advance(org_marks, state.matters)
+        return self.watch.advance(org_marks, state.matters, self.judge_until)
 
     def take_judgements(self) -> list:
         """The executed matters the review controls judged since last asked (for the review rate)."""
@@ -375,7 +382,7 @@ class Scorer:
             last = state.swept_at.get(control.id, float("-inf"))
             if state.watermark - last >= max(control.expires / 2, 3600.0):
                 state.swept_at[control.id] = state.watermark
-                self.watch.forget_idle(state.org_watermarks, state.matters)
+                self.watch.forget_idle(state.org_watermarks, state.matters, self.judge_until)
 
     def _sweep(self, state: ScorerState) -> None:
         """Drop idle keys. Runs per rule once business time has moved on by half a window.
@@ -385,7 +392,10 @@ class Scorer:
         when an org's events arrive more than a window (plus lateness) out of
         order — a backfill of an old quarter — whether a late event still finds
         its key can differ between a restarted worker and one that ran through.
+        Nothing is judged idle past ``judge_until``: a worker reading one topic
+        ahead of another keeps the keys the other's unread events may still meet.
         """
+        until = self.judge_until
         if self.watch is not None:
             self._sweep_matters(state)
         for rule in self.rules:
@@ -408,10 +418,10 @@ class Scorer:
             if "org_id" in rule.key:
                 # Per org; an org not seen since this scorer started (a restarted worker) keeps its state.
                 org_at = rule.key.index("org_id")
-                cutoffs = {org: mark - horizon for org, mark in state.org_watermarks.items()}
+                cutoffs = {org: min(mark, until) - horizon for org, mark in state.org_watermarks.items()}
                 stale = [k for k, v in store.items() if last_seen(v) < cutoffs.get(k[org_at], -math.inf)]
             else:
-                cutoff = state.watermark - horizon
+                cutoff = min(state.watermark, until) - horizon
                 stale = [k for k, v in store.items() if last_seen(v) < cutoff]
             for k in stale:
                 del store[k]

@@ -98,6 +98,28 @@ class BatchConsumer(Consumer):
         else:
             await self._rewind(batch)
 
+    def unread_partitions(self) -> set[tuple[str, int]]:
+        """The batch topics' assigned partitions that hold records not handed
+        over yet: the position short of the last stable offset, or either not
+        known (nothing fetched since the assignment). Read from aiokafka's
+        subscription state, as its own ``last_stable_offset()`` does; the
+        position is past the records ``on_batch`` was last given (aiokafka moves
+        it when records are taken, and past transaction markers)."""
+        subscription = self._thread._ensure_consumer()._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None:
+            return set()
+        unread = set()
+        for tp in assignment.tps:
+            if tp.topic not in self.batch_topics:
+                continue
+            state = assignment.state_value(tp)
+            end = state.lso if state is not None and state.lso is not None and state.lso >= 0 else (
+                state.highwater if state is not None else None)  # lso is -1 when reading read_uncommitted
+            if end is None or not state.has_valid_position or state.position < end:
+                unread.add((tp.topic, tp.partition))
+        return unread
+
     async def _rewind(self, records: Mapping[Any, list]) -> None:
         """Seek back to the first of records fetched but not handed over, where
         the partition is still ours. faust's seek to the committed offset after a

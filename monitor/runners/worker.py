@@ -46,7 +46,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, MutableMapping
+from typing import Any, Collection, MutableMapping
 
 import msgspec
 
@@ -114,6 +114,7 @@ class WorkerCore:
         self.live_within = live_within
         self.last_seen: dict[str, float] = {}  # org -> when (the clock) its last event was scored
         self.live: set[str] = set()  # orgs whose newest business time was near the clock when last scored
+        self.partition_times: dict[tuple[str, int], float] = {}  # (topic, partition) -> newest business time read
         self.scorer = Scorer(pack)
         self.tables = TableState(pack, table)
         self.book = AlertBook(pack, self.tables.alerts)  # type: ignore[arg-type]
@@ -131,11 +132,16 @@ class WorkerCore:
         self.book = AlertBook(new, self.tables.alerts)  # type: ignore[arg-type]
         return dropped
 
-    def process(self, messages: list[Message], write_state: bool = True) -> WorkerOutput:
+    def process(self, messages: list[Message], write_state: bool = True,
+                unread: Collection[tuple[str, int]] = ()) -> WorkerOutput:
         """Score a batch. With ``write_state=False`` the state stays in memory until
         ``write_state()``: the worker first makes the batch's alerts and tickets
         durable, so a crash can never leave state that says "seen" for a finding
-        nobody was told about (a redelivered event does not fire again)."""
+        nobody was told about (a redelivered event does not fire again).
+
+        ``unread`` are the input partitions (topic, partition) that still hold
+        records after these: review checks judge no further in business time
+        than the oldest of them has been read (``judge_until``)."""
         out = WorkerOutput()
         events: list[Event] = []
         raws: list[bytes] = []
@@ -152,6 +158,12 @@ class WorkerCore:
                 out.dead_letters.append((m, decoded))
         if events:
             batch = EventBatch(events)
+            times = batch.column("occurred_at", batch.all_rows).tolist()
+            newest = self.partition_times
+            for (topic, partition, _offset), t in zip(positions, times):
+                if t > newest.get((topic, partition), -math.inf):
+                    newest[(topic, partition)] = t
+            self.scorer.judge_until = self.judge_until(unread)
             started = time.perf_counter()
             findings = self.scorer.score(batch, self.tables.state)
             out.scoring_seconds = time.perf_counter() - started
@@ -203,7 +215,12 @@ class WorkerCore:
         self.tables.flush()
         self.evidence.flush()
 
-    def tick(self, now: float) -> WorkerOutput:
+    def judge_until(self, unread: Collection[tuple[str, int]]) -> float:
+        """The oldest business time read on a partition with records still unread
+        (-inf for one nothing has been read from since the state was recovered)."""
+        return min((self.partition_times.get(tp, -math.inf) for tp in unread), default=math.inf)
+
+    def tick(self, now: float, unread: Collection[tuple[str, int]] = ()) -> WorkerOutput:
         """Let the clock stand in for business time in orgs gone quiet: a
         review step past its limit fires though no event comes to say so.
         An org counts as quiet after ``quiet_after`` seconds without events,
@@ -219,6 +236,7 @@ class WorkerCore:
                 quiet[org] = now
         if not quiet:
             return out
+        self.scorer.judge_until = self.judge_until(unread)
         findings = self.scorer.advance_time(self.tables.state, quiet)
         if findings:
             new, updated = self.book.merge_split(findings)
@@ -234,6 +252,7 @@ class WorkerCore:
         self.scorer.forget_reviews()
         self.last_seen.clear()
         self.live.clear()
+        self.partition_times.clear()
 
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
@@ -451,7 +470,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         if not scored_partitions <= set(state_producers):  # given outside a recovery: claimed before it is scored
             await claim(scored_partitions | set(state_producers))
         pack = core.pack
-        out = core.process(records, write_state=False)
+        out = core.process(records, write_state=False, unread=app.consumer.unread_partitions())
         await _deliver(out, pack, scored_partitions)
         # Tickets are durable before the state that saw their events is
         # committed (a state that has seen an event whose ticket was lost would
@@ -494,7 +513,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             async with lock:
                 if not state_producers:
                     return  # no partitions (yet): nothing of ours to judge
-                out = core.tick(time.time())
+                out = core.tick(time.time(), app.consumer.unread_partitions())
                 if out.alerts:
                     await _deliver(out, core.pack, set(state_producers))
 
