@@ -568,15 +568,26 @@ def stream_for_this_run(tmp_path, events: int) -> str:
     this run only (returns their prefix): the topics also hold other tests'
     streams of the same generated orgs, and an org whose events arrive more
     than a window apart out of order is swept on a schedule a restart changes
-    (see the note in monitor/core/scorer.py's sweep)."""
+    (see the note in monitor/core/scorer.py's sweep). The stream starts the day
+    after the latest business time already on the topics, so that each
+    partition runs forward in business time, as a live one does: a worker
+    catching up then judges no further than every topic has been read (see
+    monitor/core/reviews.py), which a replay of an older period after a newer
+    one cannot show."""
     from connectors.file import JSONL_CONTRACT, run_file_connector
     from connectors.sink import KafkaSink
-    from monitor.analyst.generator import generate
+    from monitor.analyst.generator import CST, DEFAULT_START, generate
+    from tests.conftest import org_watermarks
+    from tests.kafka_util import read_to_end
 
+    latest = max(org_watermarks(r.value for topic in EVENT_TOPICS.values() for r in read_to_end(topic)).values(),
+                 default=DEFAULT_START.timestamp())
+    start = dt.datetime.fromtimestamp(latest, CST).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(start + dt.timedelta(days=1), DEFAULT_START)
     orgs = f"R{uuid.uuid4().hex[:6]}-"
     path = tmp_path / "stream.jsonl"
     with open(path, "wb") as out:
-        for line in generate(events=events, seed=99, malformed=0).lines:
+        for line in generate(events=events, seed=99, malformed=0, start=start).lines:
             event_ = orjson.loads(line)
             event_["org_id"] = orgs + event_["org_id"]
             out.write(orjson.dumps(event_) + b"\n")
@@ -588,9 +599,14 @@ def stream_for_this_run(tmp_path, events: int) -> str:
     return orgs
 
 
+# Review deadlines judged by business time alone: the clock (an org gone quiet) would make
+# the outcome depend on when the run ran and how long a restart took.
+BY_BUSINESS_TIME = ("--quiet-after", str(365 * 86400))
+
+
 def clean_run(tmp_path, checkpoint_events: int) -> Worker:
     """A worker of a new group that reads the topics to their end, never killed."""
-    clean = Worker(tmp_path, f"rw-clean-{uuid.uuid4().hex[:6]}", checkpoint_events=checkpoint_events)
+    clean = Worker(tmp_path, f"rw-clean-{uuid.uuid4().hex[:6]}", checkpoint_events=checkpoint_events, extra=BY_BUSINESS_TIME)
     clean.start()
     try:
         drain(clean, time.monotonic() + 600)
@@ -605,8 +621,8 @@ def killed_run(tmp_path, clean: Worker, orgs: str, kills: int, workers: int, see
     mid-stream, end with the tickets (and their events and evidence) and the
     state of ``clean``, for the orgs whose ids start with ``orgs``."""
     killed_id = f"rw-killed-{uuid.uuid4().hex[:6]}"
-    killed = [Worker(tmp_path, killed_id, f"w{i}", checkpoint_events=checkpoint_events, db_url=db_url)
-              for i in range(workers)]
+    killed = [Worker(tmp_path, killed_id, f"w{i}", checkpoint_events=checkpoint_events, db_url=db_url,
+                     extra=BY_BUSINESS_TIME) for i in range(workers)]
     for w in killed:
         w.start()
     try:
