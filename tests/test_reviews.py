@@ -257,6 +257,21 @@ def test_a_steps_own_checks_wait_until_every_input_is_read_past_it():
     assert w.advance({"SUB01": 30 * D}, matters) == []  # nothing found twice; the signing was reviewed
 
 
+
+def test_what_a_lagging_input_held_back_is_judged_after_a_restart_though_the_org_sends_nothing_more():
+    w = ReviewWatch([CONTRACTS])
+    matters: dict = {}
+    w.apply([submitted("s", 0), signed("c", 10 * H)], matters)
+    assert w.advance({"SUB01": 2 * D}, matters, until=5 * H) == []  # held back: an input lags
+    recovered = {c: {k: Matter.from_plain(m.to_plain()) for k, m in store.items()} for c, store in matters.items()}
+    again = ReviewWatch([CONTRACTS])
+    again.restore(recovered)
+    # the next batch holds another org only; the scorer adds the orgs held back
+    orgs = {"SUB02"} | again.take_held_back()
+    fired = again.advance({org: {"SUB01": 2 * D, "SUB02": 3 * D}[org] for org in sorted(orgs)}, recovered)
+    assert breaches(fired) == ["executed_early:legal_review"]
+
+
 # the plumbing ----------------------------------------------------------------------------------
 
 def test_an_event_delivered_twice_counts_once():

@@ -627,7 +627,9 @@ class ReviewWatch:
                     read_due.push(f[3] + control.lateness, key)
                 for step in m.steps:  # its checks may not have been made yet (made twice, found once)
                     read_due.push(step[0] + control.lateness, key)
-            self.held_back.update(org for org, heap in read_due.heaps.items() if heap)
+            # Whatever waits is judged at the next batch, whichever orgs it holds: an org whose
+            # checks a lagging input held back before the restart may send nothing more.
+            self.held_back.update(org for heaps in (due.heaps, read_due.heaps) for org, heap in heaps.items() if heap)
 
     def forget_idle(self, org_marks: dict[str, float], matters: dict[str, dict[tuple, Matter]],
                     until: float = math.inf) -> None:
