@@ -305,7 +305,7 @@ class ReviewWatch:
     def __init__(self, controls: list[CompiledControl]):
         self.controls = controls
         self._due: dict[str, _Due] = {c.id: _Due() for c in controls}
-        # what waits for every input to be read ``lateness`` past it, not for stream time:
+        # what waits for every input to be read past its time, not for stream time:
         # a step's own checks, a flag rule's finding waiting to be claimed
         self._read_due: dict[str, _Due] = {c.id: _Due() for c in controls}
         # orgs with a check their own stream time has passed but ``until`` held back: judge them when it moves
@@ -319,7 +319,7 @@ class ReviewWatch:
               until: float = math.inf) -> list[Finding]:
         """Fold events in (dicts with event_id, type, org_id, t, amount, attributes), in business order.
         A step's own checks (post, drafter, order) are made at once when every
-        input has been read ``lateness`` past it (``until``), else when stream time gets there."""
+        input has been read past it (``until``), else once they are."""
         self._until = until
         findings: list[Finding] = []
         for row in sorted(rows, key=lambda r: r["t"]):
@@ -369,11 +369,11 @@ class ReviewWatch:
                     _text(attrs.get("opinion")), _text(attrs.get("opinion_no")))
             m.steps.append(step)
             m.steps.sort()
-            if t + control.lateness <= self._until:
+            if t <= self._until:
                 out += self._reviewer_checks(control, key, m, step)
                 out += self._order_check(control, key, m, step)
             else:  # an input is not read that far yet: checked once it is
-                self._read_due[control.id].push(t + control.lateness, key)
+                self._read_due[control.id].push(t, key)
         elif kind in control.executed_by:
             first = m.executed is None
             if first or t < m.executed[0]:
@@ -424,10 +424,10 @@ class ReviewWatch:
                          "matter_kind": control.matter_kind, "control": control.id})]
 
     def _step_checks(self, control, key, m: Matter, now: float, order: bool = True) -> list[Finding]:
-        """The checks of every step stream time has passed by ``lateness`` (what was found stays found)."""
+        """The checks of every step the inputs have been read past (what was found stays found)."""
         out = []
         for step in m.steps:
-            if step[0] + control.lateness <= now:
+            if step[0] <= now:
                 out += self._reviewer_checks(control, key, m, step)
                 if order:
                     out += self._order_check(control, key, m, step)
@@ -587,22 +587,22 @@ class ReviewWatch:
 
     def defer(self, control: CompiledControl, key: tuple, finding: Finding,
               matters: dict[str, dict[tuple, Matter]]) -> None:
-        """Hold a flag rule's finding on this matter until stream time has passed
-        its execution by ``lateness``: then ``claim`` decides, knowing whether the
-        OA mentioned the matter before it was executed."""
+        """Hold a flag rule's finding on this matter until every input has been read past
+        its execution: then ``claim`` decides, knowing whether the OA mentioned
+        the matter before it was executed."""
         store = matters.setdefault(control.id, {})
         m = store.get(key)
         if m is None:
             m = store[key] = Matter()
         m.deferred.append([finding.rule_id, list(finding.key), finding.event_ids, finding.first_seen,
                            finding.last_seen, finding.values])
-        self._read_due[control.id].push(finding.first_seen + control.lateness, key)
+        self._read_due[control.id].push(finding.first_seen, key)
 
     def _resolve_deferred(self, control, key, m: Matter, until: float, matters) -> list[Finding]:
-        ready = [f for f in m.deferred if f[3] + control.lateness <= until]
+        ready = [f for f in m.deferred if f[3] <= until]
         if not ready:
             return []
-        m.deferred = [f for f in m.deferred if f[3] + control.lateness > until]
+        m.deferred = [f for f in m.deferred if f[3] > until]
         return [Finding(rule, tuple(k), list(ids), first, last, dict(values))
                 for rule, k, ids, first, last, values in ready if not self.claim(control, key, matters, at=first)]
 
@@ -624,9 +624,9 @@ class ReviewWatch:
                     for t, _eid, _amount in m.changes:
                         due.push(t + control.change[2] + control.lateness, key)
                 for f in m.deferred:
-                    read_due.push(f[3] + control.lateness, key)
+                    read_due.push(f[3], key)
                 for step in m.steps:  # its checks may not have been made yet (made twice, found once)
-                    read_due.push(step[0] + control.lateness, key)
+                    read_due.push(step[0], key)
             # Whatever waits is judged at the next batch, whichever orgs it holds: an org whose
             # checks a lagging input held back before the restart may send nothing more.
             self.held_back.update(org for heaps in (due.heaps, read_due.heaps) for org, heap in heaps.items() if heap)

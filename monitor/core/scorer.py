@@ -156,7 +156,7 @@ class Scorer:
         for control in controls:
             if control.matter_id in rule.key and "org_id" in rule.key:
                 key = (finding.key[rule.key.index("org_id")], str(finding.key[rule.key.index(control.matter_id)]))
-                if finding.first_seen + control.lateness > self.judge_until:
+                if finding.first_seen > self.judge_until:
                     self.watch.defer(control, key, finding, state.matters)  # the OA's topic may not be read that far
                     return True
                 if self.watch.claim(control, key, state.matters, at=finding.first_seen):
