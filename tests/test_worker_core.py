@@ -256,3 +256,22 @@ def test_idle_window_keys_are_kept_while_their_topic_is_behind(default_pack):
     out = core.process([payment(1, "p2", 6)])
     assert [(a.rule_id, a.event_ids) for a in out.alerts if a.rule_id == "fin_duplicate_amount"] == [
         ("fin_duplicate_amount", ["p1", "p2"])]
+
+
+def test_a_restarted_worker_judges_what_a_lagging_topic_held_back_though_the_org_sends_nothing_more(default_pack):
+    """HT1 is signed on the 2nd without a review; its execution check falls due
+    on the 3rd, but the procurement topic lags, so it waits. The worker
+    restarts; SUB01 sends nothing more. The org's stream time is kept in the
+    table, so the next batch — of another org — judges it."""
+    table: dict[bytes, bytes] = {}
+    core = WorkerCore(default_pack, table)
+    out = core.process([_signed(0, "c1", 2, "HT1")], unread={(PROCUREMENT, 0), (GOVERNANCE, 0)})
+    out = core.process([_governance(0, "s1", "matter_submitted", 1, "HT1", drafter_id="u1"),
+                        _governance(1, "s9", "matter_submitted", 9, "HT9", drafter_id="u1")], unread={(PROCUREMENT, 0)})
+    assert out.alerts == []
+    core.write_state()
+    core = WorkerCore(default_pack, table)
+    other = {"event_id": "x1", "source": "erp", "domain": "finance", "type": "payment", "org_id": "SUB02",
+             "occurred_at": "2026-03-10T10:00:00+08:00", "amount": 10.0}
+    out = core.process([Message("riskwatch.events.finance", 1, 0, orjson.dumps(other))])
+    assert _by_matter(out.alerts) == {"HT1": ["RC-CON-01:executed_early:legal_review"]}

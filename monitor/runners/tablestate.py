@@ -23,6 +23,8 @@ of the orgs it now scores.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Iterable, Iterator, MutableMapping
 
 import msgspec
@@ -112,6 +114,56 @@ class AppliedOffsets:
     def forget(self) -> None:
         self._next.clear()
         self._touched.clear()
+
+
+MARK_SUFFIX = ORG_SEPARATOR + b"mark"
+
+
+class OrgMarks:
+    """Each org's stream time (its newest business time scored), kept in the
+    table beside its state: a restarted worker, or one taking a partition
+    over, judges the org's review deadlines from where the state left it, not
+    from the first event of the org it happens to see again — an org that
+    sends nothing more would otherwise never have them judged.
+
+    >>> table = {}
+    >>> marks = OrgMarks(table, {"ORG1": 5.0})
+    >>> marks.touch(["ORG1"]); marks.flush(); table
+    {b'ORG1\\x1fmark': b'5.0'}
+    >>> recovered = {}; OrgMarks(table, recovered).load(); recovered
+    {'ORG1': 5.0}
+    """
+
+    def __init__(self, table: MutableMapping[bytes, bytes], marks: dict[str, float]):
+        self.table = table
+        self.marks = marks  # the ScorerState's org_watermarks, shared
+        self._touched: set[str] = set()
+        self._loaded = False
+
+    def load(self) -> None:
+        """Read the marks the table holds (once after a start or a rebalance)."""
+        if self._loaded:
+            return
+        self._loaded = True
+        for key in list(self.table.keys()):
+            if key.endswith(MARK_SUFFIX) and key.count(ORG_SEPARATOR) == 1:
+                org = key[: -len(MARK_SUFFIX)].decode()
+                self.marks[org] = max(self.marks.get(org, -math.inf), float(self.table[key]))
+
+    def touch(self, orgs) -> None:
+        self._touched.update(orgs)
+
+    def flush(self) -> None:
+        for org in self._touched:
+            if org in self.marks:
+                self.table[org.encode() + MARK_SUFFIX] = repr(self.marks[org]).encode()
+        self._touched.clear()
+
+    def forget(self) -> None:
+        """Back to what the table says: marks moved by batches not committed are dropped."""
+        self.marks.clear()
+        self._touched.clear()
+        self._loaded = False
 
 
 class TableStore:
@@ -313,18 +365,21 @@ class TableState:
 
         self.alerts = TableAlerts(table, org_of)
         self.applied = AppliedOffsets(table)
+        self.marks = OrgMarks(table, self.state.org_watermarks)
 
     def flush(self) -> None:
         for store in self.stores:
             store.flush()
         self.alerts.flush()
         self.applied.flush()
+        self.marks.flush()
 
     def forget(self) -> None:
         for store in self.stores:
             store.forget()
         self.alerts.forget()
         self.applied.forget()
+        self.marks.forget()
 
 
 class TableEvidence(Evidence):

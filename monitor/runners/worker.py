@@ -148,6 +148,7 @@ class WorkerCore:
         positions: list[tuple[str, int, int]] = []
         fresh = self._not_applied(messages)
         out.redelivered = len(messages) - len(fresh)
+        self.tables.marks.load()
         for m in fresh:
             decoded = decode_one(m.value if m.value is not None else b"", m.offset)
             if isinstance(decoded, Event):
@@ -180,6 +181,7 @@ class WorkerCore:
             out.detector_scores = dict(self.scorer.detector_scores)
             now = time.time()
             orgs = set(batch.column("org_id", batch.all_rows).tolist())
+            self.tables.marks.touch(orgs)
             self.last_seen.update(dict.fromkeys(orgs, now))
             marks = self.tables.state.org_watermarks
             for org in orgs:
