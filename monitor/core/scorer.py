@@ -387,8 +387,8 @@ class Scorer:
     def _sweep(self, state: ScorerState) -> None:
         """Drop idle keys. Runs per rule once business time has moved on by half a window.
 
-        Idle is judged against the key's org's newest event seen by this scorer,
-        and the schedule is this scorer's own: neither is kept in the state. So
+        Idle is judged against the key's org's newest event (the worker keeps it
+        with the state), and the schedule is this scorer's own. So
         when an org's events arrive more than a window (plus lateness) out of
         order — a backfill of an old quarter — whether a late event still finds
         its key can differ between a restarted worker and one that ran through.
@@ -416,7 +416,7 @@ class Scorer:
             state.swept_at[rule.id] = state.watermark
             last_seen = _window_last_seen if rule.kind == "window" else _total_last_seen
             if "org_id" in rule.key:
-                # Per org; an org not seen since this scorer started (a restarted worker) keeps its state.
+                # Per org; an org with no stream time known keeps its state.
                 org_at = rule.key.index("org_id")
                 cutoffs = {org: min(mark, until) - horizon for org, mark in state.org_watermarks.items()}
                 stale = [k for k, v in store.items() if last_seen(v) < cutoffs.get(k[org_at], -math.inf)]
