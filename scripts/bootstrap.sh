@@ -15,10 +15,12 @@ python="${PYTHON:-python3}"
 lock="requirements/run.lock"
 [ "${1:-}" = "test" ] && lock="requirements/test.lock"
 stamp=".venv/.riskwatch-lock"
-# The venv is valid for one version of both locks; test.lock is a superset of run.lock.
-want="$(cat requirements/run.lock requirements/test.lock | sha256sum | cut -c1-16)"
+# The venv is valid for one version of both locks (test.lock is a superset of
+# run.lock) and one interpreter: PYTHON=/usr/bin/python3 after another builds it anew.
+interpreter="$("$python" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+want="$( (cat requirements/run.lock requirements/test.lock; echo "$interpreter") | sha256sum | cut -c1-16)"
 if [ -x .venv/bin/python ] && [ "$(sed -n 1p "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "the lock files changed: building .venv anew" >&2
+    echo "the lock files or the interpreter changed: building .venv anew with $interpreter" >&2
     rm -rf .venv
 fi
 if [ ! -x .venv/bin/python ]; then

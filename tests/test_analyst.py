@@ -125,6 +125,49 @@ def test_rules_diff_against_a_git_revision(small_case, rules_copy, tmp_path):
     assert bad.returncode == 2 and "neither a folder nor a git revision" in bad.stderr
 
 
+def _tar(*members: tuple[str, bytes, bytes]) -> bytes:
+    """An archive of (name, type, data-or-link-target) members."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+                info.linkname = data.decode()
+                tar.addfile(info)
+            elif kind == tarfile.REGTYPE:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("member", [
+    ("rules/../../escape.yaml", "0", b"x"),  # climbs out
+    ("/tmp/absolute.yaml", "0", b"x"),
+    ("rules/link.yaml", "2", b"/etc/passwd"),  # a symbolic link
+    ("rules/hard.yaml", "1", b"rules/params.yaml"),  # a hard link
+    ("rules/dev", "3", b""),  # a character device
+    ("rules/fifo", "6", b""),
+], ids=["dotdot", "absolute", "symlink", "hardlink", "device", "fifo"])
+def test_a_base_revision_is_extracted_as_plain_files_only(tmp_path, member):
+    from monitor.cli.rules import UnsafeArchive, extract_regular_files
+
+    name, kind, data = member
+    dest = tmp_path / "base"
+    dest.mkdir()
+    archive = _tar(("rules/", b"5", b""), ("rules/params.yaml", b"0", b"a: 1\n"), (name, kind.encode(), data))
+    with pytest.raises(UnsafeArchive, match=name.lstrip("/")):
+        extract_regular_files(archive, dest)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert written == ["base", "base/rules", "base/rules/params.yaml"]
+    assert not any(p.is_symlink() for p in tmp_path.rglob("*"))
+
+
 def test_coverage_lists_gaps_idle_rules_and_unused_lists(small_case, rules_copy):
     events, _ = small_case
     (rules_copy / "lists" / "watchlist.csv").write_text("counterparty_id\nX1\n", encoding="utf-8")

@@ -204,7 +204,6 @@ def rules_versions(db):
 def _base_rules(base: str, head: Path) -> tuple[Path, object]:
     """A folder as it is, or the head folder's path at a git revision (checked out to a temporary folder)."""
     import subprocess
-    import tarfile
     import tempfile
 
     if Path(base).is_dir():
@@ -221,9 +220,56 @@ def _base_rules(base: str, head: Path) -> tuple[Path, object]:
         err_console.print(f"--base {base}: neither a folder nor a git revision of {head} ({detail.strip()})", markup=False)
         sys.exit(EXIT_RULES)
     tmp = tempfile.TemporaryDirectory(prefix="riskwatch-base-")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tmp.name, filter="data")
+    try:
+        extract_regular_files(archive, Path(tmp.name))
+    except UnsafeArchive as err:
+        err_console.print(f"--base {base}: {err}", markup=False)
+        sys.exit(EXIT_RULES)
     return Path(tmp.name) / relative, tmp
+
+
+class UnsafeArchive(ValueError):
+    """A member of an archive that would be written outside its folder, or is not plain data."""
+
+
+def extract_regular_files(archive: bytes, dest: Path) -> int:
+    """Write the folders and regular files of a tar archive under ``dest``, and
+    nothing else; returns how many files. A link, a device or a FIFO, or a path
+    that is absolute or climbs out of ``dest``, stops it with the member's name.
+
+    The same promise as tarfile's ``filter="data"``, which Python 3.11 has only
+    from 3.11.4 (Debian 12's own python3 is 3.11.2)::
+
+        >>> import tarfile, tempfile
+        >>> buf = io.BytesIO()
+        >>> with tarfile.open(fileobj=buf, mode="w") as tar:
+        ...     info = tarfile.TarInfo("rules/params.yaml"); info.size = 4
+        ...     tar.addfile(info, io.BytesIO(b"a: 1"))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     extract_regular_files(buf.getvalue(), Path(d)), (Path(d) / "rules/params.yaml").read_text()
+        (1, 'a: 1')
+    """
+    import tarfile
+
+    root = dest.resolve()
+    files = 0
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar:  # pax headers (git archive writes one) are read by tarfile, never members
+            if not (member.isreg() or member.isdir()):
+                raise UnsafeArchive(f"{member.name} in the archive is not a regular file or folder; not extracted")
+            target = (root / member.name).resolve()
+            if Path(member.name).is_absolute() or not target.is_relative_to(root):
+                raise UnsafeArchive(f"{member.name} in the archive lies outside its folder; not extracted")
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file always has its data
+            with source, open(target, "wb") as out:
+                out.write(source.read())
+            files += 1
+    return files
 
 
 @rules.command("diff")
