@@ -4,6 +4,7 @@ letters, and state that survives a SIGKILL."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import signal
 import sqlite3
 import subprocess
@@ -44,7 +45,7 @@ class Worker:
              "--checkpoint-events", str(self.checkpoint_events), "--loglevel", "info", *rules, *self.extra],
             stdout=self.log, stderr=self.log)  # info: a failing test's worker logs say what the group did
 
-    def scored(self) -> float:
+    def scored(self, counters: tuple[str, ...] = ("riskwatch_events_in_total",)) -> float:
         import urllib.request
 
         try:
@@ -52,7 +53,11 @@ class Worker:
         except OSError:
             return 0.0
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("riskwatch_events_in_total"))
+                   if line.startswith(counters))
+
+    def taken_in(self) -> float:
+        """Records the worker has scored or rejected, by its own counters."""
+        return self.scored(("riskwatch_events_in_total", "riskwatch_events_rejected_total"))
 
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -682,3 +687,149 @@ def ticket_differences(got: dict[str, list[str]], expected: dict[str, list[str]]
             extra, missing = sorted(set(got[key]) - set(expected[key])), sorted(set(expected[key]) - set(got[key]))
             lines.append(f"{key}: {len(got[key])} events against {len(expected[key])}; extra {extra}, missing {missing}")
     return "\n".join(lines)
+
+
+def embedded_alert_keys(stream) -> set[str]:
+    """The dedup keys of the alerts ``riskwatch run`` finds on a stream file."""
+    alerts = stream.parent / "embedded.jsonl"
+    run = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--input", str(stream), "--alerts-out", str(alerts),
+                          "--db", "none", "--workers", "1"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return {a["dedup_key"] for a in map(orjson.loads, alerts.read_bytes().splitlines())}
+
+
+def events_on_topics() -> int:
+    from tests.kafka_util import read_to_end
+
+    return sum(len(read_to_end(topic)) for topic in EVENT_TOPICS.values())
+
+
+def test_sigterm_right_after_a_large_fetch_commits_every_alert_and_ticket_of_the_batch_in_hand(tmp_path, postgres_url):
+    """A worker reading fetches of up to 50,000 events is sent SIGTERM the moment its
+    counters show every record on the topics taken in: the batch in hand is
+    scored, its tickets written, its alerts, state and offsets committed, and the
+    worker leaves its group and exits 0 within 30 s. Its committed alerts are
+    those the embedded runner finds on the same events, each ticket once."""
+    from tests.test_tickets import pg_schema_url
+
+    orgs = stream_for_this_run(tmp_path, 30_000)
+    expected = embedded_alert_keys(tmp_path / "stream.jsonl")
+    assert len(expected) > 50
+    total = events_on_topics()
+    since = end_offsets(ALERTS_TOPIC)
+    worker = Worker(tmp_path, f"rw-term-{uuid.uuid4().hex[:6]}", metrics_port=free_port(),
+                    db_url=pg_schema_url(postgres_url),
+                    extra=("--batch-size", "50000", "--checkpoint-events", "1000000", *BY_BUSINESS_TIME))
+    worker.start()
+    try:
+        wait_for(lambda: worker.taken_in() >= total or worker.proc.poll() is not None, 300, "the worker took in too little")
+        assert worker.proc.poll() is None, f"the worker stopped after taking in {worker.taken_in()} of {total}"
+        signalled = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        worker.stop(signal.SIGKILL)
+    print(f"SIGTERM after {total:,} events taken in: exit {code} in {took:.2f} s")
+    log = worker.log_path.read_text(errors="replace")
+    assert code == 0 and took < 30, log[-3000:]
+    assert_committed_once(tmp_path / "stream.jsonl", orgs, since, expected, worker.db_url)
+    assert group_lag(worker.app_id) == 0  # its offsets went with them
+    assert "the last checkpoint committed" in log, log[-3000:]
+
+
+def assert_committed_once(stream, orgs: str, since, expected: set[str], db_url: str) -> None:
+    """The alerts committed (read_committed) for the stream's orgs are ``expected``, and each live one has one ticket."""
+    committed = alerts_for({orjson.loads(line)["org_id"] for line in open(stream, "rb")}, since, expect=len(expected),
+                           timeout=20)
+    assert set(committed) == expected, (f"{len(expected - set(committed))} of {len(expected)} alerts not committed, "
+                                        f"{len(set(committed) - expected)} not found by the embedded runner")
+    tickets = ticket_counts(db_url, orgs)
+    assert set(tickets) == {k for k, a in committed.items() if a["status"] == "live"} and set(tickets.values()) == {1}
+
+
+def ticket_counts(db_url: str, orgs: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("select dedup_key, count(*) from tickets where org_id like :orgs group by dedup_key"),
+                                {"orgs": orgs + "%"}).all()
+    finally:
+        engine.dispose()
+    return dict(rows)
+
+
+def broker_pid() -> int:
+    from pathlib import Path
+
+    status = subprocess.run([str(Path(__file__).parent.parent / "scripts" / "kafka-local.sh"), "status"],
+                            capture_output=True, text=True).stdout
+    return int(status.split("(pid ")[1].split(")")[0])
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_a_stop_that_cannot_commit_in_time_aborts_and_a_second_signal_stops_at_once(tmp_path, postgres_url):
+    """The broker frozen (SIGSTOP) mid-stream: a SIGTERM's last checkpoint cannot
+    commit, is aborted after --stop-within, and the worker exits 1 saying how
+    many events will be scored again; a second SIGTERM stops a worker at once
+    (exit 143). A third worker of the same group then reads to the end: the
+    committed alerts are the embedded runner's, each ticket once."""
+    import os
+
+    from tests.test_tickets import pg_schema_url
+
+    orgs = stream_for_this_run(tmp_path, 20_000)
+    expected = embedded_alert_keys(tmp_path / "stream.jsonl")
+    total, since, db_url, app_id = events_on_topics(), end_offsets(ALERTS_TOPIC), pg_schema_url(postgres_url), \
+        f"rw-abort-{uuid.uuid4().hex[:6]}"
+    broker = broker_pid()
+
+    def frozen_mid_stream(name: str) -> Worker:
+        w = Worker(tmp_path, app_id, name, metrics_port=free_port(), db_url=db_url,
+                   extra=("--stop-within", "3", *BY_BUSINESS_TIME))
+        w.start()
+        wait_for(lambda: w.taken_in() >= total / 20 or w.proc.poll() is not None, 300, f"{name} took nothing in")
+        assert w.proc.poll() is None and w.taken_in() < total, f"{name} read to the end before it could be stopped"
+        os.kill(broker, signal.SIGSTOP)
+        return w
+
+    first = frozen_mid_stream("first")
+    try:
+        first.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "the last checkpoint was aborted" in first.log_path.read_text(errors="replace"), 15,
+                 "the last checkpoint was not aborted")
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    code = first.proc.wait(timeout=30)
+    log = first.log_path.read_text(errors="replace")
+    assert code == 1, log[-3000:]
+    assert re.search(r"aborted after \d+\.\d+ s; [1-9][\d,]* events scored since the last committed checkpoint "
+                     r"will be scored again", log), log[-3000:]
+
+    second = frozen_mid_stream("second")
+    try:
+        second.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        second.proc.send_signal(signal.SIGTERM)
+        code = second.proc.wait(timeout=10)
+        took = time.monotonic() - signalled
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert code == 128 + signal.SIGTERM and took < 2, (code, took)
+
+    third = Worker(tmp_path, app_id, "third", db_url=db_url, extra=BY_BUSINESS_TIME)
+    third.start()
+    try:
+        drain(third, time.monotonic() + 300)
+    finally:
+        third.stop()
+    assert_committed_once(tmp_path / "stream.jsonl", orgs, since, expected, db_url)

@@ -176,13 +176,17 @@ def connect_http(host, port, max_bytes, max_records, tokens_file, broker):
 @click.option("--live-within", default=2 * 86400.0, show_default=True,
               help="... for orgs whose newest events were at most this many seconds behind the clock (a live "
                    "stream, not a replay of history).")
+@click.option("--stop-within", default=20.0, show_default=True,
+              help="Seconds a stop signal gives the last checkpoint (the batch in hand) to commit.")
 def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, loglevel, app_id, notify_path, quiet_after,
-           live_within):
-    """Run the faust worker on the Kafka event topics (add workers to scale by partitions)."""
-    import faust
+           live_within, stop_within):
+    """Run the faust worker on the Kafka event topics (add workers to scale by partitions).
 
+    SIGTERM or SIGINT: the batch in hand is scored and committed, then the worker leaves its group
+    and exits 0, within --stop-within seconds (exit 1 if that last commit fails); a second signal stops at once."""
     from monitor.runners.runner import partitionable
     from monitor.runners.topics import check_topics, default_broker
+    from monitor.runners.graceful import GracefulWorker
     from monitor.runners.worker import create_app
 
     pack = _load_pack_or_exit(rules)
@@ -206,7 +210,7 @@ def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, logle
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
                      checkpoint_events=checkpoint_events, reloader=reloader, notifier=_notifier(notify_path, metrics),
                      quiet_after=quiet_after, live_within=live_within)
-    worker_ = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker_ = GracefulWorker(app, loglevel=loglevel, quiet=True, finish_within=stop_within)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.
     level = getattr(logging, {"crit": "CRITICAL", "warn": "WARNING"}.get(loglevel, loglevel.upper()))
     for name in ("aiokafka", "kafka", "faust", "mode"):

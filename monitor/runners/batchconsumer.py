@@ -36,6 +36,15 @@ class BatchConsumer(Consumer):
 
     batch_topics: frozenset[str] = frozenset()
     on_batch: Callable[[list[Any]], Awaitable[None]] | None = None
+    holding = False  # ``hold()``: no more records are handed over
+
+    def hold(self) -> None:
+        """Hand no more records of the batch topics over, and fetch no more: the
+        worker is stopping. A batch already handed over is the caller's to
+        finish; records fetched but not handed over are never committed, so
+        whoever owns their partitions next reads them again."""
+        self.holding = True
+        self.pause_partitions([tp for tp in self.assignment() if tp.topic in self.batch_topics])
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
@@ -47,7 +56,7 @@ class BatchConsumer(Consumer):
             while not (consumer_stopped() or fetcher_stopped()):
                 records, active = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)  # never hold the loop between fetches
-                if not records or self.should_stop:
+                if not records or self.should_stop or self.holding:
                     continue
                 if not self.flow_active:
                     # A rebalance began while fetching: these records may not be
@@ -91,7 +100,7 @@ class BatchConsumer(Consumer):
                         return
                     await self.callback(self._to_message(tp, record))
             read_offset[tp] = tp_records[-1].offset
-        if not batch or self.on_batch is None:
+        if not batch or self.on_batch is None or self.holding:
             return
         if self.app.consumer_generation_id == generation:
             await self.on_batch([r for tp_records in batch.values() for r in tp_records])

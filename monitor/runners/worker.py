@@ -33,6 +33,11 @@ broker then fences the old owner's producer (a higher epoch) and aborts its
 open transaction. A worker frozen past its session timeout and resumed finds
 its next commit refused and stops: it cannot commit state, offsets, alerts or
 dead letters for a partition it lost.
+
+A stop signal finishes the work in hand (``finish``, called by
+``monitor.runners.graceful.GracefulWorker``): no batch is taken in any more,
+the one being scored is finished and its tickets written, and one last
+checkpoint commits everything scored before the worker leaves its group.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from monitor.core.state import drop_rules
 from monitor.runners.tablestate import TableEvidence, TableState
 from monitor.runners.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
 
-__all__ = ["Message", "WorkerCore", "WorkerOutput", "create_app"]
+__all__ = ["Finished", "Message", "WorkerCore", "WorkerOutput", "create_app"]
 
 log = logging.getLogger("riskwatch.worker")
 STATE_TABLE = "riskwatch-state"
@@ -71,6 +76,15 @@ REVOKE_WAIT_SECONDS = 5.0  # well inside the session timeout (10 s)
 COMMIT_RETRY_SECONDS = 300.0  # a checkpoint is tried again this long while the broker is away (a restart takes seconds)
 QUIET_AFTER_SECONDS = 60.0  # an org without events this long has its review deadlines judged by the clock
 LIVE_WITHIN_SECONDS = 2 * 86400.0  # ... if its events were this close to the clock: live, not a replay of history
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a worker's last checkpoint went, on a stop signal (``app.riskwatch_finish``)."""
+
+    committed: bool  # every event scored is committed, with its alerts, state and offsets
+    events: int  # the events the last checkpoint carried; if not committed, what the next owner scores again
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -324,6 +338,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     last_checkpoint = time.monotonic()
     rebalances = 0  # a batch that spans a rebalance is dropped, not committed
     finishing: asyncio.Task | None = None  # the last checkpoint's transaction
+    uncommitted_events = 0  # scored, and not yet in a committed checkpoint
+    stopping = False  # a stop signal came (``finish``): no batch is taken in any more
     heap = FrozenHeap()  # settled at each checkpoint
 
     async def checkpoint(wait: bool = False) -> None:
@@ -339,6 +355,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         nonlocal last_checkpoint, pending_events, finishing
         if finishing is not None:
             await finishing  # one in flight at a time: a slow broker slows scoring, not memory
+        events = pending_events
         core.write_state()
         by_partition: dict[int, tuple[list, dict, list]] = {}
         for record in state.take_pending():
@@ -351,13 +368,15 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         outbox.clear()
         pending_events = 0
         last_checkpoint = time.monotonic()
-        finishing = asyncio.ensure_future(_commit_checkpoint(by_partition, rebalances))
+        finishing = asyncio.ensure_future(_commit_checkpoint(by_partition, rebalances, events))
         # A full collection scanning the state took 120-300 ms, every few seconds, for nothing.
         heap.settle()
         if wait:
             await finishing
 
-    async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]], generation: int) -> None:
+    async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]], generation: int,
+                                 events: int) -> None:
+        nonlocal uncommitted_events
         try:
             by_producer: dict[Any, tuple[list, dict, list]] = {}
             for partition, (records, offsets, messages) in sorted(by_partition.items()):
@@ -370,6 +389,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 mine[2].extend(messages)
             await asyncio.gather(*(_commit_partition(producer, *parts, generation=generation)
                                    for producer, parts in by_producer.items()))
+            if rebalances == generation:
+                uncommitted_events -= events
         except Exception as exc:
             if rebalances != generation:
                 # Revoked meanwhile: the state it carried was forgotten, and whoever owns the
@@ -442,9 +463,42 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     app.riskwatch_claim = claim
 
+    async def finish(within: float) -> Finished:
+        """On a stop signal: take no more batches in, let the one in hand be
+        scored (its tickets written), then commit what every scored event
+        produced — alerts, dead letters, state, offsets — in one last checkpoint.
+        If that takes longer than ``within`` seconds, its transaction is aborted
+        and the events it carried are scored again by the partitions' next owner."""
+        nonlocal stopping
+        started = time.monotonic()
+        stopping = True
+        app.consumer.hold()
+        events = uncommitted_events
+
+        async def last_checkpoint_() -> None:
+            nonlocal events
+            async with lock:  # after the batch in hand
+                events = uncommitted_events
+                if pending or outbox:
+                    await checkpoint(wait=True)
+                elif finishing is not None:
+                    await finishing
+
+        try:
+            await asyncio.wait_for(last_checkpoint_(), within)
+        except Exception as exc:  # noqa: BLE001 - a timeout or the broker: either way not committed
+            # A timeout cancelled the transaction, which aborts it on the way out of its ``async with``.
+            log.error("the last checkpoint was not committed: %s", exc.__class__.__name__ if not str(exc) else exc)
+            return Finished(False, uncommitted_events, time.monotonic() - started)
+        return Finished(True, events, time.monotonic() - started)
+
+    app.riskwatch_finish = finish
+
     async def score_batch(records: list) -> None:
         """One fetch of event records (aiokafka's): score, and checkpoint when due."""
         async with lock:
+            if stopping:  # handed over while the last checkpoint was waiting for the lock: left unread
+                return
             await _score_batch(records)  # a fetch holds at most batch_size (broker_max_poll_records)
             if pending_events >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
                 await checkpoint()
@@ -459,7 +513,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         await asyncio.gather(*(p.stop() for p in state_producers.values()))
 
     async def _score_batch(records: list) -> None:
-        nonlocal pending_events
+        nonlocal pending_events, uncommitted_events
         generation = rebalances
         if reloader is not None and reloader.pending:  # between batches: nothing lost, nothing twice
             new_pack = reloader.poll()
@@ -480,6 +534,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         if generation == rebalances:
             pending.update({(r.topic, r.partition): r.offset + 1 for r in records})
             pending_events += len(records)
+            uncommitted_events += len(records)
 
     async def _deliver(out: WorkerOutput, pack: RulePack, owned: set[int]) -> None:
         """What a batch (or the clock) produced: dead letters and alerts into the
@@ -534,11 +589,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         # nothing to the next checkpoint. The checkpoint in flight is let
         # finish (its transaction goes through the producer, not the consumer
         # the group is waiting on): whoever owns its partitions next starts from it.
-        nonlocal rebalances, pending_events
+        nonlocal rebalances, pending_events, uncommitted_events
         rebalances += 1
         pending.clear()
         outbox.clear()
-        pending_events = 0
+        pending_events = uncommitted_events = 0
         core.forget()
         state.discard_pending()
         if finishing is not None and not finishing.done():
