@@ -169,3 +169,32 @@ def test_pack_version_is_a_content_hash_independent_of_location(rules_copy, defa
     assert load_pack(rules_copy, TODAY).version == default_pack.version
     edit(rules_copy / "params.yaml", "no_contract_payment_limit: 50000", "no_contract_payment_limit: 60000")
     assert load_pack(rules_copy, TODAY).version != default_pack.version
+
+
+
+@pytest.mark.parametrize("old, new, at, message", [
+    ("  - id: SUB02\n", "  - id: SUB01\n", ("id: SUB01", 2), "duplicate org id 'SUB01'"),
+    ("    parent: JCGROUP\n  - id: SUB03", "    parent: JCGRUOP\n  - id: SUB03", ("JCGRUOP", 1),
+     "SUB02: parent 'JCGRUOP' is not in orgs.yaml"),
+    ("    name: 江城控股集团有限公司\n", "    name: 江城控股集团有限公司\n    parent: SUB01\n", ("SUB01", 1),
+     "JCGROUP: its parents go round in a cycle"),
+], ids=["duplicate", "unknown-parent", "cycle"])
+def test_org_directory_errors_name_file_line_and_column(rules_copy, old, new, at, message):
+    path = rules_copy / "orgs.yaml"
+    edit(path, old, new)
+    needle, nth = at
+    lines = [(n, ln.index(needle) + 1) for n, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if needle in ln]
+    line, col = lines[nth - 1]
+    col += len("id: ") if needle.startswith("id: ") else 0
+    found = errors_of(rules_copy)
+    assert found[0] == f"orgs.yaml:{line}:{col} {message}"
+    # a cycle is said of each org on it (JCGROUP <-> SUB01), not of those below
+    assert found[1:] == (["orgs.yaml:18:13 SUB01: its parents go round in a cycle"] if "cycle" in message else [])
+
+
+def test_an_unknown_key_in_the_org_directory_is_an_error(rules_copy):
+    edit(rules_copy / "orgs.yaml", "    name_en: Jiangcheng Water Group\n", "    name_english: Jiangcheng Water Group\n")
+    (error,) = errors_of(rules_copy)
+    line, col = position_of(rules_copy / "orgs.yaml", "name_english")
+    assert error.startswith(f"orgs.yaml:{line}:") and "name_english" in error

@@ -9,6 +9,7 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ def test_forms_need_the_session_csrf_token(served):
     client = TestClient(app)
     login(client, "wang.fang", "finance-pass-1")
     r = client.post(f"/tickets/{ids['FIN-01']}/move", data={"to": "acknowledged", "csrf": "forged"})
-    assert r.status_code == 403 and "CSRF" in r.text
+    assert r.status_code == 403 and "表单已过期或来源不明" in r.text
     other = TestClient(app)  # no session at all
     assert other.post("/login", data={"username": "wang.fang", "password": "finance-pass-1"}).status_code == 403
 
@@ -174,51 +175,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_compliance_officer_disposes_of_a_ticket_in_a_real_browser(served, tmp_path):
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@contextmanager
+def in_browser(app):
+    """The app served on a free port, and a page of Debian's Chromium (driven by Playwright): (page, base URL)."""
     import uvicorn
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed: scripts/test installs Debian's chromium")
-    app, store, _, ids = served
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.goto(f"{base}/")
-            assert page.url.endswith("/login")
-            page.fill("input[name=username]", "wang.fang")
-            page.fill("input[name=password]", "finance-pass-1")
-            page.click("#login")
-            page.wait_for_url(f"{base}/")
-            assert "我的待办 (1)" in page.inner_text("h1")
-            page.click(f"a[href='/tickets/{ids['FIN-01']}'] >> nth=0")
-            assert page.inner_text("#status") == "open"
-            assert page.title() != "pwned"  # the payload in the evidence did not run
-            page.fill("form:has(#to-acknowledged) input[name=reason]", "已阅，核查中")
-            page.click("#to-acknowledged")
-            assert page.inner_text("#status") == "acknowledged"
-            page.select_option("#outcome-select", "confirmed_violation")
-            page.fill("form:has(#to-resolved) input[name=reason]", "付款时无合同")
-            page.click("#to-resolved")
-            assert page.inner_text("#status") == "resolved" and page.inner_text("#outcome") == "confirmed_violation"
-            audit = page.inner_text("#audit")
-            assert "open → acknowledged" in audit and "acknowledged → resolved" in audit and "付款时无合同" in audit
-            shots = Path(__file__).resolve().parent.parent / "test-artifacts"
-            shots.mkdir(exist_ok=True)
-            page.screenshot(path=str(shots / "ticket-resolved.png"), full_page=True)
-            page.goto(f"{base}/tickets/{ids['CON-01']}")
-            assert "no ticket" in page.content()  # another department's ticket does not exist for her
-            browser.close()
-        assert store.get(ids["FIN-01"])["outcome"] == "confirmed_violation"
+            try:
+                yield browser.new_page(viewport={"width": 1400, "height": 900}), f"http://127.0.0.1:{port}"
+            finally:
+                browser.close()
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def browser_login(page, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/")
+    assert page.url.endswith("/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("#login")
+    page.wait_for_url(f"{base}/")
+
+
+def test_a_compliance_officer_disposes_of_a_ticket_in_a_real_browser(served, tmp_path):
+    app, store, _, ids = served
+    with in_browser(app) as (page, base):
+        browser_login(page, base, "wang.fang", "finance-pass-1")
+        assert page.inner_text("h1") == "工单 (1)"
+        page.click(f"a[href='/tickets/{ids['FIN-01']}'] >> nth=0")
+        assert page.inner_text("#status") == "待签收"
+        assert page.title() != "pwned"  # the payload in the evidence did not run
+        page.fill("form:has(#to-acknowledged) input[name=reason]", "已阅，核查中")
+        page.click("#to-acknowledged")
+        assert page.inner_text("#status") == "已签收"
+        page.select_option("#outcome-select", "confirmed_violation")
+        page.fill("form:has(#to-resolved) input[name=reason]", "付款时无合同")
+        page.click("#to-resolved")
+        assert page.inner_text("#status") == "已处置" and page.inner_text("#outcome") == "确认违规"
+        audit = page.inner_text("#audit")
+        assert "待签收 → 已签收" in audit and "已签收 → 已处置" in audit and "付款时无合同" in audit
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "ticket-resolved.png"), full_page=True)
+        page.goto(f"{base}/tickets/{ids['CON-01']}")
+        assert page.inner_text("#error") == "没有该工单或页面"  # another department's ticket does not exist for her
+    assert store.get(ids["FIN-01"])["outcome"] == "confirmed_violation"

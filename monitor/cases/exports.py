@@ -16,7 +16,7 @@ import csv
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 __all__ = ["COLUMNS", "csv_cell", "write_export", "xlsx_row"]
 
@@ -30,7 +30,7 @@ _BASE = [
     ("due_at", "处置时限 / Due"),
 ]
 COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "tickets": _BASE + [("assignee", "处置人 / Assignee"), ("outcome", "处置结论 / Outcome"),
+    "tickets": _BASE + [("counterparty_name", "交易对象 / Counterparty"), ("assignee", "处置人 / Assignee"), ("outcome", "处置结论 / Outcome"),
                         ("escalation_level", "升级层级 / Escalation"), ("message", "说明 / Message")],
     "violations": _BASE + [("outcome", "处置结论 / Outcome"), ("resolved_at", "处置时间 / Resolved"),
                            ("event_ids", "证据事件 / Evidence events"), ("message", "说明 / Message")],
@@ -68,29 +68,32 @@ def xlsx_row(sheet, values: list[Any]) -> list[Any]:
     row = []
     for value in map(_cell, values):
         if isinstance(value, str):
-            value = Cell(sheet, value=_CONTROL.sub("\ufffd", value))
+            value = Cell(sheet, row=1, column=1, value=_CONTROL.sub("\ufffd", value))  # placed by append
             value.data_type = "s"  # not "f", whatever it starts with
         row.append(value)
     return row
 
 
-def write_export(path: Path, kind: str, rows: list[dict[str, Any]]) -> int:
-    """Write rows as CSV or XLSX (by the file's suffix); returns how many."""
+def write_export(path: Path, kind: str, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows (any iterable: a query's stream) as CSV or XLSX, by the file's suffix; returns how many."""
     columns = COLUMNS[kind]
-    table = [[row.get(key) for key, _ in columns] for row in rows]
+    table = ([row.get(key) for key, _ in columns] for row in rows)
+    count = 0
     if path.suffix.lower() == ".xlsx":
         from openpyxl import Workbook
 
-        book = Workbook()
-        sheet = book.active
-        sheet.title = {"tickets": "工单", "violations": "违规行为记录", "cases": "典型案例"}[kind]
+        book = Workbook(write_only=True)  # rows go straight to the file: constant memory
+        sheet = book.create_sheet({"tickets": "工单", "violations": "违规行为记录", "cases": "典型案例"}[kind])
         sheet.append([label for _, label in columns])
         for values in table:
             sheet.append(xlsx_row(sheet, values))
+            count += 1
         book.save(path)
     else:
         with open(path, "w", encoding="utf-8-sig", newline="") as f:  # the BOM lets Excel read the Chinese
             writer = csv.writer(f)
             writer.writerow([label for _, label in columns])
-            writer.writerows([list(map(csv_cell, values)) for values in table])
-    return len(table)
+            for values in table:
+                writer.writerow(list(map(csv_cell, values)))
+                count += 1
+    return count

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
 import msgspec
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, create_engine, select, text
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, and_, create_engine, or_, select,
+                        text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -139,6 +140,8 @@ class Ticket(Base):
     escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     typical_case: Mapped[bool] = mapped_column(Boolean, default=False)
     case_summary: Mapped[str | None] = mapped_column(Text)
+    counterparty_id: Mapped[str | None] = mapped_column(String(128))  # of the first event behind it that names one
+    counterparty_name: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (
         # One open ticket per finding; closed ones may repeat the key.
@@ -257,6 +260,10 @@ class Fence:
 
 def _utc(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive UTC
+
+
+def _text(value: Any, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
 
 
 def _row(ticket: Ticket) -> dict[str, Any]:
@@ -549,9 +556,27 @@ class SqlTicketStore:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
+        named: dict[str, dict] = {}  # dedup key -> the first of its events that names a counterparty
+        for k, e in items:
+            if k not in named and isinstance(e.get("counterparty_id") or e.get("counterparty_name"), str):
+                named[k] = e
         with self.engine.begin() as conn:
             for i in range(0, len(rows), 500):
                 conn.execute(insert(EvidenceRow).on_conflict_do_nothing(), rows[i:i + 500])
+            for k, e in named.items():  # the ticket's counterparty, for search and related tickets
+                conn.execute(update(Ticket).where(Ticket.dedup_key == k, Ticket.counterparty_id.is_(None),
+                                                  Ticket.counterparty_name.is_(None))
+                             .values(counterparty_id=_text(e.get("counterparty_id"), 128),
+                                     counterparty_name=_text(e.get("counterparty_name"), 256)))
+
+    def related(self, ticket: dict[str, Any], limit: int = 20) -> list[dict[str, Any]]:
+        """Other tickets of the same counterparty, or of the same org and risk, newest first."""
+        same = [and_(Ticket.org_id == ticket["org_id"], Ticket.risk_id == ticket["risk_id"])]
+        if ticket.get("counterparty_id"):
+            same.append(Ticket.counterparty_id == ticket["counterparty_id"])
+        query = select(Ticket).where(Ticket.id != ticket["id"], or_(*same)).order_by(Ticket.id.desc()).limit(limit)
+        with Session(self.engine) as session:
+            return [_row(t) for t in session.scalars(query)]
 
     def evidence(self, dedup_key: str) -> list[dict[str, Any]]:
         """The events behind a ticket's alert, in business-time order."""

@@ -57,8 +57,11 @@ def serve(db, rules, host, port, metrics_port, notify_path, secure_cookies, forw
     threading.Thread(target=periodic_check, name="riskwatch-escalation", daemon=True).start()
     if secure_cookies is None:
         secure_cookies = os.environ.get("RISKWATCH_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
+    from monitor.packs.rulefiles import default_rules_dir, load_orgs
+
+    orgs, _ = load_orgs(rules or default_rules_dir())  # its problems stopped the pack's load already
     app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"), metrics=metrics,
-                     secure_cookies=secure_cookies)
+                     secure_cookies=secure_cookies, orgs=orgs)
     console.print(f"riskwatch serve: http://{host}:{port}/  (API description: /api/openapi.json, with a token)")
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=bool(forwarded_allow_ips),
                 forwarded_allow_ips=forwarded_allow_ips or "")

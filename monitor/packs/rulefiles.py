@@ -1,8 +1,8 @@
 """Reading a rules folder: YAML with positions, CSV lists, and the pack they make.
 
-A rules folder holds rule packs (``*.yaml`` other than the five named files),
+A rules folder holds rule packs (``*.yaml`` other than the six named files),
 ``risk_list.yaml``, ``duties.yaml``, ``params.yaml``, ``detectors.yaml``,
-``review_controls.yaml``,
+``review_controls.yaml``, ``orgs.yaml`` (the group's companies, for people: not scored),
 ``lists/*.csv`` and trained models under ``models/``.
 
 >>> pack = load_pack(default_rules_dir())
@@ -24,10 +24,11 @@ import yaml
 
 from monitor.core.pack import compile_pack
 from monitor.core.rules import CounterpartyList, Document, Problem, RulePack
+from monitor.packs.orgs import ORGS_FILE, OrgDirectory, check_orgs
 
-__all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_pack"]
+__all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_orgs", "load_pack"]
 
-SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml", "review_controls.yaml")
+SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml", "review_controls.yaml", "orgs.yaml")
 # What one rules file may cost to read: the default pack's largest file is
 # about 30 KB; lists (CSV) are read line by line and have no such bound.
 MAX_YAML_BYTES = 1 << 20
@@ -243,6 +244,8 @@ def lint(rules_dir: Path | str, today: dt.date | None = None) -> tuple[RulePack 
     if "risk_list.yaml" not in special or "duties.yaml" not in special:
         return None, problems
     # compile_pack carries the reading problems along: any error there means no pack.
+    if "orgs.yaml" in special:  # names and the tree for people; not part of what scores
+        problems = problems + check_orgs(special["orgs.yaml"])[1]
     pack, problems = compile_pack(packs, special["risk_list.yaml"], special["duties.yaml"], special.get("params.yaml"),
                                   lists, problems, today, special.get("detectors.yaml"),
                                   special.get("review_controls.yaml"))
@@ -282,6 +285,28 @@ def _load_models(pack: RulePack, root: Path, doc: Document | None) -> list[Probl
         # the model decides alerts too: it is part of the pack's version
         pack.version = hashlib.sha256((pack.version + hashlib.sha256(path.read_bytes()).hexdigest()).encode()).hexdigest()[:12]
     return problems
+
+
+def load_orgs(rules_dir: Path | str) -> tuple[OrgDirectory, list[Problem]]:
+    """The org directory of a rules folder (empty when it has no ``orgs.yaml``).
+
+    >>> orgs, problems = load_orgs(default_rules_dir())
+    >>> orgs.name("SUB04"), "SUB12" in orgs.subtree("JCGROUP"), problems
+    ('江城水务集团有限公司', True, [])
+    """
+    root = Path(rules_dir)
+    path = root / ORGS_FILE
+    if not path.exists():
+        return OrgDirectory(), []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return OrgDirectory(), [Problem(_display(path, root), 1, 1, f"cannot read: {err}")]
+    doc, problems = load_document(text, _display(path, root))
+    if doc is None:
+        return OrgDirectory(), problems
+    orgs, more = check_orgs(doc)
+    return orgs, problems + more
 
 
 def load_pack(rules_dir: Path | str, today: dt.date | None = None) -> RulePack:

@@ -1,0 +1,80 @@
+"""One ticket: the finding, its events, the risk's legal basis and owner duties, related tickets,
+the matter's timeline (review controls), the disposal forms and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from monitor.cases.workflow import MOVES, OUTCOMES
+from monitor.web.site import MAX_TEXT, Site, TicketId, site
+
+router = APIRouter(include_in_schema=False)
+
+
+def timeline(control, ticket: dict, events: list[dict]) -> dict[str, Any]:
+    """A review ticket's matter: its steps done, in time order, and the step at issue."""
+    org, matter_id, mark = (ticket["dedup_key"].split("|") + ["", "", ""])[1:4]
+    breach, _, step = mark.partition(":")
+    required = [{"step": s.step, "post": s.post, "within_days": s.within / 86400 if s.within else None}
+                for s in control.steps]
+    rows = []
+    for e in sorted(events, key=lambda e: str(e.get("occurred_at"))):
+        a = e.get("attributes") or {}
+        rows.append({"at": e.get("occurred_at"), "type": e.get("type"), "step": a.get("step"),
+                     "who": a.get("reviewer_id") or a.get("drafter_id"), "post": a.get("reviewer_post"),
+                     "opinion": a.get("opinion"), "opinion_no": a.get("opinion_no"), "amount": e.get("amount"),
+                     "event_id": e.get("event_id")})
+    return {"control": control.id, "title": control.title, "matter_id": matter_id, "breach": breach, "step": step,
+            "required": required, "rows": rows}
+
+
+def detail(web: Site, ticket: dict) -> dict[str, Any]:
+    """What the ticket page and ``GET /api/tickets/{id}`` show of a ticket."""
+    pack = web.pack
+    rule = next((r for r in [*pack.rules, *pack.detectors] if r.id == ticket["rule_id"]), None)
+    control = next((c for c in pack.controls if c.id == ticket["rule_id"]), None)
+    risk = pack.risks.get(ticket["risk_id"])
+    post = pack.posts.get(ticket["owner_post"])
+    events = web.store.evidence(ticket["dedup_key"])
+    return {"ticket": ticket, "alert": ticket["alert"],
+            "rule": {"id": rule.id, "title": rule.title, "when": rule.spec.when} if rule else None,
+            "matter": timeline(control, ticket, events) if control else None,
+            "risk": {"id": risk.id, "title_zh": risk.title_zh, "title_en": risk.title_en, "area": risk.area,
+                     "legal_basis": risk.legal_basis, "sla": {"acknowledge": risk.sla.acknowledge,
+                                                               "dispose": risk.sla.dispose}} if risk else None,
+            "post": {"id": post.id, "title": post.title, "department": post.department,
+                     "duties": list(post.duties)} if post else None,
+            "events": events, "audit": web.store.audit(ticket["id"])}
+
+
+@router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
+def ticket_page(request: Request, ticket_id: TicketId, web: Site = Depends(site)):
+    user = web.require(request)
+    info = detail(web, web.readable(user, ticket_id))
+    related = web.visible(user, web.store.related(info["ticket"]))
+    return web.render(request, "ticket.html", user, can_act=user.can_act(info["ticket"]), outcomes=OUTCOMES,
+                      moves=MOVES, related=related, **info)
+
+
+@router.post("/tickets/{ticket_id}/move")
+def move_form(request: Request, ticket_id: TicketId, to: str = Form(..., max_length=32),
+              reason: str = Form("", max_length=MAX_TEXT), outcome: str = Form("", max_length=32), csrf: str = Form(""),
+              web: Site = Depends(site)):
+    user = web.require(request)
+    web.check_csrf(request, csrf)
+    web.workable(user, ticket_id)
+    web.act(web.store.move, ticket_id, to, user.username, web.clock(), reason or None, outcome or None)
+    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+
+
+@router.post("/tickets/{ticket_id}/comment")
+def comment_form(request: Request, ticket_id: TicketId, text: str = Form(..., max_length=MAX_TEXT),
+                 csrf: str = Form(""), web: Site = Depends(site)):
+    user = web.require(request)
+    web.check_csrf(request, csrf)
+    web.workable(user, ticket_id)
+    web.act(web.store.comment, ticket_id, user.username, text, web.clock())
+    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
