@@ -122,24 +122,24 @@ def web(tickets, default_pack):
 
 def test_the_inbox_page_filters_pages_and_names_orgs(web, tickets):
     login(web, "head", "head-pass-123")
-    html = web.get("/", params={"grade": "red", "per_page": "10"}).text
+    html = web.get("/inbox", params={"grade": "red", "per_page": "10"}).text
     assert re.search(r'id="total">\(24\)', html) and html.count('name="ids"') == 10
-    assert 'href="/?grade=red&amp;page=2&amp;per_page=10"' in html  # the next page keeps the filter
+    assert 'href="/inbox?grade=red&amp;page=2&amp;per_page=10"' in html  # the next page keeps the filter
     assert '<span title="SUB12">Jiangcheng Europe GmbH（江城欧洲）</span>' in html  # names, the id on hover
     assert 'href="/exports/tickets.csv?grade=red&amp;per_page=10"' in html
 
 
 def test_bulk_acknowledge_and_assign_go_through_each_tickets_checks(web, tickets, default_pack):
     login(web, "li.na", "legal-pass-123")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/").text).group(1)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/inbox").text).group(1)
     legal = [r["id"] for r in found(tickets, default_pack, scope=("法律合规部",), per_page=3)[1]]
     finance = found(tickets, default_pack, scope=("财务资金部",), per_page=1)[1][0]["id"]
     r = web.post("/tickets/bulk", data={"ids": [*legal, finance], "action": "acknowledge", "reason": "批量签收",
                                         "csrf": csrf, "back": "grade=red"}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/?grade=red"
+    assert r.status_code == 303 and r.headers["location"] == "/inbox?grade=red"
     assert [tickets.get(i)["status"] for i in legal] == ["acknowledged"] * 3
     assert tickets.get(finance)["status"] == "open"  # another department's: not hers to touch
-    assert "已处理 3 条，1 条未处理" in web.get("/").text
+    assert "已处理 3 条，1 条未处理" in web.get("/inbox").text
     assert [(a["actor"], a["action"], a["reason"]) for a in tickets.audit(legal[0])][-1] == ("li.na", "move", "批量签收")
     r = web.post("/tickets/bulk", data={"ids": legal[:2], "action": "assign", "assignee": "wang.fang", "csrf": csrf})
     assert "已处理 0 条，2 条未处理" in r.text  # wang.fang may not work legal's tickets
@@ -149,7 +149,7 @@ def test_bulk_acknowledge_and_assign_go_through_each_tickets_checks(web, tickets
 
 def test_viewers_get_no_bulk_form_and_cannot_post_one(web, tickets, default_pack):
     login(web, "viewer", "viewer-pass-12")
-    page = web.get("/").text
+    page = web.get("/inbox").text
     assert 'name="ids"' not in page
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     some = [t["id"] for t in found(tickets, default_pack, per_page=2)[1]]
@@ -202,8 +202,8 @@ def test_a_chinese_page_shows_no_english_status(web, tickets, default_pack):
     login(web, "head", "head-pass-123")
     ticket = found(tickets, default_pack)[1][0]["id"]
     web.post(f"/tickets/{ticket}/move", data={"to": "acknowledged", "reason": "r", "csrf": re.search(
-        r'name="csrf" value="([^"]+)"', web.get("/").text).group(1)})
-    for path in ("/", "/?status=all", f"/tickets/{ticket}"):
+        r'name="csrf" value="([^"]+)"', web.get("/inbox").text).group(1)})
+    for path in ("/", "/inbox", "/inbox?status=all", f"/tickets/{ticket}"):
         html = web.get(path).text
         assert english_values_shown(html) == set(), path
     english = web.get(f"/tickets/{ticket}", params={"lang": "en"}).text
@@ -231,16 +231,17 @@ def test_filters_search_paging_and_bulk_acknowledge_in_a_real_browser(tickets, d
     app = create_app(tickets, default_pack, "s", lambda: NOW, orgs=load_orgs(default_rules_dir())[0])
     with in_browser(app) as (page, base):
         browser_login(page, base, "head", "head-pass-123")
+        page.goto(f"{base}/inbox")
         assert page.inner_text("#total") == "(90)" and page.inner_text("#page-of") == "第 1 / 2 页，共 90 条"
         page.select_option("select[name=grade]", "red")
         page.fill("input[name=q]", "恒达")
         page.click("#apply")
-        page.wait_for_url("**/?*grade=red*")
+        page.wait_for_url("**/inbox?*grade=red*")
         expected = found(tickets, default_pack, grade="red", q="恒达")[0]
         assert page.inner_text("#total") == f"({expected})" and "q=%E6%81%92%E8%BE%BE" in page.url  # saved in the URL
         SHOTS.mkdir(exist_ok=True)
         page.screenshot(path=str(SHOTS / "inbox-filtered.png"), full_page=True)
-        page.goto(f"{base}/?per_page=20&sort=severity_first")
+        page.goto(f"{base}/inbox?per_page=20&sort=severity_first")
         page.click("#next")
         assert "page=2" in page.url and page.inner_text("#page-of") == "第 2 / 5 页，共 90 条"
         first_two = page.locator("#tickets input[name=ids]")

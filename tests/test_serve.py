@@ -218,6 +218,7 @@ def test_a_compliance_officer_disposes_of_a_ticket_in_a_real_browser(served, tmp
     app, store, _, ids = served
     with in_browser(app) as (page, base):
         browser_login(page, base, "wang.fang", "finance-pass-1")
+        page.goto(f"{base}/inbox")
         assert page.inner_text("h1") == "工单 (1)"
         page.click(f"a[href='/tickets/{ids['FIN-01']}'] >> nth=0")
         assert page.inner_text("#status") == "待签收"

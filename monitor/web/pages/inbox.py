@@ -18,7 +18,7 @@ from monitor.web.site import MAX_TEXT, Site, site
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/inbox", response_class=HTMLResponse)
 def inbox(request: Request, web: Site = Depends(site)):
     user = web.require(request)
     chosen = TicketFilter.from_query(request.query_params)
@@ -33,13 +33,13 @@ def inbox(request: Request, web: Site = Depends(site)):
     }
     flash = request.session.pop("flash", None)
     return web.render(request, "inbox.html", user, page=found, chosen=chosen, choices=choices, now=web.clock(),
-                      link=lambda **changes: "/?" + urlencode(chosen.query(**changes)),
+                      link=lambda **changes: "/inbox?" + urlencode(chosen.query(**changes)),
                       here=urlencode(chosen.query()), can_act=user.role in ("officer", "head", "admin"), flash=flash)
 
 
 @router.get("/overdue")
 def overdue():
-    return RedirectResponse("/?overdue=1", status_code=303)
+    return RedirectResponse("/inbox?overdue=1", status_code=303)
 
 
 @router.post("/tickets/bulk")
@@ -67,7 +67,7 @@ def bulk(request: Request, ids: list[int] = Form(default=[], max_length=MAX_PER_
         except (TicketError, WorkflowError, ValueError) as err:
             skipped.append(f"#{ticket_id} {err}")
     request.session["flash"] = {"done": done, "skipped": len(skipped), "why": "; ".join(skipped[:10])}
-    return RedirectResponse("/?" + urlencode(parse_qsl(back)), status_code=303)  # back to the same filter, on this site
+    return RedirectResponse("/inbox?" + urlencode(parse_qsl(back)), status_code=303)  # back to the same filter, on this site
 
 
 @router.get("/exports/{kind}.{fmt}")

@@ -1,0 +1,215 @@
+"""The cockpit's figures (监管驾驶舱): the whole picture of one org subtree, in a few grouped queries.
+
+    view = cockpit(store.engine, pack, orgs, CockpitQuery(org="JCGROUP", start=d0, end=d1), scope=None, now=now)
+    view.heat          # risk × subsidiary: open tickets weighted by severity, and the worst grade there
+    view.weeks         # new and closed tickets per week and area
+    view.posts         # open and overdue tickets per owner post
+    view.sla           # the share of tickets resolved in the period that were resolved within their SLA
+    view.top_risks, view.top_rules, view.review
+
+Every figure is a GROUP BY in the database; what is done here is over those
+groups (at most orgs × risks × severities with open tickets), never over tickets.
+An org's column in the heat map is one of the chosen org's children and holds
+its whole subtree; past ``MAX_COLUMNS`` children the smaller ones share "others".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from monitor.cases.inbox import GRADE_SEVERITIES, OPEN_STATES
+from monitor.cases.tickets import MatterReview, Ticket, rates_of
+from monitor.core.rules import RulePack
+from monitor.packs.orgs import OrgDirectory
+
+__all__ = ["CockpitQuery", "Cockpit", "cockpit"]
+
+SEVERITY_WEIGHT = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+GRADE_OF = {s: g for g, severities in GRADE_SEVERITIES.items() for s in severities}
+GRADE_ORDER = ("red", "yellow", "blue")
+MAX_COLUMNS = 16
+OTHERS = "…"
+DEFAULT_WEEKS = 12
+
+
+@dataclass(frozen=True)
+class CockpitQuery:
+    """The period and the org the cockpit shows; from URL parameters like the inbox."""
+
+    org: str = ""
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], today: dt.date) -> CockpitQuery:
+        """Bad dates fall back to the last twelve weeks, ending today.
+
+        >>> q = CockpitQuery.from_query({"start": "2026-01-05", "end": "nonsense"}, dt.date(2026, 3, 2))
+        >>> q.start, q.end
+        (datetime.date(2026, 1, 5), datetime.date(2026, 3, 2))
+        """
+        def day(name: str) -> dt.date | None:
+            try:
+                return dt.date.fromisoformat(str(query.get(name, ""))[:10])
+            except ValueError:
+                return None
+
+        end = day("end") or today
+        start = day("start") or end - dt.timedelta(weeks=DEFAULT_WEEKS) + dt.timedelta(days=1)
+        if start > end:
+            start, end = end, start
+        return cls(str(query.get("org", ""))[:200], start, end)
+
+    def query(self) -> dict[str, str]:
+        return {k: v for k, v in (("org", self.org), ("start", self.start.isoformat() if self.start else ""),
+                                  ("end", self.end.isoformat() if self.end else "")) if v}
+
+
+@dataclass
+class Cockpit:
+    columns: list[str] = field(default_factory=list)  # org ids (children of the chosen org), OTHERS last
+    heat: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # risk -> column -> cell
+    risk_totals: dict[str, int] = field(default_factory=dict)  # open tickets per risk row
+    open_total: int = 0
+    overdue_total: int = 0
+    by_grade: dict[str, int] = field(default_factory=dict)
+    weeks: list[dt.date] = field(default_factory=list)  # Mondays
+    areas: list[str] = field(default_factory=list)
+    opened: dict[str, dict[dt.date, int]] = field(default_factory=dict)  # area -> week -> tickets opened
+    closed: dict[str, dict[dt.date, int]] = field(default_factory=dict)  # area -> week -> tickets closed
+    posts: list[dict[str, Any]] = field(default_factory=list)  # post, open, overdue
+    sla: dict[str, Any] = field(default_factory=dict)  # resolved, within, share
+    top_risks: list[tuple[str, int]] = field(default_factory=list)
+    top_rules: list[tuple[str, int]] = field(default_factory=list)
+    review: list[dict[str, Any]] = field(default_factory=list)  # per matter kind: reviewed, executed, rate
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+
+
+def _monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _week(column, dialect: str):
+    """The Monday of a timestamp's week, in SQL (UTC)."""
+    if dialect == "postgresql":
+        return func.date_trunc("week", func.timezone("UTC", column))
+    return func.date(column, "weekday 0", "-6 days")  # SQLite: the next Sunday (or today), back six days
+
+
+def _column_of(orgs: OrgDirectory, root: str) -> dict[str, str]:
+    """Org id -> the child of ``root`` whose subtree holds it (``root`` itself for its own tickets)."""
+    out = {root: root}
+    for child in orgs.children.get(root, ()):
+        for member in orgs.subtree(child):
+            out[member] = child
+    return out
+
+
+def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery, scope: Iterable[str] | None,
+            now: dt.datetime) -> Cockpit:
+    view = Cockpit()
+    where = []
+    if scope is not None:
+        where.append(Ticket.owner_department.in_(list(scope)))
+    members: dict[str, str] | None = None
+    if q.org:
+        members = _column_of(orgs, q.org)
+        where.append(Ticket.org_id.in_(sorted(members)))
+    area_of = {r.id: r.area for r in pack.risks.values()}
+    start, end = _day_start(q.start), _day_start(q.end + dt.timedelta(days=1))
+    dialect = engine.dialect.name
+    opened_week, closed_week = _week(Ticket.opened_at, dialect), _week(Ticket.closed_at, dialect)
+    overdue = func.sum(case((Ticket.due_at < now, 1), else_=0))
+    with Session(engine) as session:
+        active = [*where, Ticket.status.in_(OPEN_STATES)]
+        cells = session.execute(select(Ticket.org_id, Ticket.risk_id, Ticket.severity, func.count(), overdue)
+                                .where(*active).group_by(Ticket.org_id, Ticket.risk_id, Ticket.severity)).all()
+        opened = session.execute(select(opened_week, Ticket.risk_id, func.count())
+                                 .where(*where, Ticket.opened_at >= start, Ticket.opened_at < end)
+                                 .group_by(opened_week, Ticket.risk_id)).all()
+        closed = session.execute(select(closed_week, Ticket.risk_id, func.count())
+                                 .where(*where, Ticket.closed_at >= start, Ticket.closed_at < end)
+                                 .group_by(closed_week, Ticket.risk_id)).all()
+        posts = session.execute(select(Ticket.owner_post, func.count(), overdue).where(*active)
+                                .group_by(Ticket.owner_post)).all()
+        within = func.sum(case((Ticket.resolved_at <= Ticket.due_at, 1), else_=0))
+        resolved, in_time = session.execute(select(func.count(), within).where(
+            *where, Ticket.resolved_at >= start, Ticket.resolved_at < end)).one()
+        rules = session.execute(select(Ticket.rule_id, func.count()).where(*active).group_by(Ticket.rule_id)
+                                .order_by(func.count().desc()).limit(10)).all()
+        months = {f"{m.year:04d}-{m.month:02d}" for m in (q.start, q.end)}
+        review_query = select(MatterReview.org_id, MatterReview.matter_kind, MatterReview.month, MatterReview.reviewed)\
+            .where(MatterReview.month >= min(months), MatterReview.month <= max(months))
+        if members is not None:
+            review_query = review_query.where(MatterReview.org_id.in_(sorted(members)))
+        reviews = session.execute(review_query).all()
+
+    # heat map: risk rows x subsidiary columns
+    weight_by_column: dict[str, int] = {}
+    raw: list[tuple[str, str, str, int, int]] = []
+    for org, risk, severity, n, late in cells:
+        column = members.get(org, q.org) if members is not None else org or ""
+        raw.append((risk, column, severity, n, late or 0))
+        weight_by_column[column] = weight_by_column.get(column, 0) + n * SEVERITY_WEIGHT.get(severity, 1)
+    shown = sorted(weight_by_column, key=lambda c: (-weight_by_column[c], c))
+    if len(shown) > MAX_COLUMNS:
+        keep = set(shown[:MAX_COLUMNS - 1])
+        shown = shown[:MAX_COLUMNS - 1] + [OTHERS]
+    else:
+        keep = set(shown)
+    view.columns = shown
+    for risk, column, severity, n, late in raw:
+        column = column if column in keep else OTHERS
+        cell = view.heat.setdefault(risk, {}).setdefault(column, {"open": 0, "weight": 0, "overdue": 0, "grade": "blue"})
+        cell["open"] += n
+        cell["overdue"] += late
+        cell["weight"] += n * SEVERITY_WEIGHT.get(severity, 1)
+        grade = GRADE_OF.get(severity, "blue")
+        if GRADE_ORDER.index(grade) < GRADE_ORDER.index(cell["grade"]):
+            cell["grade"] = grade
+        view.risk_totals[risk] = view.risk_totals.get(risk, 0) + n
+        view.open_total += n
+        view.overdue_total += late
+        view.by_grade[grade] = view.by_grade.get(grade, 0) + n
+    view.top_risks = sorted(view.risk_totals.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    view.top_rules = [(rule, n) for rule, n in rules]
+
+    # weekly trend per area
+    first = _monday(q.start)
+    view.weeks = [first + dt.timedelta(weeks=i) for i in range((_monday(q.end) - first).days // 7 + 1)]
+    for rows, into in ((opened, view.opened), (closed, view.closed)):
+        for week, risk, n in rows:
+            area = area_of.get(risk, "other")
+            by_week = into.setdefault(area, {})
+            day = _as_date(week)
+            by_week[day] = by_week.get(day, 0) + n
+    view.areas = sorted(set(view.opened) | set(view.closed))
+
+    view.posts = sorted(({"post": post, "open": n, "overdue": late or 0} for post, n, late in posts),
+                        key=lambda p: (-p["overdue"], -p["open"], p["post"]))
+    view.sla = {"resolved": resolved or 0, "within": in_time or 0,
+                "share": (in_time or 0) / resolved if resolved else None}
+    per_kind: dict[str, list[int]] = {}
+    for rate in rates_of(reviews):
+        t = per_kind.setdefault(rate["matter_kind"], [0, 0])
+        t[0] += rate["reviewed"]
+        t[1] += rate["executed"]
+    view.review = [{"kind": kind, "reviewed": r, "executed": n, "rate": r / n} for kind, (r, n) in sorted(per_kind.items())]
+    return view
