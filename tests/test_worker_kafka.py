@@ -793,13 +793,21 @@ def test_a_stop_that_cannot_commit_in_time_aborts_and_a_second_signal_stops_at_o
     broker = broker_pid()
 
     def frozen_mid_stream(name: str) -> Worker:
+        """A worker that has scored events since the broker froze: work it cannot commit."""
         w = Worker(tmp_path, app_id, name, metrics_port=free_port(), db_url=db_url,
                    extra=("--stop-within", "3", *BY_BUSINESS_TIME))
         w.start()
-        wait_for(lambda: w.taken_in() >= total / 20 or w.proc.poll() is not None, 300, f"{name} took nothing in")
-        assert w.proc.poll() is None and w.taken_in() < total, f"{name} read to the end before it could be stopped"
-        os.kill(broker, signal.SIGSTOP)
-        return w
+        for share in (0.05, 0.15, 0.25, 0.35, 0.45):
+            wait_for(lambda: w.taken_in() >= total * share or w.proc.poll() is not None, 300, f"{name} took too little in")
+            assert w.proc.poll() is None and w.taken_in() < total, f"{name} read to the end before it could be stopped"
+            os.kill(broker, signal.SIGSTOP)
+            before, until = w.taken_in(), time.monotonic() + 3
+            while w.taken_in() == before and time.monotonic() < until:  # records fetched before the freeze
+                time.sleep(0.02)
+            if w.taken_in() > before:
+                return w
+            os.kill(broker, signal.SIGCONT)  # nothing in hand at that moment: try further on
+        raise AssertionError(f"{name} never scored anything while the broker was frozen")
 
     first = frozen_mid_stream("first")
     try:
