@@ -56,11 +56,14 @@ def test_an_org_shows_its_subtree_and_an_officer_her_departments(tickets, defaul
     assert legal.open_total == 20 and set(legal.heat) == {"CON-01"}
 
 
-def test_an_org_outside_the_directory_counts_only_where_it_belongs(tickets, default_pack):  # noqa: F811
+def test_orgs_outside_the_directory_count_in_the_groups_own_column(tickets, default_pack):  # noqa: F811
     small = OrgDirectory([Org(id="G", name="集团"), Org(id="SUB01", name="甲", parent="G"),
                           Org(id="SUB02", name="乙", parent="G")])
     view = cockpit(tickets.engine, default_pack, small, CockpitQuery("G", PERIOD.start, PERIOD.end), None, NOW)
-    assert view.open_total == 40 and view.columns == ["SUB01", "SUB02"]
+    assert view.open_total == 90 and view.columns == ["G", "SUB01", "SUB02"]  # by weight: G holds SUB03... now
+    assert sum(c["open"] for c in (view.heat[r].get("G") for r in view.heat) if c) == 50
+    sub = cockpit(tickets.engine, default_pack, small, CockpitQuery("SUB01", PERIOD.start, PERIOD.end), None, NOW)
+    assert sub.open_total == 20  # below the root, only the org's own subtree
 
 
 def test_many_subsidiaries_fold_into_an_others_column(tickets, default_pack):  # noqa: F811
@@ -75,9 +78,9 @@ def test_many_subsidiaries_fold_into_an_others_column(tickets, default_pack):  #
     many = OrgDirectory([Org(id="G", name="集团"), *(Org(id=o, name=o, parent="G") for o in orgs)])
     view = cockpit(tickets.engine, default_pack, many, CockpitQuery("G", PERIOD.start, PERIOD.end), None, NOW)
     assert len(view.columns) == MAX_COLUMNS and view.columns[-1] == OTHERS
-    shown = sum(view.heat["FIN-01"][c]["open"] for c in view.columns)
-    assert shown == view.open_total == len(alerts)  # nothing is lost in the fold
-    assert view.heat["FIN-01"][view.columns[0]]["open"] == 3  # the heaviest first
+    shown = sum(cell["open"] for row in view.heat.values() for cell in row.values())
+    assert shown == view.open_total == len(alerts) + 90  # nothing is lost in the fold (SUB01... are the group's own)
+    assert view.columns[0] == "G" and view.heat["FIN-01"][view.columns[1]]["open"] == 3  # the heaviest first
 
 
 def test_the_review_rate_is_over_the_period(tickets, default_pack):  # noqa: F811

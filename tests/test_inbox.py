@@ -255,3 +255,22 @@ def test_filters_search_paging_and_bulk_acknowledge_in_a_real_browser(tickets, d
         statuses = page.locator("#tickets td.status").all_inner_texts()
         assert "已签收" in statuses and not {"open", "acknowledged"} & set(statuses)
         page.screenshot(path=str(SHOTS / "inbox.png"), full_page=True)
+
+
+def test_the_search_uses_its_trigram_index_on_postgresql(postgres_url, default_pack):
+    from sqlalchemy import func, select, text
+
+    from monitor.cases.inbox import conditions
+    from monitor.cases.tickets import Ticket
+    from tests.test_tickets import pg_schema_url
+
+    store = SqlTicketStore(pg_schema_url(postgres_url))
+    make_tickets(store, default_pack)
+    query = select(func.count()).select_from(Ticket).where(
+        *conditions(default_pack, TicketFilter.from_query({"q": "恒达建材", "status": "all"}), None, NOW))
+    with store.engine.connect() as conn:
+        sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        conn.execute(text("set enable_seqscan = off"))  # a small table: would the planner use the index at all?
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql("explain " + sql.replace("%", "%%")))
+        assert "ix_tickets_search" in plan, plan
+        assert conn.exec_driver_sql(sql.replace("%", "%%")).scalar() == 9

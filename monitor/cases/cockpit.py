@@ -7,8 +7,10 @@
     view.sla           # the share of tickets resolved in the period that were resolved within their SLA
     view.top_risks, view.top_rules, view.review
 
-Every figure is a GROUP BY in the database; what is done here is over those
-groups (at most orgs × risks × severities with open tickets), never over tickets.
+Every figure comes from two grouped scans in the database; what is done here is
+over those groups (at most orgs × rules with open tickets, and weeks × weeks ×
+risks), never over tickets. The group's root org is every ticket, in or out of
+the directory.
 An org's column in the heat map is one of the chosen org's children and holds
 its whole subtree; past ``MAX_COLUMNS`` children the smaller ones share "others".
 """
@@ -19,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -124,6 +126,8 @@ def _column_of(orgs: OrgDirectory, root: str) -> dict[str, str]:
 
 def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery, scope: Iterable[str] | None,
             now: dt.datetime) -> Cockpit:
+    """Two scans of the tickets: the open ones by org and rule (every open figure), and the
+    period's by week opened, week closed and whether resolved in time (the trend and the SLA)."""
     view = Cockpit()
     where = []
     if scope is not None:
@@ -131,29 +135,28 @@ def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery,
     members: dict[str, str] | None = None
     if q.org:
         members = _column_of(orgs, q.org)
-        where.append(Ticket.org_id.in_(sorted(members)))
+        if orgs.orgs.get(q.org) is None or orgs.orgs[q.org].parent is not None:  # a root is the whole group
+            where.append(Ticket.org_id.in_(sorted(members)))
     area_of = {r.id: r.area for r in pack.risks.values()}
     start, end = _day_start(q.start), _day_start(q.end + dt.timedelta(days=1))
     dialect = engine.dialect.name
-    opened_week, closed_week = _week(Ticket.opened_at, dialect), _week(Ticket.closed_at, dialect)
+
+    def within(column):
+        return and_(column >= start, column < end)
+
+    opened_week = case((within(Ticket.opened_at), _week(Ticket.opened_at, dialect)))
+    closed_week = case((within(Ticket.closed_at), _week(Ticket.closed_at, dialect)))
+    in_time = case((within(Ticket.resolved_at), case((Ticket.resolved_at <= Ticket.due_at, 1), else_=0)))
     overdue = func.sum(case((Ticket.due_at < now, 1), else_=0))
     with Session(engine) as session:
-        active = [*where, Ticket.status.in_(OPEN_STATES)]
-        cells = session.execute(select(Ticket.org_id, Ticket.risk_id, Ticket.severity, func.count(), overdue)
-                                .where(*active).group_by(Ticket.org_id, Ticket.risk_id, Ticket.severity)).all()
-        opened = session.execute(select(opened_week, Ticket.risk_id, func.count())
-                                 .where(*where, Ticket.opened_at >= start, Ticket.opened_at < end)
-                                 .group_by(opened_week, Ticket.risk_id)).all()
-        closed = session.execute(select(closed_week, Ticket.risk_id, func.count())
-                                 .where(*where, Ticket.closed_at >= start, Ticket.closed_at < end)
-                                 .group_by(closed_week, Ticket.risk_id)).all()
-        posts = session.execute(select(Ticket.owner_post, func.count(), overdue).where(*active)
-                                .group_by(Ticket.owner_post)).all()
-        within = func.sum(case((Ticket.resolved_at <= Ticket.due_at, 1), else_=0))
-        resolved, in_time = session.execute(select(func.count(), within).where(
-            *where, Ticket.resolved_at >= start, Ticket.resolved_at < end)).one()
-        rules = session.execute(select(Ticket.rule_id, func.count()).where(*active).group_by(Ticket.rule_id)
-                                .order_by(func.count().desc()).limit(10)).all()
+        open_rows = session.execute(
+            select(Ticket.org_id, Ticket.rule_id, Ticket.risk_id, Ticket.severity, Ticket.owner_post, func.count(), overdue)
+            .where(*where, Ticket.status.in_(OPEN_STATES))
+            .group_by(Ticket.org_id, Ticket.rule_id, Ticket.risk_id, Ticket.severity, Ticket.owner_post)).all()
+        period_rows = session.execute(
+            select(opened_week, closed_week, in_time, Ticket.risk_id, func.count())
+            .where(*where, or_(within(Ticket.opened_at), within(Ticket.closed_at), within(Ticket.resolved_at)))
+            .group_by(opened_week, closed_week, in_time, Ticket.risk_id)).all()
         months = {f"{m.year:04d}-{m.month:02d}" for m in (q.start, q.end)}
         review_query = select(MatterReview.org_id, MatterReview.matter_kind, MatterReview.month, MatterReview.reviewed)\
             .where(MatterReview.month >= min(months), MatterReview.month <= max(months))
@@ -161,13 +164,20 @@ def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery,
             review_query = review_query.where(MatterReview.org_id.in_(sorted(members)))
         reviews = session.execute(review_query).all()
 
-    # heat map: risk rows x subsidiary columns
+    # the open tickets: heat map (risk rows x subsidiary columns), posts, rules
     weight_by_column: dict[str, int] = {}
     raw: list[tuple[str, str, str, int, int]] = []
-    for org, risk, severity, n, late in cells:
+    posts: dict[str, list[int]] = {}
+    rules: dict[str, int] = {}
+    for org, rule, risk, severity, post, n, late in open_rows:
+        late = late or 0
         column = members.get(org, q.org) if members is not None else org or ""
-        raw.append((risk, column, severity, n, late or 0))
+        raw.append((risk, column, severity, n, late))
         weight_by_column[column] = weight_by_column.get(column, 0) + n * SEVERITY_WEIGHT.get(severity, 1)
+        counts = posts.setdefault(post, [0, 0])
+        counts[0] += n
+        counts[1] += late
+        rules[rule] = rules.get(rule, 0) + n
     shown = sorted(weight_by_column, key=lambda c: (-weight_by_column[c], c))
     if len(shown) > MAX_COLUMNS:
         keep = set(shown[:MAX_COLUMNS - 1])
@@ -189,23 +199,26 @@ def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery,
         view.overdue_total += late
         view.by_grade[grade] = view.by_grade.get(grade, 0) + n
     view.top_risks = sorted(view.risk_totals.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-    view.top_rules = [(rule, n) for rule, n in rules]
+    view.top_rules = sorted(rules.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    view.posts = sorted(({"post": post, "open": n, "overdue": late} for post, (n, late) in posts.items()),
+                        key=lambda p: (-p["overdue"], -p["open"], p["post"]))
 
-    # weekly trend per area
+    # the period: weekly trend per area, and the SLA of what was resolved in it
     first = _monday(q.start)
     view.weeks = [first + dt.timedelta(weeks=i) for i in range((_monday(q.end) - first).days // 7 + 1)]
-    for rows, into in ((opened, view.opened), (closed, view.closed)):
-        for week, risk, n in rows:
-            area = area_of.get(risk, "other")
-            by_week = into.setdefault(area, {})
-            day = _as_date(week)
-            by_week[day] = by_week.get(day, 0) + n
+    resolved = in_time_count = 0
+    for opened_at, closed_at, on_time, risk, n in period_rows:
+        area = area_of.get(risk, "other")
+        for week, into in ((opened_at, view.opened), (closed_at, view.closed)):
+            if week is not None:
+                by_week = into.setdefault(area, {})
+                day = _as_date(week)
+                by_week[day] = by_week.get(day, 0) + n
+        if on_time is not None:
+            resolved += n
+            in_time_count += n * on_time
     view.areas = sorted(set(view.opened) | set(view.closed))
-
-    view.posts = sorted(({"post": post, "open": n, "overdue": late or 0} for post, n, late in posts),
-                        key=lambda p: (-p["overdue"], -p["open"], p["post"]))
-    view.sla = {"resolved": resolved or 0, "within": in_time or 0,
-                "share": (in_time or 0) / resolved if resolved else None}
+    view.sla = {"resolved": resolved, "within": in_time_count, "share": in_time_count / resolved if resolved else None}
     per_kind: dict[str, list[int]] = {}
     for rate in rates_of(reviews):
         t = per_kind.setdefault(rate["matter_kind"], [0, 0])

@@ -68,8 +68,10 @@ def xlsx_row(sheet, values: list[Any]) -> list[Any]:
     row = []
     for value in map(_cell, values):
         if isinstance(value, str):
-            value = Cell(sheet, row=1, column=1, value=_CONTROL.sub("\ufffd", value))  # placed by append
-            value.data_type = "s"  # not "f", whatever it starts with
+            value = _CONTROL.sub("\ufffd", value)
+            if value.startswith("="):  # openpyxl reads only these as formulas: a cell of its own, typed text
+                value = Cell(sheet, row=1, column=1, value=value)  # placed by append
+                value.data_type = "s"
         row.append(value)
     return row
 

@@ -20,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, literal_column, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,17 @@ def _int(value: str, default: int, low: int, high: int) -> int:
         return default
 
 
+def search_text():
+    """What a search looks in, lowercased: title, message, the key's ids, the counterparty.
+    Written with literal separators so that PostgreSQL matches it to the trigram
+    index of migration 0009 (``SEARCH_SQL``)."""
+    space = literal_column("' '")
+    return func.lower(Ticket.title.op("||")(space).op("||")(Ticket.message).op("||")(space)
+                      .op("||")(Ticket.dedup_key).op("||")(space)
+                      .op("||")(func.coalesce(Ticket.counterparty_name, literal_column("''"))).op("||")(space)
+                      .op("||")(func.coalesce(Ticket.counterparty_id, literal_column("''"))))
+
+
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -156,10 +167,7 @@ def conditions(pack: RulePack, f: TicketFilter, scope: Iterable[str] | None, now
         where.append(Ticket.opened_at < dt.datetime.combine(f.opened_to + dt.timedelta(days=1), dt.time(),
                                                             dt.timezone.utc))
     if f.q:
-        like = _like(f.q.lower())
-        terms = [func.lower(column).like(like, escape="\\") for column in (
-            Ticket.title, Ticket.dedup_key, Ticket.message, Ticket.counterparty_name, Ticket.counterparty_id)]
-        terms.append(Ticket.alert_id == f.q)
+        terms = [search_text().like(_like(f.q.lower()), escape="\\"), Ticket.alert_id == f.q]
         if f.q.isdigit() and int(f.q) < 2**63:
             terms.append(Ticket.id == int(f.q))
         where.append(or_(*terms))
