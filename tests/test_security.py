@@ -23,6 +23,7 @@ from monitor.cases.auth import UserStore
 from monitor.cli import main
 from monitor.web.serve import MAX_BODY_BYTES, MAX_TEXT, create_app
 from tests.test_serve import NOW, auth, login, served  # noqa: F401 - the fixture
+from tests.test_serve import XSS as XSS_PAYLOAD
 
 # --- sessions and login ---------------------------------------------------------------------
 
@@ -279,3 +280,69 @@ def test_the_command_line_too_finds_no_ticket_beyond_the_database(tmp_path):
     for command in (["tickets", "show", "99999999999999999999"], ["tickets", "comment", "0", "x", "--as", "a"]):
         result = CliRunner().invoke(main, [*command, "--db", db])
         assert result.exit_code == 1 and "no ticket" in result.output, (command, result.output)
+
+
+# --- the cockpit, the inbox and its bulk actions, exports: every route the same checks ---------------------
+
+PAGES = ["/", "/inbox", "/inbox?grade=red&q=x", "/exports/tickets.csv", "/exports/tickets.xlsx?status=all"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_needs_a_login(served, path):
+    app, _, _, _ = served
+    r = TestClient(app).get(path, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+
+
+def test_bulk_actions_need_a_login_a_token_and_a_role_that_may_act(served):
+    app, store, _, ids = served
+    anonymous = TestClient(app)
+    r = anonymous.post("/tickets/bulk", data={"ids": [ids["FIN-01"]], "action": "acknowledge", "csrf": "x"},
+                       follow_redirects=False)
+    assert r.status_code in (303, 403) and store.get(ids["FIN-01"])["status"] == "open"
+    officer = TestClient(app)
+    login(officer, "zhao.lei", "procure-pass-1")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', officer.get("/inbox").text).group(1)
+    assert officer.post("/tickets/bulk", data={"ids": [ids["FIN-01"]], "action": "acknowledge"}).status_code == 403
+    r = officer.post("/tickets/bulk", data={"ids": [ids["FIN-01"], ids["CON-01"]], "action": "acknowledge", "csrf": csrf})
+    assert "已处理 0 条，2 条未处理" in r.text  # another department's, and one his role may not work
+    assert {store.get(i)["status"] for i in ids.values()} == {"open"}
+    assert officer.post("/tickets/bulk", data={"ids": ["1; drop table tickets"], "action": "acknowledge",
+                                               "csrf": csrf}).status_code == 422
+    assert officer.post("/tickets/bulk", data={"ids": [ids["FIN-01"]], "action": "close", "csrf": csrf}).status_code == 422
+
+
+def test_an_officer_sees_only_her_departments_in_the_cockpit_inbox_and_exports(served):
+    app, _, _, ids = served
+    client = TestClient(app)
+    login(client, "zhao.lei", "procure-pass-1")  # 采购管理部: neither ticket is his department's
+    assert 'id="tile-open"><span class="big">0<' in client.get("/").text
+    assert 'id="total">(0)' in client.get("/inbox", params={"status": "all"}).text
+    assert client.get("/exports/tickets.csv", params={"status": "all"}).content.decode("utf-8-sig").count("\n") == 1
+    assert client.get("/inbox", params={"q": "FK1", "status": "all"}).text.count('href="/tickets/') == 0
+
+
+def test_what_the_data_says_is_escaped_on_every_new_page(served):
+    app, store, _, ids = served
+    from sqlalchemy import update
+
+    from monitor.cases.tickets import Ticket
+
+    with store.engine.begin() as conn:  # the XSS payload wherever a page shows ticket text
+        conn.execute(update(Ticket).values(counterparty_name=XSS_PAYLOAD, counterparty_id=XSS_PAYLOAD,
+                                           assignee=XSS_PAYLOAD, org_id=XSS_PAYLOAD))
+    client = TestClient(app)
+    login(client, "head", "head-pass-123")
+    for path in ("/", "/inbox", f"/inbox?q={XSS_PAYLOAD}", f"/inbox?org={XSS_PAYLOAD}", f"/tickets/{ids['FIN-01']}",
+                 f"/tickets/{ids['CON-01']}"):
+        html = client.get(path).text
+        assert "<script>document.title" not in html and "<img src=x onerror" not in html, path
+        assert "&lt;script&gt;" in html or "%3Cscript%3E" in html, path
+
+
+def test_the_cockpit_and_inbox_answer_in_chinese_and_english(served):
+    app, _, _, _ = served
+    client = TestClient(app)
+    login(client, "head", "head-pass-123")
+    assert "驾驶舱" in client.get("/").text and "Cockpit" in client.get("/?lang=en").text
+    assert "Overdue only" in client.get("/inbox").text  # the language chosen stays with the session
