@@ -18,7 +18,9 @@ def app(tmp_path, default_pack):
     store = SqlTicketStore(f"sqlite:///{tmp_path / 't.db'}")
     make_tickets(store, default_pack)
     UserStore(store.engine).add("head", "head-pass-123", "head", [])
-    return create_app(store, default_pack, "s", lambda: NOW, orgs=load_orgs(default_rules_dir())[0])
+    store.record_pack(default_pack, NOW)
+    return create_app(store, default_pack, "s", lambda: NOW, orgs=load_orgs(default_rules_dir())[0],
+                      rules_dir=default_rules_dir())
 
 
 def serious(page) -> list[str]:
@@ -30,16 +32,20 @@ def serious(page) -> list[str]:
 
 
 def test_no_page_has_a_serious_accessibility_violation(app):
-    from tests.test_serve import browser_login, in_browser
+    from tests.test_serve import SHOTS, browser_login, in_browser
 
     with in_browser(app) as (page, base):
         page.goto(f"{base}/login")
         found = {"/login": serious(page)}
         browser_login(page, base, "head", "head-pass-123")
-        for path in ("/", "/inbox", "/inbox?grade=red&status=all", "/tickets/1", "/tickets/999999", "/?lang=en",
-                     "/inbox?lang=en", "/tickets/1?lang=en"):
+        for path in ("/", "/inbox", "/inbox?grade=red&status=all", "/tickets/1", "/tickets/999999", "/lists/risks",
+                     "/lists/duties", "/lists/controls", "/rules", "/rules/fin_payment_over_contract", "/violations",
+                     "/cases", "/?lang=en", "/inbox?lang=en", "/tickets/1?lang=en", "/lists/risks?lang=en"):
             page.goto(f"{base}{path}")
             found[path] = serious(page)
+            if path in ("/lists/risks", "/rules/fin_payment_over_contract"):
+                SHOTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(SHOTS / f"{path.strip('/').replace('/', '-')}.png"), full_page=True)
     assert {path: v for path, v in found.items() if v} == {}
 
 

@@ -54,6 +54,8 @@ class TicketFilter:
     assignee: str = ""
     rule: str = ""
     source: str = ""  # rule | detector | control
+    outcome: str = ""  # confirmed_violation: the violation record
+    typical: bool = False  # the typical cases
     overdue: bool = False
     opened_from: dt.date | None = None
     opened_to: dt.date | None = None
@@ -74,7 +76,8 @@ class TicketFilter:
         text = {f.name: str(query.get(f.name, "")).strip()[:200] for f in fields(cls)}
         return cls(status=text["status"] if "status" in query else "active", risk=text["risk"], area=text["area"], org=text["org"],
                    severity=text["severity"], grade=text["grade"], post=text["post"], department=text["department"],
-                   assignee=text["assignee"], rule=text["rule"], source=text["source"],
+                   assignee=text["assignee"], rule=text["rule"], source=text["source"], outcome=text["outcome"],
+                   typical=text["typical"] in ("1", "true", "on", "yes"),
                    overdue=text["overdue"] in ("1", "true", "on", "yes"), opened_from=_date(text["opened_from"]),
                    opened_to=_date(text["opened_to"]), q=text["q"],
                    sort=text["sort"] if text["sort"] in SORTS else "newest", page=_int(text["page"], 1, 1, 10**6),
@@ -149,7 +152,7 @@ def conditions(pack: RulePack, f: TicketFilter, scope: Iterable[str] | None, now
         where.append(Ticket.org_id.in_(sorted(orgs.subtree(f.org))) if orgs is not None else Ticket.org_id == f.org)
     for column, value in ((Ticket.risk_id, f.risk), (Ticket.severity, f.severity),
                           (Ticket.owner_post, f.post), (Ticket.owner_department, f.department),
-                          (Ticket.assignee, f.assignee), (Ticket.rule_id, f.rule)):
+                          (Ticket.assignee, f.assignee), (Ticket.rule_id, f.rule), (Ticket.outcome, f.outcome)):
         if value:
             where.append(column == value)
     if f.area:
@@ -159,6 +162,8 @@ def conditions(pack: RulePack, f: TicketFilter, scope: Iterable[str] | None, now
     if f.source:
         kinds = {"rule": pack.rules, "detector": pack.detectors, "control": pack.controls}
         where.append(Ticket.rule_id.in_([r.id for r in kinds.get(f.source, [])] or [""]))
+    if f.typical:
+        where.append(Ticket.typical_case.is_(True))
     if f.overdue:
         where.append(and_(Ticket.status.in_(OPEN_STATES), Ticket.due_at < now))
     if f.opened_from:

@@ -59,9 +59,10 @@ def serve(db, rules, host, port, metrics_port, notify_path, secure_cookies, forw
         secure_cookies = os.environ.get("RISKWATCH_SECURE_COOKIES", "").lower() in ("1", "true", "yes")
     from monitor.packs.rulefiles import default_rules_dir, load_orgs
 
-    orgs, _ = load_orgs(rules or default_rules_dir())  # its problems stopped the pack's load already
+    rules_dir = rules or default_rules_dir()
+    orgs, _ = load_orgs(rules_dir)  # its problems stopped the pack's load already
     app = create_app(store, pack, os.environ.get("RISKWATCH_SESSION_SECRET"), metrics=metrics,
-                     secure_cookies=secure_cookies, orgs=orgs)
+                     secure_cookies=secure_cookies, orgs=orgs, rules_dir=rules_dir)
     console.print(f"riskwatch serve: http://{host}:{port}/  (API description: /api/openapi.json, with a token)")
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=bool(forwarded_allow_ips),
                 forwarded_allow_ips=forwarded_allow_ips or "")

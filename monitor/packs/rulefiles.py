@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import io
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from monitor.core.pack import compile_pack
 from monitor.core.rules import CounterpartyList, Document, Problem, RulePack
 from monitor.packs.orgs import ORGS_FILE, OrgDirectory, check_orgs
 
-__all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_orgs", "load_pack"]
+__all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_orgs", "load_pack", "rule_sources"]
 
 SPECIAL_FILES = ("risk_list.yaml", "duties.yaml", "params.yaml", "detectors.yaml", "review_controls.yaml", "orgs.yaml")
 # What one rules file may cost to read: the default pack's largest file is
@@ -307,6 +308,36 @@ def load_orgs(rules_dir: Path | str) -> tuple[OrgDirectory, list[Problem]]:
         return OrgDirectory(), problems
     orgs, more = check_orgs(doc)
     return orgs, problems + more
+
+
+_ENTRY = re.compile(r"^(\s*)- (rule|detector|control): *([A-Za-z0-9_.-]+)")
+
+
+def rule_sources(rules_dir: Path | str) -> dict[str, tuple[str, int, str]]:
+    """Each rule, detector and control as its analyst wrote it: id -> (file, first line, text),
+    the text being its entry with the comment lines just above it (its tests included).
+
+    >>> file, line, text = rule_sources(default_rules_dir())["fin_payment_without_contract"]
+    >>> file, text.splitlines()[1]
+    ('finance.yaml', '- rule: fin_payment_without_contract')
+    """
+    root = Path(rules_dir)
+    out: dict[str, tuple[str, int, str]] = {}
+    for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue  # lint says why
+        starts = [(n, m.group(1), m.group(3)) for n, line in enumerate(lines) if (m := _ENTRY.match(line))]
+        for i, (n, indent, entry_id) in enumerate(starts):
+            begin = n
+            while begin > 0 and lines[begin - 1].lstrip().startswith("#"):
+                begin -= 1
+            end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
+            while end > n + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+                end -= 1  # the next entry's comment is its own
+            out[entry_id] = (path.relative_to(root).as_posix(), n + 1, "\n".join(lines[begin:end]))
+    return out
 
 
 def load_pack(rules_dir: Path | str, today: dt.date | None = None) -> RulePack:

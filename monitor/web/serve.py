@@ -24,7 +24,7 @@ an officer sees and works the tickets of their departments only.
     app = create_app(store, pack, orgs=load_orgs(rules_dir)[0])     # uvicorn.run(app, ...)
 
 The app factory only mounts: each page is a router in ``monitor/web/pages/``
-(login, cockpit, inbox, ticket), the API is ``monitor/web/api.py``, downloads
+(login, cockpit, inbox, ticket, lists, rules, records), the API is ``monitor/web/api.py``, downloads
 ``monitor/web/exports.py``, and who may see what is ``monitor/web/site.py``.
 """
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -44,7 +45,7 @@ from monitor.cases.tickets import SqlTicketStore
 from monitor.core.rules import RulePack
 from monitor.packs.orgs import OrgDirectory
 from monitor.web import api
-from monitor.web.pages import cockpit, inbox, login, ticket
+from monitor.web.pages import cockpit, inbox, lists, login, records, rules, ticket
 from monitor.web.i18n import MESSAGES, pick_lang
 from monitor.web.site import MAX_TEXT, SECURITY_HEADERS, Site
 
@@ -98,10 +99,10 @@ class BodyLimit:
 
 def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None = None,
                clock=lambda: dt.datetime.now(dt.timezone.utc), metrics=None, secure_cookies: bool = False,
-               orgs: OrgDirectory | None = None) -> FastAPI:
+               orgs: OrgDirectory | None = None, rules_dir: Path | None = None) -> FastAPI:
     app = FastAPI(title="riskwatch", description="Disposal tickets of the compliance risk monitor.", version="0.1.0",
                   docs_url=None, redoc_url=None, openapi_url=None)  # the description is behind a token: /api/openapi.json
-    app.state.site = web = Site(store, pack, clock, metrics, secure_cookies, orgs)
+    app.state.site = web = Site(store, pack, clock, metrics, secure_cookies, orgs, rules_dir)
     app.add_middleware(SessionMiddleware, secret_key=session_secret or secrets.token_urlsafe(32),
                        same_site="strict", https_only=secure_cookies, max_age=SESSION_HOURS * 3600)
     app.add_middleware(BodyLimit)
@@ -125,6 +126,6 @@ def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None
                           status=exc.status_code, message=MESSAGES[lang][key],
                           detail=exc.detail if key == "conflict" else None)
 
-    for module in (api, login, cockpit, inbox, ticket):
+    for module in (api, login, cockpit, inbox, ticket, lists, rules, records):
         app.include_router(module.router)
     return app

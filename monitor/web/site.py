@@ -79,9 +79,10 @@ class Site:
     """The web app's shared parts (one per app, on ``app.state.site``)."""
 
     def __init__(self, store: SqlTicketStore, pack: RulePack, clock: Callable[[], dt.datetime], metrics=None,
-                 secure_cookies: bool = False, orgs: OrgDirectory | None = None):
+                 secure_cookies: bool = False, orgs: OrgDirectory | None = None, rules_dir: Path | None = None):
         self.store, self.pack, self.clock, self.metrics = store, pack, clock, metrics
         self.orgs = orgs or OrgDirectory()
+        self.rules_dir = rules_dir  # the folder the pack was read from: the rules pages show its text
         self.users = UserStore(store.engine)
         self.failed_users, self.failed_addresses = Failures(LOGIN_LIMIT), Failures(ADDRESS_LIMIT)
         self.headers = dict(SECURITY_HEADERS)
