@@ -17,7 +17,7 @@ SERIOUS = ("serious", "critical")
 def app(tmp_path, default_pack):
     store = SqlTicketStore(f"sqlite:///{tmp_path / 't.db'}")
     make_tickets(store, default_pack)
-    UserStore(store.engine).add("head", "head-pass-123", "head", [])
+    UserStore(store.engine).add("head", "head-pass-123", "admin", [])  # an admin sees every page
     store.record_pack(default_pack, NOW)
     return create_app(store, default_pack, "s", lambda: NOW, orgs=load_orgs(default_rules_dir())[0],
                       rules_dir=default_rules_dir())
@@ -40,7 +40,7 @@ def test_no_page_has_a_serious_accessibility_violation(app):
         browser_login(page, base, "head", "head-pass-123")
         for path in ("/", "/inbox", "/inbox?grade=red&status=all", "/tickets/1", "/tickets/999999", "/lists/risks",
                      "/lists/duties", "/lists/controls", "/rules", "/rules/fin_payment_over_contract", "/violations",
-                     "/cases", "/?lang=en", "/inbox?lang=en", "/tickets/1?lang=en", "/lists/risks?lang=en"):
+                     "/cases", "/admin", "/?lang=en", "/inbox?lang=en", "/tickets/1?lang=en", "/lists/risks?lang=en"):
             page.goto(f"{base}{path}")
             found[path] = serious(page)
             if path in ("/lists/risks", "/rules/fin_payment_over_contract"):

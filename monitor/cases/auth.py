@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import JSON, DateTime, ForeignKey, String, delete, select, update
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from monitor.cases.tickets import Base
@@ -79,6 +79,17 @@ class TokenRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AdminAuditRow(Base):
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[dict | None] = mapped_column(JSON)
 
 
 class SessionRow(Base):
@@ -194,6 +205,54 @@ class UserStore:
             count = session.execute(query.values(revoked_at=_now())).rowcount
             session.commit()
         return count
+
+    # --- administration (the web's admin pages; each change in the audit trail) ----------------
+    def users(self) -> list[dict]:
+        """Every user with their live tokens' count, by name."""
+        now = _now()
+        with Session(self.engine) as session:
+            live = dict(session.execute(select(TokenRow.username, func.count()).where(
+                TokenRow.revoked_at.is_(None), TokenRow.expires_at > now).group_by(TokenRow.username)).all())
+            return [{"username": r.username, "display_name": r.display_name, "role": r.role,
+                     "departments": list(r.departments), "created_at": _utc(r.created_at), "tokens": live.get(r.username, 0)}
+                    for r in session.scalars(select(UserRow).order_by(UserRow.username))]
+
+    def update(self, username: str, role: str, departments: list[str], display_name: str | None) -> User:
+        """Change a user's role, departments or name; their password and sessions stay (each
+        request reads the user anew, so the change holds from their next click)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with Session(self.engine) as session:
+            row = session.get(UserRow, username)
+            if row is None:
+                raise ValueError(f"no user {username}")
+            row.role, row.departments, row.display_name = role, list(departments), display_name
+            session.commit()
+        return User(username, role, tuple(departments), display_name)
+
+    def set_password(self, username: str, password: str) -> None:
+        """A new password (at least 10 characters); every session of the user ends."""
+        if len(password) < 10:
+            raise ValueError("a password needs at least 10 characters")
+        with Session(self.engine) as session:
+            row = session.get(UserRow, username)
+            if row is None:
+                raise ValueError(f"no user {username}")
+            row.password_hash = _hasher.hash(password)
+            session.execute(delete(SessionRow).where(SessionRow.username == username))
+            session.commit()
+
+    def record(self, actor: str, action: str, target: str, detail: dict | None = None) -> None:
+        with Session(self.engine) as session:
+            session.add(AdminAuditRow(at=_now(), actor=actor, action=action, target=target, detail=detail))
+            session.commit()
+
+    def admin_audit(self, limit: int = 200) -> list[dict]:
+        """The newest administration changes first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(AdminAuditRow).order_by(AdminAuditRow.id.desc()).limit(limit))
+            return [{"at": _utc(r.at), "actor": r.actor, "action": r.action, "target": r.target, "detail": r.detail or {}}
+                    for r in rows]
 
     # --- web sessions ---------------------------------------------------------------------
     def open_session(self, username: str, hours: float = SESSION_HOURS) -> str:

@@ -24,7 +24,7 @@ an officer sees and works the tickets of their departments only.
     app = create_app(store, pack, orgs=load_orgs(rules_dir)[0])     # uvicorn.run(app, ...)
 
 The app factory only mounts: each page is a router in ``monitor/web/pages/``
-(login, cockpit, inbox, ticket, lists, rules, records), the API is ``monitor/web/api.py``, downloads
+(login, cockpit, inbox, ticket, lists, rules, records, admin), the API is ``monitor/web/api.py``, downloads
 ``monitor/web/exports.py``, and who may see what is ``monitor/web/site.py``.
 """
 
@@ -45,7 +45,7 @@ from monitor.cases.tickets import SqlTicketStore
 from monitor.core.rules import RulePack
 from monitor.packs.orgs import OrgDirectory
 from monitor.web import api
-from monitor.web.pages import cockpit, inbox, lists, login, records, rules, ticket
+from monitor.web.pages import admin, cockpit, inbox, lists, login, records, rules, ticket
 from monitor.web.i18n import MESSAGES, pick_lang
 from monitor.web.site import MAX_TEXT, SECURITY_HEADERS, Site
 
@@ -126,6 +126,6 @@ def create_app(store: SqlTicketStore, pack: RulePack, session_secret: str | None
                           status=exc.status_code, message=MESSAGES[lang][key],
                           detail=exc.detail if key == "conflict" else None)
 
-    for module in (api, login, cockpit, inbox, ticket, lists, rules, records):
+    for module in (api, login, cockpit, inbox, ticket, lists, rules, records, admin):
         app.include_router(module.router)
     return app
