@@ -86,3 +86,15 @@ def test_these_pages_speak_chinese_and_english(web, path):
     assert web.get(path, params={"lang": "en"}).status_code == 200
     anonymous = TestClient(web.app)
     assert anonymous.get(path, follow_redirects=False).headers["location"] == "/login"
+
+
+def test_a_closed_ticket_is_marked_a_typical_case_from_its_page(web, tickets, default_pack):  # noqa: F811
+    ticket = found(tickets, default_pack, risk="FIN-01", per_page=1)[1][0]["id"]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get(f"/tickets/{ticket}").text).group(1)
+    assert 'id="typical-form"' not in web.get(f"/tickets/{ticket}").text  # only once closed
+    for to, extra in (("resolved", {"outcome": "remediated"}), ("closed", {})):
+        web.post(f"/tickets/{ticket}/move", data={"to": to, "csrf": csrf, **extra})
+    page = web.post(f"/tickets/{ticket}/typical", data={"summary": "化整为零的典型手法", "csrf": csrf}).text
+    assert 'id="typical"' in page and "化整为零的典型手法" in page and "列为典型案例" in page
+    assert 'id="total">(1)' in web.get("/cases").text
+    assert web.post(f"/tickets/{ticket}/typical", data={"summary": "x", "csrf": "forged"}).status_code == 403

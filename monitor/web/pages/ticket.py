@@ -78,3 +78,14 @@ def comment_form(request: Request, ticket_id: TicketId, text: str = Form(..., ma
     web.workable(user, ticket_id)
     web.act(web.store.comment, ticket_id, user.username, text, web.clock())
     return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+
+
+@router.post("/tickets/{ticket_id}/typical")
+def typical_form(request: Request, ticket_id: TicketId, summary: str = Form(..., max_length=MAX_TEXT),
+                 csrf: str = Form(""), web: Site = Depends(site)):
+    """A closed ticket becomes a typical case (典型案例) with its summary."""
+    user = web.require(request)
+    web.check_csrf(request, csrf)
+    web.workable(user, ticket_id)
+    web.act(web.store.mark_typical, ticket_id, user.username, summary, web.clock())
+    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
