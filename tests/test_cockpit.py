@@ -44,6 +44,8 @@ def test_closing_and_overdue_show_in_the_trend_sla_and_posts(tickets, default_pa
     later = NOW + dt.timedelta(days=30)  # every open ticket is past due then
     view = cockpit(tickets.engine, default_pack, ORGS, PERIOD, None, later)
     assert view.closed["contract"][dt.date(2026, 11, 23)] == 3
+    assert found(tickets, default_pack, status="closed", closed_from="2026-11-23", closed_to="2026-11-29")[0] == 3
+    assert found(tickets, default_pack, status="closed", closed_from="2026-11-30")[0] == 0  # what the bar links to
     assert view.sla == {"resolved": 3, "within": 3, "share": 1.0}
     assert view.open_total == 87 and view.overdue_total == 87
     assert {p["post"]: p["overdue"] for p in view.posts}["legal_compliance_officer"] == 17

@@ -59,6 +59,8 @@ class TicketFilter:
     overdue: bool = False
     opened_from: dt.date | None = None
     opened_to: dt.date | None = None
+    closed_from: dt.date | None = None  # closed (销号) in these days
+    closed_to: dt.date | None = None
     q: str = ""
     sort: str = "newest"
     page: int = 1
@@ -79,7 +81,8 @@ class TicketFilter:
                    assignee=text["assignee"], rule=text["rule"], source=text["source"], outcome=text["outcome"],
                    typical=text["typical"] in ("1", "true", "on", "yes"),
                    overdue=text["overdue"] in ("1", "true", "on", "yes"), opened_from=_date(text["opened_from"]),
-                   opened_to=_date(text["opened_to"]), q=text["q"],
+                   opened_to=_date(text["opened_to"]), closed_from=_date(text["closed_from"]),
+                   closed_to=_date(text["closed_to"]), q=text["q"],
                    sort=text["sort"] if text["sort"] in SORTS else "newest", page=_int(text["page"], 1, 1, 10**6),
                    per_page=_int(text["per_page"], PER_PAGE, 1, MAX_PER_PAGE))
 
@@ -166,11 +169,12 @@ def conditions(pack: RulePack, f: TicketFilter, scope: Iterable[str] | None, now
         where.append(Ticket.typical_case.is_(True))
     if f.overdue:
         where.append(and_(Ticket.status.in_(OPEN_STATES), Ticket.due_at < now))
-    if f.opened_from:
-        where.append(Ticket.opened_at >= dt.datetime.combine(f.opened_from, dt.time(), dt.timezone.utc))
-    if f.opened_to:
-        where.append(Ticket.opened_at < dt.datetime.combine(f.opened_to + dt.timedelta(days=1), dt.time(),
-                                                            dt.timezone.utc))
+    for column, first, last in ((Ticket.opened_at, f.opened_from, f.opened_to),
+                                (Ticket.closed_at, f.closed_from, f.closed_to)):
+        if first:
+            where.append(column >= dt.datetime.combine(first, dt.time(), dt.timezone.utc))
+        if last:
+            where.append(column < dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.timezone.utc))
     if f.q:
         terms = [search_text().like(_like(f.q.lower()), escape="\\"), Ticket.alert_id == f.q]
         if f.q.isdigit() and int(f.q) < 2**63:
