@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pytest
@@ -224,3 +225,47 @@ def test_having_scope_knows_aggregates_and_key_fields_only():
 ])
 def test_required_minimum_reads_top_level_count_bounds(source, least):
     assert required_minimum(source) == least
+
+
+# --- screened(): names against a list's names ----------------------------------------------
+
+SANCTIONED = CounterpartyList("sanctions", {
+    "S-LIST": [(dt.datetime(2026, 1, 1, tzinfo=CST).timestamp(), dt.datetime(2026, 6, 1, tzinfo=CST).timestamp())],
+}, [{"counterparty_id": "S-LIST", "counterparty_name": "临江建材有限公司"}])
+NAMES = Scope.for_events(params={"limit": LIMIT}, lists={"sanctions": SANCTIONED})
+
+
+def test_screened_matches_names_while_the_entry_is_listed():
+    expr = compile_expr("screened(counterparty_name, lists.sanctions, 90)", NAMES)
+    events = [make_event(0, counterparty_name="臨江建材有限公司"),  # traditional characters, listed then
+              make_event(1, counterparty_name="临江建材有限公司", occurred_at="2026-07-01T10:00:00+08:00"),  # delisted
+              make_event(2, counterparty_name="临江建设工程有限公司"), make_event(3)]  # another company; no name
+    batch = EventBatch(events)
+    assert np.flatnonzero(expr.fn(batch, batch.all_rows)).tolist() == [0]
+    assert expr.screens == (("counterparty_name", "sanctions", 90.0),)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("screened(counterparty_name, lists.sanctions)", "screened() takes 3 arguments"),
+    ("screened(amount, lists.sanctions, 90)", "screened() needs a str name, got num"),
+    ("screened(counterparty_name, ('a', 'b'), 90)", "screened() screens against a list: lists.NAME"),
+    ("screened(counterparty_name, lists.nothing, 90)", "unknown list 'lists.nothing' (known: sanctions)"),
+    ("screened(counterparty_name, lists.sanctions, 101)", "constant threshold between 50 and 100"),
+    ("screened(counterparty_name, lists.sanctions, limit)", "constant threshold between 50 and 100"),  # per-org
+])
+def test_screened_says_what_is_wrong(source, message):
+    with pytest.raises(ExprError, match=re.escape(message)):
+        compile_expr(source, NAMES)
+
+
+def test_an_alert_says_which_entry_a_name_matched_and_why(default_pack):
+    from monitor.core.alerts import AlertBook
+    from monitor.core.scorer import Scorer
+    from monitor.core.state import ScorerState
+
+    event = make_event(0, type="payment", amount=10_000, counterparty_id="SUP-09999",
+                       counterparty_name="NORTHWIND DUAL USE TRADING L.L.C.", attributes={"contract_id": "HT-1"})
+    pack = default_pack.only({"gov_sanctioned_counterparty"})
+    (alert,) = AlertBook(pack).merge(Scorer(pack).score(EventBatch([event]), ScorerState()))
+    assert alert.message.endswith("name match: Northwind Dual-Use Trading LLC (sanctions SUP-S001, 100/100: "
+                                  "'northwind dual use trading' vs 'northwind dual use trading')")

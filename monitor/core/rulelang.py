@@ -27,6 +27,7 @@ import ast
 import difflib
 import math
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
@@ -139,6 +140,7 @@ class Expr:
     fields: frozenset[str]  # event (or key) fields read
     aggregates: frozenset[tuple[str, str | None]]  # (function, field) pairs in a having
     constant: Any = None  # set when the whole expression is a constant
+    screens: tuple[tuple[str | None, str, float], ...] = ()  # screened(field, lists.NAME, threshold) calls
 
 
 def compile_expr(source: str, scope: Scope, want: str | None = BOOL) -> Expr:
@@ -166,7 +168,8 @@ def compile_expr(source: str, scope: Scope, want: str | None = BOOL) -> Expr:
         raise ExprError("expression is too deeply nested") from None
     if want is not None and node.type != want:
         raise ExprError(f"expression must be {want}, got {node.type}")
-    return Expr(source, node.type, node.fn, frozenset(checker.fields), frozenset(checker.aggs), node.const)
+    return Expr(source, node.type, node.fn, frozenset(checker.fields), frozenset(checker.aggs), node.const,
+                tuple(checker.screens))
 
 
 # --- compilation -----------------------------------------------------------
@@ -213,6 +216,7 @@ class _Compiler:
         self.source, self.scope = source, scope
         self.fields: set[str] = set()
         self.aggs: set[tuple[str, str | None]] = set()
+        self.screens: list[tuple[str | None, str, float]] = []  # (name field, list, threshold) of screened()
         self._line_starts = [0]
         for i, ch in enumerate(source):
             if ch == "\n":
@@ -500,6 +504,8 @@ class _Compiler:
             raise self.error(node, f"{name}() takes no keyword arguments")
         if self.scope.aggregates and name in AGGREGATES:
             return self._aggregate(node, name)
+        if name == "screened":
+            return self._screened(node)
         if name in TIME_HELPERS:
             if len(node.args) != 1:
                 raise self.error(node, f"{name}() takes 1 argument(s), got {len(node.args)}")
@@ -526,6 +532,41 @@ class _Compiler:
         def fn(cols, rows, impl=helper.impl, fns=fns, kinds=kinds):
             return impl(*[f(cols, rows) for f in fns], kinds=kinds)
         return _Node(helper.returns, fn, cost=2 + sum(a.cost for a in args))
+
+    def _screened(self, node: ast.Call) -> _Node:
+        """``screened(counterparty_name, lists.sanctions, name_match_threshold)``: the name
+        matches a list entry's counterparty_name (normalised, across scripts, scored by
+        ``monitor.core.names``) at the threshold or above, and that entry is listed at the
+        event's time."""
+        if len(node.args) != 3:
+            raise self.error(node, f"screened() takes 3 arguments (name, lists.NAME, threshold), got {len(node.args)}")
+        name_ast, list_ast, threshold_ast = node.args
+        value = self.visit(name_ast)
+        if value.type != STR:
+            raise self.error(name_ast, f"screened() needs a str name, got {value.type}")
+        if not (isinstance(list_ast, ast.Attribute) and isinstance(list_ast.value, ast.Name)
+                and list_ast.value.id == "lists"):
+            raise self.error(list_ast, "screened() screens against a list: lists.NAME")
+        if list_ast.attr not in self.scope.lists:
+            known = ", ".join(sorted(self.scope.lists)) or "none"
+            raise self.error(list_ast, f"unknown list 'lists.{list_ast.attr}' (known: {known})")
+        threshold = self.visit(threshold_ast)
+        if threshold.type != NUM or not threshold.is_const or not 50 <= float(threshold.const) <= 100:
+            raise self.error(threshold_ast, "screened() needs a constant threshold between 50 and 100 (a score out of 100)")
+        lst, cut = self.scope.lists[list_ast.attr], float(threshold.const)
+        self.fields.add("occurred_at")
+        self.screens.append((value.path, list_ast.attr, cut))
+
+        def fn(cols, rows, lf=value.fn, lst=lst, cut=cut):
+            names = lf(cols, rows).tolist()
+            out = np.zeros(len(rows), bool)
+            times = None
+            for i, found in enumerate(map(lst.screen, names, repeat(cut))):
+                if found is not None:
+                    times = cols.column("occurred_at", rows) if times is None else times
+                    out[i] = lst.contains(found[0], times[i])
+            return out
+        return _Node(BOOL, fn, cost=value.cost + 4)
 
     def _aggregate(self, node: ast.Call, name: str) -> _Node:
         takes_field = AGGREGATES[name]

@@ -302,6 +302,10 @@ def convert(doc: Document, base: tuple, data: Any, model: type, rule: str | None
 
 # --- lists -------------------------------------------------------------------
 
+_UNSEEN = object()
+SCREEN_MEMO = 200_000  # distinct names remembered per list
+
+
 @dataclass
 class CounterpartyList:
     """A CSV list: counterparty_id -> validity spans in epoch seconds."""
@@ -318,6 +322,35 @@ class CounterpartyList:
         if not spans:
             return False
         return any(start <= at < end for start, end in spans)
+
+    def screen(self, name: Any, threshold: float) -> tuple[str, Any] | None:
+        """The entry whose ``counterparty_name`` the name matches best at ``threshold``
+        or above, as (its counterparty_id, the ``monitor.core.names.Match``), or None.
+        The names are indexed when first screened; each distinct name is screened once
+        (remembered for the next batches, up to ``SCREEN_MEMO`` names).
+
+        >>> lst = CounterpartyList("s", {"S1": [(0.0, 9e9)]}, [{"counterparty_id": "S1",
+        ...                            "counterparty_name": "Northwind Dual-Use Trading LLC"}])
+        >>> lst.screen("NORTHWIND DUAL USE TRADING L.L.C.", 90)[0], lst.screen("Southwind Bakery", 90)
+        ('S1', None)
+        """
+        if not isinstance(name, str) or not name.strip():
+            return None
+        memo = self.__dict__.setdefault("_screened", {})
+        found = memo.get((name, threshold), _UNSEEN)
+        if found is _UNSEEN:
+            index = self.__dict__.get("_name_index")
+            if index is None:
+                from monitor.core.names import NameIndex
+
+                named = [r for r in self.rows if (r.get("counterparty_name") or "").strip()]
+                index = self.__dict__["_name_index"] = (NameIndex(r["counterparty_name"] for r in named), named)
+            match = index[0].best(name, threshold)
+            found = None if match is None else (index[1][match.position]["counterparty_id"], match)
+            if len(memo) >= SCREEN_MEMO:
+                memo.clear()
+            memo[(name, threshold)] = found
+        return found
 
 
 # --- compiled rules ------------------------------------------------------------
@@ -548,6 +581,8 @@ def compile_rule(
                              org_field="org_id" if "org_id" in key else None)
         extra["having"] = expr(("total", "having"), spec.total.having, having_scope)
         message_fields |= {"total", "reference", "count"}
+    if when is not None and when.screens and kind == "event":
+        message_fields |= {"screened"}  # the entry matched, its score and why
     template, err = _compile_template(spec.message, message_fields)
     if err:
         problem(("message",), err)

@@ -204,10 +204,21 @@ class Scorer:
         times = batch.column("occurred_at", selected)
         for row, t in zip(selected.tolist(), times.tolist()):
             key = tuple(batch.value(p, row) for p in rule.key)
-            values = {f: batch.value(f, row) for f in rule.message.fields}
+            values = {f: batch.value(f, row) for f in rule.message.fields if f != "screened"}
             values["org_id"] = batch.events[row].org_id
+            if rule.when.screens:
+                values["screened"] = self._screening(rule, batch, row)
             out.append(Finding(rule.id, key, [batch.events[row].event_id], t, t, values))
         return out
+
+    def _screening(self, rule: CompiledRule, batch: EventBatch, row: int) -> str | None:
+        """Which list entry a screened() name matched, its score and why (from the list's memo)."""
+        for path, list_name, threshold in rule.when.screens:
+            found = self.pack.lists[list_name].screen(batch.value(path, row), threshold) if path else None
+            if found is not None:
+                _entry_id, match = found
+                return f"{match.entry} ({list_name} {_entry_id}, {match.score:.0f}/100: {match.why})"
+        return None
 
     # windows -----------------------------------------------------------------
     def _without_missing_numbers(self, rule, batch, selected):
