@@ -103,7 +103,7 @@ def test_rules_lint_ok_and_broken(rules_copy):
 
 def test_rules_test_reports_each_rule_and_fails_on_a_broken_case(rules_copy):
     ok = riskwatch("rules", "test", rules_copy)
-    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "PASS RC-CON-01: 4/4 cases" in ok.stdout and "63 passed, 0 failed" in ok.stdout
+    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "PASS RC-CON-01: 4/4 cases" in ok.stdout and "64 passed, 0 failed" in ok.stdout
     path = rules_copy / "investment.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("amount >= collective_decision_limit", "amount > collective_decision_limit"),
                     encoding="utf-8")

@@ -112,10 +112,13 @@ def test_params_are_checked(rules_copy):
 
 def test_lists_are_checked_with_line_numbers(rules_copy):
     (rules_copy / "lists" / "debarred_suppliers.csv").write_text(
-        "counterparty_id,counterparty_name,listed_on,expires_on\nS1,a,2026-01-01,\n,b,,\nS3,c,2026-13-01,\n", encoding="utf-8")
+        "counterparty_id,counterparty_name,listed_on,expires_on\nS1,a,2026-01-01,\n,,,\nS3,c,2026-13-01,\n,named only,,\n",
+        encoding="utf-8")
     errors = errors_of(rules_copy)
-    assert any(e.startswith("lists/debarred_suppliers.csv:3:1") and "empty counterparty_id" in e for e in errors)
+    assert any(e.startswith("lists/debarred_suppliers.csv:3:1") and "needs a counterparty_id or a counterparty_name" in e
+               for e in errors)
     assert any(e.startswith("lists/debarred_suppliers.csv:4:") and "bad date" in e for e in errors)
+    assert not any(e.startswith("lists/debarred_suppliers.csv:5:") for e in errors)  # a name alone is an entry
     lst, problems = load_list("id\nX\n", "lists/x.csv", "x")
     assert lst is None and str(problems[0]) == "lists/x.csv:1:1 list 'x' needs a 'counterparty_id' column (has: id)"
 

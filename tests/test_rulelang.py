@@ -229,9 +229,11 @@ def test_required_minimum_reads_top_level_count_bounds(source, least):
 
 # --- screened(): names against a list's names ----------------------------------------------
 
-SANCTIONED = CounterpartyList("sanctions", {
-    "S-LIST": [(dt.datetime(2026, 1, 1, tzinfo=CST).timestamp(), dt.datetime(2026, 6, 1, tzinfo=CST).timestamp())],
-}, [{"counterparty_id": "S-LIST", "counterparty_name": "临江建材有限公司"}])
+LISTED = (dt.datetime(2026, 1, 1, tzinfo=CST).timestamp(), dt.datetime(2026, 6, 1, tzinfo=CST).timestamp())
+SANCTIONED = CounterpartyList("sanctions", {"S-LIST": [LISTED]},
+                              [{"counterparty_id": "S-LIST", "counterparty_name": "临江建材有限公司"},
+                               {"counterparty_id": "", "counterparty_name": "Orion Precision Avionics GmbH"}],
+                              [LISTED, (float("-inf"), float("inf"))])
 NAMES = Scope.for_events(params={"limit": LIMIT}, lists={"sanctions": SANCTIONED})
 
 
@@ -239,9 +241,10 @@ def test_screened_matches_names_while_the_entry_is_listed():
     expr = compile_expr("screened(counterparty_name, lists.sanctions, 90)", NAMES)
     events = [make_event(0, counterparty_name="臨江建材有限公司"),  # traditional characters, listed then
               make_event(1, counterparty_name="临江建材有限公司", occurred_at="2026-07-01T10:00:00+08:00"),  # delisted
-              make_event(2, counterparty_name="临江建设工程有限公司"), make_event(3)]  # another company; no name
+              make_event(2, counterparty_name="临江建设工程有限公司"), make_event(3),  # another company; no name
+              make_event(4, counterparty_name="ORION PRECISION AVIONICS")]  # a row with a name and no id
     batch = EventBatch(events)
-    assert np.flatnonzero(expr.fn(batch, batch.all_rows)).tolist() == [0]
+    assert np.flatnonzero(expr.fn(batch, batch.all_rows)).tolist() == [0, 4]
     assert expr.screens == (("counterparty_name", "sanctions", 90.0),)
 
 

@@ -564,7 +564,7 @@ class _Compiler:
             for i, found in enumerate(map(lst.screen, names, repeat(cut))):
                 if found is not None:
                     times = cols.column("occurred_at", rows) if times is None else times
-                    out[i] = lst.contains(found[0], times[i])
+                    out[i] = lst.listed_row(found[0], times[i])
             return out
         return _Node(BOOL, fn, cost=value.cost + 4)
 

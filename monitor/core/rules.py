@@ -313,6 +313,7 @@ class CounterpartyList:
     name: str
     entries: dict[str, list[tuple[float, float]]]
     rows: list[dict[str, str]]
+    spans: list[tuple[float, float]] = field(default_factory=list)  # per row: when it counts (default: always)
 
     def listed(self, values: list) -> set:
         return self.entries.keys() & set(values)
@@ -323,16 +324,23 @@ class CounterpartyList:
             return False
         return any(start <= at < end for start, end in spans)
 
-    def screen(self, name: Any, threshold: float) -> tuple[str, Any] | None:
-        """The entry whose ``counterparty_name`` the name matches best at ``threshold``
-        or above, as (its counterparty_id, the ``monitor.core.names.Match``), or None.
+    def listed_row(self, position: int, at: float) -> bool:
+        """Whether row ``position`` counts at ``at`` (its own listed_on/expires_on)."""
+        if position >= len(self.spans):
+            return True
+        start, end = self.spans[position]
+        return start <= at < end
+
+    def screen(self, name: Any, threshold: float) -> tuple[int, Any] | None:
+        """The row whose ``counterparty_name`` the name matches best at ``threshold``
+        or above, as (its position in ``rows``, the ``monitor.core.names.Match``), or None.
         The names are indexed when first screened; each distinct name is screened once
         (remembered for the next batches, up to ``SCREEN_MEMO`` names).
 
         >>> lst = CounterpartyList("s", {"S1": [(0.0, 9e9)]}, [{"counterparty_id": "S1",
         ...                            "counterparty_name": "Northwind Dual-Use Trading LLC"}])
         >>> lst.screen("NORTHWIND DUAL USE TRADING L.L.C.", 90)[0], lst.screen("Southwind Bakery", 90)
-        ('S1', None)
+        (0, None)
         """
         if not isinstance(name, str) or not name.strip():
             return None
@@ -343,10 +351,10 @@ class CounterpartyList:
             if index is None:
                 from monitor.core.names import NameIndex
 
-                named = [r for r in self.rows if (r.get("counterparty_name") or "").strip()]
-                index = self.__dict__["_name_index"] = (NameIndex(r["counterparty_name"] for r in named), named)
+                named = [i for i, r in enumerate(self.rows) if (r.get("counterparty_name") or "").strip()]
+                index = self.__dict__["_name_index"] = (NameIndex(self.rows[i]["counterparty_name"] for i in named), named)
             match = index[0].best(name, threshold)
-            found = None if match is None else (index[1][match.position]["counterparty_id"], match)
+            found = None if match is None else (index[1][match.position], match)
             if len(memo) >= SCREEN_MEMO:
                 memo.clear()
             memo[(name, threshold)] = found

@@ -216,8 +216,10 @@ class Scorer:
         for path, list_name, threshold in rule.when.screens:
             found = self.pack.lists[list_name].screen(batch.value(path, row), threshold) if path else None
             if found is not None:
-                _entry_id, match = found
-                return f"{match.entry} ({list_name} {_entry_id}, {match.score:.0f}/100: {match.why})"
+                position, match = found
+                entry = self.pack.lists[list_name].rows[position]
+                listed = entry.get("counterparty_id") or f"row {position + 2}"  # the CSV's line, after the header
+                return f"{match.entry} ({list_name} {listed}, {match.score:.0f}/100: {match.why})"
         return None
 
     # windows -----------------------------------------------------------------

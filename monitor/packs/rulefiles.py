@@ -160,7 +160,9 @@ _CST = dt.timezone(dt.timedelta(hours=8))  # list dates are calendar days in Chi
 
 
 def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None, list[Problem]]:
-    """Read a counterparty list CSV: a header row with at least counterparty_id."""
+    """Read a counterparty list CSV: a header row with at least counterparty_id. A row may
+    leave the id empty when it names the entity (counterparty_name): a sanctions or
+    debarment list names entities, and such a row is found by ``screened()`` alone."""
     problems: list[Problem] = []
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
@@ -168,11 +170,12 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
         return None, [Problem(file, 1, 1, f"list '{name}' needs a 'counterparty_id' column (has: {', '.join(header) or 'none'})")]
     entries: dict[str, list[tuple[float, float]]] = {}
     rows = []
+    spans: list[tuple[float, float]] = []  # each row's own period (what a name match is held to)
     for row in reader:
         line = reader.line_num
         cid = (row.get("counterparty_id") or "").strip()
-        if not cid:
-            problems.append(Problem(file, line, 1, "empty counterparty_id"))
+        if not cid and not (row.get("counterparty_name") or "").strip():
+            problems.append(Problem(file, line, 1, "a row needs a counterparty_id or a counterparty_name"))
             continue
         try:
             start = _parse_date(row.get("listed_on") or "")
@@ -183,11 +186,13 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
             continue
         lo = dt.datetime.combine(start, dt.time(), _CST).timestamp() if start else float("-inf")
         hi = dt.datetime.combine(end, dt.time(), _CST).timestamp() + 86400 if end else float("inf")
-        if cid in entries:
+        if cid and cid in entries:
             problems.append(Problem(file, line, 1, f"'{cid}' is listed again; both periods apply", level="warning"))
-        entries.setdefault(cid, []).append((lo, hi))
+        if cid:
+            entries.setdefault(cid, []).append((lo, hi))
         rows.append({k: (v or "") for k, v in row.items() if k is not None})
-    return CounterpartyList(name, entries, rows), problems
+        spans.append((lo, hi))
+    return CounterpartyList(name, entries, rows, spans), problems
 
 
 def _display(path: Path, root: Path) -> str:
