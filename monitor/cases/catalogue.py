@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitor.cases.cockpit import _as_date, _monday, _week
+from monitor.cases.cockpit import as_date, monday_of, week_start
 from monitor.cases.inbox import OPEN_STATES
 from monitor.cases.tickets import Ticket
 
@@ -58,12 +58,12 @@ def ticket_counts(engine: Engine, scope: Iterable[str] | None, now: dt.datetime)
 def weekly_opened(engine: Engine, rule_id: str, weeks: int, now: dt.datetime,
                   scope: Iterable[str] | None) -> list[tuple[dt.date, int]]:
     """Tickets a rule opened in each of the last ``weeks`` weeks (Mondays, oldest first)."""
-    first = _monday(now.date()) - dt.timedelta(weeks=weeks - 1)
+    first = monday_of(now.date()) - dt.timedelta(weeks=weeks - 1)
     start = dt.datetime.combine(first, dt.time(), dt.timezone.utc)
-    week = _week(Ticket.opened_at, engine.dialect.name)
+    week = week_start(Ticket.opened_at, engine.dialect.name)
     query = select(week, func.count()).where(Ticket.rule_id == rule_id, Ticket.opened_at >= start).group_by(week)
     if scope is not None:
         query = query.where(Ticket.owner_department.in_(list(scope)))
     with Session(engine) as session:
-        counts = {_as_date(w): n for w, n in session.execute(query)}
+        counts = {as_date(w): n for w, n in session.execute(query)}
     return [(first + dt.timedelta(weeks=i), counts.get(first + dt.timedelta(weeks=i), 0)) for i in range(weeks)]

@@ -25,7 +25,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitor.cases.inbox import GRADE_SEVERITIES, OPEN_STATES
+from monitor.cases.inbox import GRADE_SEVERITIES, OPEN_STATES, grade_of
 from monitor.cases.tickets import MatterReview, Ticket, rates_of
 from monitor.core.rules import RulePack
 from monitor.packs.orgs import OrgDirectory
@@ -33,8 +33,7 @@ from monitor.packs.orgs import OrgDirectory
 __all__ = ["CockpitQuery", "Cockpit", "cockpit"]
 
 SEVERITY_WEIGHT = {"critical": 4, "high": 3, "medium": 2, "low": 1}
-GRADE_OF = {s: g for g, severities in GRADE_SEVERITIES.items() for s in severities}
-GRADE_ORDER = ("red", "yellow", "blue")
+GRADE_ORDER = tuple(GRADE_SEVERITIES)  # worst first
 MAX_COLUMNS = 16
 OTHERS = "…"
 DEFAULT_WEEKS = 12
@@ -96,11 +95,11 @@ def _day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), dt.timezone.utc)
 
 
-def _monday(day: dt.date) -> dt.date:
+def monday_of(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
-def _as_date(value: Any) -> dt.date:
+def as_date(value: Any) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
@@ -108,7 +107,7 @@ def _as_date(value: Any) -> dt.date:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-def _week(column, dialect: str):
+def week_start(column, dialect: str):
     """The Monday of a timestamp's week, in SQL (UTC)."""
     if dialect == "postgresql":
         return func.date_trunc("week", func.timezone("UTC", column))
@@ -144,8 +143,8 @@ def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery,
     def within(column):
         return and_(column >= start, column < end)
 
-    opened_week = case((within(Ticket.opened_at), _week(Ticket.opened_at, dialect)))
-    closed_week = case((within(Ticket.closed_at), _week(Ticket.closed_at, dialect)))
+    opened_week = case((within(Ticket.opened_at), week_start(Ticket.opened_at, dialect)))
+    closed_week = case((within(Ticket.closed_at), week_start(Ticket.closed_at, dialect)))
     in_time = case((within(Ticket.resolved_at), case((Ticket.resolved_at <= Ticket.due_at, 1), else_=0)))
     overdue = func.sum(case((Ticket.due_at < now, 1), else_=0))
     with Session(engine) as session:
@@ -191,7 +190,7 @@ def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery,
         cell["open"] += n
         cell["overdue"] += late
         cell["weight"] += n * SEVERITY_WEIGHT.get(severity, 1)
-        grade = GRADE_OF.get(severity, "blue")
+        grade = grade_of(severity)
         if GRADE_ORDER.index(grade) < GRADE_ORDER.index(cell["grade"]):
             cell["grade"] = grade
         view.risk_totals[risk] = view.risk_totals.get(risk, 0) + n
@@ -204,15 +203,15 @@ def cockpit(engine: Engine, pack: RulePack, orgs: OrgDirectory, q: CockpitQuery,
                         key=lambda p: (-p["overdue"], -p["open"], p["post"]))
 
     # the period: weekly trend per area, and the SLA of what was resolved in it
-    first = _monday(q.start)
-    view.weeks = [first + dt.timedelta(weeks=i) for i in range((_monday(q.end) - first).days // 7 + 1)]
+    first = monday_of(q.start)
+    view.weeks = [first + dt.timedelta(weeks=i) for i in range((monday_of(q.end) - first).days // 7 + 1)]
     resolved = in_time_count = 0
     for opened_at, closed_at, on_time, risk, n in period_rows:
         area = area_of.get(risk, "other")
         for week, into in ((opened_at, view.opened), (closed_at, view.closed)):
             if week is not None:
                 by_week = into.setdefault(area, {})
-                day = _as_date(week)
+                day = as_date(week)
                 by_week[day] = by_week.get(day, 0) + n
         if on_time is not None:
             resolved += n

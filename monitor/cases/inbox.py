@@ -29,13 +29,19 @@ from monitor.cases.workflow import STATES
 from monitor.core.rules import RulePack
 from monitor.packs.orgs import OrgDirectory
 
-__all__ = ["PER_PAGE", "SORTS", "InboxPage", "TicketFilter", "search", "select_filtered"]
+__all__ = ["GRADE_SEVERITIES", "PER_PAGE", "SORTS", "InboxPage", "TicketFilter", "grade_of", "search", "select_filtered"]
 
 PER_PAGE = 50
 MAX_PER_PAGE = 200
 OPEN_STATES = ("open", "acknowledged", "investigating")
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-GRADE_SEVERITIES = {"red": ("critical", "high"), "yellow": ("medium",), "blue": ("low",)}
+GRADE_SEVERITIES = {"red": ("critical", "high"), "yellow": ("medium",), "blue": ("low",)}  # 红/黄/蓝 预警等级
+GRADE_OF = {s: g for g, severities in GRADE_SEVERITIES.items() for s in severities}
+
+
+def grade_of(severity: str) -> str:
+    """A severity's warning grade: red for what must be acted on now, yellow soon, blue to watch."""
+    return GRADE_OF.get(severity, "blue")
 SORTS = ("newest", "oldest", "due_first", "severity_first")
 
 

@@ -314,6 +314,9 @@ class CounterpartyList:
     entries: dict[str, list[tuple[float, float]]]
     rows: list[dict[str, str]]
     spans: list[tuple[float, float]] = field(default_factory=list)  # per row: when it counts (default: always)
+    # what screen() learns: the names' index (built at first use) and each name screened so far
+    _name_index: Any = field(default=None, init=False, repr=False, compare=False)
+    _screened: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def listed(self, values: list) -> set:
         return self.entries.keys() & set(values)
@@ -344,15 +347,15 @@ class CounterpartyList:
         """
         if not isinstance(name, str) or not name.strip():
             return None
-        memo = self.__dict__.setdefault("_screened", {})
+        memo = self._screened
         found = memo.get((name, threshold), _UNSEEN)
         if found is _UNSEEN:
-            index = self.__dict__.get("_name_index")
-            if index is None:
+            if self._name_index is None:
                 from monitor.core.names import NameIndex
 
                 named = [i for i, r in enumerate(self.rows) if (r.get("counterparty_name") or "").strip()]
-                index = self.__dict__["_name_index"] = (NameIndex(self.rows[i]["counterparty_name"] for i in named), named)
+                self._name_index = (NameIndex(self.rows[i]["counterparty_name"] for i in named), named)
+            index = self._name_index
             match = index[0].best(name, threshold)
             found = None if match is None else (index[1][match.position], match)
             if len(memo) >= SCREEN_MEMO:

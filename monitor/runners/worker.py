@@ -473,7 +473,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         started = time.monotonic()
         stopping = True
         app.consumer.hold()
-        events = uncommitted_events
+        events = 0
 
         async def last_checkpoint_() -> None:
             nonlocal events

@@ -16,17 +16,13 @@ otherwise). Values stored in the database (``open``, ``false_positive``,
 
 from __future__ import annotations
 
+from monitor.cases.inbox import GRADE_SEVERITIES, grade_of
+
 __all__ = ["GRADES", "LANGS", "MESSAGES", "VALUES", "grade_of", "in_lang", "label", "pick_lang"]
 
 LANGS = ("zh", "en")
 
-# Warning grades (预警等级): red for what must be acted on now, yellow soon, blue to watch.
-GRADES = ("red", "yellow", "blue")
-_GRADE_OF_SEVERITY = {"critical": "red", "high": "red", "medium": "yellow", "low": "blue"}
-
-
-def grade_of(severity: str) -> str:
-    return _GRADE_OF_SEVERITY.get(severity, "blue")
+GRADES = tuple(GRADE_SEVERITIES)  # 预警等级, worst first
 
 
 # Stored values, by kind, in each language.

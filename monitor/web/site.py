@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
-import time
 from collections import deque
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -169,10 +168,6 @@ class Site:
             risk = self.pack.risks.get(risk_id)
             return (risk.title_zh if lang == "zh" else risk.title_en) if risk else risk_id
         return title
-
-    @staticmethod
-    def monotonic() -> float:
-        return time.monotonic()
 
 
 def site(request: Request) -> Site:

@@ -47,5 +47,12 @@ def cockpit_page(request: Request, web: Site = Depends(site)):
                       orgs_tree=[(o.id, depth) for o, depth in web.orgs.tree()], others=OTHERS,
                       risks=sorted(view.heat, key=lambda r: (-view.risk_totals.get(r, 0), r)),
                       post_title=lambda p: web.pack.posts[p].title if p in web.pack.posts else p,
-                      rule_title=lambda r: next((x.title for x in [*web.pack.rules, *web.pack.detectors,
-                                                                    *web.pack.controls] if x.id == r), r))
+                      rule_title=lambda r: _rule_title(web, r))
+
+
+def _rule_title(web: Site, rule_id: str) -> str:
+    """A rule's, detector's or control's title; a rule no longer in the pack by its id."""
+    try:
+        return web.pack.rule(rule_id).title
+    except StopIteration:
+        return rule_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -24,7 +25,7 @@ def login(request: Request, username: str = Form(..., max_length=64), password: 
     # The client's own address: proxy headers are trusted only from the
     # proxies named with riskwatch serve --forwarded-allow-ips.
     address = request.client.host if request.client else ""
-    now = web.monotonic()
+    now = time.monotonic()
     if web.failed_users.blocked(username, now) or web.failed_addresses.blocked(address, now):
         return web.render(request, "login.html", None, status_code=429, error="too_many")
     user = web.users.check_password(username, password)

@@ -59,33 +59,39 @@ def ticket_page(request: Request, ticket_id: TicketId, web: Site = Depends(site)
                       moves=MOVES, related=related, **info)
 
 
+def _worker(request: Request, web: Site, ticket_id: int, csrf: str):
+    """Who may change this ticket from a form: logged in, the form's CSRF token, a role and department that work it."""
+    user = web.require(request)
+    web.check_csrf(request, csrf)
+    web.workable(user, ticket_id)
+    return user
+
+
+def _back(ticket_id: int) -> RedirectResponse:
+    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+
+
 @router.post("/tickets/{ticket_id}/move")
 def move_form(request: Request, ticket_id: TicketId, to: str = Form(..., max_length=32),
               reason: str = Form("", max_length=MAX_TEXT), outcome: str = Form("", max_length=32), csrf: str = Form(""),
               web: Site = Depends(site)):
-    user = web.require(request)
-    web.check_csrf(request, csrf)
-    web.workable(user, ticket_id)
+    user = _worker(request, web, ticket_id, csrf)
     web.act(web.store.move, ticket_id, to, user.username, web.clock(), reason or None, outcome or None)
-    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+    return _back(ticket_id)
 
 
 @router.post("/tickets/{ticket_id}/comment")
 def comment_form(request: Request, ticket_id: TicketId, text: str = Form(..., max_length=MAX_TEXT),
                  csrf: str = Form(""), web: Site = Depends(site)):
-    user = web.require(request)
-    web.check_csrf(request, csrf)
-    web.workable(user, ticket_id)
+    user = _worker(request, web, ticket_id, csrf)
     web.act(web.store.comment, ticket_id, user.username, text, web.clock())
-    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+    return _back(ticket_id)
 
 
 @router.post("/tickets/{ticket_id}/typical")
 def typical_form(request: Request, ticket_id: TicketId, summary: str = Form(..., max_length=MAX_TEXT),
                  csrf: str = Form(""), web: Site = Depends(site)):
     """A closed ticket becomes a typical case (典型案例) with its summary."""
-    user = web.require(request)
-    web.check_csrf(request, csrf)
-    web.workable(user, ticket_id)
+    user = _worker(request, web, ticket_id, csrf)
     web.act(web.store.mark_typical, ticket_id, user.username, summary, web.clock())
-    return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
+    return _back(ticket_id)
