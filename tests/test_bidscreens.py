@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from monitor.core.bidscreens import screens
+from monitor.core.bidscreens import SCREENS, screen, screens, steps, ties
 
 
 def test_four_bids_worked_by_hand():
@@ -46,3 +46,22 @@ def test_too_few_bids_or_no_spread():
         screens([0, 100, 200])
     flat = screens([100, 100, 100, 100])
     assert flat.cv == 0 and math.isnan(flat.rd) and math.isnan(flat.skewness) and math.isnan(flat.kurtosis)
+
+
+def test_the_rule_languages_aggregates_are_the_screens():
+    bids = [1_000_000, 1_040_000, 1_046_000, 1_051_000, 1_058_000]
+    s = screens(bids)
+    assert [screen(name, bids) for name in SCREENS] == [s.cv, s.diffp, s.rd, s.rdnor, s.kurtosis, s.skewness]
+    assert math.isnan(screen("cv", [1.0, 2.0])) and math.isnan(screen("cv", [0.0, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("bids, tied, stepped", [
+    ([100, 100, 100, 103], 3, 2),
+    ([100, 110, 120, 130, 131], 0, 4),
+    ([100, 110, 120, 120, 130], 2, 3),  # the tie breaks the run
+    ([130, 100, 120, 110], 0, 4),  # in any order
+    ([100, 110, 121, 133], 0, 2),  # steps 10, 11, 12: 10% apart
+    ([], 0, 0),
+])
+def test_identical_bids_and_regular_steps(bids, tied, stepped):
+    assert (ties(bids), steps(bids)) == (tied, stepped)

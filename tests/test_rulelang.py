@@ -272,3 +272,35 @@ def test_an_alert_says_which_entry_a_name_matched_and_why(default_pack):
     (alert,) = AlertBook(pack).merge(Scorer(pack).score(EventBatch([event]), ScorerState()))
     assert alert.message.endswith("name match: Northwind Dual-Use Trading LLC (sanctions SUP-S001, 100/100: "
                                   "'northwind dual use trading' vs 'northwind dual use trading')")
+
+
+# --- linked() and the tender-lot aggregates --------------------------------------------------
+
+@pytest.mark.parametrize("source, message", [
+    ('linked(counterparty_id)', 'linked() takes 2 or 3 arguments (counterparty_id, "employee"[, department]), got 1'),
+    ('linked(counterparty_id, "boss")', "linked() asks about one of: 'employee'"),
+    ('linked(counterparty_id, attributes.post)', "linked() asks about one of: 'employee'"),
+    ('linked(amount, "employee")', "linked() needs a str id, got num"),
+    ('linked(counterparty_id, "employee", amount)', "linked() needs a str department, got num"),
+])
+def test_linked_says_what_is_wrong(source, message):
+    with pytest.raises(ExprError, match=re.escape(message)):
+        compile_expr(source, SCOPE)
+
+
+def test_linked_without_master_data_is_false():
+    expr = compile_expr('linked(counterparty_id, "employee")', SCOPE)
+    batch = EventBatch([make_event(0, counterparty_id="S1")])
+    assert expr.fn(batch, batch.all_rows).tolist() == [False]
+    assert expr.links == (("counterparty_id", None),)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("cv(counterparty_id) < 0.03", "cv() needs a num field, got str"),
+    ("linked(amount) >= 2", "linked() counts counterparties: linked(counterparty_id)"),
+    ("steps(attributes.lot_id) >= 4", "steps() needs a num field, got str"),
+])
+def test_lot_aggregates_check_their_field(source, message):
+    having = Scope({"org_id": "str"}, aggregates=True)
+    with pytest.raises(ExprError, match=re.escape(message)):
+        compile_expr(source, having)

@@ -20,6 +20,7 @@ from operator import attrgetter
 import numpy as np
 
 from monitor.core.event import ATTRIBUTE_TYPES, Event
+from monitor.core.parties import PartyRegistry
 
 __all__ = ["EventBatch"]
 
@@ -58,10 +59,11 @@ class EventBatch:
     """Columns of a list of events. Top-level columns are built once per batch;
     attribute columns are read only for the rows an expression asks about."""
 
-    __slots__ = ("events", "_full", "_equal", "all_rows")
+    __slots__ = ("events", "_full", "_equal", "all_rows", "parties")
 
     def __init__(self, events: list[Event]):
         self.events = events
+        self.parties: PartyRegistry | None = None  # master data, set by the scorer for linked()
         self._full: dict[str, np.ndarray] = {}
         self._equal: dict[tuple[str, object], np.ndarray] = {}
         self.all_rows = np.arange(len(events))
@@ -89,6 +91,23 @@ class EventBatch:
         if mask is None:
             mask = self._equal[(path, value)] = self.column(path, rows) == value
         return mask
+
+    def linked(self, rows: np.ndarray, party_ids: list, departments: list | None) -> np.ndarray:
+        """For ``linked()``: whether each row's party shares details with an employee
+        of its org (of the row's department, if given) at the row's business time."""
+        out = np.zeros(len(rows), dtype=bool)
+        if self.parties is None or not len(rows):
+            return out
+        orgs = self.column("org_id", rows).tolist()
+        times = self.column("occurred_at", rows).tolist()
+        links = self.parties.employee_links
+        for i, (org, party, t) in enumerate(zip(orgs, party_ids, times)):
+            if party:
+                department = departments[i] if departments is not None else None
+                if departments is not None and not department:
+                    continue
+                out[i] = bool(links(org, party, t, department))
+        return out
 
     def _build(self, path: str, events: list[Event]) -> np.ndarray:
         # map() over C getters: no Python frame per event.

@@ -18,7 +18,10 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["BidScreens", "screens"]
+__all__ = ["BidScreens", "SCREENS", "screen", "screens", "steps", "ties"]
+
+SCREENS = ("cv", "diffp", "rd", "rdnor", "kurtosis", "skewness")
+STEP_TOLERANCE = 0.01  # gaps within 1% of each other count as one step
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,58 @@ def _sd(values: list[float], mean: float) -> float:
     if len(values) < 2:
         return math.nan
     return math.sqrt(sum((x - mean) ** 2 for x in values) / (len(values) - 1))
+
+
+def screen(name: str, bids: Sequence[float]) -> float:
+    """One screen by name (a window aggregate of the rule language): NaN where
+    the lot has too few bids for it.
+
+    >>> round(screen("cv", [100.0, 102.0, 103.0, 105.0]), 4), screen("cv", [100.0, 101.0])
+    (0.0203, nan)
+    """
+    if name == "ties":
+        return float(ties(bids))
+    if name == "steps":
+        return float(steps(bids))
+    values = [float(b) for b in bids if b == b]
+    if len(values) < 3 or min(values) <= 0:
+        return math.nan
+    return float(getattr(screens(values), name))
+
+
+def ties(bids: Sequence[float]) -> int:
+    """How many bids equal another bid of the lot (identical bids: 围标 by copy).
+
+    >>> ties([100.0, 100.0, 103.0, 103.0, 107.0]), ties([1.0, 2.0])
+    (4, 0)
+    """
+    counts: dict[float, int] = {}
+    for b in bids:
+        if b == b:
+            counts[b] = counts.get(b, 0) + 1
+    return sum(c for c in counts.values() if c > 1)
+
+
+def steps(bids: Sequence[float]) -> int:
+    """The most bids that stand in an arithmetic sequence, one after another when
+    sorted (prices set by one hand: 1,000,000, 1,020,000, 1,040,000, ...); gaps
+    within ``STEP_TOLERANCE`` of each other are one step; identical bids are
+    no step.
+
+    >>> steps([1_000_000, 1_020_000, 1_040_000, 1_060_100, 1_300_000])
+    4
+    >>> steps([100.0, 104.0, 109.0, 111.0]), steps([5.0])
+    (2, 1)
+    """
+    b = sorted(float(x) for x in bids if x == x)
+    if len(b) < 2:
+        return len(b)
+    best = run = 1 if b[1] == b[0] else 2
+    for i in range(2, len(b)):
+        gap, before = b[i] - b[i - 1], b[i - 1] - b[i - 2]
+        if gap > 0 and before > 0 and abs(gap - before) <= STEP_TOLERANCE * max(gap, before):
+            run += 1
+        else:
+            run = 2 if gap > 0 else 1
+        best = max(best, run)
+    return best

@@ -105,6 +105,10 @@ EVENT_TYPES: dict[str, str] = {
     # the review process, from the office/approval system (review_controls.yaml)
     "matter_submitted": "governance",
     "review_step": "governance",
+    # master data and tender results (docs/master-data.md)
+    "supplier_profile": "procurement",
+    "employee_profile": "governance",
+    "tender_bid": "procurement",
 }
 
 # Known attribute names and their value types ("str", "num", "bool"), for the
@@ -141,6 +145,26 @@ ATTRIBUTE_TYPES: dict[str, str] = {
     "reviewer_id": "str",
     "opinion": "str",
     "opinion_no": "str",
+    # master data: suppliers and bidders (counterparty_id, counterparty_name) and employees
+    "credit_code": "str",
+    "legal_rep": "str",
+    "legal_rep_id": "str",
+    "shareholders": "str",
+    "bank_accounts": "str",
+    "bank_account": "str",
+    "phone": "str",
+    "address": "str",
+    "employee_id": "str",
+    "name": "str",
+    "id_number": "str",
+    "department": "str",
+    "post": "str",
+    "active": "bool",
+    # tender results: one tender_bid per bid of a lot, sent once the lot is awarded
+    "lot_id": "str",
+    "rank": "num",
+    "bids_in_lot": "num",
+    "winner_id": "str",
 }
 
 REJECT_REASONS = (

@@ -63,7 +63,14 @@ EVENT_FIELD_TYPES: dict[str, str] = {
 }
 
 # Aggregates allowed in a window's `having`: name -> whether it takes a field.
-AGGREGATES = {"count": False, "sum": True, "min": True, "max": True, "distinct": True}
+AGGREGATES = {"count": False, "sum": True, "min": True, "max": True, "distinct": True,
+              # over a tender lot's bids (monitor.core.bidscreens, docs/bid-screens.md)
+              "cv": True, "diffp": True, "rd": True, "rdnor": True, "kurtosis": True, "skewness": True,
+              "ties": True, "steps": True,
+              # how many of the group's counterparties share master data with another (monitor.core.parties)
+              "linked": True}
+TEXT_AGGREGATES = ("distinct", "linked")  # the aggregates that also take a text field
+LINK_KINDS = ("employee",)  # what linked(counterparty_id, KIND) asks about
 
 MAX_EXPRESSION_LENGTH = 2000
 
@@ -113,6 +120,8 @@ class Columns(Protocol):
 
     def equals(self, path: str, value: Any, rows: np.ndarray) -> np.ndarray: ...
 
+    def linked(self, rows: np.ndarray, party_ids: list, departments: list | None) -> np.ndarray: ...
+
 
 @dataclass
 class Scope:
@@ -141,6 +150,7 @@ class Expr:
     aggregates: frozenset[tuple[str, str | None]]  # (function, field) pairs in a having
     constant: Any = None  # set when the whole expression is a constant
     screens: tuple[tuple[str | None, str, float], ...] = ()  # screened(field, lists.NAME, threshold) calls
+    links: tuple[tuple[str | None, str | None], ...] = ()  # linked(field, "employee"[, department field]) calls
 
 
 def compile_expr(source: str, scope: Scope, want: str | None = BOOL) -> Expr:
@@ -169,7 +179,7 @@ def compile_expr(source: str, scope: Scope, want: str | None = BOOL) -> Expr:
     if want is not None and node.type != want:
         raise ExprError(f"expression must be {want}, got {node.type}")
     return Expr(source, node.type, node.fn, frozenset(checker.fields), frozenset(checker.aggs), node.const,
-                tuple(checker.screens))
+                tuple(checker.screens), tuple(checker.links))
 
 
 # --- compilation -----------------------------------------------------------
@@ -217,6 +227,7 @@ class _Compiler:
         self.fields: set[str] = set()
         self.aggs: set[tuple[str, str | None]] = set()
         self.screens: list[tuple[str | None, str, float]] = []  # (name field, list, threshold) of screened()
+        self.links: list[tuple[str | None, str | None]] = []  # (party field, department field) of linked()
         self._line_starts = [0]
         for i, ch in enumerate(source):
             if ch == "\n":
@@ -506,6 +517,8 @@ class _Compiler:
             return self._aggregate(node, name)
         if name == "screened":
             return self._screened(node)
+        if name == "linked":
+            return self._linked(node)
         if name in TIME_HELPERS:
             if len(node.args) != 1:
                 raise self.error(node, f"{name}() takes 1 argument(s), got {len(node.args)}")
@@ -568,6 +581,30 @@ class _Compiler:
             return out
         return _Node(BOOL, fn, cost=value.cost + 4)
 
+    def _linked(self, node: ast.Call) -> _Node:
+        """``linked(counterparty_id, "employee")``: the counterparty's master data shares a
+        phone, bank account, address or identity number with an employee of the event's
+        org (``monitor.core.parties``); ``linked(counterparty_id, "employee",
+        attributes.department)``: with an employee of that department."""
+        if len(node.args) not in (2, 3):
+            raise self.error(node, f"linked() takes 2 or 3 arguments (counterparty_id, \"employee\"[, department]), "
+                                   f"got {len(node.args)}")
+        party = self.visit(node.args[0])
+        if party.type != STR:
+            raise self.error(node.args[0], f"linked() needs a str id, got {party.type}")
+        kind = self.visit(node.args[1])
+        if not kind.is_const or kind.const not in LINK_KINDS:
+            raise self.error(node.args[1], f"linked() asks about one of: {', '.join(map(repr, LINK_KINDS))}")
+        department = self.visit(node.args[2]) if len(node.args) == 3 else None
+        if department is not None and department.type != STR:
+            raise self.error(node.args[2], f"linked() needs a str department, got {department.type}")
+        self.fields.update(("org_id", "occurred_at"))
+        self.links.append((party.path, department.path if department else None))
+
+        def fn(cols, rows, pf=party.fn, df=department.fn if department else None):
+            return cols.linked(rows, pf(cols, rows).tolist(), df(cols, rows).tolist() if df else None)
+        return _Node(BOOL, fn, cost=party.cost + 4)
+
     def _aggregate(self, node: ast.Call, name: str) -> _Node:
         takes_field = AGGREGATES[name]
         if not takes_field:
@@ -579,8 +616,10 @@ class _Compiler:
         if path not in EVENT_FIELD_TYPES:
             raise self.error(arg, f"unknown field '{path}'")
         kind = EVENT_FIELD_TYPES[path]
-        if name in ("sum", "min", "max") and kind != NUM:
+        if name not in TEXT_AGGREGATES and kind != NUM:
             raise self.error(arg, f"{name}() needs a num field, got {kind}")
+        if name == "linked" and path != "counterparty_id":
+            raise self.error(arg, "linked() counts counterparties: linked(counterparty_id)")
         self.aggs.add((name, path))
         return self._aggregate_column(node, aggregate_column(name, path), NUM)
 

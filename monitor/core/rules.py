@@ -594,6 +594,10 @@ def compile_rule(
         message_fields |= {"total", "reference", "count"}
     if when is not None and when.screens and kind == "event":
         message_fields |= {"screened"}  # the entry matched, its score and why
+    if when is not None and when.links and kind == "event":
+        message_fields |= {"linked"}  # who the counterparty is linked to, and by what
+    if kind == "window" and ("linked", "counterparty_id") in extra.get("aggregates", ()):
+        message_fields |= {"linked"}  # which of the group's counterparties share what
     template, err = _compile_template(spec.message, message_fields)
     if err:
         problem(("message",), err)

@@ -21,8 +21,10 @@ from operator import attrgetter, itemgetter
 import numpy as np
 
 from monitor.core.batch import EventBatch
+from monitor.core.bidscreens import screen
 from monitor.core.detecting import detector_findings
 from monitor.core.findings import Finding
+from monitor.core.parties import PROFILE_TYPES, PartyRegistry
 from monitor.core.reviews import ReviewWatch
 from monitor.core.rulelang import aggregate_column
 from monitor.core.rules import CompiledRule, RulePack
@@ -80,6 +82,10 @@ class Scorer:
             for rule_id in c.supersedes:
                 self._superseding.setdefault(rule_id, []).append(c)
         self._watching = None  # the state whose matters the watch's schedule was built from
+        # Master data is kept only when a rule asks about it (linked()).
+        self.uses_parties = any(r.when.links or any(fn == "linked" for fn, _f in getattr(r, "aggregates", ()))
+                                for r in self.rules)
+        self._parties: PartyRegistry | None = None
         # How far review checks may judge in business time: the oldest stream time among
         # inputs with records still unread (a worker catching up sets it; see monitor.core.reviews).
         self.judge_until = math.inf
@@ -96,6 +102,8 @@ class Scorer:
         for org, t in zip(batch.column("org_id", rows).tolist(), times.tolist()):
             if t > org_marks.get(org, -math.inf):
                 org_marks[org] = t
+        if self.uses_parties:
+            self._parties = batch.parties = self._learn_parties(batch, rows, state)
         findings: list[Finding] = []
         held = np.zeros(len(batch), dtype=bool)  # rows a stateful rule keeps: later evidence
         for rule in self.rules:
@@ -198,16 +206,57 @@ class Scorer:
         """The state was reloaded (a rebalance): rebuild the schedule from it at next use."""
         self._watching = None
 
+    # master data -----------------------------------------------------------
+    @staticmethod
+    def _learn_parties(batch: EventBatch, rows: np.ndarray, state: ScorerState) -> PartyRegistry:
+        """Keep the batch's supplier and employee profiles (monitor.core.parties)."""
+        registry = PartyRegistry(state.party_records, state.party_index)
+        for event_type, (kind, id_attribute) in PROFILE_TYPES.items():
+            for row in rows[batch.equals("type", event_type, rows)].tolist():
+                e = batch.events[row]
+                party_id = e.counterparty_id if id_attribute is None else batch.value(f"attributes.{id_attribute}", row)
+                if party_id:
+                    name = e.counterparty_name if id_attribute is None else None
+                    registry.apply(e.org_id, kind, party_id, e.occurred_at.timestamp(), e.attributes, name)
+        return registry
+
+    def _linking(self, rule: CompiledRule, batch: EventBatch, row: int) -> str | None:
+        """Who a linked() counterparty is linked to, and by which details."""
+        if self._parties is None:
+            return None
+        e = batch.events[row]
+        t = e.occurred_at.timestamp()
+        for path, department_path in rule.when.links:
+            party = batch.value(path, row) if path else None
+            department = batch.value(department_path, row) if department_path else None
+            if party and (department_path is None or department):
+                links = self._parties.employee_links(e.org_id, party, t, department)
+                if links:
+                    return "; ".join(link.describe() for link in links[:3]) + (" …" if len(links) > 3 else "")
+        return None
+
+    def _linked_in_group(self, rule: CompiledRule, key: tuple, parties: list, t: float) -> tuple[float, str]:
+        """linked(counterparty_id) of a window: how many of the group's counterparties
+        share master data with another, and which pairs share what."""
+        if self._parties is None or "org_id" not in rule.key:
+            return 0.0, ""
+        pairs = self._parties.shared_between(key[rule.key.index("org_id")], parties, t)
+        linked = {p for a, b, _shared in pairs for p in (a, b)}
+        text = "; ".join(f"{a}–{b}: " + ", ".join(f"{k} {v}" for k, v in shared) for a, b, shared in pairs[:3])
+        return float(len(linked)), text + (" …" if len(pairs) > 3 else "")
+
     # stateless rules -------------------------------------------------------
     def _event_findings(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray) -> list[Finding]:
         out = []
         times = batch.column("occurred_at", selected)
         for row, t in zip(selected.tolist(), times.tolist()):
             key = tuple(batch.value(p, row) for p in rule.key)
-            values = {f: batch.value(f, row) for f in rule.message.fields if f != "screened"}
+            values = {f: batch.value(f, row) for f in rule.message.fields if f not in ("screened", "linked")}
             values["org_id"] = batch.events[row].org_id
             if rule.when.screens:
                 values["screened"] = self._screening(rule, batch, row)
+            if rule.when.links:
+                values["linked"] = self._linking(rule, batch, row)
             out.append(Finding(rule.id, key, [batch.events[row].event_id], t, t, values))
         return out
 
@@ -302,12 +351,17 @@ class Scorer:
             span = w.span(j, rule.window_seconds)
             entries = [w.entries[i] for i in span]
             columns["count"].append(float(len(entries)))
+            link_text = ""
             for fn, f in rule.aggregates:
                 if fn == "count":
                     continue
                 vals = [e[1][agg_index[f]] for e in entries]
-                columns[aggregate_column(fn, f)].append(_aggregate(fn, vals))
-            rows_spans.append((key, w, anchor, j, span))
+                if fn == "linked":
+                    value, link_text = self._linked_in_group(rule, key, vals, t)
+                else:
+                    value = _aggregate(fn, vals)
+                columns[aggregate_column(fn, f)].append(value)
+            rows_spans.append((key, w, anchor, j, span, link_text))
         if not rows_spans:
             return []
         table = {name: np.array(vals, dtype=float) for name, vals in columns.items()}
@@ -315,10 +369,12 @@ class Scorer:
             table[path] = _column_array([k[i] for k, *_ in rows_spans], path == "amount")
         hits = rule.having.fn(_Table(table), np.arange(len(rows_spans)))
         out = []
-        for n, (hit, (key, w, anchor, j, span)) in enumerate(zip(hits.tolist(), rows_spans)):
+        for n, (hit, (key, w, anchor, j, span, link_text)) in enumerate(zip(hits.tolist(), rows_spans)):
             if not hit:
                 continue
             values = {name: float(table[name][n]) for name in columns}
+            if link_text:
+                values["linked"] = link_text
             values.update(zip(rule.key, key))
             values.update(zip(rule.display, w.entries[j][2]))
             out.append(Finding(rule.id, key, [w.entries[i][0] for i in span], w.times[span.start], w.times[span.stop - 1], values))
@@ -456,4 +512,4 @@ def _aggregate(fn: str, values: list) -> float:
         return float(max(values)) if values else math.nan
     if fn == "distinct":
         return float(len({v for v in values if v is not None}))
-    raise ValueError(fn)
+    return screen(fn, values)  # the bid screens, ties and steps (monitor.core.bidscreens)

@@ -164,12 +164,15 @@ class ScorerState:
         self.detectors: dict[str, dict[tuple, Any]] = {}
         # review control id -> (org, matter id) -> what happened to the matter
         self.matters: dict[str, dict[tuple, Matter]] = {}
+        # master data (monitor.core.parties): (org, kind, id) -> record; (org, detail, value) -> employees
+        self.party_records: dict[tuple, list] = {}
+        self.party_index: dict[tuple, list | str] = {}
 
     def key_count(self) -> int:
         models = sum(m.key_count() for store in self.detectors.values() for m in _models(store)
                      if hasattr(m, "key_count"))
         return (sum(len(v) for v in self.windows.values()) + sum(len(v) for v in self.totals.values()) + models
-                + sum(len(v) for v in self.matters.values()))
+                + sum(len(v) for v in self.matters.values()) + len(self.party_records))
 
     def snapshot(self) -> bytes:
         """Serialise to MessagePack (keys as lists)."""
@@ -182,6 +185,8 @@ class ScorerState:
             "late_events": self.late_events,
             "detectors": {d: [[list(k), model_plain(m)] for k, m in store.items()] for d, store in self.detectors.items()},
             "matters": {c: [[list(k), m.to_plain()] for k, m in store.items()] for c, store in self.matters.items()},
+            "party_records": [[list(k), v] for k, v in self.party_records.items()],
+            "party_index": [[list(k), v] for k, v in self.party_index.items()],
         }
         return msgspec.msgpack.encode(plain)
 
@@ -197,6 +202,8 @@ class ScorerState:
         state.late_events = plain["late_events"]
         state.detectors = {d: {tuple(k): m for k, m in store} for d, store in plain.get("detectors", {}).items()}
         state.matters = {c: {tuple(k): Matter.from_plain(m) for k, m in store} for c, store in plain.get("matters", {}).items()}
+        state.party_records = {tuple(k): v for k, v in plain.get("party_records", [])}
+        state.party_index = {tuple(k): v for k, v in plain.get("party_index", [])}
         return state
 
 

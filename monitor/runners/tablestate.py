@@ -171,7 +171,7 @@ class TableStore:
 
     def __init__(self, table: MutableMapping[bytes, bytes], rule_id: str, kind: str, org_index: int):
         self.table = table
-        self.kind = kind  # "window", "total", "detector" or "matter"
+        self.kind = kind  # "window", "total", "detector", "matter" or "plain" (msgpack as it is)
         self.org_index = org_index
         self.prefix_tail = ORG_SEPARATOR + kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
         self.cache: dict[tuple, Any] = {}
@@ -183,13 +183,15 @@ class TableStore:
 
     def _decode(self, raw: bytes) -> Any:
         plain = msgspec.msgpack.decode(raw)
-        if self.kind == "detector":
+        if self.kind in ("detector", "plain"):
             return plain  # the scorer restores the model from its plain state on first use
         if self.kind == "matter":
             return Matter.from_plain(plain)
         return _window_from_plain(plain) if self.kind == "window" else KeyTotal.from_plain(plain)
 
     def _encode(self, value: Any) -> bytes:
+        if self.kind == "plain":
+            return msgspec.msgpack.encode(value)
         if self.kind == "detector":
             return msgspec.msgpack.encode(model_plain(value))
         if self.kind == "matter":
@@ -205,6 +207,16 @@ class TableStore:
             return default
         value = self.cache[key] = self._decode(raw)
         self.touched.add(key)
+        return value
+
+    def peek(self, key: tuple, default: Any = None) -> Any:
+        """Like ``get``, for a value the caller only reads: not written back at the flush."""
+        if key in self.cache:
+            return self.cache[key]
+        raw = self.table.get(self._table_key(key))
+        if raw is None:
+            return default
+        value = self.cache[key] = self._decode(raw)
         return value
 
     def __getitem__(self, key: tuple) -> Any:
@@ -347,6 +359,10 @@ class TableState:
         for control in pack.controls:  # one history per matter: keyed by (org, matter id)
             store = TableStore(table, control.id, "matter", 0)
             self.state.matters[control.id] = store  # type: ignore[assignment]
+            self.stores.append(store)
+        for name in ("party_records", "party_index"):  # master data: keyed (org, ...)
+            store = TableStore(table, name, "plain", 0)
+            setattr(self.state, name, store)
             self.stores.append(store)
         org_index = {r.id: r.key.index("org_id") if "org_id" in r.key else None for r in pack.rules}
         org_index.update({c.id: 0 for c in pack.controls})
