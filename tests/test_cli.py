@@ -103,7 +103,7 @@ def test_rules_lint_ok_and_broken(rules_copy):
 
 def test_rules_test_reports_each_rule_and_fails_on_a_broken_case(rules_copy):
     ok = riskwatch("rules", "test", rules_copy)
-    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "PASS RC-CON-01: 4/4 cases" in ok.stdout and "87 passed, 0 failed" in ok.stdout
+    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "PASS RC-CON-01: 4/4 cases" in ok.stdout and "88 passed, 0 failed" in ok.stdout
     path = rules_copy / "investment.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("amount >= collective_decision_limit", "amount > collective_decision_limit"),
                     encoding="utf-8")
@@ -119,7 +119,7 @@ def test_generate_writes_stream_and_truth(tmp_path):
     lines = (tmp_path / "s.jsonl").read_bytes().splitlines()
     truth = [orjson.loads(x) for x in (tmp_path / "s.truth.jsonl").read_bytes().splitlines()]
     assert 4000 <= len(lines) <= 4040 and {t["kind"] for t in truth} == {"violation", "near_miss", "anomaly"}
-    assert {t["scenario"] for t in truth if t["kind"] == "violation"} == set(range(1, 25))  # 17-24: review controls
+    assert {t["scenario"] for t in truth if t["kind"] == "violation"} == set(range(1, 31))  # 17-24 review controls, 25-30 parties
 
 
 def test_demo_runs_end_to_end(tmp_path):

@@ -38,9 +38,13 @@ def test_details_are_normalised_the_way_source_systems_differ():
         ["address", "江城市滨江路8号3201"], ["pid", "11010119800101123X"]]
     # too short to identify anyone: left out
     assert profile_details("supplier", {"phone": "110", "bank_accounts": ["12"], "address": "北京"}) == []
-    # names count for suppliers (between bidders), not for employees
-    assert profile_details("supplier", {"legal_rep": "赵 六", "shareholders": ["钱七", "孙八"]}) == [
-        ["person", "赵六"], ["holder", "钱七"], ["holder", "孙八"]]
+    # a legal representative is known by the identity number, by the bare name only without one;
+    # shareholders by their numbers, or by name when they are organisations
+    assert profile_details("supplier", {"legal_rep": "赵 六", "shareholders": ["钱七", "江城恒达投资（有限合伙）"],
+                                        "shareholder_ids": "330102197001011234"}) == [
+        ["person", "赵六"], ["pid", "330102197001011234"], ["holder", "江城恒达投资有限合伙"]]
+    assert profile_details("supplier", {"legal_rep": "赵六", "legal_rep_id": "330102197001011234"}) == [
+        ["pid", "330102197001011234"]]
     assert profile_details("employee", {"name": "赵六"}) == []
 
 
@@ -77,13 +81,16 @@ def test_an_inactive_record_is_removed_with_its_index_entries():
     assert reg.records == {} and reg.index == {}
 
 
-def test_bidders_share_people_across_roles():
+def test_bidders_share_people_by_number_across_roles_and_names_only_without_numbers():
     reg = PartyRegistry({}, {})
-    reg.apply("O", "supplier", "B1", 0.0, {"legal_rep": "赵六"})
-    reg.apply("O", "supplier", "B2", 0.0, {"shareholders": "钱七;赵六"})
-    reg.apply("O", "supplier", "B3", 0.0, {"legal_rep": "孙八", "address": "江城市滨江路8号"})
-    reg.apply("O", "supplier", "B4", 9.0, {"legal_rep": "孙八"})  # registered after the lot
-    assert reg.shared_between("O", ["B1", "B2", "B3", "B4"], at=5.0) == [("B1", "B2", (("person", "赵六"),))]
+    reg.apply("O", "supplier", "B1", 0.0, {"legal_rep": "赵六", "legal_rep_id": "330102197001011234"})
+    reg.apply("O", "supplier", "B2", 0.0, {"shareholders": "钱七", "shareholder_ids": "330102197001011234"})
+    reg.apply("O", "supplier", "B3", 0.0, {"legal_rep": "赵六", "legal_rep_id": "110101198505054321"})  # a namesake
+    reg.apply("O", "supplier", "B4", 0.0, {"legal_rep": "孙八"})
+    reg.apply("O", "supplier", "B5", 0.0, {"legal_rep": "孙八"})  # no numbers on either side: the name counts
+    reg.apply("O", "supplier", "B6", 9.0, {"legal_rep": "孙八"})  # registered after the lot
+    assert reg.shared_between("O", ["B1", "B2", "B3", "B4", "B5", "B6"], at=5.0) == [
+        ("B1", "B2", (("pid", "330102197001011234"),)), ("B4", "B5", (("person", "孙八"),))]
 
 
 def test_master_data_survives_a_snapshot_and_a_new_worker_over_the_same_table(default_pack):
@@ -135,7 +142,7 @@ def test_a_link_does_not_depend_on_how_the_stream_is_batched(default_pack):
 
 
 def test_a_colluding_lot_says_who_shares_what_and_grows_with_its_bids(default_pack):
-    events = [supplier(1, "B1", legal_rep="赵六"), supplier(2, "B2", shareholders="赵六"),
+    events = [supplier(1, "B1", legal_rep="赵六"), supplier(2, "B2", legal_rep="赵 六"),
               bid(3, "B1", 1_000_000, rank=1), bid(4, "B2", 1_080_000), bid(5, "B3", 1_120_000)]
     findings, _ = score_all(default_pack, events, batch_size=1)
     collusion = [f for f in findings if f.rule_id == "proc_bidder_collusion"]

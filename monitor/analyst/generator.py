@@ -33,40 +33,21 @@ from typing import Any
 
 import orjson
 
+from monitor.analyst.fictional import BRANDS as _BRANDS
+from monitor.analyst.fictional import CEST, CST, ORGS
+from monitor.analyst.fictional import CITIES as _CITIES
+from monitor.analyst.fictional import GIVEN_NAMES as _GIVEN
+from monitor.analyst.fictional import SUFFIXES as _SUFFIX
+from monitor.analyst.fictional import SURNAMES as _SURNAMES
+from monitor.analyst.fictional import TRADES as _TRADES
+from monitor.analyst.tenders import PARTY_SCENARIOS, TenderPlants
+
 __all__ = ["GeneratedStream", "Instance", "ORGS", "Truth", "generate"]
 
-CST = dt.timezone(dt.timedelta(hours=8))
-CEST = dt.timezone(dt.timedelta(hours=2))
 DEFAULT_START = dt.datetime(2026, 6, 1, tzinfo=CST)
-
-# org_id, name, weight, utc offset
-ORGS = [
-    ("SUB01", "江城建设工程有限公司", 14, CST),
-    ("SUB02", "江城能源发展有限公司", 12, CST),
-    ("SUB03", "江城交通投资有限公司", 11, CST),
-    ("SUB04", "江城水务集团有限公司", 10, CST),
-    ("SUB05", "江城城市更新有限公司", 9, CST),
-    ("SUB06", "江城商贸物流有限公司", 9, CST),
-    ("SUB07", "江城新材料科技有限公司", 8, CST),
-    ("SUB08", "江城文旅发展有限公司", 7, CST),
-    ("SUB09", "江城数字科技有限公司", 7, CST),
-    ("SUB10", "江城环保产业有限公司", 6, CST),
-    ("SUB11", "江城金融服务有限公司", 4, CST),
-    ("SUB12", "Jiangcheng Europe GmbH（江城欧洲）", 3, CEST),
-]
 DEPARTMENT_LIMIT = {"SUB07": 300_000.0}
 TENDER = {"goods": 2_000_000.0, "services": 1_000_000.0, "construction": 4_000_000.0}
 
-_CITIES = ["临江", "南岭", "东湖", "西山", "北塘", "青州", "云溪", "金沙", "平阳", "安宁", "长丰", "兴华", "庆元",
-           "宁远", "永川", "江宁", "松阳", "白沙", "泰和", "高平"]
-_BRANDS = ["恒达", "宏图", "瑞丰", "永盛", "华信", "中联", "天成", "鼎泰", "博远", "嘉禾", "新元", "利通", "安泰",
-           "盛世", "汇通", "隆基", "万和", "金源", "正大", "协力", "德润", "凯旋", "广源", "同创", "弘毅", "宇航",
-           "远景", "启明", "华茂", "晨光"]
-_TRADES = ["建材", "机电设备", "工程咨询", "劳务", "信息技术", "环保科技", "物流", "电气", "装饰工程", "管道",
-           "检测技术", "办公用品", "安防科技", "园林绿化", "市政工程", "商贸"]
-_SUFFIX = ["有限公司", "有限责任公司", "股份有限公司"]
-_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
-_GIVEN = ["伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超", "秀英", "建国", "志强"]
 _SOURCES = {"finance": "erp-finance", "procurement": "srm-procurement", "investment": "inv-mgmt", "governance": "oa-governance"}
 
 SCENARIOS = {
@@ -200,7 +181,8 @@ class _Builder:
              counterparty: tuple[str, str] | None = None, arrival: dt.datetime | None = None, **attributes) -> str:
         prefix = {"payment": "FK", "journal_entry": "PZ", "purchase_order": "PO", "contract_signed": "HT",
                   "contract_changed": "BG", "investment_approval": "TZ", "investment_disbursement": "ZC",
-                  "decision": "JC", "regulation_issued": "ZD", "matter_submitted": "OA", "review_step": "SP"}[etype]
+                  "decision": "JC", "regulation_issued": "ZD", "matter_submitted": "OA", "review_step": "SP",
+                  "supplier_profile": "GYS", "employee_profile": "RY", "tender_bid": "TB"}[etype]
         event: dict[str, Any] = {
             "event_id": self.next_id(prefix + "-"),
             "source": _SOURCES[domain],
@@ -438,8 +420,8 @@ class _Builder:
 
     # --- planted violations and near-misses --------------------------------------
     def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
-        rule = rule or SCENARIOS.get(scenario) or (REVIEW_SCENARIOS[scenario][0] if scenario in REVIEW_SCENARIOS
-                                                    else ANOMALIES[scenario])
+        rule = (rule or SCENARIOS.get(scenario) or PARTY_SCENARIOS.get(scenario)
+                or (REVIEW_SCENARIOS[scenario][0] if scenario in REVIEW_SCENARIOS else ANOMALIES[scenario]))
         self.truth.instances.append(Instance(scenario, rule, kind, ids, note))
 
     # --- the review process ------------------------------------------------------
@@ -802,6 +784,10 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     b.regular_suppliers(per_org=max(3, min(25, events // 4000)))
     b.plant(rounds=max(2, min(12, events // 8000)))
     b.plant_anomalies(rounds=max(3, min(12, events // 8000)))
+    # Master data, tender lots and their typologies (monitor.analyst.tenders), from a generator of their own.
+    tenders = TenderPlants(b, seed, ORGS)
+    tenders.plant(rounds=max(2, min(12, events // 8000)), staff_per_org=max(20, min(300, events // 2500)))
+    tenders.clean_lots(max(20, events // 600))
     bad = b.malformed(int(events * malformed))
     makers = [
         (b.clean_contract_with_payments, 0.07),

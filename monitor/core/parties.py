@@ -10,12 +10,13 @@ org, the newest version of each record. Two questions are asked of them:
   indexed, so the question costs a few look-ups, not a pass over the staff.
 - ``shared_between``: which details do two suppliers share (contacts,
   address, bank account, legal representative, shareholders)? Asked of the
-  few bidders of one tender lot, so names count here too.
+  few bidders of one tender lot.
 
-A person's name alone never links an employee to a supplier: in an org of
-thousands, two people called 王伟 are not one person. Their identity numbers
-(身份证号) do. Between the bidders of one lot a shared legal representative's
-or shareholder's name is a strong sign and does count.
+People are known by their identity numbers (身份证号), not their names: in a
+group of thousands, two people called 王伟 are not one person. Only between
+the bidders of one lot, where no number is given, do two legal
+representatives of the same name count as one. Organisations among the
+shareholders are known by name.
 
 Records are valid from their ``occurred_at``: a link is judged with the master
 data in force at the business event's time, so the answer does not depend on
@@ -56,6 +57,8 @@ DETAIL_LABELS = {"phone": "phone", "bank": "bank account", "address": "address",
 
 _DIGITS = re.compile(r"\D+")
 _NOT_WORD = re.compile(r"[\W_]+")
+# A shareholder that is an organisation, by the words its name carries.
+_ORGANISATION = re.compile(r"公司|集团|合伙|企业|中心|基金|研究院|事务所|\b(?:ltd|llc|inc|gmbh|co|corp|limited|lp)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,17 @@ def _person(raw: str) -> str:
 def profile_details(kind: str, attributes: Mapping[str, Any]) -> list[list[str]]:
     """The normalised identifying details of a profile, as ``[kind, value]`` pairs.
 
+    People are identified by their identity numbers (a legal representative's
+    ``legal_rep_id``, natural-person shareholders' ``shareholder_ids``, an
+    employee's ``id_number``); a legal representative's bare name is kept only
+    when no number is given, and then matches only another bare name.
+    Shareholders named in ``shareholders`` count when they are organisations:
+    a company is its name, a person is not.
+
     >>> profile_details("supplier", {"phone": "010-6655 4433", "bank_accounts": "6222 0001 2345; 6222 0001 9999",
-    ...                              "legal_rep": "张 三", "legal_rep_id": "11010119800101123x"})
-    [['phone', '01066554433'], ['bank', '622200012345'], ['bank', '622200019999'], ['pid', '11010119800101123X'], ['person', '张三']]
+    ...                              "legal_rep": "张 三", "legal_rep_id": "11010119800101123x",
+    ...                              "shareholders": ["江城恒达投资有限公司", "李四"]})
+    [['phone', '01066554433'], ['bank', '622200012345'], ['bank', '622200019999'], ['pid', '11010119800101123X'], ['holder', '江城恒达投资有限公司']]
     """
     a = attributes
     found: list[tuple[str, str]] = []
@@ -131,9 +142,12 @@ def profile_details(kind: str, attributes: Mapping[str, Any]) -> list[list[str]]
     if kind == "employee":
         found += [("pid", _pid(v)) for v in _values(a.get("id_number"))]
     else:
-        found += [("pid", _pid(v)) for v in _values(a.get("legal_rep_id"))]
-        found += [("person", _person(v)) for v in _values(a.get("legal_rep"))]
-        found += [("holder", _person(v)) for v in _values(a.get("shareholders"))]
+        rep_ids = [_pid(v) for v in _values(a.get("legal_rep_id"))]
+        found += [("pid", v) for v in rep_ids]
+        if not any(rep_ids):
+            found += [("person", _person(v)) for v in _values(a.get("legal_rep"))]
+        found += [("pid", _pid(v)) for v in _values(a.get("shareholder_ids"))]
+        found += [("holder", _person(v)) for v in _values(a.get("shareholders")) if _ORGANISATION.search(v)]
     out: list[list[str]] = []
     for k, v in found:
         if v and [k, v] not in out:
@@ -232,7 +246,7 @@ class PartyRegistry:
 
     def shared_between(self, org: str, supplier_ids: Iterable[str], at: float) -> list[tuple[str, str, tuple]]:
         """Pairs of these suppliers whose records (in force at ``at``) share any
-        detail, names of legal representatives and shareholders included:
+        detail, people and shareholding organisations included:
         ``[(a, b, ((kind, value), ...)), ...]``."""
         records = []
         for sid in dict.fromkeys(supplier_ids):
@@ -242,7 +256,7 @@ class PartyRegistry:
         pairs = []
         for i, (a, da) in enumerate(records):
             for b, db in records[i + 1:]:
-                common = da & db | _person_crossings(da, db)
+                common = da & db
                 if common:
                     pairs.append((a, b, tuple(sorted(common))))
         return pairs
@@ -250,10 +264,3 @@ class PartyRegistry:
     def __len__(self) -> int:
         return len(self.records)
 
-
-def _person_crossings(a: set, b: set) -> set:
-    """One bidder's legal representative who is another's shareholder."""
-    reps_a = {v for k, v in a if k == "person"}
-    holders_a = {v for k, v in a if k == "holder"}
-    return ({("person", v) for k, v in b if k == "holder" and v in reps_a}
-            | {("person", v) for k, v in b if k == "person" and v in holders_a})
