@@ -149,3 +149,33 @@ def test_a_colluding_lot_says_who_shares_what_and_grows_with_its_bids(default_pa
     assert [f.event_ids for f in collusion] == [["e3", "e4"], ["e3", "e4", "e5"]]
     assert collusion[-1].values["linked"] == "B1–B2: person 赵六"
     assert collusion[-1].values["linked_counterparty_id"] == 2.0
+
+
+def test_a_link_waits_until_the_master_data_topic_has_caught_up(default_pack):
+    """The HR topic is read behind the others: the order by the insider's department
+    is judged once that topic has reached its time, whatever the reading order, and
+    the wait survives a restart."""
+    staff = employee(1, "E1", phone="13800001111", department="采购部", name="李四")
+    profile = supplier(2, "S1", phone="13800001111")
+    order = make_event(3, type="purchase_order", amount=90_000, counterparty_id="S1",
+                       attributes={"category": "goods", "method": "inquiry", "department": "采购部"})
+
+    def msg(topic, offset, event):
+        return Message(f"riskwatch.events.{topic}", 0, offset, orjson.dumps(msgspec.to_builtins(event)))
+
+    hr_unread = [("riskwatch.events.governance", 0)]
+    table: dict[bytes, bytes] = {}
+    first = WorkerCore(default_pack, table)
+    first.process([msg("governance", 0, make_event(0, type="employee_profile", attributes={"employee_id": "E0"}))])
+    out = first.process([msg("procurement", 0, profile), msg("procurement", 1, order)], unread=hr_unread)
+    assert out.alerts == [] and first.scorer.waiting_count(first.tables.state) == 2  # both name a counterparty
+    second = WorkerCore(default_pack, table)  # restarted while the order waits
+    out = second.process([msg("governance", 1, staff)])  # every input read now
+    assert [(a.rule_id, a.event_ids) for a in out.alerts] == [("proc_supplier_employee_same_department", ["e3"])]
+    assert [e["event_id"] for _, e in out.evidence] == ["e3"]
+    assert second.scorer.waiting_count(second.tables.state) == 0
+
+    # in the order of business time, with nothing unread, the same alert at once
+    third = WorkerCore(default_pack, {})
+    out = third.process([msg("governance", 0, staff), msg("procurement", 0, profile), msg("procurement", 1, order)])
+    assert [(a.rule_id, a.event_ids) for a in out.alerts] == [("proc_supplier_employee_same_department", ["e3"])]

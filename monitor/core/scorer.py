@@ -18,11 +18,13 @@ from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 
+import msgspec
 import numpy as np
 
 from monitor.core.batch import EventBatch
 from monitor.core.bidscreens import screen
 from monitor.core.detecting import detector_findings
+from monitor.core.event import Event, decode_one
 from monitor.core.findings import Finding
 from monitor.core.parties import PROFILE_TYPES, PartyRegistry
 from monitor.core.reviews import ReviewWatch
@@ -86,6 +88,13 @@ class Scorer:
         self.uses_parties = any(r.when.links or any(fn == "linked" for fn, _f in getattr(r, "aggregates", ()))
                                 for r in self.rules)
         self._parties: PartyRegistry | None = None
+        # Event rules asking linked() judge an event only once every input has been
+        # read up to its business time (``judge_until``): master data may come on
+        # another topic, read behind this one. Until then the event waits in state.
+        self.link_rules = [r for r in self.rules if r.kind == "event" and r.when.links]
+        self._link_parties = sorted({path for r in self.link_rules for path, _d in r.when.links if path})
+        self._waiting: dict[tuple, float] | None = None  # (org, event id) -> business time, of ``state.waiting``
+        self._waiting_of: ScorerState | None = None
         # How far review checks may judge in business time: the oldest stream time among
         # inputs with records still unread (a worker catching up sets it; see monitor.core.reviews).
         self.judge_until = math.inf
@@ -106,8 +115,15 @@ class Scorer:
             self._parties = batch.parties = self._learn_parties(batch, rows, state)
         findings: list[Finding] = []
         held = np.zeros(len(batch), dtype=bool)  # rows a stateful rule keeps: later evidence
+        link_rows = rows
+        if self.link_rules:
+            link_rows = self._wait_for_master_data(batch, rows, times, state, held)
+            findings += self._judge_waiting(state)
         for rule in self.rules:
-            selected = rows[rule.when.fn(batch, rows)]
+            if rule.when.links and rule.kind == "event":
+                selected = link_rows[rule.when.fn(batch, link_rows)] if len(link_rows) else link_rows
+            else:
+                selected = rows[rule.when.fn(batch, rows)]
             for _exc, where in rule.exceptions:
                 if not len(selected):
                     break
@@ -203,8 +219,10 @@ class Scorer:
         return self.watch.pending_orgs()
 
     def forget_reviews(self) -> None:
-        """The state was reloaded (a rebalance): rebuild the schedule from it at next use."""
+        """The state was reloaded (a rebalance): rebuild the schedule, and the index of
+        the events waiting for master data, from it at next use."""
         self._watching = None
+        self._waiting = None
 
     # master data -----------------------------------------------------------
     @staticmethod
@@ -219,6 +237,66 @@ class Scorer:
                     name = e.counterparty_name if id_attribute is None else None
                     registry.apply(e.org_id, kind, party_id, e.occurred_at.timestamp(), e.attributes, name)
         return registry
+
+    def _wait_for_master_data(self, batch: EventBatch, rows, times, state: ScorerState, held) -> np.ndarray:
+        """Keep back, in ``state.waiting``, the rows that a linked() rule may judge and
+        that lie past ``judge_until``; the rows to judge now."""
+        if self.judge_until == math.inf:
+            return rows
+        waiting = self._waiting_index(state)
+        later = times > self.judge_until
+        if self._link_parties:
+            has_party = np.zeros(len(rows), dtype=bool)
+            for path in self._link_parties:
+                has_party |= np.array([bool(v) for v in batch.column(path, rows).tolist()], dtype=bool)
+            later &= has_party
+        for row in rows[later].tolist():
+            e = batch.events[row]
+            key = (e.org_id, e.event_id)
+            if key not in waiting:
+                t = e.occurred_at.timestamp()
+                state.waiting[key] = [t, msgspec.json.encode(e)]
+                waiting[key] = t
+        held[later] = True  # their events must be at hand when they are judged
+        return rows[~later]
+
+    def _waiting_index(self, state: ScorerState) -> dict[tuple, float]:
+        if self._waiting_of is not state or self._waiting is None:
+            self._waiting = {key: value[0] for key, value in state.waiting.items()}  # a restart: read once
+            self._waiting_of = state
+        return self._waiting
+
+    def _judge_waiting(self, state: ScorerState) -> list[Finding]:
+        """Judge the waiting events whose business time every input has now reached."""
+        waiting = self._waiting_index(state)
+        due = [key for key, t in waiting.items() if t <= self.judge_until]
+        if not due:
+            return []
+        events = []
+        for key in due:
+            entry = state.waiting.get(key)
+            del waiting[key]
+            if entry is not None:
+                del state.waiting[key]
+                decoded = decode_one(entry[1])
+                if isinstance(decoded, Event):
+                    events.append(decoded)
+        events.sort(key=lambda e: e.occurred_at.timestamp())
+        batch = EventBatch(events)
+        batch.parties = self._parties or PartyRegistry(state.party_records, state.party_index)
+        rows = batch.all_rows
+        findings = []
+        for rule in self.link_rules:
+            selected = rows[rule.when.fn(batch, rows)]
+            for _exc, where in rule.exceptions:
+                selected = selected[~where.fn(batch, selected)] if len(selected) else selected
+            if len(selected):
+                findings += self._event_findings(rule, batch, selected)
+        return findings
+
+    def waiting_count(self, state: ScorerState) -> int:
+        """Events held back until master data on every input has caught up with them."""
+        return len(self._waiting_index(state)) if self.link_rules else 0
 
     def _linking(self, rule: CompiledRule, batch: EventBatch, row: int) -> str | None:
         """Who a linked() counterparty is linked to, and by which details."""

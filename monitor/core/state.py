@@ -167,6 +167,8 @@ class ScorerState:
         # master data (monitor.core.parties): (org, kind, id) -> record; (org, detail, value) -> employees
         self.party_records: dict[tuple, list] = {}
         self.party_index: dict[tuple, list | str] = {}
+        # events a linked() rule judges once every input has reached their time: (org, event id) -> [t, JSON]
+        self.waiting: dict[tuple, list] = {}
 
     def key_count(self) -> int:
         models = sum(m.key_count() for store in self.detectors.values() for m in _models(store)
@@ -187,6 +189,7 @@ class ScorerState:
             "matters": {c: [[list(k), m.to_plain()] for k, m in store.items()] for c, store in self.matters.items()},
             "party_records": [[list(k), v] for k, v in self.party_records.items()],
             "party_index": [[list(k), v] for k, v in self.party_index.items()],
+            "waiting": [[list(k), v] for k, v in self.waiting.items()],
         }
         return msgspec.msgpack.encode(plain)
 
@@ -204,6 +207,7 @@ class ScorerState:
         state.matters = {c: {tuple(k): Matter.from_plain(m) for k, m in store} for c, store in plain.get("matters", {}).items()}
         state.party_records = {tuple(k): v for k, v in plain.get("party_records", [])}
         state.party_index = {tuple(k): v for k, v in plain.get("party_index", [])}
+        state.waiting = {tuple(k): v for k, v in plain.get("waiting", [])}
         return state
 
 

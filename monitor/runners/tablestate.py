@@ -360,7 +360,7 @@ class TableState:
             store = TableStore(table, control.id, "matter", 0)
             self.state.matters[control.id] = store  # type: ignore[assignment]
             self.stores.append(store)
-        for name in ("party_records", "party_index"):  # master data: keyed (org, ...)
+        for name in ("party_records", "party_index", "waiting"):  # master data: keyed (org, ...)
             store = TableStore(table, name, "plain", 0)
             setattr(self.state, name, store)
             self.stores.append(store)

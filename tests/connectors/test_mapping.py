@@ -116,3 +116,55 @@ def test_an_oa_workflow_export_becomes_submissions_and_review_steps():
     reason, position, detail = (lambda h: (h["riskwatch.reason"], h["riskwatch.position"], h["riskwatch.detail"]))(
         sink.dead_letters[0][1])
     assert (reason, position) == ("wrong_type", "line 7") and "'驳回' is not one of" in detail
+
+
+def _sent(sample: str, mapping: str, topic: str):
+    sink = MemorySink()
+    report = run_file_connector(ROOT / "samples" / sample, load_mapping(ROOT / "mappings" / mapping), sink)
+    letters = [(h["riskwatch.reason"], h["riskwatch.position"], h["riskwatch.detail"]) for _, h in sink.dead_letters]
+    return report, [orjson.loads(v) for _, v in sink.events[topic]], letters
+
+
+def test_a_supplier_master_export_becomes_profiles():
+    report, sent, letters = _sent("srm_suppliers.csv", "srm_suppliers.yaml", "riskwatch.events.procurement")
+    assert (report.read, report.sent, report.dead_lettered) == (4, 3, 1)
+    assert sent[0] == {
+        "source": "srm-suppliers", "domain": "procurement", "type": "supplier_profile", "event_id": "GYS-BG0001",
+        "occurred_at": "2026-05-20T10:00:00+08:00", "org_id": "SUB01",
+        "counterparty_id": "SUP-00017", "counterparty_name": "临江恒达建材有限公司",
+        "attributes": {"credit_code": "91330100MA2H0K1X7Q", "legal_rep": "周建国", "legal_rep_id": "330102197305121234",
+                       "address": "临江市滨江路88号", "phone": "0571-86001234",
+                       "bank_accounts": "6222 0210 0101 2345;6228 4800 1234 5678",
+                       "shareholders": "周建国、临江恒达投资合伙企业（有限合伙）",
+                       "shareholder_ids": "330102197305121234", "active": True}}
+    assert sent[2]["attributes"]["active"] is False  # 停用: removed from the master data
+    assert letters == [("bad_timestamp", "line 5",
+                        "column '变更时间' (for occurred_at): '2026/05/23' is not a datetime like %Y-%m-%d %H:%M:%S")]
+
+
+def test_an_hr_export_becomes_employee_profiles():
+    report, sent, letters = _sent("hr_employees.csv", "hr_employees.yaml", "riskwatch.events.governance")
+    assert (report.read, report.sent, report.dead_lettered) == (4, 3, 1)
+    assert sent[0]["type"] == "employee_profile" and sent[0]["attributes"] == {
+        "employee_id": "E1021", "name": "李四", "id_number": "330102198501011234", "phone": "13800001111",
+        "bank_account": "6222 0210 0101 2345", "address": "临江市解放路7号2-301", "department": "采购部",
+        "post": "采购专员", "active": True}
+    assert [e["attributes"]["active"] for e in sent] == [True, True, False]
+    assert letters == [("wrong_type", "line 5", "column '在职状态' (for attributes.active): '退休' is not one of 在职, 离职")]
+
+
+def test_a_tender_result_export_becomes_bids_that_the_rules_judge_by_lot(default_pack):
+    from monitor.core.event import decode_lines
+    from tests.conftest import score_all
+
+    report, sent, letters = _sent("tender_results.csv", "tender_results.yaml", "riskwatch.events.procurement")
+    assert (report.read, report.sent, report.dead_lettered) == (4, 3, 1)
+    assert [(e["counterparty_id"], e["amount"], e["attributes"]["rank"]) for e in sent] == [
+        ("SUP-00017", 1_000_000.0, 1), ("SUP-00090", 1_080_000.0, 2), ("SUP-00124", 1_080_000.0, 3)]
+    assert sent[0]["attributes"] == {"lot_id": "ZB2026-061-01", "department": "工程部", "rank": 1, "bids_in_lot": 3,
+                                     "winner_id": "SUP-00017"}
+    assert letters == [("wrong_type", "line 5", "column '投标报价' (for amount): '一百万' is not a number")]
+    events, rejected = decode_lines([orjson.dumps(e) for e in sent])
+    findings, _ = score_all(default_pack, events)
+    assert not rejected and {(f.rule_id, tuple(f.event_ids)) for f in findings} == {  # the two identical bids
+        ("proc_bidder_collusion", ("TB-T0001", "TB-T0002", "TB-T0003"))}
