@@ -95,6 +95,7 @@ class Scorer:
         self._link_parties = sorted({path for r in self.link_rules for path, _d in r.when.links if path})
         self._waiting: dict[tuple, float] | None = None  # (org, event id) -> business time, of ``state.waiting``
         self._waiting_of: ScorerState | None = None
+        self.released_events: list[Event] = []  # the waiting events the last score() judged
         # How far review checks may judge in business time: the oldest stream time among
         # inputs with records still unread (a worker catching up sets it; see monitor.core.reviews).
         self.judge_until = math.inf
@@ -116,8 +117,9 @@ class Scorer:
         findings: list[Finding] = []
         held = np.zeros(len(batch), dtype=bool)  # rows a stateful rule keeps: later evidence
         link_rows = rows
+        self.released_events = []
         if self.link_rules:
-            link_rows = self._wait_for_master_data(batch, rows, times, state, held)
+            link_rows = self._wait_for_master_data(batch, rows, times, state)
             findings += self._judge_waiting(state)
         for rule in self.rules:
             if rule.when.links and rule.kind == "event":
@@ -238,7 +240,7 @@ class Scorer:
                     registry.apply(e.org_id, kind, party_id, e.occurred_at.timestamp(), e.attributes, name)
         return registry
 
-    def _wait_for_master_data(self, batch: EventBatch, rows, times, state: ScorerState, held) -> np.ndarray:
+    def _wait_for_master_data(self, batch: EventBatch, rows, times, state: ScorerState) -> np.ndarray:
         """Keep back, in ``state.waiting``, the rows that a linked() rule may judge and
         that lie past ``judge_until``; the rows to judge now."""
         if self.judge_until == math.inf:
@@ -257,7 +259,6 @@ class Scorer:
                 t = e.occurred_at.timestamp()
                 state.waiting[key] = [t, msgspec.json.encode(e)]
                 waiting[key] = t
-        held[later] = True  # their events must be at hand when they are judged
         return rows[~later]
 
     def _waiting_index(self, state: ScorerState) -> dict[tuple, float]:
@@ -282,6 +283,7 @@ class Scorer:
                 if isinstance(decoded, Event):
                     events.append(decoded)
         events.sort(key=lambda e: e.occurred_at.timestamp())
+        self.released_events = events  # the evidence of what they raise: they are in no batch
         batch = EventBatch(events)
         batch.parties = self._parties or PartyRegistry(state.party_records, state.party_index)
         rows = batch.all_rows

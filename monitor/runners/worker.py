@@ -187,7 +187,8 @@ class WorkerCore:
             held = self.scorer.held_rows.tolist()
             self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held),
                                    map(positions.__getitem__, held))
-            out.evidence = self.evidence.collect(out.alerts, events) if out.alerts else []
+            released = self.scorer.released_events  # events that waited for master data
+            out.evidence = self.evidence.collect(out.alerts, events + released if released else events) if out.alerts else []
             out.scored = len(events)
             out.hits_by_rule = Counter(f.rule_id for f in findings)
             out.events_by_source = Counter((e.domain, e.source) for e in events)
