@@ -32,7 +32,7 @@ def position_of(path: Path, needle: str) -> tuple[int, int]:
 
 
 def test_default_pack_lints_without_errors(default_pack):
-    assert len(default_pack.rules) == 23
+    assert len(default_pack.rules) == 24
     assert default_pack.version and len(default_pack.version) == 12
 
 

@@ -41,6 +41,7 @@ from monitor.analyst.fictional import SUFFIXES as _SUFFIX
 from monitor.analyst.fictional import SURNAMES as _SURNAMES
 from monitor.analyst.fictional import TRADES as _TRADES
 from monitor.analyst.tenders import PARTY_SCENARIOS, TenderPlants
+from monitor.analyst.trades import TRADE_SCENARIOS, TradePlants
 
 __all__ = ["GeneratedStream", "Instance", "ORGS", "Truth", "generate"]
 
@@ -182,7 +183,8 @@ class _Builder:
         prefix = {"payment": "FK", "journal_entry": "PZ", "purchase_order": "PO", "contract_signed": "HT",
                   "contract_changed": "BG", "investment_approval": "TZ", "investment_disbursement": "ZC",
                   "decision": "JC", "regulation_issued": "ZD", "matter_submitted": "OA", "review_step": "SP",
-                  "supplier_profile": "GYS", "employee_profile": "RY", "tender_bid": "TB"}[etype]
+                  "supplier_profile": "GYS", "employee_profile": "RY", "tender_bid": "TB",
+                  "goods_transfer": "GQ"}[etype]
         event: dict[str, Any] = {
             "event_id": self.next_id(prefix + "-"),
             "source": _SOURCES[domain],
@@ -420,7 +422,7 @@ class _Builder:
 
     # --- planted violations and near-misses --------------------------------------
     def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
-        rule = (rule or SCENARIOS.get(scenario) or PARTY_SCENARIOS.get(scenario)
+        rule = (rule or SCENARIOS.get(scenario) or PARTY_SCENARIOS.get(scenario) or TRADE_SCENARIOS.get(scenario)
                 or (REVIEW_SCENARIOS[scenario][0] if scenario in REVIEW_SCENARIOS else ANOMALIES[scenario]))
         self.truth.instances.append(Instance(scenario, rule, kind, ids, note))
 
@@ -788,6 +790,9 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     tenders = TenderPlants(b, seed, ORGS)
     tenders.plant(rounds=max(2, min(12, events // 8000)), staff_per_org=max(20, min(300, events // 2500)))
     tenders.clean_lots(max(20, events // 600))
+    trades = TradePlants(b, seed, ORGS)  # trading, and goods that go round (monitor.analyst.trades)
+    trades.plant(rounds=max(2, min(12, events // 8000)))
+    trades.clean_trades(max(20, events // 1000))
     bad = b.malformed(int(events * malformed))
     makers = [
         (b.clean_contract_with_payments, 0.07),

@@ -109,6 +109,7 @@ EVENT_TYPES: dict[str, str] = {
     "supplier_profile": "procurement",
     "employee_profile": "governance",
     "tender_bid": "procurement",
+    "goods_transfer": "procurement",
 }
 
 # Known attribute names and their value types ("str", "num", "bool"), for the
@@ -165,6 +166,10 @@ ATTRIBUTE_TYPES: dict[str, str] = {
     "rank": "num",
     "bids_in_lot": "num",
     "winner_id": "str",
+    # trading: a change of title to goods (货权转移), the org's own or along the chain it records
+    "seller_id": "str",
+    "buyer_id": "str",
+    "goods": "str",
 }
 
 REJECT_REASONS = (

@@ -68,7 +68,9 @@ AGGREGATES = {"count": False, "sum": True, "min": True, "max": True, "distinct":
               "cv": True, "diffp": True, "rd": True, "rdnor": True, "kurtosis": True, "skewness": True,
               "ties": True, "steps": True,
               # how many of the group's counterparties share master data with another (monitor.core.parties)
-              "linked": True}
+              "linked": True,
+              # the trade cycle a goods_transfer closes (monitor.core.tradegraph): written bare, like count
+              "cycle": False}
 TEXT_AGGREGATES = ("distinct", "linked")  # the aggregates that also take a text field
 LINK_KINDS = ("employee",)  # what linked(counterparty_id, KIND) asks about
 
@@ -273,9 +275,9 @@ class _Compiler:
             raise self.error(node, f"unknown name '{name}'")
         if name in self.scope.fields:
             return self._field(node, name)
-        if self.scope.aggregates and name == "count":
-            self.aggs.add(("count", None))
-            return self._aggregate_column(node, "count", NUM)
+        if self.scope.aggregates and name in ("count", "cycle"):
+            self.aggs.add((name, None))
+            return self._aggregate_column(node, name, NUM)
         if name in self.scope.aggregate_fields:
             return self._aggregate_column(node, name, self.scope.aggregate_fields[name])
         if name in self.scope.params:
@@ -288,7 +290,7 @@ class _Compiler:
     def _suggest(self, name: str) -> str:
         known = [*self.scope.fields, *self.scope.params, *self.scope.aggregate_fields]
         if self.scope.aggregates:
-            known.append("count")
+            known += ["count", "cycle"]
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         return f" (did you mean '{close[0]}'?)" if close else ""
 

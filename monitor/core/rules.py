@@ -21,6 +21,7 @@ from typing import Any, Literal, Mapping
 import msgspec
 import orjson
 
+from monitor.core.tradegraph import CYCLE_FIELDS
 from monitor.core.rulelang import (
     EVENT_FIELD_TYPES,
     NUM,
@@ -574,7 +575,10 @@ def compile_rule(
         if having is not None:
             extra["having"] = having
             extra["aggregates"] = tuple(sorted(having.aggregates, key=lambda a: (a[0], a[1] or "")))
-            extra["agg_fields"] = tuple(sorted({f for _fn, f in having.aggregates if f}))
+            agg_fields = {f for _fn, f in having.aggregates if f}
+            if ("cycle", None) in having.aggregates:
+                agg_fields |= set(CYCLE_FIELDS)  # the edges a cycle is made of
+            extra["agg_fields"] = tuple(sorted(agg_fields))
             extra["min_count"] = required_minimum(spec.window.having)
             message_fields |= {aggregate_column(fn, f) for fn, f in having.aggregates} | {"count"}
     elif spec.total:
@@ -596,6 +600,8 @@ def compile_rule(
         message_fields |= {"screened"}  # the entry matched, its score and why
     if when is not None and when.links and kind == "event":
         message_fields |= {"linked"}  # who the counterparty is linked to, and by what
+    if kind == "window" and ("cycle", None) in extra.get("aggregates", ()):
+        message_fields |= {"cycle_path"}  # the parties the goods went round
     if kind == "window" and ("linked", "counterparty_id") in extra.get("aggregates", ()):
         message_fields |= {"linked"}  # which of the group's counterparties share what
     template, err = _compile_template(spec.message, message_fields)

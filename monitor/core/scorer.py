@@ -31,6 +31,7 @@ from monitor.core.reviews import ReviewWatch
 from monitor.core.rulelang import aggregate_column
 from monitor.core.rules import CompiledRule, RulePack
 from monitor.core.state import KeyTotal, KeyWindow, ScorerState
+from monitor.core.tradegraph import CYCLE_FIELDS, closed_cycle, describe_cycle
 
 __all__ = ["EventBatch", "Finding", "Scorer", "ScorerState"]
 
@@ -325,6 +326,18 @@ class Scorer:
         text = "; ".join(f"{a}–{b}: " + ", ".join(f"{k} {v}" for k, v in shared) for a, b, shared in pairs[:3])
         return float(len(linked)), text + (" …" if len(pairs) > 3 else "")
 
+    @staticmethod
+    def _cycle_in_group(rule: CompiledRule, w: KeyWindow, span: range, anchor: int) -> tuple[float, str, list | None]:
+        """cycle of a window: how many parties the goods of the anchor's transfer went
+        round (0: none), the path, and the transfers that made it."""
+        buyer_at, seller_at = (rule.agg_fields.index(f) for f in CYCLE_FIELDS)
+        transfers = [(w.times[i], w.entries[i][1][seller_at], w.entries[i][1][buyer_at], w.entries[i][0]) for i in span]
+        found = closed_cycle(transfers, anchor - span.start)
+        if found is None:
+            return 0.0, "", None
+        parties, ids = found
+        return float(len(parties)), describe_cycle(parties), ids
+
     # stateless rules -------------------------------------------------------
     def _event_findings(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray) -> list[Finding]:
         out = []
@@ -432,8 +445,13 @@ class Scorer:
             entries = [w.entries[i] for i in span]
             columns["count"].append(float(len(entries)))
             link_text = ""
+            cycle_ids = None
             for fn, f in rule.aggregates:
                 if fn == "count":
+                    continue
+                if fn == "cycle":
+                    value, link_text, cycle_ids = self._cycle_in_group(rule, w, span, j)
+                    columns["cycle"].append(value)
                     continue
                 vals = [e[1][agg_index[f]] for e in entries]
                 if fn == "linked":
@@ -441,7 +459,7 @@ class Scorer:
                 else:
                     value = _aggregate(fn, vals)
                 columns[aggregate_column(fn, f)].append(value)
-            rows_spans.append((key, w, anchor, j, span, link_text))
+            rows_spans.append((key, w, anchor, j, span, link_text, cycle_ids))
         if not rows_spans:
             return []
         table = {name: np.array(vals, dtype=float) for name, vals in columns.items()}
@@ -449,10 +467,17 @@ class Scorer:
             table[path] = _column_array([k[i] for k, *_ in rows_spans], path == "amount")
         hits = rule.having.fn(_Table(table), np.arange(len(rows_spans)))
         out = []
-        for n, (hit, (key, w, anchor, j, span, link_text)) in enumerate(zip(hits.tolist(), rows_spans)):
+        for n, (hit, (key, w, anchor, j, span, link_text, cycle_ids)) in enumerate(zip(hits.tolist(), rows_spans)):
             if not hit:
                 continue
             values = {name: float(table[name][n]) for name in columns}
+            if cycle_ids:
+                values["cycle_path"] = link_text
+                values.update(zip(rule.key, key))
+                values.update(zip(rule.display, w.entries[j][2]))
+                times = dict(zip((e[0] for e in w.entries), w.times))
+                out.append(Finding(rule.id, key, cycle_ids, times[cycle_ids[0]], times[cycle_ids[-1]], values))
+                continue
             if link_text:
                 values["linked"] = link_text
             values.update(zip(rule.key, key))
