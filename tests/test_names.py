@@ -77,3 +77,35 @@ def test_the_index_finds_what_scoring_every_entry_finds():
         brute = max(similarity(normalise(query), normalise(e))[0] for e in entries)
         best = index.best(query, THRESHOLD)
         assert best is not None and best.score == round(brute, 1)
+
+
+def test_a_batch_of_names_finds_what_each_name_finds_alone():
+    rows = list(csv.DictReader(line for line in (DATA / "name_pairs.csv").open(encoding="utf-8") if not line.startswith("#")))
+    index = NameIndex(sorted({r["list_entry"] for r in rows}))
+    names = [r["name"] for r in rows]
+    assert index.best_many(names, THRESHOLD) == [index.best(n, THRESHOLD) for n in names]
+    assert sum(m is not None for m in index.best_many(names, THRESHOLD)) >= 60
+
+
+def test_the_index_is_kept_between_runs_and_never_needed(tmp_path):
+    import pickle
+
+    from monitor.packs.namecache import load_or_build
+
+    entries = ["華為技術有限公司", "Acme Trading Co., Ltd.", "北京建设贸易有限公司"]
+    built = load_or_build(entries, tmp_path)
+    kept = list(tmp_path.glob("*.pickle"))
+    assert len(kept) == 1
+    loaded = load_or_build(entries, tmp_path)
+    assert loaded is not built and loaded.entries == entries
+    assert loaded.best("HUAWEI JISHU", THRESHOLD).entry == "華為技術有限公司"  # across scripts, pinyin kept
+    assert loaded.best("华为技术（深圳）有限公司", THRESHOLD) == built.best("华为技术（深圳）有限公司", THRESHOLD)
+    kept[0].write_bytes(b"not a pickle")  # damaged: built afresh, and kept again
+    assert load_or_build(entries, tmp_path).best("ACME TRADING LIMITED", THRESHOLD).entry == entries[1]
+    assert pickle.loads(kept[0].read_bytes()).entries == entries
+    assert len(list(tmp_path.glob("*.pickle"))) == 1
+    other = load_or_build(entries[:2], tmp_path)  # another list: another file
+    assert other.entries == entries[:2] and len(list(tmp_path.glob("*.pickle"))) == 2
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert load_or_build(entries, blocked / "sub").entries == entries  # cannot be written: built in memory

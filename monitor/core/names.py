@@ -25,15 +25,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import opencc
 from cleanco import basename
-from pypinyin import lazy_pinyin
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
-__all__ = ["Match", "Name", "NameIndex", "normalise", "similarity"]
+__all__ = ["Match", "Name", "NameIndex", "normalise", "normalise_many", "pinyin_table", "similarity"]
 
 # Longest first: 集团股份有限公司 before 有限公司 before 公司.
 ORG_SUFFIXES = sorted({
@@ -54,8 +53,12 @@ CITIES = (
 )
 REGION_SUFFIX = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")
 _REGIONS = sorted(set(PROVINCES + CITIES), key=len, reverse=True)
+_SUFFIX_ENDINGS = tuple(ORG_SUFFIXES)
+_SUFFIX_SET = frozenset(ORG_SUFFIXES)
+_SUFFIX_LENGTHS = sorted({len(s) for s in ORG_SUFFIXES}, reverse=True)
 _REGION_AT_START = re.compile("^(" + "|".join(_REGIONS) + ")(" + "|".join(REGION_SUFFIX) + ")?")
 _BRACKETED = re.compile(r"[(\[（【]([^)\]）】]*)[)\]）】]")
+_BRACKET = re.compile(r"[(\[（【]")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _NOT_WORD = re.compile(r"[^\w]+")
 _NONE = np.zeros(0, dtype=np.int32)
@@ -73,8 +76,7 @@ def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")  # reads its dictionaries: once, when first needed
 
 
-@dataclass(frozen=True)
-class Name:
+class Name(NamedTuple):
     """A name as it is compared: its ``core`` and what was kept aside."""
 
     raw: str
@@ -85,54 +87,75 @@ class Name:
 
     @property
     def pinyin(self) -> str:
-        """The core's pinyin without spaces (Chinese names; worked out when first asked: it is slow)."""
-        return _pinyin(self.core) if self.script == "zh" else ""
+        """The core's pinyin without spaces (Chinese names)."""
+        return self.core.translate(pinyin_table()) if self.script == "zh" else ""
 
 
-@lru_cache(maxsize=200_000)
-def _pinyin(core: str) -> str:
-    # Character by character, each its commonest reading: twenty times faster than pypinyin's
-    # phrase segmentation, which indexing a list of 20,000 names would spend seconds on.
-    # The price: a polyphone read as in a phrase is missed (银行 comes out yinxing, not yinhang).
-    return "".join(map(_char_pinyin, core))
+_PINYIN: dict[int, str] | None = None
 
 
-@lru_cache(maxsize=50_000)
-def _char_pinyin(ch: str) -> str:
-    return lazy_pinyin(ch)[0]
+def pinyin_table() -> dict[int, str]:
+    """Each Han character's commonest reading, toneless (ü as v), for ``str.translate``.
+
+    Character by character: twenty times faster than pypinyin's phrase
+    segmentation, which indexing a list of 20,000 names would spend seconds on.
+    The price: a polyphone read as in a phrase is missed (银行 comes out
+    yinxing, not yinhang). Loading pypinyin's table takes a quarter of a second,
+    so a ``NameIndex`` keeps the table it was built with, and a pickled index
+    brings it along (and lends it to this function: ``_PINYIN``)."""
+    global _PINYIN
+    if _PINYIN is not None:
+        return _PINYIN
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    table = {}
+    for code, readings in pinyin_dict.items():
+        if 0x3400 <= code <= 0x9fff:
+            first = unicodedata.normalize("NFKD", readings.split(",", 1)[0]).replace("u\u0308", "v")
+            table[code] = "".join(ch for ch in first if not unicodedata.combining(ch))
+    _PINYIN = table
+    return table
 
 
 @lru_cache(maxsize=200_000)
 def normalise(raw: str) -> Name:
-    text = _t2s().convert(unicodedata.normalize("NFKC", raw)).strip().casefold()
-    if _HAN.search(text):
-        return _normalise_zh(raw, text)
-    return _normalise_latin(raw, text)
+    return _normalise_text(raw, _t2s().convert(unicodedata.normalize("NFKC", raw)).strip().casefold())
+
+
+def normalise_many(raws: list[str]) -> list[Name]:
+    """``normalise`` of each, converting them all in one OpenCC call (a list's entries at once)."""
+    joined = unicodedata.normalize("NFKC", "\n".join(r.replace("\n", " ") for r in raws))
+    texts = _t2s().convert(joined).casefold().split("\n")
+    if len(texts) != len(raws):  # a character NFKC turned into a line break: one by one
+        return [normalise(r) for r in raws]
+    return [_normalise_text(raw, text.strip()) for raw, text in zip(raws, texts)]
+
+
+def _normalise_text(raw: str, text: str) -> Name:
+    return _normalise_zh(raw, text) if _HAN.search(text) else _normalise_latin(raw, text)
 
 
 def _normalise_zh(raw: str, text: str) -> Name:
     regions = set()
-    for inside in _BRACKETED.findall(text):  # 「华为技术（深圳）有限公司」: a region in brackets, or a note
-        for region in _REGIONS:
-            if inside.startswith(region):
-                regions.add(region)
-    text = _BRACKETED.sub("", text)
+    if _BRACKET.search(text):
+        for inside in _BRACKETED.findall(text):  # 「华为技术（深圳）有限公司」: a region in brackets, or a note
+            regions.update(region for region in _REGIONS if inside.startswith(region))
+        text = _BRACKETED.sub("", text)
     text = _NOT_WORD.sub("", text)
-    if len(_HAN.findall(text)) >= 2:
+    if _LATIN_IN_HAN.search(text) and len(_HAN.findall(text)) >= 2:
         text = _LATIN_IN_HAN.sub("", text)  # 「ZTE中兴通讯」: a brand in letters beside the name
     while (m := _REGION_AT_START.match(text)) and len(text) - m.end() >= 3:  # 「北京银行」 stays whole
         regions.add(m.group(1))
         text = text[m.end():]
     suffixes = []
-    stripped = True
-    while stripped:
-        stripped = False
-        for suffix in ORG_SUFFIXES:
-            if text.endswith(suffix) and len(text) > len(suffix) + 1:
-                suffixes.append(suffix)
-                text = text[: -len(suffix)]
-                stripped = True
+    while text.endswith(_SUFFIX_ENDINGS):
+        for n in _SUFFIX_LENGTHS:  # longest first
+            if len(text) > n + 1 and text[-n:] in _SUFFIX_SET:
+                suffixes.append(text[-n:])
+                text = text[:-n]
                 break
+        else:
+            break
     return Name(raw, "zh", text, frozenset(regions), tuple(suffixes))
 
 
@@ -162,6 +185,14 @@ def _abbreviates(short: str, long: str) -> bool:
     return True
 
 
+def _may_rise(a: str, b: str) -> bool:
+    """Whether ``similarity`` of two Chinese cores could exceed their plain ratio:
+    one abbreviates the other, or one starts with 中国."""
+    if a[:2] == "中国" or b[:2] == "中国":
+        return True
+    return _abbreviates(a, b) if len(a) < len(b) else _abbreviates(b, a)
+
+
 def _cores(core: str) -> tuple[str, ...]:
     """The core, and without a leading 中国 where four characters remain (「中国长江电力」, 「长江电力」)."""
     rest = core.removeprefix("中国")
@@ -187,7 +218,8 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
     if a.script == "latin" and b.script == "latin":
         return fuzz.token_sort_ratio(a.core, b.core), f"'{a.core}' vs '{b.core}'"
     zh, latin = (a, b) if a.script == "zh" else (b, a)
-    return fuzz.ratio(zh.pinyin, latin.core.replace(" ", "")), f"pinyin '{zh.pinyin}' vs '{latin.core}'"
+    pinyin = zh.pinyin
+    return fuzz.ratio(pinyin, latin.core.replace(" ", "")), f"pinyin '{pinyin}' vs '{latin.core}'"
 
 
 @dataclass(frozen=True)
@@ -198,15 +230,71 @@ class Match:
     why: str
 
 
-def _trigrams(tag: str, text: str) -> set[str]:
-    return {tag + text[i:i + 3] for i in range(max(1, len(text) - 2))}
+def _trigrams(text: str) -> set[str]:
+    return {text[i:i + 3] for i in range(max(1, len(text) - 2))}
 
 
 def _own_grams(name: Name) -> set[str]:
     """What an entry is found by in its own script: bigrams of a Chinese core, trigrams of a Latin one."""
     if name.script == "zh":
-        return {"z" + name.core[i:i + 2] for i in range(max(1, len(name.core) - 1))}
-    return _trigrams("l", name.core.replace(" ", ""))
+        core = name.core
+        return {core[i:i + 2] for i in range(max(1, len(core) - 1))}
+    return _trigrams(name.core.replace(" ", ""))
+
+
+class _Postings:
+    """n-gram -> the entries that hold it (ascending), all in one array: built
+    without a list per n-gram, and pickled and loaded at once."""
+
+    __slots__ = ("slots", "ids", "starts")
+
+    def __init__(self, grams_of: Iterable[tuple[int, Iterable[str]]]):
+        slots: dict[str, int] = {}
+        keys: list[int] = []
+        owners: list[int] = []
+        for i, grams in grams_of:
+            mine = [slots.setdefault(g, len(slots)) for g in grams]
+            keys += mine
+            owners += [i] * len(mine)
+        key_array = np.array(keys, dtype=np.int32)
+        self.ids = np.array(owners, dtype=np.int32)[np.argsort(key_array, kind="stable")]
+        self.starts = np.concatenate(([0], np.cumsum(np.bincount(key_array, minlength=len(slots))))).astype(np.int64)
+        self.slots = slots
+
+    def get(self, gram: str) -> np.ndarray:
+        k = self.slots.get(gram)
+        return _NONE if k is None else self.ids[self.starts[k]:self.starts[k + 1]]
+
+
+class _Names:
+    """A loaded index's normalised entries, kept as columns of text and made ``Name``s when asked."""
+
+    def __init__(self, entries: list[str], columns: tuple[list[str], list[str], list[str], list[str]]):
+        self.entries = entries
+        self.scripts, self.cores, self.regions, self.suffixes = columns
+        self.made: dict[int, Name] = {}
+
+    @staticmethod
+    def columns(names) -> tuple[list[str], list[str], list[str], list[str]]:
+        if isinstance(names, _Names):
+            return names.scripts, names.cores, names.regions, names.suffixes
+        return ([n.script for n in names], [n.core for n in names], ["/".join(sorted(n.regions)) for n in names],
+                ["/".join(n.suffixes) for n in names])
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> Name:
+        name = self.made.get(i)
+        if name is None:
+            regions, suffixes = self.regions[i], self.suffixes[i]
+            name = self.made[i] = Name(self.entries[i], self.scripts[i], self.cores[i],
+                                       frozenset(regions.split("/")) if regions else frozenset(),
+                                       tuple(suffixes.split("/")) if suffixes else ())
+        return name
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
 
 class NameIndex:
@@ -214,70 +302,135 @@ class NameIndex:
     the entries (at most ``candidates``) that share the most of its rarer
     n-grams, each weighed by how rare it is: an n-gram in more than
     ``common`` of the entries (建设, 贸易) finds nobody by itself. Chinese names
-    are found by Latin entries through their pinyin, and the other way round."""
+    are found by Latin entries through their pinyin, and the other way round.
+    ``complete()`` builds what is otherwise built when first needed (before
+    the index is pickled, or shared with forked processes)."""
 
     def __init__(self, entries: Iterable[str], candidates: int = 12, common: float = 0.005):
         self.entries = list(entries)
-        self.names = [normalise(e) for e in self.entries]
+        self.names: list[Name] | _Names = normalise_many(self.entries)
+        self.cores = [n.core for n in self.names]
+        self.scripts = [n.script for n in self.names]
         self.candidates = candidates
-        postings: dict[str, list[int]] = {}
-        for i, name in enumerate(self.names):
-            for g in _own_grams(name):
-                postings.setdefault(g, []).append(i)
-        self.postings = {g: np.array(p, dtype=np.int32) for g, p in postings.items()}
+        self.postings = _Postings((i, _own_grams(n)) for i, n in enumerate(self.names))
         self.has_latin = any(n.script == "latin" for n in self.names)
-        self._pinyin_postings: dict[str, np.ndarray] | None = None  # of the Chinese entries, built when first needed
+        self._pinyin: dict[int, str] | None = None  # the table, when a pinyin is first needed
+        self._pinyin_postings: _Postings | None = None  # of the Chinese entries, built when first needed
         self.common = max(50, int(common * len(self.entries)))
 
-    def _channels(self, query: Name) -> list[list[np.ndarray]]:
-        """The postings the query's n-grams find: in its own script, and across (pinyin)."""
-        none = _NONE
-        own = [self.postings.get(g, none) for g in _own_grams(query)]
-        cross: list[np.ndarray] = []
-        if query.script == "zh" and self.has_latin:
-            cross = [self.postings.get(g, none) for g in _trigrams("l", query.pinyin)]
-        elif query.script == "latin":
-            if self._pinyin_postings is None:
-                postings: dict[str, list[int]] = {}
-                for i, name in enumerate(self.names):
-                    if name.script == "zh":
-                        for g in _trigrams("p", name.pinyin):
-                            postings.setdefault(g, []).append(i)
-                self._pinyin_postings = {g: np.array(p, dtype=np.int32) for g, p in postings.items()}
-            cross = [self._pinyin_postings.get(g, none) for g in _trigrams("p", query.core.replace(" ", ""))]
-        out = []
-        for lists in (own, cross):
-            lists = [p for p in lists if len(p)]
-            rare = [p for p in lists if len(p) <= self.common]
-            if lists:
-                out.append(rare or sorted(lists, key=len)[:2])
-        return out
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["names"] = _Names.columns(self.names)  # a third of the time to load
+        return state
 
-    def _candidates(self, postings: list[np.ndarray]) -> list[int]:
-        lengths = np.fromiter(map(len, postings), np.int64, len(postings))
-        weights = 1.0 / lengths  # a rare n-gram says more
-        entries, at = np.unique(np.concatenate(postings), return_inverse=True)
-        hits = np.bincount(at, weights=np.repeat(weights, lengths))
+    def __setstate__(self, state: dict) -> None:
+        global _PINYIN
+        state["names"] = _Names(state["entries"], state["names"])
+        self.__dict__.update(state)
+        if _PINYIN is None and self._pinyin is not None:
+            _PINYIN = self._pinyin  # the same table: no need to load pypinyin's
+
+    def complete(self) -> NameIndex:
+        self._pinyin_of("")
+        if self._pinyin_postings is None:
+            self._pinyin_postings = _Postings((i, _trigrams(self._pinyin_of(n.core))) for i, n in enumerate(self.names)
+                                              if n.script == "zh")
+        return self
+
+    def _pinyin_of(self, core: str) -> str:
+        if self._pinyin is None:
+            self._pinyin = pinyin_table()
+        return core.translate(self._pinyin)
+
+    def _candidates(self, queries: list[Name]) -> tuple[np.ndarray, np.ndarray]:
+        """(query, entry) pairs worth scoring, for many queries at once: numpy's fixed
+        cost per call is paid once a batch of names rather than once a name.
+
+        Each query asks in two channels: its own script's n-grams, and across
+        scripts (a Chinese name's pinyin against the Latin entries, a Latin name
+        against the Chinese entries' pinyin). In a channel only the rare n-grams
+        count (or, if none is rare, the two least common)."""
+        asks: list[tuple[_Postings, list[str], list[int]]] = [(self.postings, [], [])]
+        if any(q.script == "latin" for q in queries):
+            self.complete()
+            asks.append((self._pinyin_postings, [], []))
+        for q, query in enumerate(queries):
+            grams = _own_grams(query)
+            asks[0][1].extend(grams)
+            asks[0][2].extend([2 * q] * len(grams))
+            if query.script == "zh" and self.has_latin:  # the Latin entries are in the own postings
+                grams = _trigrams(self._pinyin_of(query.core))
+                asks[0][1].extend(grams)
+                asks[0][2].extend([2 * q + 1] * len(grams))
+            elif query.script == "latin":
+                grams = _trigrams(query.core.replace(" ", ""))
+                asks[1][1].extend(grams)
+                asks[1][2].extend([2 * q + 1] * len(grams))
+        picked = [self._pick(postings, grams, channels) for postings, grams, channels in asks if grams]
+        if not picked:
+            return _NONE, _NONE
+        entries, channel, weights, gram_channel, gram_weight = (np.concatenate(part) for part in zip(*picked))
+        span = len(self.entries)
+        pairs, at = np.unique(channel * span + entries, return_inverse=True)
+        hits = np.bincount(at, weights=weights)
         # A name that scores 90 shares most of its n-grams: one that shares less than
         # half of their weight is not scored at all (most names of a stream match nothing).
-        keep = hits >= weights.sum() / 2
-        entries, hits = entries[keep], hits[keep]
-        if len(entries) > self.candidates:
-            entries = entries[np.argpartition(-hits, self.candidates - 1)[: self.candidates]]
-        return entries.tolist()
+        pair_channel = pairs // span
+        total = np.bincount(gram_channel, weights=gram_weight)
+        keep = hits >= total[pair_channel] / 2
+        pairs, hits, pair_channel = pairs[keep], hits[keep], pair_channel[keep]
+        order = np.lexsort((pairs, -hits, pair_channel))  # per channel, the most shared first
+        pairs, pair_channel = pairs[order], pair_channel[order]
+        keep = np.arange(len(pairs)) - np.searchsorted(pair_channel, pair_channel) < self.candidates
+        return pair_channel[keep] // 2, pairs[keep] % span
+
+    def _pick(self, postings: _Postings, grams: list[str], channels: list[int]):
+        """The entries each channel's chosen n-grams hold (entries, their channel, their weight),
+        and the chosen n-grams (their channel, their weight)."""
+        slot = np.fromiter((postings.slots.get(g, -1) for g in grams), np.int64, len(grams))
+        channel = np.asarray(channels, dtype=np.int64)[slot >= 0]
+        slot = slot[slot >= 0]
+        first = postings.starts[slot]
+        length = postings.starts[slot + 1] - first
+        rare = length <= self.common
+        has_rare = np.bincount(channel, weights=rare, minlength=channel.max(initial=-1) + 1) > 0
+        order = np.lexsort((length, channel))  # per channel, the least common first
+        rank = np.arange(len(order)) - np.searchsorted(channel[order], channel[order])
+        chosen = order[rare[order] | (~has_rare[channel[order]] & (rank < 2))]
+        first, length, channel = first[chosen], length[chosen], channel[chosen]
+        ends = np.cumsum(length)
+        at = np.arange(ends[-1] if len(ends) else 0) + np.repeat(first - (ends - length), length)
+        weight = 1.0 / length  # a rare n-gram says more
+        return postings.ids[at], np.repeat(channel, length), np.repeat(weight, length), channel, weight
 
     def best(self, raw: str, threshold: float) -> Match | None:
         """The best-scoring entry at ``threshold`` or above, if any."""
-        found = self.matches(raw, threshold)
-        return max(found, key=lambda m: m.score) if found else None
+        return self.best_many([raw], threshold)[0]
+
+    def best_many(self, raws: list[str], threshold: float) -> list[Match | None]:
+        """``best`` of each name, the candidates of all found at once."""
+        return [max(found, key=lambda m: m.score) if found else None for found in self.matches_many(raws, threshold)]
 
     def matches(self, raw: str, threshold: float) -> list[Match]:
         """Every candidate entry scoring ``threshold`` or above."""
-        query = normalise(raw)
-        entries = sorted({i for postings in self._channels(query) for i in self._candidates(postings)})
-        out = []
-        for i in entries:
-            score, why = similarity(query, self.names[i])
+        return self.matches_many([raw], threshold)[0]
+
+    def matches_many(self, raws: list[str], threshold: float) -> list[list[Match]]:
+        queries = normalise_many(raws)
+        asker, entry = self._candidates(queries)
+        pairs = sorted(set(zip(asker.tolist(), entry.tolist())))
+        out: list[list[Match]] = [[] for _ in raws]
+        names = self.names
+        # Chinese pairs are scored in C first; only those near the threshold, or that an
+        # abbreviation or a leading 中国 could lift, are scored (and explained) by ``similarity``.
+        ratios = process.cpdist([queries[q].core for q, _ in pairs], [self.cores[i] for _, i in pairs],
+                                scorer=fuzz.ratio, workers=1).tolist() if pairs else []
+        scripts, cores = self.scripts, self.cores
+        for (q, i), ratio in zip(pairs, ratios):
+            query = queries[q]
+            if ratio < threshold and query.script == scripts[i] == "zh" and not _may_rise(query.core, cores[i]):
+                continue
+            score, why = similarity(query, names[i])
             if score >= threshold:
-                out.append(Match(self.entries[i], i, round(score, 1), why))
+                out[q].append(Match(self.entries[i], i, round(score, 1), why))
         return out

@@ -574,6 +574,7 @@ class _Compiler:
 
         def fn(cols, rows, lf=value.fn, lst=lst, cut=cut):
             names = lf(cols, rows).tolist()
+            lst.screen_many(names, cut)
             out = np.zeros(len(rows), bool)
             times = None
             for i, found in enumerate(map(lst.screen, names, repeat(cut))):

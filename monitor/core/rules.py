@@ -315,9 +315,30 @@ class CounterpartyList:
     entries: dict[str, list[tuple[float, float]]]
     rows: list[dict[str, str]]
     spans: list[tuple[float, float]] = field(default_factory=list)  # per row: when it counts (default: always)
-    # what screen() learns: the names' index (built at first use) and each name screened so far
+    # what screen() learns: the names' index (built at first use, or handed over by
+    # ``use_name_index``) and each name screened so far
     _name_index: Any = field(default=None, init=False, repr=False, compare=False)
     _screened: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _named: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def named_rows(self) -> list[int]:
+        """The positions of the rows that name an entity (``counterparty_name``)."""
+        if self._named is None:
+            self._named = [i for i, r in enumerate(self.rows) if (r.get("counterparty_name") or "").strip()]
+        return self._named
+
+    def name_index(self):
+        """The ``monitor.core.names.NameIndex`` of the named rows, in ``named_rows`` order."""
+        if self._name_index is None:
+            from monitor.core.names import NameIndex
+
+            self._name_index = NameIndex(self.rows[i]["counterparty_name"] for i in self.named_rows())
+        return self._name_index
+
+    def use_name_index(self, index) -> None:
+        """Screen with this index (of ``named_rows``' names, e.g. kept from an earlier run)."""
+        self._name_index = index
+        self._screened.clear()
 
     def listed(self, values: list) -> set:
         return self.entries.keys() & set(values)
@@ -348,21 +369,23 @@ class CounterpartyList:
         """
         if not isinstance(name, str) or not name.strip():
             return None
-        memo = self._screened
-        found = memo.get((name, threshold), _UNSEEN)
+        found = self._screened.get((name, threshold), _UNSEEN)
         if found is _UNSEEN:
-            if self._name_index is None:
-                from monitor.core.names import NameIndex
-
-                named = [i for i, r in enumerate(self.rows) if (r.get("counterparty_name") or "").strip()]
-                self._name_index = (NameIndex(self.rows[i]["counterparty_name"] for i in named), named)
-            index = self._name_index
-            match = index[0].best(name, threshold)
-            found = None if match is None else (index[1][match.position], match)
-            if len(memo) >= SCREEN_MEMO:
-                memo.clear()
-            memo[(name, threshold)] = found
+            self.screen_many([name], threshold)
+            found = self._screened[(name, threshold)]
         return found
+
+    def screen_many(self, names: list, threshold: float) -> None:
+        """Screen the names not screened yet, all at once (a batch's names: see ``screen``)."""
+        memo = self._screened
+        new = list({n: None for n in names if isinstance(n, str) and n.strip() and (n, threshold) not in memo})
+        if not new:
+            return
+        if len(memo) + len(new) > SCREEN_MEMO:
+            memo.clear()
+        named = self.named_rows()
+        for name, match in zip(new, self.name_index().best_many(new, threshold)):
+            memo[(name, threshold)] = None if match is None else (named[match.position], match)
 
 
 # --- compiled rules ------------------------------------------------------------

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from monitor.metrics import Metrics
+from monitor.packs.namecache import prepare_screening
 from monitor.packs.rulefiles import lint
 from monitor.core.rules import RulePack
 
@@ -107,6 +108,7 @@ class PackReloader:
             log.error("rules reload rejected (%d error(s)); still scoring with pack %s", len(errors), self.pack.version)
             self._count("rejected")
             return None
+        prepare_screening(pack)  # here, not at the first batch it scores
         reason = self.accept(pack) if pack is not None and self.accept is not None else None
         if reason:
             self.rejected += 1

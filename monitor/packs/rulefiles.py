@@ -164,33 +164,45 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
     leave the id empty when it names the entity (counterparty_name): a sanctions or
     debarment list names entities, and such a row is found by ``screened()`` alone."""
     problems: list[Problem] = []
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
     if "counterparty_id" not in header:
         return None, [Problem(file, 1, 1, f"list '{name}' needs a 'counterparty_id' column (has: {', '.join(header) or 'none'})")]
     entries: dict[str, list[tuple[float, float]]] = {}
     rows = []
     spans: list[tuple[float, float]] = []  # each row's own period (what a name match is held to)
-    for row in reader:
+    moments: dict[tuple[str, bool], float] = {}  # a list of 20,000 rows holds a few dates
+
+    def moment(text: str, end: bool) -> float:
+        at = moments.get((text, end))
+        if at is None:
+            day = _parse_date(text)
+            at = (float("inf") if end else float("-inf")) if day is None else \
+                dt.datetime.combine(day, dt.time(), _CST).timestamp() + (86400 if end else 0)
+            moments[(text, end)] = at
+        return at
+
+    width = len(header)
+    for values in reader:
+        if not values:
+            continue  # a blank line, as DictReader skips it
         line = reader.line_num
-        cid = (row.get("counterparty_id") or "").strip()
+        row = dict(zip(header, values + [""] * (width - len(values))))
+        cid = row["counterparty_id"].strip()
         if not cid and not (row.get("counterparty_name") or "").strip():
             problems.append(Problem(file, line, 1, "a row needs a counterparty_id or a counterparty_name"))
             continue
         try:
-            start = _parse_date(row.get("listed_on") or "")
-            end = _parse_date(row.get("expires_on") or "")
+            lo, hi = moment(row.get("listed_on") or "", False), moment(row.get("expires_on") or "", True)
         except ValueError as err:
             col = 1 + sum(len(h) + 1 for h in header[: header.index("expires_on" if "expires_on" in header else header[0])])
             problems.append(Problem(file, line, col, f"bad date ({err}); use YYYY-MM-DD"))
             continue
-        lo = dt.datetime.combine(start, dt.time(), _CST).timestamp() if start else float("-inf")
-        hi = dt.datetime.combine(end, dt.time(), _CST).timestamp() + 86400 if end else float("inf")
         if cid and cid in entries:
             problems.append(Problem(file, line, 1, f"'{cid}' is listed again; both periods apply", level="warning"))
         if cid:
             entries.setdefault(cid, []).append((lo, hi))
-        rows.append({k: (v or "") for k, v in row.items() if k is not None})
+        rows.append(row)
         spans.append((lo, hi))
     return CounterpartyList(name, entries, rows, spans), problems
 
@@ -347,7 +359,10 @@ def rule_sources(rules_dir: Path | str) -> dict[str, tuple[str, int, str]]:
 
 def load_pack(rules_dir: Path | str, today: dt.date | None = None) -> RulePack:
     """Load and compile a folder, raising PackError listing every error."""
+    from monitor.packs.namecache import prepare_screening
+
     pack, problems = lint(rules_dir, today)
     if pack is None:
         raise PackError([p for p in problems if p.level == "error"])
+    prepare_screening(pack)
     return pack
