@@ -48,8 +48,7 @@ def _code_hash() -> bytes:
 def load_or_build(entries: list[str], folder: Path | None = None) -> NameIndex:
     """The complete index of these names: kept from an earlier run, or built (and kept)."""
     digest = hashlib.sha256(_code_hash())
-    for entry in entries:
-        digest.update(entry.encode("utf-8", "surrogatepass") + b"\0")
+    digest.update("\0".join(entries).encode("utf-8", "surrogatepass"))
     folder = folder or cache_folder()
     path = folder / f"{digest.hexdigest()[:40]}.pickle"
     try:
