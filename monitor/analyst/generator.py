@@ -40,6 +40,7 @@ from monitor.analyst.fictional import GIVEN_NAMES as _GIVEN
 from monitor.analyst.fictional import SUFFIXES as _SUFFIX
 from monitor.analyst.fictional import SURNAMES as _SURNAMES
 from monitor.analyst.fictional import TRADES as _TRADES
+from monitor.analyst.matters import MATTER_SCENARIOS, MatterPlants
 from monitor.analyst.tenders import PARTY_SCENARIOS, TenderPlants
 from monitor.analyst.trades import TRADE_SCENARIOS, TradePlants
 
@@ -184,7 +185,8 @@ class _Builder:
                   "contract_changed": "BG", "investment_approval": "TZ", "investment_disbursement": "ZC",
                   "decision": "JC", "regulation_issued": "ZD", "matter_submitted": "OA", "review_step": "SP",
                   "supplier_profile": "GYS", "employee_profile": "RY", "tender_bid": "TB",
-                  "goods_transfer": "GQ"}[etype]
+                  "goods_transfer": "GQ", "legal_case": "AJ", "project_stage": "XM", "training_completed": "PX",
+                  "commitment_signed": "CN"}[etype]
         event: dict[str, Any] = {
             "event_id": self.next_id(prefix + "-"),
             "source": _SOURCES[domain],
@@ -422,8 +424,9 @@ class _Builder:
 
     # --- planted violations and near-misses --------------------------------------
     def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
+        review = REVIEW_SCENARIOS.get(scenario) or MATTER_SCENARIOS.get(scenario)
         rule = (rule or SCENARIOS.get(scenario) or PARTY_SCENARIOS.get(scenario) or TRADE_SCENARIOS.get(scenario)
-                or (REVIEW_SCENARIOS[scenario][0] if scenario in REVIEW_SCENARIOS else ANOMALIES[scenario]))
+                or (review[0] if review else ANOMALIES[scenario]))
         self.truth.instances.append(Instance(scenario, rule, kind, ids, note))
 
     # --- the review process ------------------------------------------------------
@@ -793,6 +796,8 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     trades = TradePlants(b, seed, ORGS)  # trading, and goods that go round (monitor.analyst.trades)
     trades.plant(rounds=max(2, min(12, events // 8000)))
     trades.clean_trades(max(20, events // 1000))
+    matters = MatterPlants(b, seed, ORGS)  # legal cases (monitor.analyst.matters)
+    matters.plant_cases(rounds=max(2, min(12, events // 8000)))
     bad = b.malformed(int(events * malformed))
     makers = [
         (b.clean_contract_with_payments, 0.07),

@@ -161,7 +161,8 @@ def rules_coverage(directory, events_path, workers):
     if events_path:
         runner, _ = _scored_alerts(pack, events_path, workers, "backtest")
         fired = {a.rule_id for a in runner.alerts.values()}
-        judged = {j.control for j in runner.judgements}
+        # a control with a process of its own (a legal case) is exercised when it finds something
+        judged = {j.control for j in runner.judgements} | {c.id for c in pack.controls if c.process is not None} & fired
     c = coverage(pack, fired, judged)
     console.print(f"risk list: {len(pack.risks)} risks, {len(pack.risks) - len(c.uncovered_risks)} with a live rule or detector")
     for risk_id in c.uncovered_risks:
@@ -173,7 +174,7 @@ def rules_coverage(directory, events_path, workers):
     console.print(f"review controls: {len(pack.controls)}, not live: {', '.join(c.controls_not_live) or 'none'}")
     if fired is not None:
         console.print(f"never fired over {events_path.name}: {', '.join(c.never_fired) or 'none'}")
-        console.print(f"review controls that judged no executed matter over {events_path.name}: "
+        console.print(f"review controls that judged no matter over {events_path.name}: "
                       f"{', '.join(c.controls_unexercised) or 'none'}")
         from monitor.core.reviews import review_rates
 

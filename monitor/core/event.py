@@ -110,6 +110,12 @@ EVENT_TYPES: dict[str, str] = {
     "employee_profile": "governance",
     "tender_bid": "procurement",
     "goods_transfer": "procurement",
+    # major projects, start to end (the investment system), and legal cases (the legal system)
+    "project_stage": "investment",
+    "legal_case": "governance",
+    # training and the compliance commitment (the HR/training system)
+    "training_completed": "governance",
+    "commitment_signed": "governance",
 }
 
 # Known attribute names and their value types ("str", "num", "bool"), for the
@@ -170,6 +176,24 @@ ATTRIBUTE_TYPES: dict[str, str] = {
     "seller_id": "str",
     "buyer_id": "str",
     "goods": "str",
+    # a major project's stages: initiation, feasibility, decision, contracting, implementation, acceptance
+    "stage": "str",
+    # a legal case: jurisdiction an ISO 3166-1 alpha-2 code (CN: mainland China), role defendant or
+    # plaintiff, status filed, served, responded, hearing, judgment, settled or closed
+    "case_id": "str",
+    "jurisdiction": "str",
+    "role": "str",
+    "status": "str",
+    "court": "str",
+    # who acts: a payment's approver, a contract's signer (a review step's reviewer above)
+    "approver_id": "str",
+    "approver_post": "str",
+    "signer_id": "str",
+    "signer_post": "str",
+    # training and the commitment
+    "course": "str",
+    "course_kind": "str",
+    "year": "num",
 }
 
 REJECT_REASONS = (

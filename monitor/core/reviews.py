@@ -53,8 +53,8 @@ import msgspec
 from monitor.core.findings import Finding
 
 __all__ = [
-    "BREACHES", "MATTER_KINDS", "OPINIONS", "STEPS", "ChangeSpec", "CompiledControl", "CompiledStep", "ControlSpec",
-    "Judgement", "Matter", "ReviewWatch", "StepSpec", "compile_control_spec", "review_rates",
+    "BREACHES", "MATTER_KINDS", "OPINIONS", "PROCESS_KINDS", "STEPS", "ChangeSpec", "CompiledControl", "CompiledStep",
+    "ControlSpec", "Judgement", "Matter", "MatterProcess", "ReviewWatch", "StepSpec", "compile_control_spec", "review_rates",
 ]
 
 # matter kind -> (its id attribute, the events that execute it, the events that change it)
@@ -62,8 +62,16 @@ MATTER_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "contract": ("attributes.contract_id", ("contract_signed",), ("contract_changed",)),
     "regulation": ("attributes.regulation_id", ("regulation_issued",), ()),
     "decision": ("attributes.decision_id", ("decision",), ()),
+    "project": ("attributes.project_id", ("investment_disbursement",), ()),
+    "legal_case": ("attributes.case_id", (), ()),
 }
 STEPS = ("business_review", "legal_review", "compliance_review", "cco_signoff")
+# matter kinds whose process is not a review before execution: each has its own (``MatterProcess``)
+KIND_STEPS = {"project": ("legal_participation",), "legal_case": ("response",)}
+PROCESS_KINDS = {
+    "project": "monitor.core.projects:ProjectProcess",
+    "legal_case": "monitor.core.disputes:CaseProcess",
+}
 OPINIONS = ("pass", "conditional", "reject")
 BREACHES = {
     "executed_early": "executed before {step} passed",
@@ -82,9 +90,10 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class StepSpec(_Strict):
-    step: Literal["business_review", "legal_review", "compliance_review", "cco_signoff"]
-    post: str  # a post of duties.yaml
-    within: str | None = None  # from submission, e.g. 5d
+    step: Literal["business_review", "legal_review", "compliance_review", "cco_signoff", "legal_participation",
+                  "response"]
+    post: str | None = None  # a post of duties.yaml (a review step needs one)
+    within: str | None = None  # from submission (a project: from reaching the stage; a case: from being served), e.g. 5d
     conditional_needs: Literal["business_review", "legal_review", "compliance_review", "cco_signoff"] | None = None
     evidence: list[Literal["opinion_no"]] = msgspec.field(default_factory=lambda: ["opinion_no"])
 
@@ -98,13 +107,15 @@ class ChangeSpec(_Strict):
 class ControlSpec(_Strict):
     control: str
     title: str
-    matter_kind: Literal["contract", "regulation", "decision"]
+    matter_kind: Literal["contract", "regulation", "decision", "project", "legal_case"]
     risk: str
     steps: list[StepSpec]
     severity: Literal["low", "medium", "high", "critical"] = "high"
     status: Literal["live", "shadow", "draft"] = "live"
-    min_amount: float | None = None  # the control applies to matters of at least this amount
+    min_amount: float | str | None = None  # the control applies to matters of at least this amount (or parameter)
     only: dict[str, list[str]] = {}  # ... and whose attributes hold one of these values (e.g. kind: [...])
+    unless: dict[str, list[str]] = {}  # ... and none of these (e.g. jurisdiction: [CN])
+    watch_if: list[str] = []  # boolean attributes that make a matter watched whatever its amount (overseas)
     matter_id: str | None = None  # default: the matter kind's id attribute
     executed_by: list[str] | None = None
     changed_by: list[str] | None = None
@@ -124,7 +135,7 @@ def _seconds(text: str) -> float:
 @dataclass(frozen=True)
 class CompiledStep:
     step: str
-    post: str
+    post: str | None
     within: float | None
     conditional_needs: str | None
     index: int
@@ -147,7 +158,10 @@ class CompiledControl:
     expires: float
     min_amount: float | None = None
     only: dict[str, tuple[str, ...]] | None = None
+    unless: dict[str, tuple[str, ...]] | None = None
+    watch_if: tuple[str, ...] = ()
     change: tuple[float, str, float] | None = None  # (tolerance, step, within seconds)
+    process: Any = None  # the MatterProcess of a kind that is not a review before execution
     supersedes: tuple[str, ...] = ()
     risk: Any = None  # the Risk, once the pack resolves it
     message: Any = None  # a Template
@@ -161,11 +175,20 @@ class CompiledControl:
     def step(self, name: str) -> CompiledStep | None:
         return next((s for s in self.steps if s.step == name), None)
 
+    @property
+    def watched_types(self) -> tuple[str, ...]:
+        """The event types this control reads."""
+        own = self.process.event_types if self.process is not None else ("matter_submitted", "review_step")
+        return tuple(dict.fromkeys((*own, *self.executed_by, *self.changed_by)))
+
 
 def compile_control_spec(spec: ControlSpec, params: dict[str, float] | None = None) -> CompiledControl:
     """The control a spec describes (its references are checked by the pack;
     ``params`` are the parameters a tolerance may name)."""
     default_id, executes, changes = MATTER_KINDS[spec.matter_kind]
+    min_amount = spec.min_amount
+    if isinstance(min_amount, str):
+        min_amount = float((params or {})[min_amount])
     change = None
     if spec.change:
         tolerance = spec.change.tolerance
@@ -178,8 +201,19 @@ def compile_control_spec(spec: ControlSpec, params: dict[str, float] | None = No
         steps=[CompiledStep(s.step, s.post, _seconds(s.within) if s.within else None, s.conditional_needs, i)
                for i, s in enumerate(spec.steps)],
         severity=spec.severity, status=spec.status, lateness=_seconds(spec.lateness), expires=_seconds(spec.expires),
-        min_amount=spec.min_amount, only={k: tuple(v) for k, v in spec.only.items()} or None, change=change,
-        supersedes=tuple(spec.supersedes), spec=spec)
+        min_amount=min_amount, only={k: tuple(v) for k, v in spec.only.items()} or None,
+        unless={k: tuple(v) for k, v in spec.unless.items()} or None, watch_if=tuple(spec.watch_if), change=change,
+        supersedes=tuple(spec.supersedes), spec=spec, process=_process(spec.matter_kind))
+
+
+def _process(matter_kind: str) -> Any:
+    where = PROCESS_KINDS.get(matter_kind)
+    if where is None:
+        return None
+    import importlib
+
+    module, name = where.split(":")
+    return getattr(importlib.import_module(module), name)()
 
 
 # --- a matter's history ------------------------------------------------------------------
@@ -193,7 +227,7 @@ class Matter:
     """
 
     __slots__ = ("submitted", "steps", "executed", "changes", "amount", "attrs", "found", "flagged", "last_t", "ids",
-                 "deferred")
+                 "deferred", "marks")
 
     def __init__(self) -> None:
         self.submitted: tuple | None = None  # (t, event_id, drafter)
@@ -208,16 +242,20 @@ class Matter:
         self.ids: set[str] = set()
         # flag rules' findings waiting to be claimed or let stand: [rule, key, event ids, first, last, values]
         self.deferred: list[list] = []
+        # what a MatterProcess keeps, in business order: (t, event_id, what, ...) — a project's stages
+        # and disbursements, a case's statuses
+        self.marks: list[tuple] = []
 
     def to_plain(self) -> list:
         return [self.submitted, self.steps, self.executed, self.changes, self.amount, self.attrs,
-                sorted(self.found), self.flagged, self.last_t, self.deferred]
+                sorted(self.found), self.flagged, self.last_t, self.deferred, self.marks]
 
     @classmethod
     def from_plain(cls, plain: list) -> Matter:
         m = cls()
         sub, steps, executed, changes, m.amount, m.attrs, found, m.flagged, m.last_t = plain[:9]
         m.deferred = [list(f) for f in plain[9]] if len(plain) > 9 else []
+        m.marks = [tuple(k) for k in plain[10]] if len(plain) > 10 else []
         m.submitted = tuple(sub) if sub else None
         m.steps = [tuple(s) for s in steps]
         m.executed = tuple(executed) if executed else None
@@ -227,6 +265,7 @@ class Matter:
         for one in (m.submitted, m.executed):
             if one:
                 m.ids.add(one[1])
+        m.ids.update(k[1] for k in m.marks)
         return m
 
     def opinions(self, step: str, until: float = math.inf) -> list[tuple]:
@@ -292,6 +331,42 @@ def review_rates(judgements: list[Judgement]) -> dict[tuple[str, str, str], tupl
     return {k: (v[0], v[1]) for k, v in sorted(out.items())}
 
 
+class MatterProcess:
+    """How a kind of matter that is not a review before execution is kept and
+    judged, inside the same watch (keyed state per matter, checks due by stream
+    time, what was found kept with the matter). A subclass says which events it
+    reads, how they key a matter, what an event does to the matter, and what
+    falls due when; ``ReviewWatch.report`` makes its findings."""
+
+    event_types: tuple[str, ...] = ()
+
+    def key(self, control: CompiledControl, row: dict) -> tuple | None:
+        raise NotImplementedError
+
+    def on_event(self, watch: ReviewWatch, control: CompiledControl, key: tuple, m: Matter,
+                 row: dict) -> list[Finding]:
+        raise NotImplementedError
+
+    def judge(self, watch: ReviewWatch, control: CompiledControl, key: tuple, m: Matter, now: float) -> list[Finding]:
+        raise NotImplementedError
+
+    def due(self, control: CompiledControl, m: Matter) -> list[float]:
+        """The moments the matter's checks fall due (the schedule rebuilt after a restart)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def note(control: CompiledControl, m: Matter, row: dict) -> None:
+        """Keep what ``applies`` asks: the largest amount, the latest value of each attribute named."""
+        amount = row["amount"]
+        if amount is not None and not math.isnan(amount) and (m.amount is None or amount > m.amount):
+            m.amount = amount
+        attrs = row["attributes"]
+        for name in (*(control.only or ()), *(control.unless or ()), *control.watch_if):
+            value = attrs.get(name)
+            if isinstance(value, (str, bool)) and value != "":
+                m.attrs[name] = value
+
+
 class ReviewWatch:
     """Applies events to the matters of each control and reports breaches.
 
@@ -324,7 +399,8 @@ class ReviewWatch:
         findings: list[Finding] = []
         for row in sorted(rows, key=lambda r: r["t"]):
             for control in self.controls:
-                key = self._key(control, row)
+                process = control.process
+                key = self._key(control, row) if process is None else process.key(control, row)
                 if key is None:
                     continue
                 store = matters.setdefault(control.id, {})
@@ -335,7 +411,8 @@ class ReviewWatch:
                     continue  # delivered again
                 matter.ids.add(row["event_id"])
                 matter.last_t = max(matter.last_t, row["t"])
-                findings += self._on_event(control, key, matter, row)
+                findings += (self._on_event(control, key, matter, row) if process is None else
+                             process.on_event(self, control, key, matter, row))
         return findings
 
     def _key(self, control: CompiledControl, row: dict) -> tuple | None:
@@ -401,9 +478,29 @@ class ReviewWatch:
     @staticmethod
     def applies(control: CompiledControl, m: Matter) -> bool:
         """Whether the matter is one this control is about (its amount, its kind)."""
-        if control.min_amount is not None and (m.amount is None or m.amount < control.min_amount):
+        if control.unless and any(m.attrs.get(name) in values for name, values in control.unless.items()):
             return False
-        return all(m.attrs.get(name) in values for name, values in (control.only or {}).items())
+        if not all(m.attrs.get(name) in values for name, values in (control.only or {}).items()):
+            return False
+        if any(m.attrs.get(name) is True for name in control.watch_if):
+            return True
+        return control.min_amount is None or (m.amount is not None and m.amount >= control.min_amount)
+
+    def schedule(self, control: CompiledControl, at: float, key: tuple) -> None:
+        """A MatterProcess's check on the matter ``key`` falls due when its org's stream time reaches ``at``."""
+        self._due[control.id].push(at, key)
+
+    def report(self, control: CompiledControl, key: tuple, m: Matter, mark: str, event_ids: list[str], at: float,
+               breach: str, once: str | None = None, **values) -> list[Finding]:
+        """A MatterProcess's finding: ``mark`` names it in the key; ``once`` (default: the
+        mark) is what makes it the only one of its kind for the matter."""
+        once = once or mark
+        if once in m.found or not self.applies(control, m):
+            return []
+        m.found.add(once)
+        return [Finding(control.id, (key[0], key[1], mark), list(dict.fromkeys(event_ids)), at, at,
+                        {"org_id": key[0], "matter_id": key[1], "breach": breach, "step": mark.partition(":")[2],
+                         "matter_kind": control.matter_kind, "control": control.id, **values})]
 
     # the checks -------------------------------------------------------------------------------
     def _finding(self, control: CompiledControl, key: tuple, m: Matter, breach: str, step: str, event_ids: list[str],
@@ -546,6 +643,9 @@ class ReviewWatch:
                     m = store.get(key)
                     if m is None:
                         continue
+                    if control.process is not None:
+                        out += control.process.judge(self, control, key, m, now)
+                        continue
                     if m.executed is not None and m.executed[0] + control.lateness <= now:
                         out += self._judge_execution(control, key, m)
                     out += self._judge_changes(control, key, m, now)
@@ -614,6 +714,10 @@ class ReviewWatch:
         for control in self.controls:
             due, read_due = self._due[control.id], self._read_due[control.id]
             for key, m in matters.get(control.id, {}).items():
+                if control.process is not None:
+                    for t in control.process.due(control, m):
+                        due.push(t, key)
+                    continue
                 if m.submitted:
                     for s in control.steps:
                         if s.within is not None:
@@ -664,6 +768,7 @@ class ControlTest(_Strict):
     events: list[dict[str, Any]]
     expect: Literal["hit", "miss"]
     breach: str | None = None  # e.g. executed_early:legal_review; any breach when not given
+    breaches: list[str] | None = None  # or: exactly these breaches, each once (e.g. [warning])
     then: str = "0s"  # stream time moves on this long after the last event
 
 
@@ -708,8 +813,14 @@ def compile_controls(doc, risks: dict, posts: dict, params: dict, rule_ids: set[
         if not spec.steps:
             problem(("steps",), "a control needs at least one review step")
         names = [s.step for s in spec.steps]
+        allowed = KIND_STEPS.get(spec.matter_kind, STEPS)
         for j, step in enumerate(spec.steps):
-            if step.post not in posts:
+            if step.step not in allowed:
+                problem(("steps", j, "step"), f"a {spec.matter_kind} control's steps are {', '.join(allowed)}, "
+                                              f"not '{step.step}'")
+            if step.post is None and spec.matter_kind in ("contract", "regulation", "decision", "project"):
+                problem(("steps", j), f"step '{step.step}' needs the post that must do it (post:)")
+            elif step.post is not None and step.post not in posts:
                 unknown(("steps", j, "post"), "post", step.post, posts)
             if names.count(step.step) > 1 and names.index(step.step) != j:
                 problem(("steps", j, "step"), f"step '{step.step}' is listed twice")
@@ -730,10 +841,20 @@ def compile_controls(doc, risks: dict, posts: dict, params: dict, rule_ids: set[
                     unknown((field_name, j), "event type", kind, EVENT_TYPES)
         if spec.matter_id is not None and spec.matter_id.removeprefix("attributes.") not in ATTRIBUTE_TYPES:
             unknown(("matter_id",), "attribute", spec.matter_id, [f"attributes.{a}" for a in ATTRIBUTE_TYPES])
-        for name in spec.only:
-            if name not in ATTRIBUTE_TYPES:
-                unknown(("only", name), "attribute", name, ATTRIBUTE_TYPES)
+        for field_name in ("only", "unless"):
+            for name in getattr(spec, field_name):
+                if name not in ATTRIBUTE_TYPES:
+                    unknown((field_name, name), "attribute", name, ATTRIBUTE_TYPES)
+        for j, name in enumerate(spec.watch_if):
+            if ATTRIBUTE_TYPES.get(name) != "bool":
+                unknown(("watch_if", j), "true/false attribute", name, [a for a, t in ATTRIBUTE_TYPES.items() if t == "bool"])
         tolerances = {}
+        if isinstance(spec.min_amount, str):
+            param = params.get(spec.min_amount)
+            if param is None or param.is_map:
+                unknown(("min_amount",), "number parameter", spec.min_amount, [p for p, v in params.items() if not v.is_map])
+            else:
+                tolerances[spec.min_amount] = param.default
         if spec.change is not None:
             if spec.change.review not in names:
                 problem(("change", "review"), f"the re-review step '{spec.change.review}' is not one of this control's steps")

@@ -78,8 +78,7 @@ class Scorer:
         self.held_rows = np.zeros(0, dtype=np.int64)  # the last batch's rows held by stateful rules
         self.controls = [c for c in pack.controls if c.status in statuses]
         self.watch = ReviewWatch(self.controls) if self.controls else None
-        self._watched_types = sorted({"matter_submitted", "review_step"}
-                                     | {t for c in self.controls for t in (*c.executed_by, *c.changed_by)})
+        self._watched_types = sorted({t for c in self.controls for t in c.watched_types})
         self._superseding = {}  # flag rule id -> the controls that supersede it
         for c in self.controls:
             for rule_id in c.supersedes:

@@ -105,10 +105,14 @@ def run_control_tests(pack: RulePack, control_ids: set[str] | None = None) -> li
             later = max(e.occurred_at.timestamp() for e in events) + parse_duration(case.then)
             hits += [f for f in scorer.advance_time(state, {e.org_id: later for e in events}) if f.rule_id == control.id]
             found = [f.key[2] for f in hits]
-            fired = (case.breach in found) if case.breach else bool(found)
+            if case.breaches is not None:
+                fired = sorted(found) == sorted(case.breaches)
+            else:
+                fired = (case.breach in found) if case.breach else bool(found)
             passed = fired == (case.expect == "hit") and (case.expect == "hit" or not found)
+            expected = ", ".join(case.breaches) if case.breaches is not None else case.breach or "a breach"
             detail = "" if passed else (
-                f"expected {case.breach or 'a breach'}, got {', '.join(found) or 'none'}" if case.expect == "hit" else
+                f"expected {expected}, got {', '.join(found) or 'none'}" if case.expect == "hit" else
                 f"expected no breach, got {', '.join(found)}")
             results.append(CaseResult(control.id, case.name, case.expect, passed, detail))
     return results

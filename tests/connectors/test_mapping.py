@@ -168,3 +168,25 @@ def test_a_tender_result_export_becomes_bids_that_the_rules_judge_by_lot(default
     findings, _ = score_all(default_pack, events)
     assert not rejected and {(f.rule_id, tuple(f.event_ids)) for f in findings} == {  # the two identical bids
         ("proc_bidder_collusion", ("TB-T0001", "TB-T0002", "TB-T0003"))}
+
+
+def test_a_legal_case_export_becomes_case_steps_that_the_control_warns_of(default_pack):
+    from monitor.core.event import decode_lines
+    from tests.conftest import score_all
+
+    report, sent, letters = _sent("legal_cases.csv", "legal_cases.yaml", "riskwatch.events.governance")
+    assert (report.read, report.sent, report.dead_lettered) == (5, 4, 1)
+    assert sent[1] == {
+        "source": "legal-cases", "domain": "governance", "type": "legal_case", "event_id": "FW-A0002",
+        "occurred_at": "2026-06-10T15:00:00+08:00", "org_id": "SUB12", "amount": 36_500_000.0,
+        "counterparty_name": "Nordsee Logistik GmbH",
+        "attributes": {"case_id": "FW2026-017", "jurisdiction": "DE", "role": "defendant", "status": "served",
+                       "court": "Landgericht Hamburg"}}
+    assert letters == [("bad_timestamp", "line 6",
+                        "column '登记时间' (for occurred_at): '2026-06-25' is not a datetime like %Y-%m-%d %H:%M")]
+    events, rejected = decode_lines([orjson.dumps(e) for e in sent])
+    findings, _ = score_all(default_pack, events)
+    # the Hamburg case warned of once, at its filing, and answered on day 14; the domestic one is quiet
+    assert not rejected and [(f.rule_id, f.key) for f in findings] == [
+        ("RC-LAW-01", ("SUB12", "FW2026-017", "warning"))]
+    assert findings[0].event_ids == ["FW-A0001"]
