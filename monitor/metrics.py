@@ -84,6 +84,10 @@ class Metrics:
         self.review_rate = Gauge("riskwatch_review_rate", "审查率: the share of executed matters whose every required "
                                  "review step passed before execution, in the latest month with executions.",
                                  ["matter_kind"], registry=registry)
+        self.participation_rate = Gauge("riskwatch_project_participation_rate",
+                                        "全程参与率: the share of watched major projects that moved on in the latest "
+                                        "month whose every stage left was covered by legal participation first.",
+                                        registry=registry)
         self.rule_pack = Gauge("riskwatch_rule_pack_info", "The rule pack in use (value 1).", ["version"],
                                registry=registry)
         for result in ("ok", "rejected", "unchanged"):  # a series from the start, so rates and alerts see 0 first
@@ -110,17 +114,31 @@ class Metrics:
 
     def count_judged(self, judgements: Iterable) -> None:
         for j in judgements:
-            self.matters_judged.labels(j.control, j.matter_kind, "true" if j.reviewed else "false").inc()
+            if j.matter_kind != "project":  # a project's moves are not executions
+                self.matters_judged.labels(j.control, j.matter_kind, "true" if j.reviewed else "false").inc()
 
     def set_review_rates(self, rows: Iterable[dict]) -> None:
-        """The review rate per matter kind, from the ticket database's rows of a month."""
+        """The review rate per matter kind, from the ticket database's rows of a month
+        (a project's rows are the participation rate)."""
         totals: dict[str, list[int]] = {}
         for row in rows:
+            if row["matter_kind"] == "project":
+                continue
             t = totals.setdefault(row["matter_kind"], [0, 0])
             t[0] += row["reviewed"]
             t[1] += row["executed"]
         for kind, (reviewed, executed) in totals.items():
             self.review_rate.labels(kind).set(reviewed / executed if executed else float("nan"))
+
+    def set_participation_rate(self, rows: Iterable[dict]) -> None:
+        """全程参与率 of the whole group, from the ticket database's project rows of a month."""
+        covered = moved = 0
+        for row in rows:
+            if row["matter_kind"] == "project":
+                covered += row["reviewed"]
+                moved += row["executed"]
+        if moved:
+            self.participation_rate.set(covered / moved)
 
     def set_ticket_gauges(self, open_by: dict[tuple[str, str], int], overdue_by: dict[tuple[str, str], int]) -> None:
         """Open and overdue tickets per (risk, severity), from the ticket store."""

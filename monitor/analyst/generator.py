@@ -796,8 +796,9 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     trades = TradePlants(b, seed, ORGS)  # trading, and goods that go round (monitor.analyst.trades)
     trades.plant(rounds=max(2, min(12, events // 8000)))
     trades.clean_trades(max(20, events // 1000))
-    matters = MatterPlants(b, seed, ORGS)  # legal cases (monitor.analyst.matters)
+    matters = MatterPlants(b, seed, ORGS)  # legal cases and major projects (monitor.analyst.matters)
     matters.plant_cases(rounds=max(2, min(12, events // 8000)))
+    matters.plant_projects(rounds=max(2, min(12, events // 8000)))
     bad = b.malformed(int(events * malformed))
     makers = [
         (b.clean_contract_with_payments, 0.07),

@@ -135,6 +135,11 @@ _MONTHLY = """<!doctype html>
 {% if reviews %}<table><tr><th>单位 / Org</th><th>事项 / Matter kind</th><th>审查到位 / Reviewed</th><th>已执行 / Executed</th><th>审查率 / Rate</th></tr>
 {% for r in reviews %}<tr><td>{{ r.org_id }}</td><td>{{ r.matter_kind }}</td><td>{{ r.reviewed }}</td><td>{{ r.executed }}</td><td>{{ pct(r.rate) }}</td></tr>{% endfor %}
 </table>{% else %}<p>—</p>{% endif %}
+<h2>全程参与率 / Legal participation in major projects</h2>
+<p>本月推进到下一阶段的重大项目中，已离开的每一阶段均有法律合规人员在推进前参与的比例。/ Of the watched major projects that moved on this month, the share whose every stage left was covered by legal and compliance staff before the project moved on.</p>
+{% if projects %}<table><tr><th>单位 / Org</th><th>全程参与 / Covered</th><th>推进项目 / Moved on</th><th>全程参与率 / Rate</th></tr>
+{% for r in projects %}<tr><td>{{ r.org_id }}</td><td>{{ r.reviewed }}</td><td>{{ r.executed }}</td><td>{{ pct(r.rate) }}</td></tr>{% endfor %}
+</table>{% else %}<p>—</p>{% endif %}
 <h2>典型案例 / Typical cases</h2>
 {% if cases %}<ul>{% for c in cases %}<li>#{{ c.id }} {{ c.title }}（{{ c.org_id }}）：{{ c.case_summary }}</li>{% endfor %}</ul>{% else %}<p>—</p>{% endif %}
 </body></html>
@@ -145,7 +150,8 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
                          reviews: list[dict] | None = None) -> tuple[Path, Path]:
     """``riskwatch-YYYY-MM.xlsx`` and ``.html`` in ``directory``; ``reviews`` are the
     month's review rates (``SqlTicketStore.review_rates``)."""
-    reviews = reviews or []
+    projects = [r for r in reviews or [] if r["matter_kind"] == "project"]  # 全程参与率
+    reviews = [r for r in reviews or [] if r["matter_kind"] != "project"]
     import jinja2
     import matplotlib
 
@@ -189,6 +195,11 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
                                   "审查率 / Rate"]))
     for r in reviews:
         rates.append(xlsx_row(rates, [r["org_id"], r["matter_kind"], r["reviewed"], r["executed"], round(r["rate"], 4)]))
+    participation = book.create_sheet("全程参与率 Projects")
+    participation.append(xlsx_row(participation, ["单位 / Org", "全程参与 / Covered", "推进项目 / Moved on",
+                                                  "全程参与率 / Rate"]))
+    for r in projects:
+        participation.append(xlsx_row(participation, [r["org_id"], r["reviewed"], r["executed"], round(r["rate"], 4)]))
     cases = book.create_sheet("典型案例 Cases")
     cases.append(xlsx_row(cases, ["工单 / Ticket", "预警 / Alert", "单位 / Org", "摘要 / Summary"]))
     for _, c in m.cases.iterrows():
@@ -208,7 +219,7 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
         m=m, s=s, risk_chart=risk_chart, titles=risk_titles, org_cols=cols,
         by_risk=[{"risk_id": k, **{c: int(v) for c, v in r.items()}} for k, r in m.by_risk.iterrows()],
         by_org=[(k, {c: int(v) for c, v in r.items()}) for k, r in m.by_org.iterrows()],
-        cases=m.cases.to_dict("records"), reviews=reviews,
+        cases=m.cases.to_dict("records"), reviews=reviews, projects=projects,
         pct=lambda v: "—" if v != v else f"{100 * v:.1f}%", num=lambda v: "—" if v != v else f"{v:.1f}")
     page = directory / f"{stem}.html"
     page.write_text(html, encoding="utf-8")

@@ -338,11 +338,22 @@ class SqlTicketStore:
 
     def latest_review_rates(self) -> list[dict[str, Any]]:
         """The review rates of the latest month with executed matters (the gauge's)."""
+        return self._latest_rates(MatterReview.matter_kind != "project")
+
+    def latest_participation_rates(self) -> list[dict[str, Any]]:
+        """全程参与率 rows (matter kind ``project``) of the latest month a watched project moved on."""
+        return self._latest_rates(MatterReview.matter_kind == "project")
+
+    def _latest_rates(self, which) -> list[dict[str, Any]]:
         from sqlalchemy import func
 
         with Session(self.engine) as session:
-            month = session.execute(select(func.max(MatterReview.month))).scalar()
-        return self.review_rates(month) if month else []
+            month = session.execute(select(func.max(MatterReview.month)).where(which)).scalar()
+        if not month:
+            return []
+        query = select(MatterReview.org_id, MatterReview.matter_kind, MatterReview.month, MatterReview.reviewed)
+        with Session(self.engine) as session:
+            return rates_of(session.execute(query.where(which, MatterReview.month == month)).all())
 
     def claim_partitions(self, app_id: str, partitions: Iterable[int], owner: str, now: dt.datetime) -> None:
         """Record ``owner`` as the writer of these input partitions: from now on

@@ -181,6 +181,11 @@ def rules_coverage(directory, events_path, workers):
         for (org, kind, month), (reviewed, executed) in review_rates(runner.judgements).items():
             console.print(f"  审查率 review rate {month} {org} {kind}: {reviewed}/{executed} = {reviewed / executed:.1%}",
                           markup=False)
+        from monitor.core.projects import participation_rates
+
+        for (org, month), (covered, moved) in participation_rates(runner.judgements).items():
+            console.print(f"  全程参与率 participation rate {month} {org}: {covered}/{moved} = {covered / moved:.1%}",
+                          markup=False)
     _exit_now(0)
 
 

@@ -50,6 +50,10 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
     t.add_row("findings", f"{summary.findings:,}")
     t.add_row("alerts", f"{len(alerts):,}")
     t.add_row("tickets opened / updated", f"{summary.tickets_opened:,} / {summary.tickets_updated:,}")
+    if summary.projects_moved:
+        t.add_row("participation rate (全程参与率)", f"{summary.projects_covered / summary.projects_moved:.1%}  ("
+                  f"{summary.projects_covered:,} of {summary.projects_moved:,} major projects with legal staff at every "
+                  f"stage they left)")
     if summary.matters_executed:
         t.add_row("review rate (审查率)", f"{summary.matters_reviewed / summary.matters_executed:.1%}  ("
                   f"{summary.matters_reviewed:,} of {summary.matters_executed:,} executed matters reviewed in full first)")

@@ -313,7 +313,7 @@ class Judgement:
 
 
 def review_rates(judgements: list[Judgement]) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """(org, matter kind, month in China Standard Time) -> (reviewed, executed).
+    """(org, matter kind, month in China Standard Time) -> (reviewed, executed): 审查率.
 
     >>> review_rates([Judgement("RC", "SUB01", "HT1", "contract", 1772413200.0, True),
     ...               Judgement("RC", "SUB01", "HT2", "contract", 1772413200.0, False)])
@@ -324,6 +324,8 @@ def review_rates(judgements: list[Judgement]) -> dict[tuple[str, str, str], tupl
     cst = dt.timezone(dt.timedelta(hours=8))
     out: dict[tuple[str, str, str], list[int]] = {}
     for j in judgements:
+        if j.matter_kind in PROCESS_KINDS:
+            continue  # a project's moves are its participation rate (monitor.core.projects)
         month = dt.datetime.fromtimestamp(j.executed_at, cst).strftime("%Y-%m")
         row = out.setdefault((j.org_id, j.matter_kind, month), [0, 0])
         row[0] += j.reviewed

@@ -70,6 +70,8 @@ class RunSummary:
     alerts_by_risk: Counter = field(default_factory=Counter)  # (risk, severity, status) -> alerts
     matters_executed: int = 0  # judged by the review controls
     matters_reviewed: int = 0  # ... with every required step passed before execution
+    projects_moved: int = 0  # watched projects that moved on to a later stage (全程参与率), as of their last move
+    projects_covered: int = 0  # ... with every stage they left covered by legal participation first
 
     @property
     def events_per_second(self) -> float:
@@ -299,8 +301,9 @@ class EmbeddedRunner:
         self._pending_evidence += result.evidence
         self._pending_reviews += result.judgements
         self.judgements += result.judgements
-        s.matters_executed += len(result.judgements)
-        s.matters_reviewed += sum(j.reviewed for j in result.judgements)
+        executions = [j for j in result.judgements if j.matter_kind != "project"]
+        s.matters_executed += len(executions)
+        s.matters_reviewed += sum(j.reviewed for j in executions)
         if self.metrics:
             self._observe(result, partition)
         if time.monotonic() - self._last_flush > TICKET_FLUSH_SECONDS:
@@ -350,6 +353,7 @@ class EmbeddedRunner:
             record_reviews(self._pending_reviews)
             if self.metrics:
                 self.metrics.set_review_rates(self.store.latest_review_rates())
+                self.metrics.set_participation_rate(self.store.latest_participation_rates())
         self._pending_reviews = []
         if self.store is None or not self._pending_tickets:
             self._pending_tickets.clear()
@@ -430,6 +434,14 @@ class EmbeddedRunner:
 
     def _finish(self, started: float) -> RunSummary:
         self.flush_tickets()
+        latest: dict[tuple[str, str], Any] = {}
+        for j in self.judgements:  # each project as of its last move
+            if j.matter_kind == "project":
+                key = (j.org_id, j.matter_id.rpartition("@")[0])
+                if key not in latest or j.executed_at >= latest[key].executed_at:
+                    latest[key] = j
+        self.summary.projects_moved = len(latest)
+        self.summary.projects_covered = sum(j.reviewed for j in latest.values())
         self.summary.alerts_by_risk = Counter((a.risk_id, a.severity, a.status) for a in self.alerts.values())
         self.summary.elapsed = time.perf_counter() - started
         self.rejected.sort(key=lambda r: r.line)

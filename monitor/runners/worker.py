@@ -627,6 +627,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 overdue_by = await loop.run_in_executor(None, store.overdue_by_risk, now)
                 metrics.set_ticket_gauges(open_by, overdue_by)
                 metrics.set_review_rates(await loop.run_in_executor(None, store.latest_review_rates))
+                metrics.set_participation_rate(await loop.run_in_executor(None, store.latest_participation_rates))
 
         @app.timer(5.0)
         async def report_lag() -> None:

@@ -190,3 +190,30 @@ def test_a_legal_case_export_becomes_case_steps_that_the_control_warns_of(defaul
     assert not rejected and [(f.rule_id, f.key) for f in findings] == [
         ("RC-LAW-01", ("SUB12", "FW2026-017", "warning"))]
     assert findings[0].event_ids == ["FW-A0001"]
+
+
+def test_project_stages_and_legal_participation_become_a_watched_project(default_pack):
+    from monitor.core.event import decode_lines
+    from tests.conftest import score_all
+
+    report, stages, letters = _sent("inv_project_stages.csv", "inv_project_stages.yaml", "riskwatch.events.investment")
+    assert (report.read, report.sent, report.dead_lettered) == (6, 5, 1)
+    assert stages[0] == {
+        "source": "inv-mgmt", "domain": "investment", "type": "project_stage", "event_id": "XMJD-J0001",
+        "occurred_at": "2026-07-01T10:00:00+08:00", "org_id": "SUB03", "amount": 120_000_000.0,
+        "attributes": {"project_id": "XM2026021", "stage": "initiation", "overseas": False}}
+    assert letters == [("bad_timestamp", "line 7",
+                        "column '进入阶段时间' (for occurred_at): '2026-07-20' is not a datetime like %Y-%m-%d %H:%M")]
+    report, steps, letters = _sent("legal_participation.csv", "legal_participation.yaml", "riskwatch.events.governance")
+    assert (report.read, report.sent, report.dead_lettered) == (4, 3, 1)
+    assert steps[0]["type"] == "review_step" and steps[0]["attributes"] == {
+        "matter_id": "XM2026021", "matter_kind": "project", "step": "legal_participation", "stage": "initiation",
+        "reviewer_post": "legal_compliance_officer", "reviewer_id": "E2007", "opinion": "pass",
+        "opinion_no": "FW-CY-2026-041"}
+    events, rejected = decode_lines([orjson.dumps(e) for e in stages + steps])
+    findings, _ = score_all(default_pack, events)
+    # XM2026021 left feasibility (its participation's row was dead-lettered); the 8,000,000 overseas project is
+    # watched and covered; the 30,000,000 domestic one is not watched; the conditional opinion on decision
+    # is not a pass: silent once stream time passes day 10 of the stage (it does not, here)
+    assert not rejected and [(f.rule_id, f.key) for f in findings] == [
+        ("RC-PRJ-01", ("SUB03", "XM2026021", "moved_on:feasibility"))]

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from monitor.cases.workflow import MOVES, OUTCOMES
+from monitor.core.projects import stage_timeline
 from monitor.web.site import MAX_TEXT, Site, TicketId, site
 
 router = APIRouter(include_in_schema=False)
 
 
 def timeline(control, ticket: dict, events: list[dict]) -> dict[str, Any]:
-    """A review ticket's matter: its steps done, in time order, and the step at issue."""
+    """A review ticket's matter: its steps done, in time order, and the step at issue
+    (a project's: also its stages, who took part in each and when it moved on)."""
     org, matter_id, mark = (ticket["dedup_key"].split("|") + ["", "", ""])[1:4]
     breach, _, step = mark.partition(":")
     required = [{"step": s.step, "post": s.post, "within_days": s.within / 86400 if s.within else None}
@@ -23,12 +25,14 @@ def timeline(control, ticket: dict, events: list[dict]) -> dict[str, Any]:
     rows = []
     for e in sorted(events, key=lambda e: str(e.get("occurred_at"))):
         a = e.get("attributes") or {}
-        rows.append({"at": e.get("occurred_at"), "type": e.get("type"), "step": a.get("step"),
+        rows.append({"at": e.get("occurred_at"), "type": e.get("type"),
+                     "step": a.get("step") or a.get("stage") or a.get("status"),
                      "who": a.get("reviewer_id") or a.get("drafter_id"), "post": a.get("reviewer_post"),
                      "opinion": a.get("opinion"), "opinion_no": a.get("opinion_no"), "amount": e.get("amount"),
                      "event_id": e.get("event_id")})
+    stages = stage_timeline(events) if control.matter_kind == "project" else None
     return {"control": control.id, "title": control.title, "matter_id": matter_id, "breach": breach, "step": step,
-            "required": required, "rows": rows}
+            "required": required, "rows": rows, "stages": stages}
 
 
 def detail(web: Site, ticket: dict) -> dict[str, Any]:
