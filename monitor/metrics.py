@@ -21,6 +21,8 @@ from typing import Iterable
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from monitor.core.reviews import REVIEW_KINDS
+
 __all__ = ["Metrics", "MAX_SOURCES"]
 
 MAX_SOURCES = 50  # distinct `source` label values before the rest become "other"
@@ -114,7 +116,7 @@ class Metrics:
 
     def count_judged(self, judgements: Iterable) -> None:
         for j in judgements:
-            if j.matter_kind != "project":  # a project's moves are not executions
+            if j.matter_kind in REVIEW_KINDS:  # a project's moves, key-post acts: rates of their own
                 self.matters_judged.labels(j.control, j.matter_kind, "true" if j.reviewed else "false").inc()
 
     def set_review_rates(self, rows: Iterable[dict]) -> None:
@@ -122,7 +124,7 @@ class Metrics:
         (a project's rows are the participation rate)."""
         totals: dict[str, list[int]] = {}
         for row in rows:
-            if row["matter_kind"] == "project":
+            if row["matter_kind"] not in REVIEW_KINDS:
                 continue
             t = totals.setdefault(row["matter_kind"], [0, 0])
             t[0] += row["reviewed"]

@@ -92,7 +92,7 @@ def test_broken_rules_stop_start_up_with_exit_2_and_no_traceback(tmp_path, event
 
 def test_rules_lint_ok_and_broken(rules_copy):
     ok = riskwatch("rules", "lint", rules_copy)
-    assert ok.returncode == 0 and "ok: 24 rules, 7 detectors, 5 review controls, 37 risks, 2 lists" in ok.stdout
+    assert ok.returncode == 0 and "ok: 24 rules, 7 detectors, 6 review controls, 37 risks, 2 lists" in ok.stdout
     assert "coverage gap: risk PROC-03" in ok.stdout
     (rules_copy / "governance.yaml").write_text("- rule: gov_x\n  title: x\n  risk: DEC-01\n  when: amount >\n  message: m\n",
                                                 encoding="utf-8")
@@ -103,7 +103,7 @@ def test_rules_lint_ok_and_broken(rules_copy):
 
 def test_rules_test_reports_each_rule_and_fails_on_a_broken_case(rules_copy):
     ok = riskwatch("rules", "test", rules_copy)
-    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "PASS RC-CON-01: 4/4 cases" in ok.stdout and "106 passed, 0 failed" in ok.stdout
+    assert ok.returncode == 0 and "PASS proc_split_purchase: 5/5 cases" in ok.stdout and "PASS RC-CON-01: 4/4 cases" in ok.stdout and "113 passed, 0 failed" in ok.stdout
     path = rules_copy / "investment.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("amount >= collective_decision_limit", "amount > collective_decision_limit"),
                     encoding="utf-8")
@@ -119,7 +119,7 @@ def test_generate_writes_stream_and_truth(tmp_path):
     lines = (tmp_path / "s.jsonl").read_bytes().splitlines()
     truth = [orjson.loads(x) for x in (tmp_path / "s.truth.jsonl").read_bytes().splitlines()]
     assert 4000 <= len(lines) <= 4040 and {t["kind"] for t in truth} == {"violation", "near_miss", "anomaly"}
-    assert {t["scenario"] for t in truth if t["kind"] == "violation"} == set(range(1, 37))  # 17-24 review controls, 25-31 parties and trade, 32-33 legal cases, 34-36 projects
+    assert {t["scenario"] for t in truth if t["kind"] == "violation"} == set(range(1, 39))  # 17-24 review controls, 25-31 parties and trade, 32-38 issue 31
 
 
 def test_demo_runs_end_to_end(tmp_path):

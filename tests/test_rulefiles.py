@@ -139,7 +139,7 @@ def test_coverage_gaps_and_unused_lists_are_warnings(rules_copy):
     pack, problems = lint(rules_copy, TODAY)
     text = [str(p) for p in problems]
     assert pack is not None
-    assert sum("coverage gap" in t for t in text) == 10
+    assert sum("coverage gap" in t for t in text) == 9
     assert any("coverage gap: risk PROC-03 (单一来源采购理由不充分) has no live rule or detector" in t for t in text)
     assert any("list 'watchlist' is used by no rule" in t for t in text)
 

@@ -141,6 +141,8 @@ class _Builder:
         self.org_weights = [w for _, _, w, _ in ORGS]
         self.review_rng = random.Random(seed * 7919 + 17)  # the review plants' own: the rest stays as it was
         self.regulars: list[tuple] = []  # (org, tz, counterparty, usual amount, contract, days between payments)
+        # per org, the staff who review, draft and take part: trained and committed (monitor.analyst.matters)
+        self.staff: dict[str, list[str]] = {}
 
     # --- helpers ---------------------------------------------------------------
     def org(self) -> tuple[str, str, int, dt.timezone]:
@@ -151,6 +153,15 @@ class _Builder:
 
     def person(self) -> str:
         return self.rng.choice(_SURNAMES) + self.rng.choice(_GIVEN)
+
+    def staff_member(self, org_id: str, rng: random.Random, drafter: bool = False) -> str:
+        """One of the org's trained staff (an id of nobody's, before they are known): reviewers
+        from the first half, drafters from the second, so that nobody reviews their own draft by chance."""
+        staff = self.staff.get(org_id)
+        if not staff:
+            return f"E{rng.randrange(1000, 9999)}"
+        half = len(staff) // 2
+        return rng.choice(staff[half:] if drafter else staff[:half])
 
     def business_time(self, tz, day: int | None = None, hour_range=(8, 19)) -> dt.datetime:
         rng = self.rng
@@ -444,7 +455,7 @@ class _Builder:
         org_id, _, _, tz = rng.choices(ORGS, self.org_weights)[0]
         day = rng.randrange(3, self.days - 20)
         matter = self.next_id({"contract": "HT", "regulation": "ZDH", "decision": "JCD"}[matter_kind])
-        drafter = f"E{rng.randrange(1000, 9999)}"
+        drafter = self.staff_member(org_id, rng, drafter=True)
         sub = self.emit("matter_submitted", "governance", org_id, self._review_at(tz, day, 9), amount,
                         matter_id=matter, matter_kind=matter_kind, drafter_id=drafter, **attributes)
         return org_id, tz, day, matter, drafter, sub
@@ -453,7 +464,7 @@ class _Builder:
         post = post or {"legal_review": "legal_compliance_officer", "compliance_review": "compliance_head"}[step]
         return self.emit("review_step", "governance", org_id, self._review_at(tz, day, hour, minute), matter_id=matter,
                          matter_kind=kind, step=step, reviewer_post=post,
-                         reviewer_id=reviewer or f"E{self.review_rng.randrange(1000, 9999)}", opinion=opinion,
+                         reviewer_id=reviewer or self.staff_member(org_id, self.review_rng), opinion=opinion,
                          opinion_no=self.next_id("YJ"))
 
     def _signed(self, org_id, tz, day, hour, matter, amount, minute=0) -> str:
@@ -796,9 +807,12 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     trades = TradePlants(b, seed, ORGS)  # trading, and goods that go round (monitor.analyst.trades)
     trades.plant(rounds=max(2, min(12, events // 8000)))
     trades.clean_trades(max(20, events // 1000))
-    matters = MatterPlants(b, seed, ORGS)  # legal cases and major projects (monitor.analyst.matters)
+    # staff trained and committed, legal cases, major projects, key posts (monitor.analyst.matters)
+    matters = MatterPlants(b, seed, ORGS)
+    matters.plant_staff(per_org=max(10, min(40, events // 2500)))
     matters.plant_cases(rounds=max(2, min(12, events // 8000)))
     matters.plant_projects(rounds=max(2, min(12, events // 8000)))
+    matters.plant_key_posts(rounds=max(2, min(12, events // 8000)))
     bad = b.malformed(int(events * malformed))
     makers = [
         (b.clean_contract_with_payments, 0.07),

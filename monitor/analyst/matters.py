@@ -1,5 +1,5 @@
 """The generator's matters that follow a process of their own: foreign legal
-disputes and major projects (and, as they come, the staff on key posts).
+disputes, major projects and the staff on key posts.
 
 Scenario 32 plants a major case abroad — a group company defendant, a claim of
 ten million CNY or more — filed, served and answered on day 14: the early
@@ -19,6 +19,15 @@ contracting (``disbursed_early``). The near misses: a project whose
 participations come on day 9 of a stage and five minutes before it moves on,
 and a 30,000,000 CNY domestic project with no participation at all.
 
+Each org's staff who review, draft and take part (``plant_staff``) had a
+compliance training in the year before the stream and signed the year's
+commitment. Scenario 37 plants a finance manager, committed but last trained
+more than a year before, approving payments of a million or more (two in a
+month: one warning listing both); 38 an investment manager, trained but
+without this year's commitment, signing a contract. The near misses: a
+manager trained 364 days before approving, an untrained manager approving
+300,000 CNY, an untrained clerk approving 2,100,000 CNY.
+
 It draws from a random generator of its own, so the rest of a seed's stream
 stays as it was.
 """
@@ -29,10 +38,13 @@ import datetime as dt
 import random
 from typing import Any
 
+from monitor.analyst.fictional import BRANDS
+
 __all__ = ["MATTER_SCENARIOS", "MatterPlants"]
 
 MATTER_SCENARIOS = {32: ("RC-LAW-01", "warning"), 33: ("RC-LAW-01", "silent:response"),
-                    34: ("RC-PRJ-01", "moved_on"), 35: ("RC-PRJ-01", "silent"), 36: ("RC-PRJ-01", "disbursed_early")}
+                    34: ("RC-PRJ-01", "moved_on"), 35: ("RC-PRJ-01", "silent"), 36: ("RC-PRJ-01", "disbursed_early"),
+                    37: ("RC-KEY-01", "untrained"), 38: ("RC-KEY-01", "uncommitted")}
 STAGES = ("initiation", "feasibility", "decision", "contracting", "implementation", "acceptance")
 FOREIGN_COURTS = [("DE", "Landgericht Hamburg"), ("US", "U.S. District Court, S.D.N.Y."), ("GB", "High Court of Justice"),
                   ("SG", "Singapore International Commercial Court"), ("FR", "Tribunal de commerce de Paris"),
@@ -41,6 +53,8 @@ DOMESTIC_COURTS = ["临江市中级人民法院", "上海国际商事法庭", "�
 OPPONENTS = ["Nordsee Logistik GmbH", "Atlantic Ore Partners LLC", "Thames Marine Insurance plc", "Pacific Ore Trading Pte. Ltd.",
              "Société Générale d'Ingénierie SA", "Gulf Petrochemical Services FZE", "Steppe Mining JSC"]
 DOMESTIC_OPPONENTS = ["临江恒达建材有限公司", "江南远航船务有限公司", "华东矿业开发有限公司"]
+COURSES = ["《中央企业合规管理办法》解读", "反商业贿赂与廉洁从业", "招标投标合规要点", "境外经营合规与出口管制",
+           "合同管理与法律风险防范"]
 
 
 class MatterPlants:
@@ -114,7 +128,7 @@ class MatterPlants:
                 ids[f"took_part:{stage}"] = self.b.emit(
                     "review_step", "governance", org_id, at(took_part), None, None, matter_id=project,
                     matter_kind="project", step="legal_participation", stage=stage, reviewer_post=post,
-                    reviewer_id=f"E{rng.randrange(2000, 2999)}", opinion="pass", opinion_no=self.b.next_id("FWCY"))
+                    reviewer_id=self.b.staff_member(org_id, rng), opinion="pass", opinion_no=self.b.next_id("FWCY"))
         ids["project"] = project
         ids["org"] = org_id
         return ids
@@ -160,3 +174,80 @@ class MatterPlants:
                                   30_000_000.0)
             self.b.record(34, "near_miss", [small["stage:initiation"], small["stage:feasibility"]],
                           "a 30,000,000 CNY domestic project, not watched")
+
+    # --- staff on key posts ---------------------------------------------------------------
+    def _at(self, org: tuple, day: float, hour: int = 10) -> dt.datetime:
+        return (self.b.start + dt.timedelta(days=day)).astimezone(org[3]).replace(hour=hour, minute=15, second=0)
+
+    def _trained(self, org: tuple, employee: str, day: float) -> str:
+        return self.b.emit("training_completed", "governance", org[0], self._at(org, day, 14), None, None,
+                           employee_id=employee, course=self.rng.choice(COURSES), course_kind="compliance")
+
+    def _committed(self, org: tuple, employee: str, year: int) -> str:
+        day = (dt.datetime(year, 1, 5, tzinfo=org[3]) - self.b.start).days + self.rng.randrange(0, 40)
+        return self.b.emit("commitment_signed", "governance", org[0], self._at(org, day, 9), None, None,
+                           employee_id=employee, year=year)
+
+    def plant_staff(self, per_org: int) -> None:
+        """Per org, the staff who review, draft and take part: each trained in the year before the
+        stream (course_kind compliance) and committed for the stream's year."""
+        year = self.b.start.year
+        for org in self.orgs:
+            staff = [f"{org[0]}-E{i:04d}" for i in range(1, per_org + 1)]
+            for employee in staff:
+                self._trained(org, employee, -self.rng.randrange(20, 300))
+                self._committed(org, employee, year)
+            self.b.staff[org[0]] = staff
+
+    def _contract(self, org: tuple, day: float, amount: float, signer: str, post: str) -> tuple[str, str, tuple]:
+        """A contract with a supplier of its own (new to the detectors), signed by ``signer`` on ``post``."""
+        supplier = (self.b.next_id("SUP-K"), f"临江{self.rng.choice(BRANDS)}{self.rng.choice(BRANDS)}科技有限公司")
+        contract_id = self.b.next_id("HT")
+        eid = self.b.emit("contract_signed", "procurement", org[0], self._at(org, day), round(amount, 2), supplier,
+                          contract_id=contract_id, category="services", method="tender", legal_review="passed",
+                          signer_id=signer, signer_post=post)
+        return eid, contract_id, supplier
+
+    def _paid(self, org: tuple, day: float, amount: float, supplier: tuple, contract_id: str, approver: str,
+              post: str) -> str:
+        when = self._at(org, day, 15)
+        return self.b.emit("payment", "finance", org[0], when, round(amount, 2), supplier,
+                           arrival=when + dt.timedelta(minutes=5),  # not the builder's random arrival: the stream stays
+                           payment_no=self.b.next_id("FKD"), contract_id=contract_id,
+                           invoice_no=self.b.next_id("FP"), payee_type="company",
+                           approver_level="company" if amount <= 5_000_000 else "group",
+                           approver_id=approver, approver_post=post)
+
+    def plant_key_posts(self, rounds: int) -> None:
+        rng, year = self.rng, self.b.start.year
+        for _ in range(rounds):
+            org = self.org()
+            day = rng.randrange(3, self.b.days - 12)
+            signer = self.b.staff_member(org[0], rng)
+            # 37: committed, last trained 400 days before: two approvals in a month, one warning
+            manager = self.b.next_id("FM")
+            self._trained(org, manager, day - 400)
+            self._committed(org, manager, year)
+            _, contract_id, supplier = self._contract(org, day, 9_000_000, signer, "procurement_manager")
+            first = self._paid(org, day + 1, rng.uniform(1.2e6, 2.5e6), supplier, contract_id, manager, "finance_manager")
+            second = self._paid(org, day + 3, rng.uniform(1.2e6, 2.5e6), supplier, contract_id, manager, "finance_manager")
+            self.b.record(37, "violation", [first, second], "approved with no compliance training in 365 days")
+            # near misses on the same contract: trained 364 days before; an untrained manager under the
+            # threshold; an untrained clerk over it
+            trained = self.b.next_id("FM")
+            self._trained(org, trained, day + 5 - 364)
+            self._committed(org, trained, year)
+            near = self._paid(org, day + 5, 1_200_000, supplier, contract_id, trained, "finance_manager")
+            self.b.record(37, "near_miss", [near], "trained 364 days before approving")
+            untrained = self.b.next_id("FM")
+            near = self._paid(org, day + 6, 300_000, supplier, contract_id, untrained, "finance_manager")
+            self.b.record(37, "near_miss", [near], "an untrained manager approving 300,000")
+            clerk = self.b.next_id("FC")
+            near = self._paid(org, day + 7, 2_100_000, supplier, contract_id, clerk, "finance_clerk")
+            self.b.record(37, "near_miss", [near], "an untrained clerk approving 2,100,000")
+            # 38: trained, but last year's commitment only: signs a contract
+            investor = self.b.next_id("IM")
+            self._trained(org, investor, day - 100)
+            self._committed(org, investor, year - 1)
+            signed, _, _ = self._contract(org, day + 2, 2_000_000, investor, "investment_manager")
+            self.b.record(38, "violation", [signed], f"no {year} compliance commitment")

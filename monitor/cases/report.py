@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 from monitor.analyst.backtest import BacktestResult
+from monitor.core.reviews import REVIEW_KINDS
 
 __all__ = ["write_backtest_report", "write_monthly_report"]
 
@@ -140,10 +141,28 @@ _MONTHLY = """<!doctype html>
 {% if projects %}<table><tr><th>单位 / Org</th><th>全程参与 / Covered</th><th>推进项目 / Moved on</th><th>全程参与率 / Rate</th></tr>
 {% for r in projects %}<tr><td>{{ r.org_id }}</td><td>{{ r.reviewed }}</td><td>{{ r.executed }}</td><td>{{ pct(r.rate) }}</td></tr>{% endfor %}
 </table>{% else %}<p>—</p>{% endif %}
+<h2>重点岗位人员合规培训 / Key-post staff trained and committed</h2>
+<p>本月在重点岗位上履职（审查通过、审批大额付款、签订合同）的人员中，履职前365天内完成合规培训、已签署本年度《合规承诺书》的比例。/ Of the staff who acted on a key post this month, the share with a compliance training in the 365 days before and the share who signed this year's commitment.</p>
+{% if trainings %}<table><tr><th>单位 / Org</th><th>履职人员 / Staff who acted</th><th>已培训 / Trained</th><th>培训率 / Share</th><th>已承诺 / Signed</th><th>承诺率 / Share</th></tr>
+{% for r in trainings %}<tr><td>{{ r.org_id }}</td><td>{{ r.staff }}</td><td>{{ r.trained }}</td><td>{{ pct(r.trained_share) }}</td><td>{{ r.signed }}</td><td>{{ pct(r.signed_share) }}</td></tr>{% endfor %}
+</table>{% else %}<p>—</p>{% endif %}
 <h2>典型案例 / Typical cases</h2>
 {% if cases %}<ul>{% for c in cases %}<li>#{{ c.id }} {{ c.title }}（{{ c.org_id }}）：{{ c.case_summary }}</li>{% endfor %}</ul>{% else %}<p>—</p>{% endif %}
 </body></html>
 """
+
+
+def _training_rows(rows: list[dict]) -> list[dict]:
+    """Per org: key-post staff who acted, of them trained and signed (the ``training`` and
+    ``commitment`` rows of ``SqlTicketStore.review_rates``)."""
+    by_org: dict[str, dict] = {}
+    for r in rows:
+        if r["matter_kind"] in ("training", "commitment"):
+            row = by_org.setdefault(r["org_id"], {"org_id": r["org_id"], "staff": 0, "trained": 0, "signed": 0})
+            row["staff"] = max(row["staff"], r["executed"])
+            row["trained" if r["matter_kind"] == "training" else "signed"] = r["reviewed"]
+    return [{**row, "trained_share": row["trained"] / row["staff"], "signed_share": row["signed"] / row["staff"]}
+            for _, row in sorted(by_org.items()) if row["staff"]]
 
 
 def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
@@ -151,7 +170,8 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
     """``riskwatch-YYYY-MM.xlsx`` and ``.html`` in ``directory``; ``reviews`` are the
     month's review rates (``SqlTicketStore.review_rates``)."""
     projects = [r for r in reviews or [] if r["matter_kind"] == "project"]  # 全程参与率
-    reviews = [r for r in reviews or [] if r["matter_kind"] != "project"]
+    trainings = _training_rows(reviews or [])  # key-post staff trained and committed
+    reviews = [r for r in reviews or [] if r["matter_kind"] in REVIEW_KINDS]
     import jinja2
     import matplotlib
 
@@ -195,6 +215,12 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
                                   "审查率 / Rate"]))
     for r in reviews:
         rates.append(xlsx_row(rates, [r["org_id"], r["matter_kind"], r["reviewed"], r["executed"], round(r["rate"], 4)]))
+    staff = book.create_sheet("重点岗位培训 Key posts")
+    staff.append(xlsx_row(staff, ["单位 / Org", "履职人员 / Staff who acted", "已培训 / Trained", "培训率 / Share",
+                                  "已承诺 / Signed", "承诺率 / Share"]))
+    for r in trainings:
+        staff.append(xlsx_row(staff, [r["org_id"], r["staff"], r["trained"], round(r["trained_share"], 4), r["signed"],
+                                      round(r["signed_share"], 4)]))
     participation = book.create_sheet("全程参与率 Projects")
     participation.append(xlsx_row(participation, ["单位 / Org", "全程参与 / Covered", "推进项目 / Moved on",
                                                   "全程参与率 / Rate"]))
@@ -219,7 +245,7 @@ def write_monthly_report(directory: Path, m, risk_titles: dict[str, str],
         m=m, s=s, risk_chart=risk_chart, titles=risk_titles, org_cols=cols,
         by_risk=[{"risk_id": k, **{c: int(v) for c, v in r.items()}} for k, r in m.by_risk.iterrows()],
         by_org=[(k, {c: int(v) for c, v in r.items()}) for k, r in m.by_org.iterrows()],
-        cases=m.cases.to_dict("records"), reviews=reviews, projects=projects,
+        cases=m.cases.to_dict("records"), reviews=reviews, projects=projects, trainings=trainings,
         pct=lambda v: "—" if v != v else f"{100 * v:.1f}%", num=lambda v: "—" if v != v else f"{v:.1f}")
     page = directory / f"{stem}.html"
     page.write_text(html, encoding="utf-8")

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from monitor.core.alerts import Alert
+from monitor.core.reviews import REVIEW_KINDS
 from monitor.core.rules import RulePack, parse_duration
 
 __all__ = ["Fence", "FencedError", "MemoryTicketStore", "SqlTicketStore", "TicketError", "TicketStore", "UpsertResult",
@@ -338,7 +339,7 @@ class SqlTicketStore:
 
     def latest_review_rates(self) -> list[dict[str, Any]]:
         """The review rates of the latest month with executed matters (the gauge's)."""
-        return self._latest_rates(MatterReview.matter_kind != "project")
+        return self._latest_rates(MatterReview.matter_kind.in_(REVIEW_KINDS))
 
     def latest_participation_rates(self) -> list[dict[str, Any]]:
         """全程参与率 rows (matter kind ``project``) of the latest month a watched project moved on."""

@@ -53,7 +53,7 @@ import msgspec
 from monitor.core.findings import Finding
 
 __all__ = [
-    "BREACHES", "MATTER_KINDS", "OPINIONS", "PROCESS_KINDS", "STEPS", "ChangeSpec", "CompiledControl", "CompiledStep",
+    "BREACHES", "MATTER_KINDS", "OPINIONS", "PROCESS_KINDS", "REVIEW_KINDS", "STEPS", "ChangeSpec", "CompiledControl", "CompiledStep",
     "ControlSpec", "Judgement", "Matter", "MatterProcess", "ReviewWatch", "StepSpec", "compile_control_spec", "review_rates",
 ]
 
@@ -64,14 +64,18 @@ MATTER_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "decision": ("attributes.decision_id", ("decision",), ()),
     "project": ("attributes.project_id", ("investment_disbursement",), ()),
     "legal_case": ("attributes.case_id", (), ()),
+    "key_post": ("attributes.employee_id", (), ()),
 }
 STEPS = ("business_review", "legal_review", "compliance_review", "cco_signoff")
 # matter kinds whose process is not a review before execution: each has its own (``MatterProcess``)
-KIND_STEPS = {"project": ("legal_participation",), "legal_case": ("response",)}
+KIND_STEPS = {"project": ("legal_participation",), "legal_case": ("response",),
+              "key_post": ("compliance_training", "compliance_commitment")}
 PROCESS_KINDS = {
     "project": "monitor.core.projects:ProjectProcess",
     "legal_case": "monitor.core.disputes:CaseProcess",
+    "key_post": "monitor.core.keyposts:KeyPostProcess",
 }
+REVIEW_KINDS = ("contract", "regulation", "decision")  # what the review rate (审查率) counts
 OPINIONS = ("pass", "conditional", "reject")
 BREACHES = {
     "executed_early": "executed before {step} passed",
@@ -91,7 +95,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class StepSpec(_Strict):
     step: Literal["business_review", "legal_review", "compliance_review", "cco_signoff", "legal_participation",
-                  "response"]
+                  "response", "compliance_training", "compliance_commitment"]
     post: str | None = None  # a post of duties.yaml (a review step needs one)
     within: str | None = None  # from submission (a project: from reaching the stage; a case: from being served), e.g. 5d
     conditional_needs: Literal["business_review", "legal_review", "compliance_review", "cco_signoff"] | None = None
@@ -107,7 +111,7 @@ class ChangeSpec(_Strict):
 class ControlSpec(_Strict):
     control: str
     title: str
-    matter_kind: Literal["contract", "regulation", "decision", "project", "legal_case"]
+    matter_kind: Literal["contract", "regulation", "decision", "project", "legal_case", "key_post"]
     risk: str
     steps: list[StepSpec]
     severity: Literal["low", "medium", "high", "critical"] = "high"
@@ -162,6 +166,7 @@ class CompiledControl:
     watch_if: tuple[str, ...] = ()
     change: tuple[float, str, float] | None = None  # (tolerance, step, within seconds)
     process: Any = None  # the MatterProcess of a kind that is not a review before execution
+    key_posts: frozenset[str] = frozenset()  # the posts duties.yaml marks key_post (whose staff a key_post control watches)
     supersedes: tuple[str, ...] = ()
     risk: Any = None  # the Risk, once the pack resolves it
     message: Any = None  # a Template
@@ -324,8 +329,8 @@ def review_rates(judgements: list[Judgement]) -> dict[tuple[str, str, str], tupl
     cst = dt.timezone(dt.timedelta(hours=8))
     out: dict[tuple[str, str, str], list[int]] = {}
     for j in judgements:
-        if j.matter_kind in PROCESS_KINDS:
-            continue  # a project's moves are its participation rate (monitor.core.projects)
+        if j.matter_kind not in REVIEW_KINDS:
+            continue  # a project's moves, key-post staff's training: rates of their own
         month = dt.datetime.fromtimestamp(j.executed_at, cst).strftime("%Y-%m")
         row = out.setdefault((j.org_id, j.matter_kind, month), [0, 0])
         row[0] += j.reviewed
@@ -355,6 +360,10 @@ class MatterProcess:
     def due(self, control: CompiledControl, m: Matter) -> list[float]:
         """The moments the matter's checks fall due (the schedule rebuilt after a restart)."""
         raise NotImplementedError
+
+    def watched(self, watch: ReviewWatch, control: CompiledControl, m: Matter) -> bool:
+        """Whether the control is about this matter (default: its amount and attributes, ``applies``)."""
+        return watch.applies(control, m)
 
     @staticmethod
     def note(control: CompiledControl, m: Matter, row: dict) -> None:
@@ -497,7 +506,8 @@ class ReviewWatch:
         """A MatterProcess's finding: ``mark`` names it in the key; ``once`` (default: the
         mark) is what makes it the only one of its kind for the matter."""
         once = once or mark
-        if once in m.found or not self.applies(control, m):
+        watched = self.applies(control, m) if control.process is None else control.process.watched(self, control, m)
+        if once in m.found or not watched:
             return []
         m.found.add(once)
         return [Finding(control.id, (key[0], key[1], mark), list(dict.fromkeys(event_ids)), at, at,
@@ -882,6 +892,7 @@ def compile_controls(doc, risks: dict, posts: dict, params: dict, rule_ids: set[
             continue
         control = compile_control_spec(spec, tolerances)
         control.risk = risks[spec.risk]
+        control.key_posts = frozenset(p for p, post in posts.items() if getattr(post, "key_post", False))
         control.message = Template(MESSAGE, ("org_id", "matter_id", "breach"))
         out.append(control)
     return out

@@ -160,6 +160,7 @@ class Post(_Strict):
     risks: list[str] = []
     contact: Contact = msgspec.field(default_factory=Contact)
     escalates_to: str | None = None
+    key_post: bool = False  # 重点岗位: its staff need compliance training and the yearly commitment (RC-KEY-01)
 
 
 class DutyList(_Strict):

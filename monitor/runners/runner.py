@@ -41,6 +41,7 @@ from monitor.runners.heap import FrozenHeap
 from monitor.metrics import Metrics
 from monitor.cases.notify import announce
 from monitor.core.rules import RulePack, changed_rules
+from monitor.core.reviews import REVIEW_KINDS
 from monitor.core.scorer import Scorer
 from monitor.core.state import ScorerState, drop_rules
 
@@ -301,7 +302,7 @@ class EmbeddedRunner:
         self._pending_evidence += result.evidence
         self._pending_reviews += result.judgements
         self.judgements += result.judgements
-        executions = [j for j in result.judgements if j.matter_kind != "project"]
+        executions = [j for j in result.judgements if j.matter_kind in REVIEW_KINDS]
         s.matters_executed += len(executions)
         s.matters_reviewed += sum(j.reviewed for j in executions)
         if self.metrics:

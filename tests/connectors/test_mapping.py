@@ -215,5 +215,18 @@ def test_project_stages_and_legal_participation_become_a_watched_project(default
     # XM2026021 left feasibility (its participation's row was dead-lettered); the 8,000,000 overseas project is
     # watched and covered; the 30,000,000 domestic one is not watched; the conditional opinion on decision
     # is not a pass: silent once stream time passes day 10 of the stage (it does not, here)
-    assert not rejected and [(f.rule_id, f.key) for f in findings] == [
+    assert not rejected and [(f.rule_id, f.key) for f in findings if f.rule_id == "RC-PRJ-01"] == [
         ("RC-PRJ-01", ("SUB03", "XM2026021", "moved_on:feasibility"))]
+    # and the legal officer, on a key post, took part with no training on record (this stream has none;
+    # SUB12's stream time has not passed its officer's act by the lateness yet)
+    assert {f.key for f in findings if f.rule_id == "RC-KEY-01"} == {("SUB03", "E2007", "untrained:2026-07")}
+
+
+def test_a_training_ledger_becomes_trainings_and_commitments():
+    report, sent, letters = _sent("hr_training.csv", "hr_training.yaml", "riskwatch.events.governance")
+    assert (report.read, report.sent, report.dead_lettered) == (4, 3, 1)
+    assert [(e["type"], e["attributes"]) for e in sent] == [
+        ("training_completed", {"employee_id": "E2007", "course": "《中央企业合规管理办法》解读", "course_kind": "compliance"}),
+        ("commitment_signed", {"employee_id": "E2007", "year": 2026}),
+        ("training_completed", {"employee_id": "E3101", "course": "安全生产月专题", "course_kind": "safety"})]
+    assert letters == [("wrong_type", "line 5", "column '承诺年度' (for attributes.year): '二〇二六' is not a number")]

@@ -1,0 +1,136 @@
+"""Staff on key posts, worked by hand: the warning, each near miss, one warning
+per employee and month, once across a restart, bounded state, and the training
+coverage on a hand-counted stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from monitor.core.keyposts import KEEP_TRAININGS, training_coverage
+from monitor.core.reviews import ControlSpec, Matter, ReviewWatch, StepSpec, compile_control_spec
+
+D = 86400.0
+CST = dt.timezone(dt.timedelta(hours=8))
+T0 = dt.datetime(2026, 7, 1, 10, tzinfo=CST).timestamp()
+KEY = compile_control_spec(ControlSpec(
+    control="RC-KEY-01", title="key posts", matter_kind="key_post", risk="REG-03", severity="low", lateness="1d",
+    min_amount=1_000_000, steps=[StepSpec(step="compliance_training", within="365d"),
+                                 StepSpec(step="compliance_commitment")]))
+KEY.key_posts = frozenset({"finance_manager", "procurement_manager", "legal_compliance_officer"})
+
+
+def trained(eid, day, who="E1", kind="compliance", org="SUB01"):
+    return {"event_id": eid, "type": "training_completed", "org_id": org, "t": T0 + day * D, "amount": None,
+            "attributes": {"employee_id": who, "course": "合规管理办法", "course_kind": kind}}
+
+
+def signed(eid, day, year=2026, who="E1", org="SUB01"):
+    return {"event_id": eid, "type": "commitment_signed", "org_id": org, "t": T0 + day * D, "amount": None,
+            "attributes": {"employee_id": who, "year": year}}
+
+
+def approved(eid, day, amount=2_000_000.0, who="E1", post="finance_manager", org="SUB01"):
+    return {"event_id": eid, "type": "payment", "org_id": org, "t": T0 + day * D, "amount": amount,
+            "attributes": {"approver_id": who, "approver_post": post, "contract_id": "HT1"}}
+
+
+def reviewed(eid, day, who="E1", opinion="pass", org="SUB01"):
+    return {"event_id": eid, "type": "review_step", "org_id": org, "t": T0 + day * D, "amount": None,
+            "attributes": {"matter_id": "HT1", "matter_kind": "contract", "step": "legal_review", "opinion": opinion,
+                           "reviewer_post": "legal_compliance_officer", "reviewer_id": who, "opinion_no": "FW-1"}}
+
+
+def run(events, until_day, watch=None, matters=None):
+    w = watch or ReviewWatch([KEY])
+    matters = {} if matters is None else matters
+    out = []
+    for e in sorted(events, key=lambda e: e["t"]):
+        out += w.apply([e], matters)
+        out += w.advance({e["org_id"]: e["t"]}, matters)
+    out += w.advance({"SUB01": T0 + until_day * D}, matters)
+    return out, w, matters
+
+
+def test_trained_364_days_before_and_signed_is_quiet_365_and_a_day_is_not():
+    ok = [trained("t1", -364), signed("c1", -100), approved("p1", 0)]
+    assert run(ok, until_day=5)[0] == []
+    late = [trained("t1", -366), signed("c1", -100), approved("p1", 0)]
+    found = run(late, until_day=5)[0]
+    assert [f.key for f in found] == [("SUB01", "E1", "untrained:2026-07")]
+    assert found[0].values["breach"] == ("on key post finance_manager, payment without a compliance training "
+                                         "in the 365 days before")
+
+
+def test_the_near_misses_stay_quiet():
+    assert run([approved("p1", 0, amount=300_000.0)], until_day=5)[0] == []  # an untrained manager, 300,000
+    assert run([approved("p1", 0, amount=2_100_000.0, post="finance_clerk")], until_day=5)[0] == []  # a clerk
+    assert run([reviewed("r1", 0, opinion="reject")], until_day=5)[0] == []  # a review not passed is not acting
+
+
+def test_last_years_commitment_or_another_course_does_not_count():
+    found = run([trained("t1", -10), signed("c1", -200, year=2025), reviewed("r1", 0)], until_day=5)[0]
+    assert [f.values["breach"] for f in found] == [
+        "on key post legal_compliance_officer, review_step without the 2026 compliance commitment"]
+    found = run([trained("t1", -10, kind="safety"), signed("c1", -10), approved("p1", 0)], until_day=5)[0]
+    assert len(found) == 1 and "training" in found[0].values["breach"]
+
+
+def test_one_warning_per_employee_and_month_listing_the_acts():
+    events = [approved("p1", 0), approved("p2", 3), approved("p3", 40), approved("x1", 1, who="E2")]
+    found = run(events, until_day=45)[0]
+    assert [(f.key[1], f.key[2], f.event_ids) for f in found] == [
+        ("E1", "untrained:2026-07", ["p1"]), ("E2", "untrained:2026-07", ["x1"]),
+        ("E1", "untrained:2026-07", ["p1", "p2"]),  # the same ticket, now listing both
+        ("E1", "untrained:2026-08", ["p3"])]
+
+
+def test_a_training_synced_late_within_the_lateness_counts():
+    w, matters = ReviewWatch([KEY]), {}
+    found = w.apply([signed("c1", -30), approved("p1", 0)], matters)
+    found += w.advance({"SUB01": T0 + 0.5 * D}, matters)
+    found += w.apply([trained("t1", -2)], matters)  # dated before the act, arriving after it
+    found += w.advance({"SUB01": T0 + 5 * D}, matters)
+    assert found == []
+
+
+def test_found_once_across_a_restart_and_the_state_stays_bounded():
+    w, matters = ReviewWatch([KEY]), {}
+    w.apply([approved("p1", 0)], matters)
+    plain = {c: {k: m.to_plain() for k, m in store.items()} for c, store in matters.items()}
+    restored = {c: {k: Matter.from_plain(p) for k, p in store.items()} for c, store in plain.items()}
+    again = ReviewWatch([KEY])
+    again.restore(restored)
+    assert [f.key[2] for f in again.advance({"SUB01": T0 + 2 * D}, restored)] == ["untrained:2026-07"]
+    plain = {c: {k: m.to_plain() for k, m in store.items()} for c, store in restored.items()}
+    later = {c: {k: Matter.from_plain(p) for k, p in store.items()} for c, store in plain.items()}
+    third = ReviewWatch([KEY])
+    third.restore(later)
+    assert third.apply([approved("p1", 0)], later) == [] and third.advance({"SUB01": T0 + 9 * D}, later) == []
+    # a year of trainings and approvals: only the latest trainings and recent months' acts are kept
+    w, matters = ReviewWatch([KEY]), {}
+    events = [trained(f"t{i}", i * 30 - 300) for i in range(12)] + [signed("c1", -300, year=2025), signed("c2", 10)]
+    events += [approved(f"p{i}", 10 + i * 2) for i in range(150)]
+    run(events, until_day=320, watch=w, matters=matters)
+    m = matters["RC-KEY-01"][("SUB01", "E1")]
+    assert sum(k[2] == "trained" for k in m.marks) == KEEP_TRAININGS
+    assert len(m.marks) < 80 and len(m.found) < 80 and len(m.ids) < 80 and m.steps == []
+
+
+def test_the_training_coverage_on_a_hand_counted_stream():
+    events = [
+        # E1 trained and signed: acts twice in July, once in August
+        trained("a1", -30, who="E1"), signed("a2", -30, who="E1"),
+        approved("a3", 1, who="E1"), approved("a4", 5, who="E1"), approved("a5", 35, who="E1"),
+        # E2 signed, never trained: acts in July
+        signed("b1", -30, who="E2"), reviewed("b2", 2, who="E2"),
+        # E3 trained, not signed: acts in July; signs on day 20, acts again in July and in August
+        trained("c1", -100, who="E3"), approved("c2", 3, who="E3"), signed("c3", 20, who="E3"),
+        approved("c4", 25, who="E3"), approved("c5", 40, who="E3"),
+        # E4, a clerk: not a key post
+        approved("d1", 4, who="E4", post="finance_clerk"),
+    ]
+    found, w, _ = run(events, until_day=60)
+    assert sorted((f.key[1], f.key[2]) for f in found) == [("E2", "untrained:2026-07"), ("E3", "untrained:2026-07")]
+    # July: E1, E2, E3 acted; trained E1, E3; signed (as of their last act in July) E1, E2, E3
+    # August: E1, E3 acted, both trained and signed
+    assert training_coverage(w.judged) == {("SUB01", "2026-07"): (3, 2, 3), ("SUB01", "2026-08"): (2, 2, 2)}
