@@ -134,3 +134,40 @@ def test_the_training_coverage_on_a_hand_counted_stream():
     # July: E1, E2, E3 acted; trained E1, E3; signed (as of their last act in July) E1, E2, E3
     # August: E1, E3 acted, both trained and signed
     assert training_coverage(w.judged) == {("SUB01", "2026-07"): (3, 2, 3), ("SUB01", "2026-08"): (2, 2, 2)}
+
+
+def test_the_coverage_reaches_the_database_and_the_monthly_report(default_pack, tmp_path):
+    from monitor.cases.monthly import monthly
+    from monitor.cases.report import write_monthly_report
+    from monitor.cases.tickets import SqlTicketStore
+    from monitor.runners.runner import EmbeddedRunner
+    from tests.test_reviews import _line
+
+    def at(day):
+        return f"2026-07-{day:02d}T10:00:00+08:00"
+
+    lines = [_line("t1", "training_completed", "2026-05-01T10:00:00+08:00",
+                   attributes={"employee_id": "E1", "course": "合规", "course_kind": "compliance"}),
+             _line("c1", "commitment_signed", "2026-01-05T10:00:00+08:00", attributes={"employee_id": "E1", "year": 2026}),
+             _line("c2", "commitment_signed", "2026-01-05T10:00:00+08:00", attributes={"employee_id": "E2", "year": 2026}),
+             _line("s1", "contract_signed", at(2), amount=600_000, counterparty_id="S1",
+                   attributes={"contract_id": "HT1", "legal_review": "passed", "signer_id": "E1",
+                               "signer_post": "procurement_manager"}),
+             _line("s2", "contract_signed", at(3), amount=700_000, counterparty_id="S2",
+                   attributes={"contract_id": "HT2", "legal_review": "passed", "signer_id": "E2",
+                               "signer_post": "procurement_manager"}),
+             _line("j1", "journal_entry", at(20), amount=1, attributes={"entry_no": "x"})]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(lines))
+    store = SqlTicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    EmbeddedRunner(default_pack, store, workers=1).run_file(path, tmp_path / "a.jsonl", tmp_path / "r.jsonl")
+    assert [t["dedup_key"] for t in store.find() if t["rule_id"] == "RC-KEY-01"] == ["RC-KEY-01|SUB01|E2|untrained:2026-07"]
+    rows = store.review_rates("2026-07")
+    assert {(r["matter_kind"], r["reviewed"], r["executed"]) for r in rows} == {("training", 1, 2), ("commitment", 2, 2)}
+    assert store.latest_review_rates() == []  # not a review rate
+    import datetime as _dt
+
+    month = monthly(store.find(limit=10**9), "2026-07", _dt.datetime(2026, 8, 1, tzinfo=_dt.timezone.utc))
+    _, html = write_monthly_report(tmp_path / "out", month, {}, rows)
+    table = html.read_text(encoding="utf-8").split("Key-post staff trained and committed")[1].split("</table>")[0]
+    assert "<td>SUB01</td><td>2</td><td>1</td><td>50.0%</td><td>2</td><td>100.0%</td>" in table

@@ -23,7 +23,8 @@ control's ``lateness`` (the training system syncs later than the ERP).
 
 The training coverage of key-post staff: each judged act gives two
 ``Judgement``s of the employee for the month (matter kinds ``training`` and
-``commitment``), ``training_coverage`` counts the shares by org and month.
+``commitment``; one row each in the ticket database), ``training_coverage``
+counts the shares by org and month.
 
 >>> from monitor.core.reviews import ControlSpec, ReviewWatch, StepSpec, compile_control_spec
 >>> control = compile_control_spec(ControlSpec(control="RC-KEY-01", title="t", matter_kind="key_post",
@@ -126,8 +127,8 @@ class KeyPostProcess(MatterProcess):
             trained = any(what == "trained" and t - window <= at <= t for at, _e, what, _v in m.marks)
             signed = any(what == "signed" and v == _year(t) for _at, _e, what, v in m.marks)
             month = _month(t)
-            watch.judged += [Judgement(control.id, key[0], f"{key[1]}@{month}", "training", t, trained),
-                             Judgement(control.id, key[0], f"{key[1]}@{month}", "commitment", t, signed)]
+            watch.judged += [Judgement(control.id, key[0], f"{key[1]}@{month}:training", "training", t, trained),
+                             Judgement(control.id, key[0], f"{key[1]}@{month}:commitment", "commitment", t, signed)]
             if trained and signed:
                 continue
             m.marks.append((t, eid, "act", post))
@@ -162,10 +163,10 @@ def training_coverage(judgements: list[Judgement]) -> dict[tuple[str, str], tupl
     """(org, month) -> (key-post staff who acted, of them trained within the window, of them
     signed for the year), each employee as of their last act in the month.
 
-    >>> training_coverage([Judgement("RC-KEY-01", "SUB01", "E1@2026-07", "training", 1.0, True),
-    ...                    Judgement("RC-KEY-01", "SUB01", "E1@2026-07", "commitment", 1.0, False),
-    ...                    Judgement("RC-KEY-01", "SUB01", "E2@2026-07", "training", 1.0, False),
-    ...                    Judgement("RC-KEY-01", "SUB01", "E2@2026-07", "commitment", 1.0, True)])
+    >>> training_coverage([Judgement("RC-KEY-01", "SUB01", "E1@2026-07:training", "training", 1.0, True),
+    ...                    Judgement("RC-KEY-01", "SUB01", "E1@2026-07:commitment", "commitment", 1.0, False),
+    ...                    Judgement("RC-KEY-01", "SUB01", "E2@2026-07:training", "training", 1.0, False),
+    ...                    Judgement("RC-KEY-01", "SUB01", "E2@2026-07:commitment", "commitment", 1.0, True)])
     {('SUB01', '2026-07'): (2, 1, 1)}
     """
     latest: dict[tuple[str, str, str], Judgement] = {}
@@ -176,7 +177,8 @@ def training_coverage(judgements: list[Judgement]) -> dict[tuple[str, str], tupl
                 latest[k] = j
     out: dict[tuple[str, str], list] = {}
     for (org, matter, kind), j in latest.items():
-        row = out.setdefault((org, matter.rpartition("@")[2]), [set(), 0, 0])
-        row[0].add(matter)
+        who_when = matter.partition(":")[0]  # employee@YYYY-MM
+        row = out.setdefault((org, who_when.rpartition("@")[2]), [set(), 0, 0])
+        row[0].add(who_when)
         row[1 if kind == "training" else 2] += j.reviewed
     return {k: (len(v[0]), v[1], v[2]) for k, v in sorted(out.items())}
