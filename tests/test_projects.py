@@ -180,7 +180,7 @@ def test_a_project_ticket_shows_its_stages_and_the_rate_reaches_the_database_and
                  "opinion_no": "FW-P9"}),
              stage_line("s2", at(6), "feasibility"),
              stage_line("s3", at(9), "decision"),  # feasibility left with no one from legal
-             _line("j1", "journal_entry", at(15), amount=1, attributes={"entry_no": "x"})]  # decision not yet silent
+             _line("j1", "journal_entry", at(18), amount=1, attributes={"entry_no": "x"})]  # decision not yet silent
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"".join(lines))
     store = SqlTicketStore(f"sqlite:///{tmp_path / 't.db'}")

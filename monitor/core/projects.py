@@ -22,9 +22,10 @@ step's post:
 ``disbursed_early:contracting``  money disbursed before one covered ``contracting``
 =========================  =========================================================
 
-One ticket per project stage, whichever finds it first. Each check waits for
-the org's stream time to pass its moment by the control's ``lateness`` (the OA
-syncs later than the investment system).
+One ticket per project stage: the breach that came first in business time,
+however the events were batched. Each check waits for the org's stream time
+to pass its moment by the control's ``lateness`` (a week and a day in the
+default list: the investment system syncs weekly).
 
 全程参与率, the participation rate: each time a watched project moves on, it is
 judged (a ``Judgement``): covered when every stage it has left so far was
@@ -114,30 +115,31 @@ class ProjectProcess(MatterProcess):
     def judge(self, watch: ReviewWatch, control: CompiledControl, key: tuple, m: Matter, now: float) -> list[Finding]:
         if not watch.applies(control, m):
             return []
-        out: list[Finding] = []
         reached = self.reached(m)
         within = self._within(control)
+        # (moment, breach, event ids, text): reported in business-time order, so that the one
+        # ticket of a stage goes to the breach that came first, however the events were batched
+        found: list[tuple[float, str, list[str], str]] = []
         for stage, (t_reached, eid) in reached.items():
             moved = self.moved_on(m, stage, t_reached)
             if moved is not None and moved[0] + control.lateness <= now and f"judged:{stage}" not in m.found:
                 m.found.add(f"judged:{stage}")
-                covered = self.covered(control, m, stage, moved[0]) is not None
                 watch.judged.append(self._judgement(control, key, m, moved[0], reached))
-                if not covered:
-                    out += watch.report(control, key, m, f"moved_on:{stage}", self._history(m, moved[0], [eid, moved[1]]),
-                                        moved[0], f"{stage} left for {moved[2]} with no legal participation for it",
-                                        once=f"stage:{stage}")
+                if self.covered(control, m, stage, moved[0]) is None:
+                    found.append((moved[0], f"moved_on:{stage}", self._history(m, moved[0], [eid, moved[1]]),
+                                  f"{stage} left for {moved[2]} with no legal participation for it"))
             if within is not None and t_reached + within + control.lateness <= now:
                 limit = t_reached + within
                 if (moved is None or moved[0] > limit) and self.covered(control, m, stage, limit) is None:
-                    out += watch.report(control, key, m, f"silent:{stage}", self._history(m, limit, [eid]), limit,
-                                        f"no legal participation in {stage} within {within / 86400:.0f} days of reaching it",
-                                        once=f"stage:{stage}")
+                    found.append((limit, f"silent:{stage}", self._history(m, limit, [eid]),
+                                  f"no legal participation in {stage} within {within / 86400:.0f} days of reaching it"))
         for t, eid, what, _amount in m.marks:
             if what == "disbursed" and t + control.lateness <= now and self.covered(control, m, "contracting", t) is None:
-                out += watch.report(control, key, m, "disbursed_early:contracting", self._history(m, t, [eid]), t,
-                                    "money disbursed before a legal participation covered contracting",
-                                    once="stage:contracting")
+                found.append((t, "disbursed_early:contracting", self._history(m, t, [eid]),
+                              "money disbursed before a legal participation covered contracting"))
+        out: list[Finding] = []
+        for at, mark, event_ids, text in sorted(found, key=lambda f: (f[0], f[1])):
+            out += watch.report(control, key, m, mark, event_ids, at, text, once=f"stage:{mark.partition(':')[2]}")
         return out
 
     def due(self, control: CompiledControl, m: Matter) -> list[float]:

@@ -205,7 +205,7 @@ def test_project_stages_and_legal_participation_become_a_watched_project(default
     assert letters == [("bad_timestamp", "line 7",
                         "column '进入阶段时间' (for occurred_at): '2026-07-20' is not a datetime like %Y-%m-%d %H:%M")]
     report, steps, letters = _sent("legal_participation.csv", "legal_participation.yaml", "riskwatch.events.governance")
-    assert (report.read, report.sent, report.dead_lettered) == (4, 3, 1)
+    assert (report.read, report.sent, report.dead_lettered) == (5, 4, 1)
     assert steps[0]["type"] == "review_step" and steps[0]["attributes"] == {
         "matter_id": "XM2026021", "matter_kind": "project", "step": "legal_participation", "stage": "initiation",
         "reviewer_post": "legal_compliance_officer", "reviewer_id": "E2007", "opinion": "pass",
