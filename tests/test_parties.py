@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import msgspec
 
@@ -179,3 +181,28 @@ def test_a_link_waits_until_the_master_data_topic_has_caught_up(default_pack):
     third = WorkerCore(default_pack, {})
     out = third.process([msg("governance", 0, staff), msg("procurement", 0, profile), msg("procurement", 1, order)])
     assert [(a.rule_id, a.event_ids) for a in out.alerts] == [("proc_supplier_employee_same_department", ["e3"])]
+
+
+def test_what_waits_is_judged_by_the_clock_once_the_inputs_caught_up_with_no_batch_after(default_pack):
+    """The last batch of a stream left the order waiting (the HR topic still had records
+    fetched but not handed over); no batch comes after. The worker's timer judges it
+    once nothing is unread, with the order as the alert's evidence."""
+    staff = employee(1, "E1", phone="13800001111", department="采购部", name="李四")
+    profile = supplier(2, "S1", phone="13800001111")
+    order = make_event(3, type="purchase_order", amount=90_000, counterparty_id="S1",
+                       attributes={"category": "goods", "method": "inquiry", "department": "采购部"})
+
+    def msg(topic, offset, event):
+        return Message(f"riskwatch.events.{topic}", 0, offset, orjson.dumps(msgspec.to_builtins(event)))
+
+    core = WorkerCore(default_pack, {})
+    core.process([msg("governance", 0, staff)], unread=[("riskwatch.events.governance", 0)])
+    out = core.process([msg("procurement", 0, profile), msg("procurement", 1, order)],
+                       unread=[("riskwatch.events.governance", 0)])
+    assert out.alerts == [] and core.scorer.waiting_count(core.tables.state) == 2
+    out = core.tick(time.time(), unread=[("riskwatch.events.governance", 0)])  # still behind: still waits
+    assert out.alerts == [] and core.scorer.waiting_count(core.tables.state) == 2
+    out = core.tick(time.time(), unread=[])
+    assert [(a.rule_id, a.event_ids) for a in out.alerts] == [("proc_supplier_employee_same_department", ["e3"])]
+    assert [e["event_id"] for _, e in out.evidence] == ["e3"]
+    assert core.scorer.waiting_count(core.tables.state) == 0

@@ -181,27 +181,38 @@ def test_state_survives_a_sigkill(tmp_path, default_pack):
 def test_a_review_left_undone_fires_on_the_clock_at_its_limit_and_once_across_a_restart(tmp_path):
     """No event comes to say a step is late: the worker judges the quiet org by
     the clock. The submission's business time puts the limit (5 days and the
-    day's grace for a nightly OA sync) about 45 s ahead."""
-    # back-dated by 6 days: "live" widened to 7 days for this stream
-    worker = Worker(tmp_path, f"rw-test-{uuid.uuid4().hex[:8]}", extra=("--quiet-after", "2", "--live-within", "604800"))
-    org = f"Q{uuid.uuid4().hex[:6]}"
+    day's grace for a nightly OA sync) about 45 s ahead; so does a foreign
+    case's service (15 days and the day's grace), whose early warning comes at once."""
+    # back-dated by 16 days: "live" widened to 17 days for this stream
+    worker = Worker(tmp_path, f"rw-test-{uuid.uuid4().hex[:8]}", extra=("--quiet-after", "2", "--live-within", "1468800"))
+    org, case_org = f"Q{uuid.uuid4().hex[:6]}", f"L{uuid.uuid4().hex[:6]}"
     since = end_offsets(ALERTS_TOPIC)
     due = time.time() + 45
-    submitted_at = dt.datetime.fromtimestamp(due - 6 * 86400, dt.timezone(dt.timedelta(hours=8)))
+    cst = dt.timezone(dt.timedelta(hours=8))
+    submitted_at = dt.datetime.fromtimestamp(due - 6 * 86400, cst)
+    served_at = dt.datetime.fromtimestamp(due - 16 * 86400, cst)
     worker.start()
     try:
         produce([event(org, 1, type="matter_submitted", occurred_at=submitted_at.isoformat(), amount=2_000_000,
-                       attributes={"matter_id": "HT-Q1", "matter_kind": "contract", "drafter_id": "u1"})])
+                       attributes={"matter_id": "HT-Q1", "matter_kind": "contract", "drafter_id": "u1"}),
+                 event(case_org, 1, type="legal_case", occurred_at=served_at.isoformat(), amount=20_000_000,
+                       attributes={"case_id": "LC-Q1", "jurisdiction": "DE", "role": "defendant", "status": "served",
+                                   "court": "Landgericht Hamburg"})])
+        warned = alerts_for({case_org}, since, expect=1, timeout=30)
+        assert [a["dedup_key"].rsplit("|", 1)[1] for a in warned.values()] == ["warning"]
         time.sleep(max(0.0, due - 8 - time.time()))
         assert alerts_for({org}, since, timeout=2) == {}  # not before the limit
-        fired = alerts_for({org}, since, expect=1, timeout=max(5.0, due + 40 - time.time()))
-        assert [(a["rule_id"], a["event_ids"]) for a in fired.values()] == [("RC-CON-01", [f"{org}-1"])]
+        assert list(alerts_for({case_org}, since, timeout=1)) == list(warned)
+        fired = alerts_for({org, case_org}, since, expect=3, timeout=max(5.0, due + 40 - time.time()))
+        assert sorted((a["rule_id"], a["dedup_key"].rsplit("|", 1)[1], a["event_ids"][0]) for a in fired.values()) == [
+            ("RC-CON-01", "silent:legal_review", f"{org}-1"), ("RC-LAW-01", "silent:response", f"{case_org}-1"),
+            ("RC-LAW-01", "warning", f"{case_org}-1")]
         assert time.time() >= due - 2  # at the limit, give or take the timer's beat
         worker.stop(signal.SIGKILL)
         worker.start()
         time.sleep(25)  # recovered, quiet again, judged again
         records = [orjson.loads(r.value) for r in read_since(ALERTS_TOPIC, since, expect=10**9, timeout=5.0)]
-        assert [a["dedup_key"] for a in records if a["org_id"] == org] == list(fired)  # once, not again
+        assert sorted(a["dedup_key"] for a in records if a["org_id"] in (org, case_org)) == sorted(fired)  # once each
     finally:
         worker.stop()
 

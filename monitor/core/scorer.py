@@ -296,6 +296,15 @@ class Scorer:
                 findings += self._event_findings(rule, batch, selected)
         return findings
 
+    def release_waiting(self, state: ScorerState) -> list[Finding]:
+        """Judge the waiting events ``judge_until`` has passed, with no new batch (the
+        inputs caught up at the end of a stream): their findings; the events are
+        ``released_events``."""
+        self.released_events = []
+        if not self.link_rules or not self._waiting_index(state):
+            return []
+        return self._judge_waiting(state)
+
     def waiting_count(self, state: ScorerState) -> int:
         """Events held back until master data on every input has caught up with them."""
         return len(self._waiting_index(state)) if self.link_rules else 0

@@ -245,20 +245,23 @@ class WorkerCore:
         the clock when scored. A replay of history is judged by its own
         business time alone (the clock would find every old deadline passed)."""
         out = WorkerOutput()
+        self.scorer.judge_until = self.judge_until(unread)
+        # Events that waited for master data: the inputs may have caught up with no batch after
+        # (the end of a stream), and nothing else would judge them.
+        findings = self.scorer.release_waiting(self.tables.state)
+        released = self.scorer.released_events
         quiet = {}
         for org in self.scorer.reviews_pending(self.tables.state):
             if org not in self.live:
                 continue
             if now - self.last_seen.get(org, now) >= self.quiet_after:
                 quiet[org] = now
-        if not quiet:
-            return out
-        self.scorer.judge_until = self.judge_until(unread)
-        findings = self.scorer.advance_time(self.tables.state, quiet)
+        if quiet:
+            findings += self.scorer.advance_time(self.tables.state, quiet)
         if findings:
             new, updated = self.book.merge_split(findings)
             out.alerts, out.new_alerts = new + updated, new
-            out.evidence = self.evidence.collect(out.alerts, [])
+            out.evidence = self.evidence.collect(out.alerts, released)
             out.hits_by_rule = Counter(f.rule_id for f in findings)
         out.judgements = self.scorer.take_judgements()
         return out
@@ -568,10 +571,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         if metrics is not None:
             _observe(metrics, pack, out)
 
-    if core.scorer.watch is not None:
+    if core.scorer.watch is not None or core.scorer.link_rules:
         @app.timer(min(quiet_after, 30.0) / 2)
         async def judge_quiet_orgs() -> None:
-            """Review deadlines in orgs whose topics went quiet, by the clock."""
+            """Review deadlines in orgs whose topics went quiet, by the clock; events that
+            waited for master data, once every input has caught up with them."""
             async with lock:
                 if not state_producers:
                     return  # no partitions (yet): nothing of ours to judge
