@@ -285,7 +285,9 @@ class Scorer:
         events.sort(key=lambda e: e.occurred_at.timestamp())
         self.released_events = events  # the evidence of what they raise: they are in no batch
         batch = EventBatch(events)
-        batch.parties = self._parties or PartyRegistry(state.party_records, state.party_index)
+        # this state's master data, also for the messages' {linked} (released by the clock after a
+        # restart, no batch has set it; an older one may belong to a state since reloaded)
+        batch.parties = self._parties = PartyRegistry(state.party_records, state.party_index)
         rows = batch.all_rows
         findings = []
         for rule in self.link_rules:

@@ -250,6 +250,8 @@ class WorkerCore:
         # (the end of a stream), and nothing else would judge them.
         findings = self.scorer.release_waiting(self.tables.state)
         released = self.scorer.released_events
+        if now == math.inf:  # a stop: only what waited (see ``release``)
+            return self._output(out, findings, released)
         quiet = {}
         for org in self.scorer.reviews_pending(self.tables.state):
             if org not in self.live:
@@ -258,6 +260,15 @@ class WorkerCore:
                 quiet[org] = now
         if quiet:
             findings += self.scorer.advance_time(self.tables.state, quiet)
+        return self._output(out, findings, released)
+
+    def release(self, unread: Collection[tuple[str, int]] = ()) -> WorkerOutput:
+        """Judge the events that waited for master data, if every input has caught up
+        with them (a graceful stop: the end of a stream is judged the same whenever the
+        stop comes, not only when the timer happened to beat it)."""
+        return self.tick(math.inf, unread)
+
+    def _output(self, out: WorkerOutput, findings: list, released: list) -> WorkerOutput:
         if findings:
             new, updated = self.book.merge_split(findings)
             out.alerts, out.new_alerts = new + updated, new
@@ -482,6 +493,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         async def last_checkpoint_() -> None:
             nonlocal events
             async with lock:  # after the batch in hand
+                if state_producers:  # what waited for master data, if every input is read by now
+                    released = core.release(app.consumer.unread_partitions())
+                    if released.alerts:
+                        await _deliver(released, core.pack, set(state_producers))
                 events = uncommitted_events
                 if pending or outbox:
                     await checkpoint(wait=True)
