@@ -185,14 +185,6 @@ def _abbreviates(short: str, long: str) -> bool:
     return True
 
 
-def _may_rise(a: str, b: str) -> bool:
-    """Whether ``similarity`` of two Chinese cores could exceed their plain ratio:
-    one abbreviates the other, or one starts with 中国."""
-    if a[:2] == "中国" or b[:2] == "中国":
-        return True
-    return _abbreviates(a, b) if len(a) < len(b) else _abbreviates(b, a)
-
-
 def _cores(core: str) -> tuple[str, ...]:
     """The core, and without a leading 中国 where four characters remain (「中国长江电力」, 「长江电力」)."""
     rest = core.removeprefix("中国")
@@ -317,6 +309,7 @@ class NameIndex:
         self._pinyin: dict[int, str] | None = None  # the table, when a pinyin is first needed
         self._pinyin_postings: _Postings | None = None  # of the Chinese entries, built when first needed
         self.common = max(50, int(common * len(self.entries)))
+        self._head_numbers: dict[str, int] | None = None  # see ``_heads``
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -332,6 +325,7 @@ class NameIndex:
 
     def complete(self) -> NameIndex:
         self._pinyin_of("")
+        self._heads()
         if self._pinyin_postings is None:
             self._pinyin_postings = _Postings((i, _trigrams(self._pinyin_of(n.core))) for i, n in enumerate(self.names)
                                               if n.script == "zh")
@@ -418,19 +412,52 @@ class NameIndex:
     def matches_many(self, raws: list[str], threshold: float) -> list[list[Match]]:
         queries = normalise_many(raws)
         asker, entry = self._candidates(queries)
-        pairs = sorted(set(zip(asker.tolist(), entry.tolist())))
         out: list[list[Match]] = [[] for _ in raws]
+        if not len(asker):
+            return out
+        pair = np.unique(asker.astype(np.int64) * len(self.entries) + entry)
+        asker, entry = (pair // len(self.entries)).tolist(), (pair % len(self.entries)).tolist()
+        # Every pair is scored in C first; ``similarity`` (in Python, with its reasons)
+        # scores only the pairs it could put at the threshold or above.
+        worth = self._worth_scoring(queries, asker, entry, threshold)
         names = self.names
-        # Chinese pairs are scored in C first; only those near the threshold, or that an
-        # abbreviation or a leading 中国 could lift, are scored (and explained) by ``similarity``.
-        ratios = process.cpdist([queries[q].core for q, _ in pairs], [self.cores[i] for _, i in pairs],
-                                scorer=fuzz.ratio, workers=1).tolist() if pairs else []
-        scripts, cores = self.scripts, self.cores
-        for (q, i), ratio in zip(pairs, ratios):
-            query = queries[q]
-            if ratio < threshold and query.script == scripts[i] == "zh" and not _may_rise(query.core, cores[i]):
-                continue
-            score, why = similarity(query, names[i])
+        for k in np.flatnonzero(worth).tolist():
+            q, i = asker[k], entry[k]
+            score, why = similarity(queries[q], names[i])
             if score >= threshold:
                 out[q].append(Match(self.entries[i], i, round(score, 1), why))
         return out
+
+    def _heads(self) -> dict[str, int]:
+        """The first two characters of the Chinese entries' cores, numbered (中国 always),
+        with each entry's number (-2 for a Latin entry, -1 for a head no entry has)
+        and its core's length: what ``_worth_scoring`` compares in arrays."""
+        if self._head_numbers is None:
+            numbers: dict[str, int] = {"中国": 0}
+            self._entry_heads = np.array([numbers.setdefault(c[:2], len(numbers)) if s == "zh" else -2
+                                          for c, s in zip(self.cores, self.scripts)], np.int64)
+            self._entry_lengths = np.array([len(c) for c in self.cores], np.int64)
+            self._head_numbers = numbers
+        return self._head_numbers
+
+    def _worth_scoring(self, queries: list[Name], asker: list[int], entry: list[int], threshold: float) -> np.ndarray:
+        """Which (query, entry) pairs ``similarity`` could score at ``threshold`` or above.
+        A pair of Chinese cores scores their plain ratio unless one abbreviates the other
+        (then the short one is a subsequence of the long: the ratio is as high as their
+        lengths allow, 200·short/(short + long)) or one starts with 中国; other pairs
+        (pinyin, Latin) are always scored."""
+        at, of = np.asarray(asker), np.asarray(entry)
+        heads = self._heads()
+        query_heads = np.array([heads.get(q.core[:2], -1) if q.script == "zh" else -2 for q in queries], np.int64)
+        query_lengths = np.array([len(q.core) for q in queries], np.int64)
+        entry_heads, entry_lengths = self._entry_heads, self._entry_lengths
+        ratio = process.cpdist([queries[q].core for q in asker], [self.cores[i] for i in entry],
+                               scorer=fuzz.ratio, workers=1)
+        mine, theirs = query_heads[at], entry_heads[of]
+        both_zh = (mine != -2) & (theirs != -2)
+        short = np.minimum(query_lengths[at], entry_lengths[of])
+        long = np.maximum(query_lengths[at], entry_lengths[of])
+        subsequence = (short >= 4) & (short < long) & (ratio >= 200.0 * short / np.maximum(short + long, 1) - 0.01)  # cpdist: float32
+        china = heads["中国"]
+        could_rise = (mine == china) | (theirs == china) | (subsequence & (mine == theirs) & (mine >= 0))
+        return (ratio >= threshold - 0.01) | ~both_zh | could_rise

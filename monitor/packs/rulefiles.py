@@ -171,39 +171,42 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
     entries: dict[str, list[tuple[float, float]]] = {}
     rows = []
     spans: list[tuple[float, float]] = []  # each row's own period (what a name match is held to)
-    moments: dict[tuple[str, bool], float] = {}  # a list of 20,000 rows holds a few dates
+    periods: dict[tuple[str, str], tuple[float, float]] = {}  # a list of 20,000 rows holds a few dates
 
-    def moment(text: str, end: bool) -> float:
-        at = moments.get((text, end))
-        if at is None:
-            day = _parse_date(text)
-            at = (float("inf") if end else float("-inf")) if day is None else \
-                dt.datetime.combine(day, dt.time(), _CST).timestamp() + (86400 if end else 0)
-            moments[(text, end)] = at
-        return at
+    def period(listed_on: str, expires_on: str) -> tuple[float, float]:
+        start, end = _parse_date(listed_on), _parse_date(expires_on)
+        return (float("-inf") if start is None else dt.datetime.combine(start, dt.time(), _CST).timestamp(),
+                float("inf") if end is None else dt.datetime.combine(end, dt.time(), _CST).timestamp() + 86400)
 
     width = len(header)
+    has_name, listed_col = "counterparty_name" in header, "listed_on" in header
+    expires_col = "expires_on" in header
     for values in reader:
         if not values:
             continue  # a blank line, as DictReader skips it
-        line = reader.line_num
-        row = dict(zip(header, values + [""] * (width - len(values))))
+        if len(values) != width:
+            values = (values + [""] * width)[:width] if len(values) < width else values
+        row = dict(zip(header, values))
         cid = row["counterparty_id"].strip()
-        if not cid and not (row.get("counterparty_name") or "").strip():
-            problems.append(Problem(file, line, 1, "a row needs a counterparty_id or a counterparty_name"))
+        if not cid and not (has_name and row["counterparty_name"].strip()):
+            problems.append(Problem(file, reader.line_num, 1, "a row needs a counterparty_id or a counterparty_name"))
             continue
-        try:
-            lo, hi = moment(row.get("listed_on") or "", False), moment(row.get("expires_on") or "", True)
-        except ValueError as err:
-            col = 1 + sum(len(h) + 1 for h in header[: header.index("expires_on" if "expires_on" in header else header[0])])
-            problems.append(Problem(file, line, col, f"bad date ({err}); use YYYY-MM-DD"))
-            continue
-        if cid and cid in entries:
-            problems.append(Problem(file, line, 1, f"'{cid}' is listed again; both periods apply", level="warning"))
+        dates = (row["listed_on"] if listed_col else "", row["expires_on"] if expires_col else "")
+        span = periods.get(dates)
+        if span is None:
+            try:
+                span = periods[dates] = period(*dates)
+            except ValueError as err:
+                col = 1 + sum(len(h) + 1 for h in header[: header.index("expires_on" if expires_col else header[0])])
+                problems.append(Problem(file, reader.line_num, col, f"bad date ({err}); use YYYY-MM-DD"))
+                continue
         if cid:
-            entries.setdefault(cid, []).append((lo, hi))
+            if cid in entries:
+                problems.append(Problem(file, reader.line_num, 1, f"'{cid}' is listed again; both periods apply",
+                                        level="warning"))
+            entries.setdefault(cid, []).append(span)
         rows.append(row)
-        spans.append((lo, hi))
+        spans.append(span)
     return CounterpartyList(name, entries, rows, spans), problems
 
 
