@@ -275,7 +275,7 @@ class PaymentIsolationForest(Detector):
             stop = start + len(part)
             s = scores[start:stop]
             top = _explain(first._score_matrix, part, s, model._features,  # type: ignore[attr-defined]
-                           np.flatnonzero(s >= first.explain_above))
+                           np.flatnonzero(s >= model.explain_above))  # type: ignore[attr-defined]
             if len(X["t"]):
                 model._features.forget_before(float(np.max(X["t"])) - first.max_idle_days * 86400)  # type: ignore[attr-defined]
             out.append(Scores(s, _details(part, top)))

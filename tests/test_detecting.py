@@ -93,16 +93,72 @@ def test_worker_models_live_in_the_table_per_org(default_pack, stream):
     raw = [orjson.dumps(msgspec.to_builtins(e)) for e in payments]
     msgs = [Message("riskwatch.events.finance", 0, i, v) for i, v in enumerate(raw)]
 
-    def run(cores_at: list[int]) -> dict:
-        table: dict[bytes, bytes] = {}
-        core, alerts = WorkerCore(default_pack, table), {}
-        for i in range(0, len(msgs), 2000):
-            if i in cores_at:
-                core = WorkerCore(default_pack, table)  # a new worker: nothing but the table
-            for a in core.process(msgs[i:i + 2000]).alerts:
-                alerts[a.dedup_key] = (a.event_ids, a.score)
-        assert any(b"\x1fdetector\x1fdet_payment_pattern\x1f" in k and k.startswith(b"SUB01") for k in table)
-        return alerts
+    def held(table) -> bool:
+        return any(b"\x1fdetector\x1fdet_payment_pattern\x1f" in k and k.startswith(b"SUB01") for k in table)
 
-    once = run([])
-    assert run([6000, 14000]) == once and any(k.startswith("det_") for k in once)
+    once = worker_alerts(default_pack, msgs, [], held)
+    assert worker_alerts(default_pack, msgs, [6000, 14000], held) == once and any(k.startswith("det_") for k in once)
+
+
+def worker_alerts(pack, msgs: list, cores_at: list[int], held) -> dict:
+    """Alerts of WorkerCores over one table, a new core (nothing but the table) at each of
+    ``cores_at``; ``held(table)`` says the table holds what it should."""
+    table: dict[bytes, bytes] = {}
+    core, alerts = WorkerCore(pack, table), {}
+    for i in range(0, len(msgs), 2000):
+        if i in cores_at:
+            core = WorkerCore(pack, table)
+        for a in core.process(msgs[i:i + 2000]).alerts:
+            alerts[a.dedup_key] = (a.event_ids, a.score)
+    assert held(table)
+    return alerts
+
+
+@pytest.fixture(scope="module")
+def calibrated_pack(tmp_path_factory):
+    """The default detectors with the payment pattern and the amount outlier calibrated."""
+    import shutil
+
+    from monitor.packs.rulefiles import default_rules_dir, load_pack
+
+    rules = tmp_path_factory.mktemp("calibrated") / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    path = rules / "detectors.yaml"
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("    threshold: 0.95\n", "    rarer_than: 1 in 300\n    daily_cap: 2\n", 1)
+    text = text.replace("    threshold: 0.75         # robust z", "    rarer_than: 1 in 500    # robust z", 1)
+    text = text.replace("(robust z {robust_z:.1f} over", "(1 in {one_in:,.0f}; robust z {robust_z:.1f} over", 1)
+    path.write_text(text, encoding="utf-8")
+    return load_pack(rules)
+
+
+def test_calibrated_detectors_alert_alike_at_any_batching_and_across_restarts(calibrated_pack, stream):
+    _, events = stream
+    part = events[:60_000]
+    pack = calibrated_pack
+    assert next(d for d in pack.detectors if d.id == "det_payment_pattern").alert_rule == "rarer than 1 in 300, at most 2 a day per org"
+    expected = {k: (a.event_ids, a.score) for k, a in detector_alerts(pack, part).items()}
+    calibrated = {k: v for k, v in expected.items() if k.startswith(("det_payment_pattern", "det_amount_outlier"))}
+    assert len(calibrated) >= 5
+    assert {k: (a.event_ids, a.score) for k, a in detector_alerts(pack, part, batch_size=777).items()} == expected
+    scorer, book, state = Scorer(pack), AlertBook(pack), ScorerState()
+    for i in range(0, len(part), 5000):
+        if i == 30_000:
+            state = ScorerState.restore(state.snapshot())  # the process restarts here
+        book.merge([f for f in scorer.score(EventBatch(part[i:i + 5000]), state) if f.rule_id.startswith("det_")])
+    assert {k: (a.event_ids, a.score) for k, a in book.alerts.items()} == expected
+    outlier = next(a for a in book.alerts.values() if a.rule_id == "det_amount_outlier")
+    assert "(1 in " in outlier.message
+
+
+def test_calibrated_histograms_live_in_the_worker_table_per_org(calibrated_pack, stream):
+    _, events = stream
+    payments = [e for e in events[:40_000] if e.type == "payment"]
+    msgs = [Message("riskwatch.events.finance", 0, i, orjson.dumps(msgspec.to_builtins(e))) for i, e in enumerate(payments)]
+
+    def held(table) -> bool:
+        return any(b"det_payment_pattern" in k and b"tail" in k for k in table)
+
+    once = worker_alerts(calibrated_pack, msgs, [], held)
+    assert worker_alerts(calibrated_pack, msgs, [4000, 10000], held) == once
+    assert any(k.startswith("det_amount_outlier") for k in once)

@@ -20,14 +20,14 @@ def detectors() -> None:
 @detectors.command("list")
 @click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def detectors_list(rules):
-    """The detectors of the pack: model, scope, key, threshold and risk."""
+    """The detectors of the pack: model, scope, key, when it alerts and risk."""
     pack = _load_pack_or_exit(rules)
     t = Table(title=f"Detectors (pack {pack.version})")
-    for col in ("detector", "model", "when", "by", "threshold", "risk", "status"):
+    for col in ("detector", "model", "when", "by", "alerts when", "risk", "status"):
         t.add_column(col)
     for d in pack.detectors:
         trained = "" if d.model != "isolation_forest" else (" (trained)" if d.trained is not None else " (not trained)")
-        t.add_row(d.id, d.model + trained, d.spec.when, ", ".join(d.by), f"{d.threshold:g}",
+        t.add_row(d.id, d.model + trained, d.spec.when, ", ".join(d.by), d.alert_rule,
                   f"{d.risk.id} {d.risk.title_zh}", d.status)
     console.print(t)
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUCKETS", "OrgTails", "bucket_of", "calibrate_loop", "parse_rate"]
+__all__ = ["BUCKETS", "OrgTails", "TailRecord", "bucket_of", "calibrate_loop", "parse_rate"]
 
 BUCKETS = 256
 SMALLEST_GAP = 1e-6  # 1 - score below this shares the top bucket
@@ -208,6 +208,19 @@ class OrgTails:
         self.counts[row, plain["buckets"]] = plain["counts"]
         self.totals[row] = plain["total"]
         self.cap_day[row], self.cap_count[row] = plain["cap_day"], plain["cap_count"]
+
+
+class TailRecord:
+    """An org's entry in a detector's state store: its plain record is read from the
+    live ``OrgTails`` when the store is written (a checkpoint), not at every batch."""
+
+    __slots__ = ("tails", "org")
+
+    def __init__(self, tails: OrgTails, org: Any):
+        self.tails, self.org = tails, org
+
+    def state(self) -> dict[str, Any]:
+        return self.tails.state_of(self.org)
 
 
 def calibrate_loop(tails: OrgTails, orgs, scores, times, alpha: float, warmup: int,

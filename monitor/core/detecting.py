@@ -18,6 +18,7 @@ import numpy as np
 
 from detectors import MODELS, Detector
 from monitor.core.batch import EventBatch
+from monitor.core.calibration import OrgTails, TailRecord
 from monitor.core.detectorspec import CompiledDetector
 from monitor.core.findings import Finding
 from monitor.core.rulelang import EVENT_FIELD_TYPES
@@ -72,8 +73,11 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     kind = MODELS[det.model]
     columns = detector_columns(batch, selected, det.by, kind.inputs)
     parts, models = [], []
+    tails = _tails(det, state, by_org) if det.calibrated else None
     for org, positions in by_org.items():
         model = detector_model(det, state, org)
+        if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
+            model.explain_above = tails.floor(org, det.alpha, det.warmup, len(positions))
         take = np.array(positions)
         models.append((org, model))
         parts.append((model, columns if len(positions) == len(selected) else
@@ -86,6 +90,38 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     return out
 
 
+def _tails(det: CompiledDetector, state: ScorerState, orgs) -> OrgTails:
+    """The detector's histograms, holding every org of the batch: an org's is loaded from
+    its record in the store when the store holds a record rather than the live one (a
+    restart, a rebalance, a store that dropped its cache)."""
+    tails = state.tails.get(det.id)
+    if tails is None:
+        tails = state.tails[det.id] = OrgTails()
+    store = state.detectors.setdefault(det.id, {})
+    for org in orgs:
+        held = store.get((org, "tail"))
+        if isinstance(held, TailRecord) and held.tails is tails:
+            continue
+        if held is not None:
+            tails.load(org, held)
+        elif str(org) in tails.rows:
+            tails.load(org, {"buckets": [], "counts": [], "total": 0, "cap_day": 0, "cap_count": 0})
+        store[(org, "tail")] = TailRecord(tails, org)
+    return tails
+
+
+def _calibrated_hits(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState,
+                     processed) -> tuple[np.ndarray, np.ndarray]:
+    """(the alerting positions in ``selected``, every row's p-value), in stream order."""
+    scores = np.zeros(len(selected))
+    for positions, _org, s in processed:
+        scores[positions] = s.scores
+    p, alert = state.tails[det.id].calibrate(batch.column("org_id", selected), scores,
+                                             batch.column("occurred_at", selected), det.alpha, det.warmup,
+                                             det.daily_cap)
+    return alert, p
+
+
 def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState,
                       scores_out: dict[str, np.ndarray] | None = None):
     """Score and learn the selected rows; returns the findings above the threshold
@@ -94,10 +130,16 @@ def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.nda
     processed = _process(det, batch, selected, state)
     if scores_out is not None:
         scores_out[det.id] = np.concatenate([s.scores for _, _, s in processed])
+    if det.calibrated:
+        alert, p_values = _calibrated_hits(det, batch, selected, state, processed)
     for positions, _org, scores in processed:
         rows = selected[positions]
-        for i in np.flatnonzero(scores.scores >= det.threshold).tolist():
+        hits = alert[positions] if det.calibrated else scores.scores >= det.threshold
+        for i in np.flatnonzero(hits).tolist():
             details = scores.row(i)
+            if det.calibrated:
+                p_value = float(p_values[positions[i]])
+                details.update(p_value=p_value, one_in=1 / p_value)
             row = int(rows[i])
             key = tuple(batch.value(p, row) for p in det.by)
             if "period" in details:

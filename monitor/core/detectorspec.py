@@ -19,6 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from detectors import DETAILS, MODELS, Detector
+from monitor.core.calibration import parse_rate
 from monitor.core.rulelang import EVENT_FIELD_TYPES, Expr, ExprError, Param, Scope, compile_expr
 from monitor.core.rules import (
     RULE_ID,
@@ -35,7 +36,10 @@ from monitor.core.rules import (
     convert,
 )
 
-__all__ = ["CompiledDetector", "DetectorSpec", "compile_detectors"]
+__all__ = ["CALIBRATED_MODELS", "CompiledDetector", "DetectorSpec", "compile_detectors"]
+
+# models whose score says how unusual an event is (velocity and benford score a rule)
+CALIBRATED_MODELS = ("robust_amount", "half_space_trees", "isolation_forest")
 
 
 class DetectorSpec(_Strict):
@@ -44,8 +48,11 @@ class DetectorSpec(_Strict):
     risk: str
     model: Literal["robust_amount", "half_space_trees", "benford", "velocity", "isolation_forest"]
     when: str
-    threshold: float
     message: str
+    threshold: float | None = None
+    rarer_than: str | float | None = None  # "1 in 2,000": calibrated (monitor.core.calibration)
+    daily_cap: int | None = None  # at most this many alerts per org and day (calibrated)
+    warmup: int | None = None  # scores an org has before its first alert (default: 1/alpha)
     severity: Severity | None = None
     status: Literal["live", "shadow", "draft"] = "live"
     by: list[str] = msgspec.field(default_factory=lambda: ["org_id"])
@@ -74,9 +81,24 @@ class CompiledDetector:
     settings: dict[str, Any]
     spec: DetectorSpec
     trained: Any = None  # a fitted model loaded from model_file (isolation_forest)
+    alpha: float | None = None  # calibrated: alert when rarer than this (p-value), per org
+    warmup: int = 0
+    daily_cap: int | None = None
     trained_meta: dict = field(default_factory=dict)
 
     kind = "detector"
+
+    @property
+    def calibrated(self) -> bool:
+        return self.alpha is not None
+
+    @property
+    def alert_rule(self) -> str:
+        """How it alerts, as the rules file says it."""
+        if self.alpha is None:
+            return f"score ≥ {self.threshold:g}"
+        cap = f", at most {self.daily_cap} a day per org" if self.daily_cap is not None else ""
+        return f"rarer than 1 in {1 / self.alpha:,.0f}{cap}"
 
     @property
     def score(self) -> float:
@@ -140,8 +162,25 @@ def compile_detectors(doc: Document, risks: dict[str, Risk], params: dict[str, P
         risk = risks.get(d.risk)
         if risk is None:
             problem(("risk",), f"risk '{d.risk}' is not in risk_list.yaml")
-        if not 0.0 < d.threshold <= 1.0:
+        alpha = None
+        if (d.threshold is None) == (d.rarer_than is None):
+            problem(("detector",), "give the alert rule: threshold (a score) or rarer_than (a rate, like \"1 in 2,000\")",
+                    key=True)
+        elif d.threshold is not None and not 0.0 < d.threshold <= 1.0:
             problem(("threshold",), "threshold is a score in (0, 1]")
+        elif d.rarer_than is not None:
+            alpha = parse_rate(d.rarer_than)
+            if alpha is None:
+                problem(("rarer_than",), f"rarer_than is a rate like \"1 in 2,000\" (got {d.rarer_than!r})")
+            elif d.model not in CALIBRATED_MODELS:
+                problem(("rarer_than",), f"model '{d.model}' alerts by a threshold (its score is a rule, not a "
+                                         f"rarity); rarer_than is for {', '.join(CALIBRATED_MODELS)}")
+        if d.threshold is not None and (d.daily_cap is not None or d.warmup is not None):
+            problem(("daily_cap" if d.daily_cap is not None else "warmup",),
+                    "daily_cap and warmup go with rarer_than", key=True)
+        for name, value in (("daily_cap", d.daily_cap), ("warmup", d.warmup)):
+            if value is not None and value < (1 if name == "daily_cap" else 0):
+                problem((name,), f"{name} must be a whole number >= {1 if name == 'daily_cap' else 0}")
         when = None
         try:
             when = compile_expr(d.when, scope)
@@ -159,17 +198,20 @@ def compile_detectors(doc: Document, risks: dict[str, Risk], params: dict[str, P
         if d.model == "isolation_forest" and not d.model_file:
             problem(("model",), "an isolation_forest needs a model_file (trained with `riskwatch detectors train`)")
         allowed = (set(EVENT_FIELD_TYPES) - {"occurred_at"}) | set(DETAILS[d.model]) | {"score", "threshold"}
+        if d.rarer_than is not None:
+            allowed |= {"one_in", "p_value"}
         template, err = _compile_template(d.message, allowed)
         if err:
             problem(("message",), err)
         if any(p.level == "error" for p in problems[start:]) or when is None or template is None or risk is None:
             continue
         settings = dict(d.settings)
-        if "explain_above" in inspect.signature(MODELS[d.model].__init__).parameters:
+        if "explain_above" in inspect.signature(MODELS[d.model].__init__).parameters and d.threshold is not None:
             settings.setdefault("explain_above", d.threshold)  # explaining costs; only alerts need it
         out.append(CompiledDetector(
             id=d.detector, title=d.title, risk=risk, severity=d.severity or risk.severity, status=d.status,
-            model=d.model, when=when, by=tuple(d.by), threshold=d.threshold, message=template,
-            settings=settings, spec=d,
+            model=d.model, when=when, by=tuple(d.by), threshold=float("nan") if d.threshold is None else d.threshold,
+            message=template, settings=settings, spec=d, alpha=alpha,
+            warmup=(d.warmup if d.warmup is not None else round(1 / alpha)) if alpha else 0, daily_cap=d.daily_cap,
         ))
     return out

@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 
 from detectors.base import Detector
+from monitor.core.calibration import OrgTails, TailRecord
 from monitor.core.reviews import Matter
 
 __all__ = ["KeyTotal", "KeyWindow", "ScorerState"]
@@ -162,6 +163,9 @@ class ScorerState:
         self.late_events = 0  # events too late for a window's allowed lateness
         # detector id -> (org,) -> its model, or the model's plain state until first used
         self.detectors: dict[str, dict[tuple, Any]] = {}
+        # a calibrated detector's score histograms, all orgs in one array; each org's record
+        # lives in ``detectors[id][(org, "tail")]`` (what is kept), this is rebuilt from it
+        self.tails: dict[str, OrgTails] = {}
         # review control id -> (org, matter id) -> what happened to the matter
         self.matters: dict[str, dict[tuple, Matter]] = {}
         # master data (monitor.core.parties): (org, kind, id) -> record; (org, detail, value) -> employees
@@ -222,11 +226,12 @@ def drop_rules(state: ScorerState, rule_ids: set[str]) -> None:
                 del stores[rule_id]
     for rule_id in rule_ids:
         state.swept_at.pop(rule_id, None)
+        state.tails.pop(rule_id, None)
 
 
 def model_plain(model: Any) -> Any:
     """A detector model's plain state (a model not yet restored is plain already)."""
-    return model.state() if isinstance(model, Detector) else model
+    return model.state() if isinstance(model, (Detector, TailRecord)) else model
 
 
 def _models(store: Any) -> list:
