@@ -140,8 +140,9 @@ class OrgTails:
         earlier[order] = np.arange(n) - np.repeat(starts, lengths)
         in_batch = np.empty(n, np.int64)
         in_batch[order] = np.repeat(lengths, lengths)
-        suffix = np.cumsum(self.counts[:, ::-1][np.unique(rows)], axis=1)[:, ::-1]  # per org in the batch
-        local = np.searchsorted(np.unique(rows), rows)
+        present = np.unique(rows)
+        suffix = np.cumsum(self.counts[present, ::-1], axis=1)[:, ::-1]  # per org in the batch
+        local = np.searchsorted(present, rows)
         above_before = suffix[local, buckets]  # histogram counts at or above, at the batch's start
         seen = self.totals[rows]
         # A lower bound of p (no earlier same-batch score counted, the org's last row's
@@ -200,6 +201,10 @@ class OrgTails:
         nonzero = np.flatnonzero(self.counts[row])
         return {"buckets": nonzero.tolist(), "counts": self.counts[row, nonzero].tolist(),
                 "total": int(self.totals[row]), "cap_day": int(self.cap_day[row]), "cap_count": int(self.cap_count[row])}
+
+    def forget(self, org: Any) -> None:
+        """Empty the org's histogram and daily count."""
+        self.load(org, {"buckets": [], "counts": [], "total": 0, "cap_day": 0, "cap_count": 0})
 
     def load(self, org: Any, plain: dict[str, Any]) -> None:
         """Restore what ``state_of`` gave."""

@@ -59,8 +59,13 @@ def detector_model(det: CompiledDetector, state: ScorerState, org: Any) -> Detec
 
 def detector_scores(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> np.ndarray:
     """Score and learn the selected rows; returns their scores (for evaluation)."""
-    scores = np.zeros(len(selected))
-    for positions, _org, s in _process(det, batch, selected, state):
+    return _in_order(len(selected), _process(det, batch, selected, state))
+
+
+def _in_order(n: int, processed) -> np.ndarray:
+    """The scores of ``_process``'s parts (by org) back in the selected rows' order."""
+    scores = np.zeros(n)
+    for positions, _org, s in processed:
         scores[positions] = s.scores
     return scores
 
@@ -105,17 +110,14 @@ def _tails(det: CompiledDetector, state: ScorerState, orgs) -> OrgTails:
         if held is not None:
             tails.load(org, held)
         elif str(org) in tails.rows:
-            tails.load(org, {"buckets": [], "counts": [], "total": 0, "cap_day": 0, "cap_count": 0})
+            tails.forget(org)  # the store lost it (cleared): so does the histogram
         store[(org, "tail")] = TailRecord(tails, org)
     return tails
 
 
 def _calibrated_hits(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState,
-                     processed) -> tuple[np.ndarray, np.ndarray]:
-    """(the alerting positions in ``selected``, every row's p-value), in stream order."""
-    scores = np.zeros(len(selected))
-    for positions, _org, s in processed:
-        scores[positions] = s.scores
+                     scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each selected row alerts, its p-value), the rows in stream order."""
     p, alert = state.tails[det.id].calibrate(batch.column("org_id", selected), scores,
                                              batch.column("occurred_at", selected), det.alpha, det.warmup,
                                              det.daily_cap)
@@ -128,10 +130,12 @@ def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.nda
     (and puts every row's score in ``scores_out[det.id]`` when given)."""
     groups: dict[tuple, list[tuple[float, int, dict]]] = {}
     processed = _process(det, batch, selected, state)
-    if scores_out is not None:
-        scores_out[det.id] = np.concatenate([s.scores for _, _, s in processed])
-    if det.calibrated:
-        alert, p_values = _calibrated_hits(det, batch, selected, state, processed)
+    if scores_out is not None or det.calibrated:
+        in_order = _in_order(len(selected), processed)
+        if scores_out is not None:
+            scores_out[det.id] = in_order
+        if det.calibrated:
+            alert, p_values = _calibrated_hits(det, batch, selected, state, in_order)
     for positions, _org, scores in processed:
         rows = selected[positions]
         hits = alert[positions] if det.calibrated else scores.scores >= det.threshold

@@ -309,7 +309,7 @@ class NameIndex:
         self._pinyin: dict[int, str] | None = None  # the table, when a pinyin is first needed
         self._pinyin_postings: _Postings | None = None  # of the Chinese entries, built when first needed
         self.common = max(50, int(common * len(self.entries)))
-        self._head_numbers: dict[str, int] | None = None  # see ``_heads``
+        self._head_table: tuple | None = None  # see ``_heads``
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -428,17 +428,16 @@ class NameIndex:
                 out[q].append(Match(self.entries[i], i, round(score, 1), why))
         return out
 
-    def _heads(self) -> dict[str, int]:
-        """The first two characters of the Chinese entries' cores, numbered (中国 always),
-        with each entry's number (-2 for a Latin entry, -1 for a head no entry has)
-        and its core's length: what ``_worth_scoring`` compares in arrays."""
-        if self._head_numbers is None:
+    def _heads(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+        """The first two characters of the Chinese entries' cores, numbered (中国 always 0);
+        each entry's number (-2 for a Latin entry); each entry's core length: what
+        ``_worth_scoring`` compares in arrays."""
+        if self._head_table is None:
             numbers: dict[str, int] = {"中国": 0}
-            self._entry_heads = np.array([numbers.setdefault(c[:2], len(numbers)) if s == "zh" else -2
-                                          for c, s in zip(self.cores, self.scripts)], np.int64)
-            self._entry_lengths = np.array([len(c) for c in self.cores], np.int64)
-            self._head_numbers = numbers
-        return self._head_numbers
+            heads = np.array([numbers.setdefault(c[:2], len(numbers)) if s == "zh" else -2
+                              for c, s in zip(self.cores, self.scripts)], np.int64)
+            self._head_table = numbers, heads, np.array([len(c) for c in self.cores], np.int64)
+        return self._head_table
 
     def _worth_scoring(self, queries: list[Name], asker: list[int], entry: list[int], threshold: float) -> np.ndarray:
         """Which (query, entry) pairs ``similarity`` could score at ``threshold`` or above.
@@ -447,10 +446,10 @@ class NameIndex:
         lengths allow, 200·short/(short + long)) or one starts with 中国; other pairs
         (pinyin, Latin) are always scored."""
         at, of = np.asarray(asker), np.asarray(entry)
-        heads = self._heads()
+        heads, entry_heads, entry_lengths = self._heads()
+        # a query's head is -1 when no entry has it
         query_heads = np.array([heads.get(q.core[:2], -1) if q.script == "zh" else -2 for q in queries], np.int64)
         query_lengths = np.array([len(q.core) for q in queries], np.int64)
-        entry_heads, entry_lengths = self._entry_heads, self._entry_lengths
         ratio = process.cpdist([queries[q].core for q in asker], [self.cores[i] for i in entry],
                                scorer=fuzz.ratio, workers=1)
         mine, theirs = query_heads[at], entry_heads[of]
@@ -458,6 +457,5 @@ class NameIndex:
         short = np.minimum(query_lengths[at], entry_lengths[of])
         long = np.maximum(query_lengths[at], entry_lengths[of])
         subsequence = (short >= 4) & (short < long) & (ratio >= 200.0 * short / np.maximum(short + long, 1) - 0.01)  # cpdist: float32
-        china = heads["中国"]
-        could_rise = (mine == china) | (theirs == china) | (subsequence & (mine == theirs) & (mine >= 0))
+        could_rise = (mine == 0) | (theirs == 0) | (subsequence & (mine == theirs) & (mine >= 0))  # 0: 中国
         return (ratio >= threshold - 0.01) | ~both_zh | could_rise

@@ -184,9 +184,9 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
     for values in reader:
         if not values:
             continue  # a blank line, as DictReader skips it
-        if len(values) != width:
-            values = (values + [""] * width)[:width] if len(values) < width else values
-        row = dict(zip(header, values))
+        if len(values) < width:
+            values += [""] * (width - len(values))
+        row = dict(zip(header, values))  # a longer row: its extra values are dropped
         cid = row["counterparty_id"].strip()
         if not cid and not (has_name and row["counterparty_name"].strip()):
             problems.append(Problem(file, reader.line_num, 1, "a row needs a counterparty_id or a counterparty_name"))
