@@ -87,6 +87,20 @@ def test_a_batch_of_names_finds_what_each_name_finds_alone():
     assert sum(m is not None for m in index.best_many(names, THRESHOLD)) >= 60
 
 
+def test_a_pickled_index_is_the_same_index():
+    """Its text columns travel as one string each; a name holding the separator, an
+    empty core or a one-name list round-trips all the same."""
+    import pickle
+
+    for entries in (["華為技術有限公司", "Acme Trading Co., Ltd.", "有限公司", "北京\x00建设"], ["Acme GmbH"]):
+        built = NameIndex(entries).complete()
+        loaded = pickle.loads(pickle.dumps(built))
+        assert loaded.entries == entries and list(loaded.names) == list(built.names)
+        assert loaded.cores == built.cores and loaded.scripts == built.scripts and loaded._pinyin == built._pinyin
+        queries = ["HUAWEI JISHU", "华为技术（深圳）有限公司", "ACME TRADING LIMITED", "北京建设"]
+        assert loaded.best_many(queries, THRESHOLD) == built.best_many(queries, THRESHOLD)
+
+
 def test_the_index_is_kept_between_runs_and_never_needed(tmp_path):
     import pickle
 

@@ -119,6 +119,13 @@ def test_lists_are_checked_with_line_numbers(rules_copy):
                for e in errors)
     assert any(e.startswith("lists/debarred_suppliers.csv:4:") and "bad date" in e for e in errors)
     assert not any(e.startswith("lists/debarred_suppliers.csv:5:") for e in errors)  # a name alone is an entry
+    lst, problems = load_list("counterparty_id,counterparty_name,note\nS1,Acme\nS2,Beta,b,extra\n,Gamma,\n", "lists/y.csv", "y")
+    assert not problems and list(lst.rows) == [  # a short row padded, a long row's extra value dropped
+        {"counterparty_id": "S1", "counterparty_name": "Acme", "note": ""},
+        {"counterparty_id": "S2", "counterparty_name": "Beta", "note": "b"},
+        {"counterparty_id": "", "counterparty_name": "Gamma", "note": ""}]
+    assert lst.names() == ["Acme", "Beta", "Gamma"] and lst.column("listed_on") == ["", "", ""]
+    assert sorted(lst.entries) == ["S1", "S2"]
     lst, problems = load_list("id\nX\n", "lists/x.csv", "x")
     assert lst is None and str(problems[0]) == "lists/x.csv:1:1 list 'x' needs a 'counterparty_id' column (has: id)"
 

@@ -16,7 +16,7 @@ import math
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import msgspec
 import orjson
@@ -308,32 +308,80 @@ _UNSEEN = object()
 SCREEN_MEMO = 200_000  # distinct names remembered per list
 
 
+class ListRows(Sequence):
+    """A list file's rows as its CSV gave them, each made a dict when asked: a
+    sanctions list of 20,000 rows loads without 20,000 dicts, of which a run
+    reads the few that match.
+
+    >>> rows = ListRows(["counterparty_id", "counterparty_name"], [["S1", "Acme"], ["", "Beta"]])
+    >>> rows[1], len(rows), rows.column("counterparty_name")
+    ({'counterparty_id': '', 'counterparty_name': 'Beta'}, 2, ['Acme', 'Beta'])
+    """
+
+    def __init__(self, header: list[str], values: list[list[str]]):
+        self.header, self.values = header, values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return [dict(zip(self.header, v)) for v in self.values[position]]
+        return dict(zip(self.header, self.values[position]))
+
+    def column(self, name: str) -> list[str]:
+        if name not in self.header:
+            return [""] * len(self.values)
+        at = self.header.index(name)
+        return [v[at] for v in self.values]
+
+
 @dataclass
 class CounterpartyList:
     """A CSV list: counterparty_id -> validity spans in epoch seconds."""
 
     name: str
     entries: dict[str, list[tuple[float, float]]]
-    rows: list[dict[str, str]]
+    rows: Sequence[dict[str, str]]  # a ListRows when read from a file
     spans: list[tuple[float, float]] = field(default_factory=list)  # per row: when it counts (default: always)
     # what screen() learns: the names' index (built at first use, or handed over by
     # ``use_name_index``) and each name screened so far
     _name_index: Any = field(default=None, init=False, repr=False, compare=False)
     _screened: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _named: Any = field(default=None, init=False, repr=False, compare=False)
+    _content: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def column(self, name: str) -> list[str]:
+        """One column of every row ("" where a row has none)."""
+        if isinstance(self.rows, ListRows):
+            return self.rows.column(name)
+        return [r.get(name) or "" for r in self.rows]
 
     def named_rows(self) -> list[int]:
         """The positions of the rows that name an entity (``counterparty_name``)."""
         if self._named is None:
-            self._named = [i for i, r in enumerate(self.rows) if (r.get("counterparty_name") or "").strip()]
+            self._named = [i for i, n in enumerate(self.column("counterparty_name")) if n.strip()]
         return self._named
+
+    def names(self) -> list[str]:
+        """The named rows' names, in ``named_rows`` order (what the name index holds)."""
+        names = self.column("counterparty_name")
+        return [names[i] for i in self.named_rows()]
+
+    def content(self) -> bytes:
+        """The rows as JSON, for the pack's and its rules' versions."""
+        if self._content is None:
+            rows = self.rows
+            self._content = orjson.dumps([rows.header, rows.values] if isinstance(rows, ListRows) else list(rows),
+                                         option=orjson.OPT_SORT_KEYS)
+        return self._content
 
     def name_index(self):
         """The ``monitor.core.names.NameIndex`` of the named rows, in ``named_rows`` order."""
         if self._name_index is None:
             from monitor.core.names import NameIndex
 
-            self._name_index = NameIndex(self.rows[i]["counterparty_name"] for i in self.named_rows())
+            self._name_index = NameIndex(self.names())
         return self._name_index
 
     def use_name_index(self, index) -> None:
@@ -659,7 +707,7 @@ def rule_fingerprint(rule: Any, pack: RulePack) -> str:
             h.update(orjson.dumps([name, param.default, param.per_org], option=orjson.OPT_SORT_KEYS, default=str))
     for name in sorted(pack.lists):
         if f"lists.{name}" in sources:
-            h.update(orjson.dumps([name, pack.lists[name].rows], option=orjson.OPT_SORT_KEYS))
+            h.update(orjson.dumps(name) + pack.lists[name].content())
     meta = getattr(rule, "trained_meta", None)
     if meta:
         h.update(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS, default=str))
@@ -695,5 +743,5 @@ def pack_version(docs: list[Document], lists: dict[str, CounterpartyList]) -> st
         h.update(orjson.dumps(doc.data, default=str, option=orjson.OPT_SORT_KEYS))
     for name in sorted(lists):
         h.update(name.encode())
-        h.update(orjson.dumps(lists[name].rows, option=orjson.OPT_SORT_KEYS))
+        h.update(lists[name].content())
     return h.hexdigest()[:12]

@@ -80,6 +80,6 @@ def prepare_screening(pack) -> None:
     screened = {list_name for rule in pack.rules if rule.when is not None for _, list_name, _ in rule.when.screens}
     for list_name in sorted(screened):
         lst = pack.lists[list_name]
-        entries = [lst.rows[i]["counterparty_name"] for i in lst.named_rows()]
+        entries = lst.names()
         if entries:
             lst.use_name_index(load_or_build(entries))

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from monitor.core.pack import compile_pack
-from monitor.core.rules import CounterpartyList, Document, Problem, RulePack
+from monitor.core.rules import CounterpartyList, Document, ListRows, Problem, RulePack
 from monitor.packs.orgs import ORGS_FILE, OrgDirectory, check_orgs
 
 __all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_orgs", "load_pack", "rule_sources"]
@@ -179,25 +179,26 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
                 float("inf") if end is None else dt.datetime.combine(end, dt.time(), _CST).timestamp() + 86400)
 
     width = len(header)
-    has_name, listed_col = "counterparty_name" in header, "listed_on" in header
-    expires_col = "expires_on" in header
+    id_col = header.index("counterparty_id")
+    name_col = header.index("counterparty_name") if "counterparty_name" in header else None
+    listed_col = header.index("listed_on") if "listed_on" in header else None
+    expires_col = header.index("expires_on") if "expires_on" in header else None
     for values in reader:
         if not values:
             continue  # a blank line, as DictReader skips it
         if len(values) < width:
             values += [""] * (width - len(values))
-        row = dict(zip(header, values))  # a longer row: its extra values are dropped
-        cid = row["counterparty_id"].strip()
-        if not cid and not (has_name and row["counterparty_name"].strip()):
+        cid = values[id_col].strip()
+        if not cid and not (name_col is not None and values[name_col].strip()):
             problems.append(Problem(file, reader.line_num, 1, "a row needs a counterparty_id or a counterparty_name"))
             continue
-        dates = (row["listed_on"] if listed_col else "", row["expires_on"] if expires_col else "")
+        dates = (values[listed_col] if listed_col is not None else "", values[expires_col] if expires_col is not None else "")
         span = periods.get(dates)
         if span is None:
             try:
                 span = periods[dates] = period(*dates)
             except ValueError as err:
-                col = 1 + sum(len(h) + 1 for h in header[: header.index("expires_on" if expires_col else header[0])])
+                col = 1 + sum(len(h) + 1 for h in header[: expires_col or 0])
                 problems.append(Problem(file, reader.line_num, col, f"bad date ({err}); use YYYY-MM-DD"))
                 continue
         if cid:
@@ -205,9 +206,9 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
                 problems.append(Problem(file, reader.line_num, 1, f"'{cid}' is listed again; both periods apply",
                                         level="warning"))
             entries.setdefault(cid, []).append(span)
-        rows.append(row)
+        rows.append(values[:width] if len(values) > width else values)  # a longer row: its extra values are dropped
         spans.append(span)
-    return CounterpartyList(name, entries, rows, spans), problems
+    return CounterpartyList(name, entries, ListRows(header, rows), spans), problems
 
 
 def _display(path: Path, root: Path) -> str:
