@@ -301,7 +301,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     """
     import faust
     from aiokafka import TopicPartition
-    from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
+    from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNumber, ProducerFenced
 
     from monitor.runners.batchconsumer import BatchConsumer
     from monitor.runners.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
@@ -440,12 +440,29 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 return
             except KafkaError as exc:
                 transient = exc.retriable or isinstance(exc, KafkaTimeoutError)  # a batch that expired waiting
-                if not transient or rebalances != generation or time.monotonic() + pause > deadline:
+                # A broker that restarted may have lost the tail of what the producer sent; its
+                # sender stops for good on the gap. The transaction was never committed: a fresh
+                # producer under the same transactional id aborts it, and sends it again whole.
+                lost_sequence = isinstance(exc, OutOfOrderSequenceNumber)
+                if not (transient or lost_sequence) or rebalances != generation or time.monotonic() + pause > deadline:
                     raise
                 log.warning("checkpoint not committed (%s: %s), aborted; trying again in %.1f s",
                             type(exc).__name__, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 10.0)
+                if lost_sequence:
+                    producer = await _renew_producer(producer)
+
+    async def _renew_producer(producer):
+        """A fresh producer in place of one whose sender stopped, for the partition it served."""
+        partition = next((p for p, mine in state_producers.items() if mine is producer), None)
+        if partition is None:  # claimed again meanwhile: the new owner's producer is not ours to replace
+            raise RuntimeError("the partition's producer was replaced while its checkpoint was retried")
+        try:
+            await producer.stop()
+        except Exception as exc:  # noqa: BLE001 - it is dead already; the new one fences it anyway
+            log.debug("stopping a failed producer: %s", exc)
+        return await _start_producer(partition)
 
     async def _start_producer(partition: int):
         from aiokafka import AIOKafkaProducer
