@@ -394,8 +394,10 @@ class _Builder:
         months = sorted({(self.start + dt.timedelta(days=d)).astimezone(CST).strftime("%Y-%m") for d in range(self.days)})
         full = [m for m in months if sum(1 for d in range(self.days)
                                          if (self.start + dt.timedelta(days=d)).astimezone(CST).strftime("%Y-%m") == m) >= 28]
+        # The same share of an org-month's journal at any density: 250 in 100,000 events.
+        fabricated = max(250, round(250 * self.n / 100_000))
         for org, month in zip(self.rng.sample([o for o in ORGS if o[3] == CST], 2), self.rng.sample(full, 2)):
-            self.plant_fabricated_entries(org, month)
+            self.plant_fabricated_entries(org, month, fabricated)
 
     def plant_amount_outlier(self) -> None:
         """A regular supplier paid many times its usual amount, within its contract."""
@@ -420,18 +422,18 @@ class _Builder:
                for _ in range(k)]
         self.record(102, "anomaly", ids, f"{k} payments to new supplier {cp[0]} within 3 days")
 
-    def plant_fabricated_entries(self, org: tuple, month: str) -> None:
+    def plant_fabricated_entries(self, org: tuple, month: str, count: int = 250) -> None:
         """A run of made-up round-number journal entries in one org-month."""
         rng = self.rng
         org_id, _, _, tz = org
         days = [d for d in range(self.days) if (self.start + dt.timedelta(days=d)).astimezone(CST).strftime("%Y-%m") == month
                 and (self.start + dt.timedelta(days=d)).astimezone(tz).isoweekday() <= 5]
         ids = []
-        for _ in range(250):
+        for _ in range(count):
             amount = float(rng.choice([5, 6, 7, 8, 9]) * 10 ** rng.choice([4, 5]) * rng.choice([1, 1.05, 1.1]))
             ids.append(self.emit("journal_entry", "finance", org_id, self.business_time(tz, rng.choice(days)), round(amount, 2),
                                  entry_no=self.next_id("PZH"), manual=True, account="6602 管理费用", posted_by=self.person()))
-        self.record(103, "anomaly", ids, f"{org_id} {month}: 250 round-number entries")
+        self.record(103, "anomaly", ids, f"{org_id} {month}: {count} round-number entries")
 
     # --- planted violations and near-misses --------------------------------------
     def record(self, scenario: int, kind: str, ids: list[str], note: str = "", rule: str | None = None) -> None:
@@ -799,7 +801,7 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     b = _Builder(events, seed, start, days)
     b.regular_suppliers(per_org=max(3, min(25, events // 4000)))
     b.plant(rounds=max(2, min(12, events // 8000)))
-    b.plant_anomalies(rounds=max(3, min(12, events // 8000)))
+    b.plant_anomalies(rounds=max(3, events // 8000))  # the same share of planted anomalies at any density
     # Master data, tender lots and their typologies (monitor.analyst.tenders), from a generator of their own.
     tenders = TenderPlants(b, seed, ORGS)
     tenders.plant(rounds=max(2, min(12, events // 8000)), staff_per_org=max(20, min(300, events // 2500)))
