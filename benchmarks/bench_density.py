@@ -15,8 +15,8 @@ pack unless given), no database. Per detector it prints:
   the general models, which have no anomaly of their own).
 
 Then the targets: detector alerts per 10,000 events within ×1.5 between the
-sizes, precision@k ≥ 0.8 at each, and every fabricated journal month caught
-at each.
+sizes, precision@k ≥ 0.8 at each for the detectors that have a planted
+anomaly of their own, and every fabricated journal month caught at each.
 
     python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--json]
 """
@@ -151,8 +151,11 @@ def main() -> None:
         if not MEANT[detector]:
             continue
         values = [figures[s]["detectors"][detector]["precision_at_k"] for s in sizes]
-        met = all(v is not None and v >= TARGET_PRECISION for v in values)
         shown = ", ".join("-" if v is None else f"{v:.2f}" for v in values)
+        if detector in GENERAL:  # nothing planted is theirs: what they flag is shown, not judged
+            print(f"  precision@k {detector}: {shown} (a general model: no plant of its own, not a target)")
+            continue
+        met = all(v is not None and v >= TARGET_PRECISION for v in values)
         print(f"  precision@k {detector}: {shown} (target >= {TARGET_PRECISION}): {'met' if met else 'NOT met'}")
     months = [(figures[s]["detectors"]["det_benford_journal"]["caught"],
                figures[s]["detectors"]["det_benford_journal"]["planted"]) for s in sizes]

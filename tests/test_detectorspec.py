@@ -24,8 +24,8 @@ def errors_after(rules_copy, old: str, new: str) -> list[str]:
     ("settings: {window: 30, warmup: 8, min_spread: 0.05}", "settings: {window: 30, warmup: -1, min_spread: 0.05}", "warmup: -1",
      "det_amount_outlier: setting 'warmup' must be a whole number >= 0"),
     ("threshold: 0.75", "threshold: 7.5", "7.5", "det_amount_outlier: threshold is a score in (0, 1]"),
-    ("by: [org_id, counterparty_id]\n    settings: {window: 30", "by: [counterparty_id]\n    settings: {window: 30",
-     "[counterparty_id]", "det_amount_outlier: by must include org_id: each org learns its own normal"),
+    ("by: [org_id, counterparty_id, attributes.contract_id]\n", "by: [counterparty_id, attributes.contract_id]\n",
+     "[counterparty_id, attributes.contract_id]", "det_amount_outlier: by must include org_id: each org learns its own normal"),
     ("threshold: 0.75", "rarer_than: 1 in many", "1 in many",
      "det_amount_outlier: rarer_than is a rate like \"1 in 2,000\" (got '1 in many')"),
     ("threshold: 0.75", "threshold: 0.75\n    rarer_than: 1 in 500", "det_amount_outlier",
@@ -44,8 +44,8 @@ def test_mistakes_are_reported_where_they_are(rules_copy, old, new, needle, mess
 
 
 def test_a_bad_condition_and_an_unknown_model(rules_copy):
-    errors = errors_after(rules_copy, 'when: type == "payment" and present(counterparty_id)\n    by: [org_id, counterparty_id]\n    settings: {window: 30',
-                          'when: type == "payment" and amout > 5\n    by: [org_id, counterparty_id]\n    settings: {window: 30')
+    errors = errors_after(rules_copy, 'when: type == "payment" and present(counterparty_id)\n    # Each contract',
+                          'when: type == "payment" and amout > 5\n    # Each contract')
     assert any("det_amount_outlier: unknown field 'amout' (did you mean 'amount'?)" in e for e in errors), errors
     errors = errors_after(rules_copy, "model: velocity", "model: velocty")
     assert any("detectors.yaml:" in e and "velocty" in e for e in errors), errors
