@@ -167,13 +167,18 @@ class HalfSpaceTrees(Detector):
     def process_many(self, X: Columns) -> Scores:
         return Scores(self._process(self._matrix(X), score=True))
 
-    def process_matrix(self, M: np.ndarray, before_learning=None) -> np.ndarray:
+    def process_matrix(self, M: np.ndarray, before_learning=None, learned: np.ndarray | None = None) -> np.ndarray:
         """``process_many`` over a feature matrix (columns in ``features`` order).
         ``before_learning(start, stop, scores)`` is called for each stretch of
-        rows scored against the same masses, before they are learned (to explain them)."""
-        return self._process(np.asarray(M, dtype=float), True, before_learning)
+        rows scored against the same masses, before they are learned (to explain them).
+        ``learned``: the rows as learned, when they differ from the rows as scored
+        (scaled online, a row is scored by the scale before it and learned by the
+        scale that includes it, as in river's pipelines)."""
+        M = np.asarray(M, dtype=float)
+        return self._process(M, True, before_learning, M if learned is None else np.asarray(learned, dtype=float))
 
-    def _process(self, M: np.ndarray, score: bool, before_learning=None) -> np.ndarray:
+    def _process(self, M: np.ndarray, score: bool, before_learning=None, learned: np.ndarray | None = None) -> np.ndarray:
+        learned = M if learned is None else learned
         scores = np.zeros(len(M))
         start = 0
         while start < len(M):
@@ -183,7 +188,7 @@ class HalfSpaceTrees(Detector):
                 scores[start:stop] = self._score_matrix(M[start:stop])
                 if before_learning is not None:
                     before_learning(start, stop, scores[start:stop])
-            self._learn_matrix(M[start:stop])
+            self._learn_matrix(learned[start:stop])
             self._counter += stop - start
             if self._counter == self.window_size:
                 self._pivot()

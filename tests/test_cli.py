@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv as csvlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -194,6 +196,19 @@ def test_detectors_evaluate_a_feature_csv(tmp_path):
     assert out.returncode == 0, out.stderr
     forest = next(line for line in out.stdout.splitlines() if line.startswith("│ isolation_forest"))
     assert float(forest.split("│")[5]) > 0.95  # ROC AUC on clear outliers
+    assert "isolation_forest: fitted on the first 600 rows (lines 2-601), which are left out" in out.stdout
+    scores = tmp_path / "scores.csv"
+    out = riskwatch("detectors", "evaluate", "--input", csv, "--label", "fraud", "--json", "--scores-out", scores)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    by_model = {d["detector"]: d for d in figures["detectors"]}
+    assert by_model["isolation_forest"]["events"] == n - 600 and by_model["half_space_trees"]["events"] == n
+    assert by_model["isolation_forest"]["roc_auc"] > 0.95 and f"{2 * n - 600:,} scores written" in figures["notes"][-1]
+    rows = list(csvlib.DictReader(scores.open(encoding="utf-8")))
+    assert len(rows) == 2 * n - 600 and rows[0] == {"row": "2", "detector": "half_space_trees", "score": rows[0]["score"],
+                                                    "label": str(label[0])}
+    forest_rows = [r for r in rows if r["detector"] == "isolation_forest"]
+    assert forest_rows[0]["row"] == "602" and [int(r["label"]) for r in forest_rows] == label[600:].tolist()
 
 
 def test_detectors_train_writes_a_model_lint_accepts(rules_copy, labelled, tmp_path):

@@ -9,8 +9,10 @@ blamed for missing a journal-entry anomaly.
     for r in results: print(r.detector, r.roc_auc, r.pr_auc, r.precision_at_k)
 
 For a CSV of numeric features (no events), ``evaluate_features`` runs the
-multivariate models (Half-Space Trees online; an IsolationForest fitted on the
-first part, scored on the rest) over the given columns.
+multivariate models over the given columns with no look-ahead: Half-Space
+Trees score each row before learning it, on features scaled by the rows
+before it; an IsolationForest is fitted on the first part, which is left out
+of its scores.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from monitor.core.event import Event
 from monitor.core.rules import RulePack
 from monitor.core.state import ScorerState
 
-__all__ = ["DetectorResult", "evaluate", "evaluate_features", "metrics_of"]
+__all__ = ["DetectorResult", "evaluate", "evaluate_features", "event_scores", "feature_scores", "metrics_of",
+           "online_minmax", "write_scores"]
 
 
 @dataclass
@@ -61,9 +64,10 @@ def metrics_of(labels: np.ndarray, scores: np.ndarray, k: int | None = None) -> 
             float(labels[top].mean()) if k else float("nan"))
 
 
-def evaluate(pack: RulePack, events: list[Event], labels: np.ndarray, batch_size: int = 8192,
-             only: set[str] | None = None, k: int | None = None) -> list[DetectorResult]:
-    """Score the events in order with the pack's detectors; metrics per detector."""
+def event_scores(pack: RulePack, events: list[Event], batch_size: int = 8192,
+                 only: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Each detector's score per event, in order, each scored before it is learned
+    (NaN where the detector's ``when`` does not select the event)."""
     detectors = [d for d in pack.detectors if only is None or d.id in only]
     state = ScorerState()
     scores = {d.id: np.full(len(events), np.nan) for d in detectors}
@@ -74,8 +78,17 @@ def evaluate(pack: RulePack, events: list[Event], labels: np.ndarray, batch_size
             selected = rows[det.when.fn(batch, rows)]
             if len(selected):
                 scores[det.id][start + selected] = detector_scores(det, batch, selected, state)
+    return scores
+
+
+def evaluate(pack: RulePack, events: list[Event], labels: np.ndarray, batch_size: int = 8192,
+             only: set[str] | None = None, k: int | None = None,
+             scores: dict[str, np.ndarray] | None = None) -> list[DetectorResult]:
+    """Score the events in order with the pack's detectors (``event_scores``, unless
+    given); metrics per detector."""
+    scores = event_scores(pack, events, batch_size, only) if scores is None else scores
     out = []
-    for det in detectors:
+    for det in (d for d in pack.detectors if d.id in scores):
         s = scores[det.id]
         scope = ~np.isnan(s)
         roc, pr, kk, p_at_k = metrics_of(labels[scope], s[scope], k)
@@ -84,26 +97,77 @@ def evaluate(pack: RulePack, events: list[Event], labels: np.ndarray, batch_size
     return out
 
 
-def evaluate_features(matrix: np.ndarray, labels: np.ndarray, names: list[str], seed: int = 42,
-                      history_share: float = 0.2, k: int | None = None) -> list[DetectorResult]:
-    """Multivariate models over numeric feature columns, in row order."""
+def online_minmax(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row scaled to [0, 1] by the range of the rows before it (as scored), and by
+    the range including it (as learned): river's ``MinMaxScaler``, no look-ahead. A
+    column with no range yet gives 0; a missing value gives 0 and does not move the range.
+
+    >>> scored, learned = online_minmax(np.array([[1.0], [3.0], [2.0], [5.0]]))
+    >>> scored.ravel().tolist(), learned.ravel().tolist()
+    ([0.0, 0.0, 0.5, 2.0], [0.0, 1.0, 0.5, 1.0])
+    """
+    m = np.asarray(matrix, dtype=float)
+    lo_incl, hi_incl = np.fmin.accumulate(m, axis=0), np.fmax.accumulate(m, axis=0)
+    first = np.full((1, m.shape[1]), np.nan)
+    lo_before, hi_before = np.vstack([first, lo_incl[:-1]]), np.vstack([first, hi_incl[:-1]])
+
+    def scaled(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        span = hi - lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(span > 0, (m - lo) / np.where(span > 0, span, 1.0), 0.0)
+        return np.nan_to_num(out)
+
+    return scaled(lo_before, hi_before), scaled(lo_incl, hi_incl)
+
+
+def feature_scores(matrix: np.ndarray, names: list[str], seed: int = 42,
+                   history_share: float = 0.2) -> tuple[dict[str, np.ndarray], int]:
+    """Each multivariate model's score per row (NaN where a row is not scored), and the
+    rows the forest was fitted on (the first ``history_share``, left unscored).
+
+    Half-Space Trees score each row before learning it, on features scaled online
+    (``online_minmax``): what the model would have seen live."""
     from sklearn.ensemble import IsolationForest
 
     from detectors.hst import HalfSpaceTrees
 
-    lo, hi = np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    scaled = np.nan_to_num((matrix - lo) / span)  # the file's own range: HST wants [0, 1]
+    scored, learned = online_minmax(matrix)
     hst = HalfSpaceTrees(tuple(names), n_trees=25, height=8, window_size=min(500, max(10, len(matrix) // 10)), seed=seed)
-    hst_scores = hst.process_many({n: scaled[:, j] for j, n in enumerate(names)}).scores
-    out = []
-    roc, pr, kk, p = metrics_of(labels, hst_scores, k)
-    out.append(DetectorResult("half_space_trees", "half_space_trees", len(labels), int(labels.sum()), roc, pr, kk, p,
-                              0, float("nan")))
+    out = {"half_space_trees": hst.process_matrix(scored, learned=learned)}
     cut = max(1, int(len(matrix) * history_share))
     forest = IsolationForest(n_estimators=100, random_state=seed).fit(np.nan_to_num(matrix[:cut]))
-    rest = slice(cut, None)
-    roc, pr, kk, p = metrics_of(labels[rest], -forest.score_samples(np.nan_to_num(matrix[rest])), k)
-    out.append(DetectorResult("isolation_forest", "isolation_forest", len(labels) - cut, int(labels[rest].sum()),
-                              roc, pr, kk, p, 0, float("nan")))
+    forest_scores = np.full(len(matrix), np.nan)
+    forest_scores[cut:] = -forest.score_samples(np.nan_to_num(matrix[cut:]))
+    out["isolation_forest"] = forest_scores
+    return out, cut
+
+
+def evaluate_features(matrix: np.ndarray, labels: np.ndarray, names: list[str], seed: int = 42,
+                      history_share: float = 0.2, k: int | None = None,
+                      scores: dict[str, np.ndarray] | None = None) -> list[DetectorResult]:
+    """Multivariate models over numeric feature columns, in row order (``feature_scores``,
+    unless given)."""
+    scores = feature_scores(matrix, names, seed, history_share)[0] if scores is None else scores
+    out = []
+    for model, s in scores.items():
+        scope = ~np.isnan(s)
+        roc, pr, kk, p = metrics_of(labels[scope], s[scope], k)
+        out.append(DetectorResult(model, model, int(scope.sum()), int(labels[scope].sum()), roc, pr, kk, p, 0, float("nan")))
     return out
+
+
+def write_scores(path, rows: list[int], scores: dict[str, np.ndarray], labels: np.ndarray) -> int:
+    """A CSV of every score given: row (the input's line number), detector, score, label.
+    Rows a detector did not score (out of its scope, or a forest's fitting prefix) are
+    left out. Returns the lines written."""
+    import csv
+
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["row", "detector", "score", "label"])
+        for detector, s in scores.items():
+            for i in np.flatnonzero(~np.isnan(s)).tolist():
+                out.writerow([rows[i], detector, repr(float(s[i])), int(labels[i])])
+                written += 1
+    return written

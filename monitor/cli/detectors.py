@@ -101,11 +101,15 @@ def _truthy(v) -> int:
 @click.option("--detector", "detector_ids", multiple=True, help="Only these detectors (repeatable).")
 @click.option("--rules", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--k", "k", type=int, default=None, help="k for precision@k (default: the number of positives).")
-def detectors_evaluate(input_path, label, detector_ids, rules, k):
-    """ROC AUC, PR AUC and precision@k per detector, streaming in order (learn after score)."""
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON, not a table.")
+@click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every score given as CSV: row (input line), detector, score, label.")
+def detectors_evaluate(input_path, label, detector_ids, rules, k, as_json, scores_out):
+    """ROC AUC, PR AUC and precision@k per detector, streaming in order: each event is
+    scored before it is learned, as live (no look-ahead)."""
     import numpy as np
 
-    from monitor.analyst.evaluation import evaluate, evaluate_features
+    from monitor.analyst.evaluation import evaluate, evaluate_features, event_scores, feature_scores, write_scores
 
     if input_path.suffix.lower() == ".csv":
         import pandas as pd
@@ -116,14 +120,21 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k):
             sys.exit(1)
         y = frame.pop(label).map(_truthy).to_numpy()
         numeric = frame.select_dtypes("number")
-        results = evaluate_features(numeric.to_numpy(dtype=float), y, list(numeric.columns), k=k)
+        matrix = numeric.to_numpy(dtype=float)
+        scores, cut = feature_scores(matrix, list(numeric.columns))
+        results = evaluate_features(matrix, y, list(numeric.columns), k=k, scores=scores)
+        rows = list(range(2, len(frame) + 2))  # line numbers, under the header
         scope = f"{len(frame):,} rows, features {', '.join(numeric.columns)}"
+        notes = ["half_space_trees: each row scored before it is learned, its features scaled by the rows before it",
+                 f"isolation_forest: fitted on the first {cut:,} rows (lines 2-{cut + 1}), which are left out of its "
+                 f"figures; scored on the other {len(frame) - cut:,}"]
     else:
         pack = _load_pack_or_exit(rules)
         lines, events, rejected = _read_events(input_path)
         labels = _labels(lines, label)
         rejected_lines = {r.line for r in rejected}
         numbered = [n for n, raw in enumerate(lines, 1) if raw.strip()]
+        rows = [n for n in numbered if n not in rejected_lines]
         y = np.array([_truthy(v) for n, v in zip(numbered, labels) if n not in rejected_lines])
         if not y.any():
             err_console.print(f"{input_path}: no line has a true '{label}' (top level or in attributes)")
@@ -132,8 +143,22 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k):
         if unknown:
             err_console.print(f"unknown detector(s): {', '.join(sorted(unknown))}")
             sys.exit(1)
-        results = evaluate(pack, events, y, only=set(detector_ids) or None, k=k)
+        scores = event_scores(pack, events, only=set(detector_ids) or None)
+        results = evaluate(pack, events, y, k=k, scores=scores)
         scope = f"{len(events):,} events ({len(rejected)} rejected lines skipped), {int(y.sum()):,} labelled anomalous"
+        notes = ["each event scored before it is learned, in file order, as a live detector sees it"]
+        notes += [f"{d.id}: its model was trained on {d.trained_meta['source']}, which is this file's name: its figures "
+                  "may look ahead" for d in pack.detectors if d.id in scores and d.trained_meta.get("source") == input_path.name]
+    if scores_out:
+        written = write_scores(scores_out, rows, scores, y)
+        notes.append(f"{written:,} scores written to {scores_out}")
+    if as_json:
+        import orjson
+
+        plain = [{f: (None if isinstance(v, float) and v != v else v) for f, v in vars(r).items()} for r in results]
+        console.print_json(orjson.dumps({"input": str(input_path), "scope": scope, "notes": notes,
+                                         "detectors": plain}).decode())
+        return
     t = Table(title=f"Detector evaluation — {input_path.name}: {scope}")
     for col in ("detector", "model", "in scope", "positives", "ROC AUC", "PR AUC", "k", "precision@k", "≥ threshold"):
         t.add_column(col, justify="right" if col not in ("detector", "model") else "left")
@@ -142,3 +167,5 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k):
         t.add_row(r.detector, r.model, f"{r.events:,}", f"{r.positives:,}", fmt(r.roc_auc), fmt(r.pr_auc), str(r.k),
                   fmt(r.precision_at_k), "" if r.threshold != r.threshold else f"{r.alerts:,}")
     console.print(t)
+    for note in notes:
+        console.print(note, markup=False)
