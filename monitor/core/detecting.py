@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from detectors import MODELS, Detector
+from detectors.base import Scores
 from monitor.core.batch import EventBatch
 from monitor.core.calibration import OrgTails, TailRecord
 from monitor.core.detectorspec import CompiledDetector
@@ -59,40 +60,63 @@ def detector_model(det: CompiledDetector, state: ScorerState, org: Any) -> Detec
 
 def detector_scores(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> np.ndarray:
     """Score and learn the selected rows; returns their scores (for evaluation)."""
-    return _in_order(len(selected), _process(det, batch, selected, state))
+    return _process(det, batch, selected, state).in_order()
 
 
-def _in_order(n: int, processed) -> np.ndarray:
-    """The scores of ``_process``'s parts (by org) back in the selected rows' order."""
-    scores = np.zeros(n)
-    for positions, _org, s in processed:
-        scores[positions] = s.scores
-    return scores
+class _Processed:
+    """A batch's scores, by org: part ``k`` (``orgs[k]``, ``parts[k]``) holds the selected
+    rows at positions ``order[starts[k]:starts[k + 1]]``, in stream order."""
+
+    __slots__ = ("order", "starts", "orgs", "parts", "_at")
+
+    def __init__(self, order: np.ndarray, starts: np.ndarray, orgs: list, parts: list[Scores]):
+        self.order, self.starts, self.orgs, self.parts = order, starts, orgs, parts
+        self._at: np.ndarray | None = None  # position -> its place in ``order``, when first asked
+
+    def in_order(self) -> np.ndarray:
+        """Every selected row's score, in the selected rows' order."""
+        scores = np.zeros(len(self.order))
+        if self.parts:
+            scores[self.order] = np.concatenate([s.scores for s in self.parts])
+        return scores
+
+    def details(self, position: int) -> dict[str, Any]:
+        """The details of the selected row at ``position``, from its org's part."""
+        if self._at is None:
+            self._at = np.empty_like(self.order)
+            self._at[self.order] = np.arange(len(self.order))
+        at = int(self._at[position])
+        k = int(np.searchsorted(self.starts, at, side="right")) - 1
+        return self.parts[k].row(at - int(self.starts[k]))
 
 
-def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState):
-    """(positions in ``selected``, org, Scores) per org, each org scored by its own model."""
-    by_org: dict[Any, list[int]] = {}
-    for i, org in enumerate(batch.column("org_id", selected).tolist()):
-        by_org.setdefault(org, []).append(i)
+def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> _Processed:
+    """Each org's rows scored by its own model, the models of a kind in one call."""
+    codes: dict[Any, int] = {}
+    code = np.fromiter((codes.setdefault(o, len(codes)) for o in batch.column("org_id", selected).tolist()),
+                       np.int64, len(selected))
+    order = np.argsort(code, kind="stable")  # by org, in stream order within each
+    counts = np.bincount(code, minlength=len(codes))
+    starts = np.concatenate(([0], np.cumsum(counts)))
     kind = MODELS[det.model]
     columns = detector_columns(batch, selected, det.by, kind.inputs)
+    if len(codes) > 1:
+        columns = {name: col[order] for name, col in columns.items()}  # each org's rows a slice
+    orgs = list(codes)
+    tails = _tails(det, state, orgs) if det.calibrated else None
     parts, models = [], []
-    tails = _tails(det, state, by_org) if det.calibrated else None
-    for org, positions in by_org.items():
+    for k, org in enumerate(orgs):
         model = detector_model(det, state, org)
         if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
-            model.explain_above = tails.floor(org, det.alpha, det.warmup, len(positions))
-        take = np.array(positions)
-        models.append((org, model))
-        parts.append((model, columns if len(positions) == len(selected) else
-                      {name: col[take] for name, col in columns.items()}))
+            model.explain_above = tails.floor(org, det.alpha, det.warmup, int(counts[k]))
+        models.append(model)
+        a, b = starts[k], starts[k + 1]
+        parts.append((model, columns if len(codes) == 1 else {name: col[a:b] for name, col in columns.items()}))
     results = kind.process_pooled(parts)
-    out = []
-    for (org, model), positions, scores in zip(models, by_org.values(), results):
-        state.detectors[det.id][(org,)] = model  # a table-backed store needs the write
-        out.append((positions, org, scores))
-    return out
+    store = state.detectors[det.id]
+    for org, model in zip(orgs, models):
+        store[(org,)] = model  # a table-backed store needs the write
+    return _Processed(order, starts, orgs, results)
 
 
 def _tails(det: CompiledDetector, state: ScorerState, orgs) -> OrgTails:
@@ -130,33 +154,31 @@ def detector_findings(det: CompiledDetector, batch: EventBatch, selected: np.nda
     (and puts every row's score in ``scores_out[det.id]`` when given)."""
     groups: dict[tuple, list[tuple[float, int, dict]]] = {}
     processed = _process(det, batch, selected, state)
-    if scores_out is not None or det.calibrated:
-        in_order = _in_order(len(selected), processed)
-        if scores_out is not None:
-            scores_out[det.id] = in_order
+    scores = processed.in_order()
+    if scores_out is not None:
+        scores_out[det.id] = scores
+    if det.calibrated:
+        hits, p_values = _calibrated_hits(det, batch, selected, state, scores)
+    else:
+        hits = scores >= det.threshold
+    for i in np.flatnonzero(hits).tolist():
+        details = processed.details(i)
         if det.calibrated:
-            alert, p_values = _calibrated_hits(det, batch, selected, state, in_order)
-    for positions, _org, scores in processed:
-        rows = selected[positions]
-        hits = alert[positions] if det.calibrated else scores.scores >= det.threshold
-        for i in np.flatnonzero(hits).tolist():
-            details = scores.row(i)
-            if det.calibrated:
-                p_value = float(p_values[positions[i]])
-                details.update(p_value=p_value, one_in=1 / p_value)
-            row = int(rows[i])
-            key = tuple(batch.value(p, row) for p in det.by)
-            if "period" in details:
-                key += (details["period"],)
-            groups.setdefault(key, []).append((float(scores.scores[i]), row, details))
+            p_value = float(p_values[i])
+            details.update(p_value=p_value, one_in=1 / p_value)
+        row = int(selected[i])
+        key = tuple(batch.value(p, row) for p in det.by)
+        if "period" in details:
+            key += (details["period"],)
+        groups.setdefault(key, []).append((float(scores[i]), row, details))
     findings = []
     times = batch.column("occurred_at", batch.all_rows)
-    for key, hits in groups.items():
-        best_score, best_row, details = max(hits, key=lambda h: h[0])
+    for key, hits_of_key in groups.items():
+        best_score, best_row, details = max(hits_of_key, key=lambda h: h[0])
         values = {f: batch.value(f, best_row) for f in det.message.fields if f in EVENT_FIELD_TYPES}
         values.update(details)
         values.update(score=best_score, threshold=det.threshold, org_id=batch.events[best_row].org_id)
-        hit_times = [float(times[r]) for _, r, _ in hits]
-        findings.append(Finding(det.id, key, [batch.events[r].event_id for _, r, _ in hits],
+        hit_times = [float(times[r]) for _, r, _ in hits_of_key]
+        findings.append(Finding(det.id, key, [batch.events[r].event_id for _, r, _ in hits_of_key],
                                 min(hit_times), max(hit_times), values, best_score))
     return findings

@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the ticket store's database code is imported by whoever ope
 __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "default_rejected_path", "partitionable"]
 
 BATCH_SIZE = 8192
+KEY_COUNT_SECONDS = 1.0  # the state-keys gauge is recounted at most this often
 TICKET_FLUSH_SECONDS = 2.0
 ESCALATION_CHECK_SECONDS = 60.0
 WORKER_POLL_SECONDS = 1.0  # how often the parent looks for a worker that died silently
@@ -127,6 +128,14 @@ class BatchScorer:
         self.state = ScorerState()
         self.book = AlertBook(pack)
         self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
+        self._keys_counted = (-math.inf, 0)  # (when, how many): counting walks every org's models
+
+    def _state_keys(self) -> int:
+        """The state's keys, for the gauge: counted at most once a second."""
+        when, count = self._keys_counted
+        if time.monotonic() - when >= KEY_COUNT_SECONDS:
+            self._keys_counted = (time.monotonic(), self.state.key_count())
+        return self._keys_counted[1]
 
     def process(self, lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None) -> BatchResult:
         raws: list[bytes] | None = [] if self.evidence is not None else None
@@ -153,7 +162,7 @@ class BatchScorer:
         scores = {k: v.astype(np.float32) for k, v in self.scorer.detector_scores.items()} if events else {}
         return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
                            Counter(f.rule_id for f in findings), new, updated, elapsed,
-                           self.state.key_count(), self.state.late_events, times, scores,
+                           self._state_keys(), self.state.late_events, times, scores,
                            evidence, self.scorer.take_judgements())
 
 
