@@ -135,8 +135,13 @@ class HalfSpaceTrees(Detector):
     def _score_matrix(self, M: np.ndarray) -> np.ndarray:
         if self._first_window or not len(M):
             return np.zeros(len(M))
+        return self._score_paths(self._paths(M))
+
+    def _score_paths(self, paths: np.ndarray) -> np.ndarray:
+        """Scores of rows given their paths, shape (depth, tree, row)."""
+        if self._first_window or not paths.shape[2]:
+            return np.zeros(paths.shape[2])
         limit = 0.1 * self.window_size
-        paths = self._paths(M)  # (depth, tree, row)
         r = self._r_mass[np.arange(self.n_trees)[None, :, None], paths].astype(float)
         # river stops below the first node whose mass is under the size limit
         below = np.cumsum(r < limit, axis=0)
@@ -146,8 +151,10 @@ class HalfSpaceTrees(Detector):
         return 1.0 - total / self._max_score
 
     def _learn_matrix(self, M: np.ndarray) -> None:
+        self._learn_paths(self._paths(M))
+
+    def _learn_paths(self, paths: np.ndarray) -> None:
         n_trees, n_nodes = self._l_mass.shape
-        paths = self._paths(M)  # (depth, tree, row)
         flat = (paths + (np.arange(n_trees) * n_nodes)[None, :, None]).ravel()
         self._l_mass += np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes)
 
@@ -178,17 +185,25 @@ class HalfSpaceTrees(Detector):
         return self._process(M, True, before_learning, M if learned is None else np.asarray(learned, dtype=float))
 
     def _process(self, M: np.ndarray, score: bool, before_learning=None, learned: np.ndarray | None = None) -> np.ndarray:
-        learned = M if learned is None else learned
-        scores = np.zeros(len(M))
+        paths = self._paths(M)
+        return self.process_paths(paths, score, before_learning, paths if learned is None else self._paths(learned))
+
+    def process_paths(self, paths: np.ndarray, score: bool = True, before_learning=None,
+                      learned: np.ndarray | None = None) -> np.ndarray:
+        """``process_matrix`` over the rows' paths (``_paths``: models with the same
+        settings share their trees, so one call finds the paths of many models' rows)."""
+        learned = paths if learned is None else learned
+        n = paths.shape[2]
+        scores = np.zeros(n)
         start = 0
-        while start < len(M):
+        while start < n:
             # up to the end of the current window: scores there read the same masses
-            stop = min(len(M), start + self.window_size - self._counter)
+            stop = min(n, start + self.window_size - self._counter)
             if score:
-                scores[start:stop] = self._score_matrix(M[start:stop])
+                scores[start:stop] = self._score_paths(paths[:, :, start:stop])
                 if before_learning is not None:
                     before_learning(start, stop, scores[start:stop])
-            self._learn_matrix(learned[start:stop])
+            self._learn_paths(learned[:, :, start:stop])
             self._counter += stop - start
             if self._counter == self.window_size:
                 self._pivot()

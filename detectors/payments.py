@@ -170,8 +170,8 @@ class PaymentHalfSpaceTrees(Detector):
 
     inputs = ("key", "amount", "t", "hour", "weekday", "individual")
 
-    def _run(self, X: Columns, learn: bool) -> Scores:
-        M = self._features.transform(X, learn)
+    def _run(self, X: Columns, learn: bool, paths: np.ndarray | None = None, M: np.ndarray | None = None) -> Scores:
+        M = self._features.transform(X, learn) if M is None else M
         top = np.full(len(M), "", dtype=object)
         score_matrix = self._model._score_matrix
 
@@ -183,13 +183,30 @@ class PaymentHalfSpaceTrees(Detector):
                 top[start + flagged] = part[start + flagged]
 
         if learn:
-            scores = self._model.process_matrix(M, explain)
+            scores = self._model.process_paths(self._model._paths(M) if paths is None else paths, True, explain)
             if len(X["t"]):
                 self._features.forget_before(float(np.max(X["t"])) - self.max_idle_days * 86400)
         else:
             scores = score_matrix(M)
             explain(0, len(M), scores)
         return Scores(scores, _details(M, top))
+
+    @classmethod
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+        """Each org's model on its own rows, the paths of every row through the shared
+        trees found in one call (most of a small org's cost)."""
+        trees = {id(m._model._feature_of) for m, _ in parts}  # type: ignore[attr-defined]
+        if len(trees) != 1:
+            return super().process_pooled(parts)
+        mats = [m._features.transform(X, learn=True) for m, X in parts]  # type: ignore[attr-defined]
+        first: PaymentHalfSpaceTrees = parts[0][0]  # type: ignore[assignment]
+        paths = first._model._paths(np.vstack(mats))
+        out, start = [], 0
+        for (model, X), M in zip(parts, mats):
+            stop = start + len(M)
+            out.append(model._run(X, True, paths[:, :, start:stop], M))  # type: ignore[attr-defined]
+            start = stop
+        return out
 
     def score_many(self, X: Columns) -> Scores:
         return self._run(X, learn=False)

@@ -43,3 +43,22 @@ def test_scores_and_explanations_do_not_depend_on_batching():
     tops = np.concatenate([p.details["top_features"] for p in parts])
     assert tops.tolist() == whole.details["top_features"].tolist() and any(tops)
     assert np.array_equal(in_batches(make(), X, [1, 2, 3, 999]), whole.scores)
+
+
+def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
+    """The paths of every org's rows are found in one call; each org's scores and
+    explanations stay exactly its own model's, batch after batch."""
+    make = lambda: PaymentHalfSpaceTrees(n_trees=10, height=6, window_size=97, seed=1, explain_above=0.85)  # noqa: E731
+    streams = [payment_columns(n, keys=20, seed=s) for n, s in ((900, 1), (40, 2), (1300, 3))]
+    alone = [make().process_many(X) for X in streams]
+    pooled_models = [make() for _ in streams]
+    got = [[] for _ in streams]
+    for cut in ((0, 30), (30, 300), (300, 1300)):
+        parts = [(m, rows(X, min(cut[0], len(X["t"])), min(cut[1], len(X["t"])))) for m, X in zip(pooled_models, streams)]
+        for k, s in enumerate(PaymentHalfSpaceTrees.process_pooled(parts)):
+            got[k].append(s)
+    for want, parts in zip(alone, got):
+        assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
+        tops = np.concatenate([p.details["top_features"] for p in parts]).tolist()
+        assert tops == want.details["top_features"].tolist()
+    assert any(alone[2].details["top_features"]) and alone[2].scores.max() > 0
