@@ -62,9 +62,34 @@ class PaymentFeatures:
         self._swept_to = -math.inf
 
     def transform(self, X: Columns, learn: bool) -> np.ndarray:
-        n = len(X["amount"])
-        amount = np.nan_to_num(np.asarray(X["amount"], dtype=float))
-        days = np.empty(n)
+        M = _matrix(X, self._days(X, learn))
+        if learn:
+            self._learned(M, np.cumsum(M, axis=0) - M)
+        else:
+            self._before = (self._sum.copy(), np.zeros_like(M), self._count)
+        return M
+
+    @staticmethod
+    def transform_pooled(parts: list[tuple[PaymentFeatures, Columns]]) -> list[np.ndarray]:
+        """``transform(X, learn=True)`` of several orgs' features at once: each keeps its
+        own counterparties and sums, the arithmetic is one pass over all rows."""
+        if not parts:
+            return []
+        lengths = np.array([len(X["amount"]) for _, X in parts])
+        days = np.concatenate([f._days(X, True) for f, X in parts])
+        M = _matrix({name: np.concatenate([np.asarray(X[name], dtype=float) for _, X in parts])
+                     for name in ("amount", "hour", "weekday", "individual")}, days)
+        ends = np.cumsum(lengths)
+        mats = []
+        for (features, _), a, b in zip(parts, (ends - lengths).tolist(), ends.tolist()):
+            part = M[a:b]
+            features._learned(part, np.cumsum(part, axis=0) - part)  # summed as one org alone sums them
+            mats.append(part)
+        return mats
+
+    def _days(self, X: Columns, learn: bool) -> np.ndarray:
+        """The days_since feature of each row, reading (and, learning, writing) the last payments."""
+        days = np.empty(len(X["amount"]))
         last, horizon = self.last_paid, self._horizon
         keys, times = X["key"].tolist(), np.asarray(X["t"], dtype=float).tolist()
         for i, (k, t) in enumerate(zip(keys, times)):
@@ -74,21 +99,13 @@ class PaymentFeatures:
             days[i] = 1.0 if prev is None else min(1.0, math.log1p(max(0.0, t - prev) / 86400) / _LOG_YEAR)
             if learn and (prev is None or t > prev):
                 last[k] = t
-        M = np.column_stack([
-            np.clip(np.log10(1 + amount) / 10, 0, 1),
-            np.clip(np.asarray(X["hour"], dtype=float) / 23, 0, 1),
-            np.clip(np.asarray(X["weekday"], dtype=float) / 6, 0, 1),
-            days,
-            np.asarray(X["individual"], dtype=float),
-        ])
-        if learn:
-            prefix = np.cumsum(M, axis=0) - M  # the rows before each one, within the batch
-            self._before = (self._sum.copy(), prefix, self._count)
-            self._sum = self._sum + M.sum(axis=0)
-            self._count += len(M)
-        else:
-            self._before = (self._sum.copy(), np.zeros_like(M), self._count)
-        return M
+        return days
+
+    def _learned(self, M: np.ndarray, prefix: np.ndarray) -> None:
+        """Note learned rows (``prefix``: the sums of the rows before each, within the batch)."""
+        self._before = (self._sum.copy(), prefix, self._count)
+        self._sum = self._sum + M.sum(axis=0)
+        self._count += len(M)
 
     def typical(self, rows: np.ndarray) -> np.ndarray:
         """The mean of each feature over every row learned before each of ``rows``
@@ -118,6 +135,18 @@ class PaymentFeatures:
         if day > self._swept_to:
             self._swept_to = day
             self.last_paid = {k: t for k, t in self.last_paid.items() if t >= day}
+
+
+def _matrix(X: Columns, days: np.ndarray) -> np.ndarray:
+    """The feature matrix (``FEATURES``' columns) of payment columns and their days_since."""
+    amount = np.nan_to_num(np.asarray(X["amount"], dtype=float))
+    return np.column_stack([
+        np.clip(np.log10(1 + amount) / 10, 0, 1),
+        np.clip(np.asarray(X["hour"], dtype=float) / 23, 0, 1),
+        np.clip(np.asarray(X["weekday"], dtype=float) / 6, 0, 1),
+        days,
+        np.asarray(X["individual"], dtype=float),
+    ])
 
 
 def _explain(score_fn, M: np.ndarray, scores: np.ndarray, features: PaymentFeatures, rows: np.ndarray) -> np.ndarray:
@@ -198,7 +227,7 @@ class PaymentHalfSpaceTrees(Detector):
         trees = {id(m._model._feature_of) for m, _ in parts}  # type: ignore[attr-defined]
         if len(trees) != 1:
             return super().process_pooled(parts)
-        mats = [m._features.transform(X, learn=True) for m, X in parts]  # type: ignore[attr-defined]
+        mats = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
         first: PaymentHalfSpaceTrees = parts[0][0]  # type: ignore[assignment]
         paths = first._model._paths(np.vstack(mats))
         out, start = [], 0
@@ -283,7 +312,7 @@ class PaymentIsolationForest(Detector):
         """Each org's features from its own state, scored in one call (the forest is shared)."""
         if len({id(m.model) for m, _ in parts}) > 1:
             return super().process_pooled(parts)
-        mats = [m._features.transform(X, learn=True) for m, X in parts]  # type: ignore[attr-defined]
+        mats = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
         first: PaymentIsolationForest = parts[0][0]  # type: ignore[assignment]
         M = np.vstack(mats) if mats else np.zeros((0, len(FEATURES)))
         scores = first._score_matrix(M)
