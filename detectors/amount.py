@@ -133,13 +133,48 @@ class RobustAmount(Detector):
             self._learn(k, a, t)
 
     def process_many(self, X: Columns) -> Scores:
-        # _score then _learn per row, inlined: this loop is the detector's cost.
-        keys, amounts, times = X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()
+        return type(self).process_pooled([(self, X)])[0]
+
+    @classmethod
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+        """Each org's rows scored then learned by its own model, in one loop over
+        all rows and one pass of arithmetic (the per-org cost of a small org)."""
+        if not parts:
+            return []
+        keys: list = []
+        amounts: list = []
+        times: list = []
+        for _, X in parts:
+            keys += X["key"].tolist()
+            amounts += X["amount"].tolist()
+            times += X["t"].tolist()
         n = len(keys)
         score, usual, robust_z, history = [0.0] * n, [math.nan] * n, [math.nan] * n, [0] * n
+        ends, end = [], 0
+        for model, X in parts:
+            start, end = end, end + len(X["key"])
+            model._process_rows(keys, amounts, times, start, end, score, usual, robust_z, history)  # type: ignore[attr-defined]
+            ends.append(end)
+        amount = np.asarray(amounts, dtype=float)
+        usual_a = np.array(usual)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            times_usual = amount / usual_a
+        score_a, z_a, history_a = np.array(score), np.array(robust_z), np.array(history, dtype=np.int64)
+        out, start = [], 0
+        for end in ends:
+            part = slice(start, end)
+            out.append(Scores(score_a[part], {"usual_amount": usual_a[part], "times_usual": times_usual[part],
+                                              "robust_z": z_a[part], "history": history_a[part]}))
+            start = end
+        return out
+
+    def _process_rows(self, keys: list, amounts: list, times: list, lo: int, hi: int,
+                      score: list, usual: list, robust_z: list, history: list) -> None:
+        """Rows ``lo:hi`` scored then learned, the results written at their positions."""
+        # _score then _learn per row, inlined: this loop is the detector's cost.
         store, warmup, floor, two_sided, window = self._keys, self.warmup, self.min_spread, self.two_sided, self.window
         log, exp, insort, bisect_left = math.log, math.exp, bisect.insort, bisect.bisect_left
-        for i in range(n):
+        for i in range(lo, hi):
             a = amounts[i]
             if not a > 0:
                 continue
@@ -168,14 +203,8 @@ class RobustAmount(Detector):
             t = times[i]
             if t > h.last_t:
                 h.last_t = t
-        if n:
-            self._note_learned(n, max(times))
-        amount = np.asarray(X["amount"], dtype=float)
-        usual_a = np.array(usual)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            times_usual = amount / usual_a
-        return Scores(np.array(score), {"usual_amount": usual_a, "times_usual": times_usual,
-                                        "robust_z": np.array(robust_z), "history": np.array(history)})
+        if hi > lo:
+            self._note_learned(hi - lo, max(times[lo:hi]))
 
     def _note_learned(self, n: int, newest: float) -> None:
         before = self._learned

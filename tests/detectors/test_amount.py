@@ -70,3 +70,22 @@ def test_idle_keys_are_forgotten():
     det.learn_many({"key": np.array(["busy"] * n, dtype=object), "amount": np.full(n, 7.0),
                     "t": np.linspace(day, 30 * day, n)})
     assert det.key_count() == 1
+
+
+def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
+    make = lambda: RobustAmount(window=12, warmup=4, min_spread=0.05)  # noqa: E731
+    streams = [payment_columns(n, keys=15, seed=s) for n, s in ((700, 11), (25, 12), (1100, 13))]
+    for X in streams:
+        X["amount"][::37] *= 30  # outliers, so that scores are not all 0
+    alone = [make().process_many(X) for X in streams]
+    models = [make() for _ in streams]
+    got = [[] for _ in streams]
+    for cut in ((0, 20), (20, 400), (400, 1100)):
+        parts = [(m, rows(X, min(cut[0], len(X["t"])), min(cut[1], len(X["t"])))) for m, X in zip(models, streams)]
+        for k, s in enumerate(RobustAmount.process_pooled(parts)):
+            got[k].append(s)
+    for want, parts in zip(alone, got):
+        assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
+        for name in ("usual_amount", "robust_z", "history"):
+            assert np.array_equal(np.concatenate([p.details[name] for p in parts]), want.details[name], equal_nan=True)
+    assert max(w.scores.max() for w in alone) > 0.5
