@@ -135,11 +135,25 @@ class Velocity(Detector):
             self._learn(k, a, t)
 
     def process_many(self, X: Columns) -> Scores:
-        rows = []
-        for k, a, t in zip(X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()):
-            rows.append(self._score(self._keys.get(k), a, t))
-            self._learn(k, a, t)
-        return _scores(rows)
+        return type(self).process_pooled([(self, X)])[0]
+
+    @classmethod
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+        """Each org's rows scored then learned by its own model; the columns made once for all."""
+        rows: list[tuple] = []
+        ends = []
+        for model, X in parts:
+            score, learn, keys = model._score, model._learn, model._keys  # type: ignore[attr-defined]
+            for k, a, t in zip(X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()):
+                rows.append(score(keys.get(k), a, t))
+                learn(k, a, t)
+            ends.append(len(rows))
+        whole = _scores(rows)
+        out, start = [], 0
+        for end in ends:
+            out.append(Scores(whole.scores[start:end], {name: col[start:end] for name, col in whole.details.items()}))
+            start = end
+        return out
 
     def key_count(self) -> int:
         return len(self._keys)
@@ -161,7 +175,8 @@ class Velocity(Detector):
 
 def _scores(rows: list[tuple]) -> Scores:
     if not rows:
-        return Scores(np.zeros(0), {})
+        return Scores(np.zeros(0), {"status": np.zeros(0, dtype=object), "payments": np.zeros(0, dtype=np.int64),
+                                    "window_total": np.zeros(0), "days_since_previous": np.zeros(0)})
     score, status, payments, total, since = zip(*rows)
     return Scores(np.array(score), {"status": np.array(status, dtype=object), "payments": np.array(payments),
                                     "window_total": np.array(total), "days_since_previous": np.array(since)})
