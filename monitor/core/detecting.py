@@ -47,7 +47,10 @@ def detector_columns(batch: EventBatch, rows: np.ndarray, by: tuple[str, ...],
 
 def detector_model(det: CompiledDetector, state: ScorerState, org: Any) -> Detector:
     """The org's model, made or restored from plain state on first use."""
-    store = state.detectors.setdefault(det.id, {})
+    return _model_in(det, state.detectors.setdefault(det.id, {}), org)
+
+
+def _model_in(det: CompiledDetector, store, org: Any) -> Detector:
     held = store.get((org,))
     if isinstance(held, Detector):
         return held
@@ -105,17 +108,18 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     orgs = list(codes)
     tails = _tails(det, state, orgs) if det.calibrated else None
     parts, models = [], []
+    store = state.detectors.setdefault(det.id, {})
     for k, org in enumerate(orgs):
-        model = detector_model(det, state, org)
+        model = _model_in(det, store, org)
         if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
             model.explain_above = tails.floor(org, det.alpha, det.warmup, int(counts[k]))
         models.append(model)
         a, b = starts[k], starts[k + 1]
         parts.append((model, columns if len(codes) == 1 else {name: col[a:b] for name, col in columns.items()}))
     results = kind.process_pooled(parts)
-    store = state.detectors[det.id]
-    for org, model in zip(orgs, models):
-        store[(org,)] = model  # a table-backed store needs the write
+    if type(store) is not dict:  # a table-backed store needs the write (a dict holds the model itself)
+        for org, model in zip(orgs, models):
+            store[(org,)] = model
     return _Processed(order, starts, orgs, results)
 
 
