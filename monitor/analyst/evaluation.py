@@ -28,7 +28,7 @@ from monitor.core.rules import RulePack
 from monitor.core.state import ScorerState
 
 __all__ = ["DetectorResult", "evaluate", "evaluate_features", "event_scores", "feature_scores", "metrics_of",
-           "online_minmax", "write_scores"]
+           "online_minmax"]
 
 
 @dataclass
@@ -155,19 +155,3 @@ def evaluate_features(matrix: np.ndarray, labels: np.ndarray, names: list[str], 
         out.append(DetectorResult(model, model, int(scope.sum()), int(labels[scope].sum()), roc, pr, kk, p, 0, float("nan")))
     return out
 
-
-def write_scores(path, rows: list[int], scores: dict[str, np.ndarray], labels: np.ndarray) -> int:
-    """A CSV of every score given: row (the input's line number), detector, score, label.
-    Rows a detector did not score (out of its scope, or a forest's fitting prefix) are
-    left out. Returns the lines written."""
-    import csv
-
-    written = 0
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["row", "detector", "score", "label"])
-        for detector, s in scores.items():
-            for i in np.flatnonzero(~np.isnan(s)).tolist():
-                out.writerow([rows[i], detector, repr(float(s[i])), int(labels[i])])
-                written += 1
-    return written

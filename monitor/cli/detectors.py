@@ -90,6 +90,25 @@ def _labels(lines: list[bytes], column: str) -> list:
     return out
 
 
+def _write_scores(path: Path, rows: list[int], scores: dict, labels) -> int:
+    """A CSV of every score given: row (the input's line number), detector, score, label.
+    Rows a detector did not score (out of its scope, or a forest's fitting prefix) are
+    left out. Returns the lines written."""
+    import csv
+
+    import numpy as np
+
+    written = 0
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["row", "detector", "score", "label"])
+        for detector, s in scores.items():
+            for i in np.flatnonzero(~np.isnan(s)).tolist():
+                out.writerow([rows[i], detector, repr(float(s[i])), int(labels[i])])
+                written += 1
+    return written
+
+
 def _truthy(v) -> int:
     return int(v is True or (isinstance(v, (int, float)) and v > 0) or str(v).strip().lower() in ("true", "yes", "1", "y"))
 
@@ -109,7 +128,7 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k, as_json, score
     scored before it is learned, as live (no look-ahead)."""
     import numpy as np
 
-    from monitor.analyst.evaluation import evaluate, evaluate_features, event_scores, feature_scores, write_scores
+    from monitor.analyst.evaluation import evaluate, evaluate_features, event_scores, feature_scores
 
     if input_path.suffix.lower() == ".csv":
         import pandas as pd
@@ -150,7 +169,7 @@ def detectors_evaluate(input_path, label, detector_ids, rules, k, as_json, score
         notes += [f"{d.id}: its model was trained on {d.trained_meta['source']}, which is this file's name: its figures "
                   "may look ahead" for d in pack.detectors if d.id in scores and d.trained_meta.get("source") == input_path.name]
     if scores_out:
-        written = write_scores(scores_out, rows, scores, y)
+        written = _write_scores(scores_out, rows, scores, y)
         notes.append(f"{written:,} scores written to {scores_out}")
     if as_json:
         import orjson
