@@ -35,7 +35,7 @@ from collections import deque
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, squash
+from detectors.base import Columns, Detector, Scores, part_bounds, squash
 
 __all__ = ["RobustAmount"]
 
@@ -150,23 +150,15 @@ class RobustAmount(Detector):
             times += X["t"].tolist()
         n = len(keys)
         score, usual, robust_z, history = [0.0] * n, [math.nan] * n, [math.nan] * n, [0] * n
-        ends, end = [], 0
-        for model, X in parts:
-            start, end = end, end + len(X["key"])
-            model._process_rows(keys, amounts, times, start, end, score, usual, robust_z, history)  # type: ignore[attr-defined]
-            ends.append(end)
-        amount = np.asarray(amounts, dtype=float)
+        bounds = part_bounds(parts)
+        for (model, _), (start, stop) in zip(parts, bounds):
+            model._process_rows(keys, amounts, times, start, stop, score, usual, robust_z, history)  # type: ignore[attr-defined]
         usual_a = np.array(usual)
         with np.errstate(divide="ignore", invalid="ignore"):
-            times_usual = amount / usual_a
-        score_a, z_a, history_a = np.array(score), np.array(robust_z), np.array(history, dtype=np.int64)
-        out, start = [], 0
-        for end in ends:
-            part = slice(start, end)
-            out.append(Scores(score_a[part], {"usual_amount": usual_a[part], "times_usual": times_usual[part],
-                                              "robust_z": z_a[part], "history": history_a[part]}))
-            start = end
-        return out
+            times_usual = np.asarray(amounts, dtype=float) / usual_a
+        whole = Scores(np.array(score), {"usual_amount": usual_a, "times_usual": times_usual,
+                                         "robust_z": np.array(robust_z), "history": np.array(history, dtype=np.int64)})
+        return [whole.part(a, b) for a, b in bounds]
 
     def _process_rows(self, keys: list, amounts: list, times: list, lo: int, hi: int,
                       score: list, usual: list, robust_z: list, history: list) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Columns", "Detector", "Scores", "squash"]
+__all__ = ["Columns", "Detector", "Scores", "part_bounds", "squash"]
 
 Columns = dict[str, np.ndarray]
 
@@ -37,6 +37,10 @@ class Scores:
     def __init__(self, scores: np.ndarray, details: dict[str, np.ndarray] | None = None):
         self.scores = scores
         self.details = details or {}
+
+    def part(self, start: int, stop: int) -> Scores:
+        """Rows ``start:stop`` (views): one org's share of scores made for many at once."""
+        return Scores(self.scores[start:stop], {name: col[start:stop] for name, col in self.details.items()})
 
     def row(self, i: int) -> dict[str, Any]:
         """The details of one row as plain Python values."""
@@ -135,6 +139,19 @@ def _one(x: dict) -> Columns:
         arr[0] = v
         out[k] = arr
     return out
+
+
+def part_bounds(parts: list[tuple[Detector, Columns]]) -> list[tuple[int, int]]:
+    """Where each part's rows lie when every part's rows are put end to end.
+
+    >>> part_bounds([(None, {"t": np.zeros(2)}), (None, {"t": np.zeros(0)}), (None, {"t": np.zeros(3)})])
+    [(0, 2), (2, 2), (2, 5)]
+    """
+    bounds, end = [], 0
+    for _, X in parts:
+        start, end = end, end + _length(X)
+        bounds.append((start, end))
+    return bounds
 
 
 def _length(X: Columns) -> int:

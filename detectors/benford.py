@@ -51,7 +51,7 @@ import datetime as dt
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, squash
+from detectors.base import Columns, Detector, Scores, part_bounds, squash
 
 __all__ = ["BANDS", "Benford", "EXPECTED", "expected_mad", "first_digits"]
 
@@ -243,13 +243,9 @@ class Benford(Detector):
         scores, totals = first._score_groups(pooled, counts_of, learn=True)
         for ((i, key), month), counts in totals.items():
             models[i]._counts[key, month] = counts
-        out, start = [], 0
-        for model, X in parts:
+        for model in models:
             model._forget_old()
-            stop = start + len(X["key"])
-            out.append(Scores(scores.scores[start:stop], {k: v[start:stop] for k, v in scores.details.items()}))
-            start = stop
-        return out
+        return [scores.part(a, b) for a, b in part_bounds(parts)]
 
     def month_mad(self) -> dict[tuple, tuple[float, int]]:
         """(MAD, count) of every key-month held."""

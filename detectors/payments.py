@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores
+from detectors.base import Columns, Detector, Scores, part_bounds
 from detectors.hst import HalfSpaceTrees
 
 __all__ = ["FEATURES", "PaymentFeatures", "PaymentHalfSpaceTrees", "PaymentIsolationForest"]
@@ -70,22 +70,20 @@ class PaymentFeatures:
         return M
 
     @staticmethod
-    def transform_pooled(parts: list[tuple[PaymentFeatures, Columns]]) -> list[np.ndarray]:
-        """``transform(X, learn=True)`` of several orgs' features at once: each keeps its
-        own counterparties and sums, the arithmetic is one pass over all rows."""
+    def transform_pooled(parts: list[tuple[PaymentFeatures, Columns]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """``transform(X, learn=True)`` of several orgs' rows at once, as one matrix, and
+        each part's rows in it (``part_bounds``): each org keeps its own counterparties
+        and sums, the arithmetic is one pass over all rows."""
+        bounds = part_bounds(parts)
         if not parts:
-            return []
-        lengths = np.array([len(X["amount"]) for _, X in parts])
+            return np.zeros((0, len(FEATURES))), bounds
         days = np.concatenate([f._days(X, True) for f, X in parts])
         M = _matrix({name: np.concatenate([np.asarray(X[name], dtype=float) for _, X in parts])
                      for name in ("amount", "hour", "weekday", "individual")}, days)
-        ends = np.cumsum(lengths)
-        mats = []
-        for (features, _), a, b in zip(parts, (ends - lengths).tolist(), ends.tolist()):
+        for (features, _), (a, b) in zip(parts, bounds):
             part = M[a:b]
             features._learned(part, np.cumsum(part, axis=0) - part)  # summed as one org alone sums them
-            mats.append(part)
-        return mats
+        return M, bounds
 
     def _days(self, X: Columns, learn: bool) -> np.ndarray:
         """The days_since feature of each row, reading (and, learning, writing) the last payments."""
@@ -227,15 +225,10 @@ class PaymentHalfSpaceTrees(Detector):
         trees = {id(m._model._feature_of) for m, _ in parts}  # type: ignore[attr-defined]
         if len(trees) != 1:
             return super().process_pooled(parts)
-        mats = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
-        first: PaymentHalfSpaceTrees = parts[0][0]  # type: ignore[assignment]
-        paths = first._model._paths(np.vstack(mats))
-        out, start = [], 0
-        for (model, X), M in zip(parts, mats):
-            stop = start + len(M)
-            out.append(model._run(X, True, paths[:, :, start:stop], M))  # type: ignore[attr-defined]
-            start = stop
-        return out
+        M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
+        paths = parts[0][0]._model._paths(M)  # type: ignore[attr-defined]
+        return [model._run(X, True, paths[:, :, a:b], M[a:b])  # type: ignore[attr-defined]
+                for (model, X), (a, b) in zip(parts, bounds)]
 
     def score_many(self, X: Columns) -> Scores:
         return self._run(X, learn=False)
@@ -310,22 +303,21 @@ class PaymentIsolationForest(Detector):
     @classmethod
     def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
         """Each org's features from its own state, scored in one call (the forest is shared)."""
+        if not parts:
+            return []
         if len({id(m.model) for m, _ in parts}) > 1:
             return super().process_pooled(parts)
-        mats = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
+        M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
         first: PaymentIsolationForest = parts[0][0]  # type: ignore[assignment]
-        M = np.vstack(mats) if mats else np.zeros((0, len(FEATURES)))
         scores = first._score_matrix(M)
-        out, start = [], 0
-        for (model, X), part in zip(parts, mats):
-            stop = start + len(part)
-            s = scores[start:stop]
+        out = []
+        for (model, X), (a, b) in zip(parts, bounds):
+            part, s = M[a:b], scores[a:b]
             top = _explain(first._score_matrix, part, s, model._features,  # type: ignore[attr-defined]
                            np.flatnonzero(s >= model.explain_above))  # type: ignore[attr-defined]
             if len(X["t"]):
                 model._features.forget_before(float(np.max(X["t"])) - first.max_idle_days * 86400)  # type: ignore[attr-defined]
             out.append(Scores(s, _details(part, top)))
-            start = stop
         return out
 
     def key_count(self) -> int:

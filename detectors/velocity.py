@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, squash
+from detectors.base import Columns, Detector, Scores, part_bounds, squash
 
 __all__ = ["Velocity"]
 
@@ -141,19 +141,13 @@ class Velocity(Detector):
     def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
         """Each org's rows scored then learned by its own model; the columns made once for all."""
         rows: list[tuple] = []
-        ends = []
         for model, X in parts:
             score, learn, keys = model._score, model._learn, model._keys  # type: ignore[attr-defined]
             for k, a, t in zip(X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()):
                 rows.append(score(keys.get(k), a, t))
                 learn(k, a, t)
-            ends.append(len(rows))
         whole = _scores(rows)
-        out, start = [], 0
-        for end in ends:
-            out.append(Scores(whole.scores[start:end], {name: col[start:end] for name, col in whole.details.items()}))
-            start = end
-        return out
+        return [whole.part(a, b) for a, b in part_bounds(parts)]
 
     def key_count(self) -> int:
         return len(self._keys)

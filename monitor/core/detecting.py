@@ -67,13 +67,13 @@ def detector_scores(det: CompiledDetector, batch: EventBatch, selected: np.ndarr
 
 
 class _Processed:
-    """A batch's scores, by org: part ``k`` (``orgs[k]``, ``parts[k]``) holds the selected
-    rows at positions ``order[starts[k]:starts[k + 1]]``, in stream order."""
+    """A batch's scores, by org: part ``k`` (one org's) holds the selected rows at
+    positions ``order[starts[k]:starts[k + 1]]``, in stream order."""
 
-    __slots__ = ("order", "starts", "orgs", "parts", "_at")
+    __slots__ = ("order", "starts", "parts", "_at")
 
-    def __init__(self, order: np.ndarray, starts: np.ndarray, orgs: list, parts: list[Scores]):
-        self.order, self.starts, self.orgs, self.parts = order, starts, orgs, parts
+    def __init__(self, order: np.ndarray, starts: np.ndarray, parts: list[Scores]):
+        self.order, self.starts, self.parts = order, starts, parts
         self._at: np.ndarray | None = None  # position -> its place in ``order``, when first asked
 
     def in_order(self) -> np.ndarray:
@@ -120,7 +120,7 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     if type(store) is not dict:  # a table-backed store needs the write (a dict holds the model itself)
         for org, model in zip(orgs, models):
             store[(org,)] = model
-    return _Processed(order, starts, orgs, results)
+    return _Processed(order, starts, results)
 
 
 def _tails(det: CompiledDetector, state: ScorerState, orgs) -> OrgTails:

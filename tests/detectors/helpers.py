@@ -55,3 +55,24 @@ def restored(detector):
     clone = detector.clone()
     clone.load_state(msgspec.msgpack.decode(msgspec.msgpack.encode(detector.state())))
     return clone
+
+
+def pooled_equals_alone(make, streams: list[dict], cuts: list[tuple[int, int]], details: tuple[str, ...]) -> list:
+    """Feed several orgs' streams, cut into the same batches, to one ``process_pooled``
+    call per batch (one fresh model per org), and check each org's scores and
+    ``details`` equal those of a model that saw only that org's stream in one go.
+    Returns the lone runs' Scores."""
+    alone = [make().process_many(X) for X in streams]
+    models = [make() for _ in streams]
+    got: list[list] = [[] for _ in streams]
+    for start, stop in cuts:
+        parts = [(m, rows(X, min(start, len(X["t"])), min(stop, len(X["t"])))) for m, X in zip(models, streams)]
+        for k, s in enumerate(type(models[0]).process_pooled(parts)):
+            got[k].append(s)
+    for want, parts in zip(alone, got):
+        assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
+        for name in details:
+            pooled = np.concatenate([p.details[name] for p in parts])
+            assert pooled.tolist() == want.details[name].tolist() or np.array_equal(pooled, want.details[name],
+                                                                                    equal_nan=True), name
+    return alone

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.amount import RobustAmount, sorted_mad
-from tests.detectors.helpers import in_batches, one_at_a_time, payment_columns, restored, rows
+from tests.detectors.helpers import in_batches, one_at_a_time, payment_columns, pooled_equals_alone, restored, rows
 
 
 @settings(max_examples=300, deadline=None)
@@ -77,15 +77,5 @@ def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
     streams = [payment_columns(n, keys=15, seed=s) for n, s in ((700, 11), (25, 12), (1100, 13))]
     for X in streams:
         X["amount"][::37] *= 30  # outliers, so that scores are not all 0
-    alone = [make().process_many(X) for X in streams]
-    models = [make() for _ in streams]
-    got = [[] for _ in streams]
-    for cut in ((0, 20), (20, 400), (400, 1100)):
-        parts = [(m, rows(X, min(cut[0], len(X["t"])), min(cut[1], len(X["t"])))) for m, X in zip(models, streams)]
-        for k, s in enumerate(RobustAmount.process_pooled(parts)):
-            got[k].append(s)
-    for want, parts in zip(alone, got):
-        assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
-        for name in ("usual_amount", "robust_z", "history"):
-            assert np.array_equal(np.concatenate([p.details[name] for p in parts]), want.details[name], equal_nan=True)
+    alone = pooled_equals_alone(make, streams, [(0, 20), (20, 400), (400, 1100)], ("usual_amount", "robust_z", "history"))
     assert max(w.scores.max() for w in alone) > 0.5

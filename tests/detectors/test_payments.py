@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.payments import PaymentHalfSpaceTrees
-from tests.detectors.helpers import in_batches, payment_columns, restored, rows
+from tests.detectors.helpers import in_batches, payment_columns, pooled_equals_alone, restored, rows
 
 
 def test_days_since_reads_the_previous_payment_to_the_same_counterparty():
@@ -50,15 +50,5 @@ def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
     explanations stay exactly its own model's, batch after batch."""
     make = lambda: PaymentHalfSpaceTrees(n_trees=10, height=6, window_size=97, seed=1, explain_above=0.85)  # noqa: E731
     streams = [payment_columns(n, keys=20, seed=s) for n, s in ((900, 1), (40, 2), (1300, 3))]
-    alone = [make().process_many(X) for X in streams]
-    pooled_models = [make() for _ in streams]
-    got = [[] for _ in streams]
-    for cut in ((0, 30), (30, 300), (300, 1300)):
-        parts = [(m, rows(X, min(cut[0], len(X["t"])), min(cut[1], len(X["t"])))) for m, X in zip(pooled_models, streams)]
-        for k, s in enumerate(PaymentHalfSpaceTrees.process_pooled(parts)):
-            got[k].append(s)
-    for want, parts in zip(alone, got):
-        assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
-        tops = np.concatenate([p.details["top_features"] for p in parts]).tolist()
-        assert tops == want.details["top_features"].tolist()
+    alone = pooled_equals_alone(make, streams, [(0, 30), (30, 300), (300, 1300)], ("top_features",))
     assert any(alone[2].details["top_features"]) and alone[2].scores.max() > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.velocity import Velocity
-from tests.detectors.helpers import in_batches, one_at_a_time, payment_columns, restored, rows
+from tests.detectors.helpers import in_batches, one_at_a_time, payment_columns, pooled_equals_alone, restored
 
 DAY = 86400.0
 
@@ -55,15 +55,5 @@ def test_batches_and_restores_change_nothing():
 def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
     make = lambda: Velocity(window_days=5, min_payments=3, history_days=2)  # noqa: E731
     streams = [payment_columns(n, keys=60, seed=s) for n, s in ((600, 21), (15, 22), (900, 23))]
-    alone = [make().process_many(X) for X in streams]
-    models = [make() for _ in streams]
-    got = [[] for _ in streams]
-    for cut in ((0, 10), (10, 350), (350, 900)):
-        parts = [(m, rows(X, min(cut[0], len(X["t"])), min(cut[1], len(X["t"])))) for m, X in zip(models, streams)]
-        for k, s in enumerate(Velocity.process_pooled(parts)):
-            got[k].append(s)
-    for want, parts in zip(alone, got):
-        assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
-        for name in ("status", "payments", "window_total"):
-            assert np.concatenate([p.details[name] for p in parts]).tolist() == want.details[name].tolist()
+    alone = pooled_equals_alone(make, streams, [(0, 10), (10, 350), (350, 900)], ("status", "payments", "window_total"))
     assert max(w.scores.max() for w in alone) >= 0.5
