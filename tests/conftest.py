@@ -116,7 +116,10 @@ def live_state(table: dict[bytes, bytes], pack, org_marks: dict[str, float], det
     end: the detector models and their alerts' messages (which quote them),
     and how many findings each alert has merged (a rule or detector makes at
     most one finding per key in a batch, so two events of a key in one batch
-    count once, in two batches twice)."""
+    count once, in two batches twice). An alert's event ids are compared as a
+    set: they are kept in the order they arrived, and two inputs (a payment
+    topic, a procurement topic) interleave a key's events differently in
+    every run."""
     from monitor.core.scorer import _total_last_seen, _window_last_seen
     from monitor.runners.tablestate import TableStore
 
@@ -137,6 +140,7 @@ def live_state(table: dict[bytes, bytes], pack, org_marks: dict[str, float], det
             if b"\x1falert\x1f" in key:
                 alert = orjson.loads(value)
                 alert.pop("count")
+                alert["event_ids"] = sorted(alert["event_ids"])
                 if any(marker in key for marker in detector_alerts):
                     alert.pop("message")
                 live[key] = orjson.dumps(alert)

@@ -42,6 +42,22 @@ def test_the_same_finding_again_updates_the_alert(default_pack):
     assert (again.first_seen, again.last_seen) == ("1970-01-01T00:00:50Z", "1970-01-01T00:05:00Z")
 
 
+def test_the_message_is_that_of_the_newest_event_whatever_order_the_findings_came_in(default_pack):
+    """Two inputs (a payment topic, a procurement topic) deliver a key's events in
+    an order no run repeats: the alert must end the same either way."""
+    older = finding(["e1"], 100.0, 100.0, sum_amount=1.0e6)
+    newer = finding(["e2"], 200.0, 200.0, sum_amount=3.0e6)
+    ends = []
+    for order in ((older, newer), (newer, older)):
+        book = AlertBook(default_pack)
+        for f in order:
+            book.merge([f])
+        (alert,) = book.alerts.values()
+        ends.append((alert.message, alert.first_seen, alert.last_seen, sorted(alert.event_ids)))
+    assert ends[0] == ends[1]
+    assert "3,000,000 CNY" in ends[0][0]
+
+
 def test_alert_ids_are_stable_across_runs(default_pack):
     a = AlertBook(default_pack).merge([finding(["e1"], 1.0, 1.0)])[0]
     b = AlertBook(default_pack).merge([finding(["e9"], 5.0, 5.0)])[0]

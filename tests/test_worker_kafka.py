@@ -576,7 +576,8 @@ def assert_same_state(clean: Worker, killed: Worker, orgs: str) -> None:
               for w in (clean, killed)]
     assert len(states[0]) > 1000
     differing = sorted(k for k in states[0].keys() | states[1].keys() if states[0].get(k) != states[1].get(k))
-    assert not differing, f"{len(differing)} state entries differ after kills, e.g. {differing[:5]}"
+    assert not differing, (f"{len(differing)} state entries differ after kills, e.g. "
+                           f"{[(k, states[0].get(k), states[1].get(k)) for k in differing[:3]]}")
 
 
 def stream_for_this_run(tmp_path, events: int) -> str:

@@ -111,6 +111,7 @@ class AlertBook:
                 created.add(key)
             else:
                 first = min(_epoch(alert.first_seen), f.first_seen)
+                latest = f.last_seen >= _epoch(alert.last_seen)
                 last = max(_epoch(alert.last_seen), f.last_seen)
                 known = set(alert.event_ids)
                 alert.event_ids.extend(e for e in f.event_ids if e not in known)
@@ -118,7 +119,8 @@ class AlertBook:
                 if f.score is not None:
                     alert.score = max(alert.score, round(f.score, 4))
                 alert.first_seen, alert.last_seen = _iso(first), _iso(last)
-                alert.message = message
+                if latest:  # the newest event in business time speaks, whichever input delivered it last
+                    alert.message = message
                 alert.pack_version = self.pack.version  # the version that last changed it
                 self.alerts[key] = alert  # a table-backed mapping needs the write
             changed[key] = alert
