@@ -18,7 +18,11 @@ Then the targets: detector alerts per 10,000 events within ×1.5 between the
 sizes, precision@k ≥ 0.8 at each for the detectors that have a planted
 anomaly of their own, and every fabricated journal month caught at each.
 
-    python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--json]
+Each run's peak resident memory is printed too. With ``--memory`` each size
+is also run with the rules alone, so the detectors' own share shows; the
+memory target (peak RSS at 3M ≤ 1.2 × at 500k) needs both sizes in ``--sizes``.
+
+    python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--memory] [--json]
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_run import timed  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "riskwatch-bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +59,7 @@ MEANT = {
     "det_benford_payments": set(),  # nothing planted: every alert is a false one
 }
 GENERAL = {"det_org_amount_outlier", "det_payment_pattern", "det_payment_iforest"}
-TARGET_SPREAD, TARGET_PRECISION = 1.5, 0.8
+TARGET_SPREAD, TARGET_PRECISION, TARGET_MEMORY = 1.5, 0.8, 1.2
 
 
 def stream_with_truth(events: int) -> tuple[Path, Path]:
@@ -81,15 +87,18 @@ def planted(truth: Path) -> tuple[dict[int, list[set[str]]], set[str]]:
     return out, cases
 
 
-def score(path: Path, rules: Path | None) -> tuple[list[dict], int, float]:
-    """The detector alerts of one run (the last record of each alert), the events read, seconds."""
+def run_command(path: Path, rules: Path | None, tmp: str, detectors: bool = True) -> list[str]:
+    return [sys.executable, "-m", "monitor.cli", "run", "--input", str(path), "--alerts-out", f"{tmp}/alerts.jsonl",
+            "--rejected-out", f"{tmp}/rejected.jsonl", "--db", "none", "--quiet",
+            *(["--rules", str(rules)] if rules else []), *([] if detectors else ["--no-detectors"])]
+
+
+def score(path: Path, rules: Path | None) -> tuple[list[dict], int, float, int]:
+    """The detector alerts of one run (the last record of each alert), the events
+    read, seconds, and the peak resident memory (KiB) of the run and its workers."""
     with tempfile.TemporaryDirectory() as tmp:
         alerts_out = Path(tmp) / "alerts.jsonl"
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--input", str(path), "--alerts-out", str(alerts_out),
-                        "--rejected-out", f"{tmp}/rejected.jsonl", "--db", "none", "--quiet",
-                        *(["--rules", str(rules)] if rules else [])], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
-        seconds = time.perf_counter() - started
+        seconds, peak = timed(run_command(path, rules, tmp))
         last: dict[str, dict] = {}
         for line in alerts_out.read_bytes().splitlines():
             alert = orjson.loads(line)
@@ -97,7 +106,13 @@ def score(path: Path, rules: Path | None) -> tuple[list[dict], int, float]:
                 last[alert["alert_id"]] = alert
     with open(path, "rb") as f:
         events = sum(1 for _ in f)
-    return list(last.values()), events, seconds
+    return list(last.values()), events, seconds, peak
+
+
+def rules_only_peak(path: Path, rules: Path | None) -> int:
+    """Peak resident memory (KiB) of the same run with the rules alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return timed(run_command(path, rules, tmp, detectors=False))[1]
 
 
 def judge(alerts: list[dict], anomalies: dict[int, list[set[str]]], cases: set[str]) -> dict[str, dict]:
@@ -123,19 +138,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000,3000000")
     parser.add_argument("--rules", type=Path, help="A rules folder (default: the embedded pack).")
+    parser.add_argument("--memory", action="store_true", help="Also run each size with the rules alone (peak RSS).")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     figures = {}
     for size in sizes:
         path, truth = stream_with_truth(size)
-        alerts, events, seconds = score(path, args.rules)
+        alerts, events, seconds, peak = score(path, args.rules)
         anomalies, cases = planted(truth)
         per = judge(alerts, anomalies, cases)
         figures[size] = {"events": events, "seconds": round(seconds, 1), "alerts": len(alerts),
-                         "per_10k": 1e4 * len(alerts) / events, "detectors": per}
-        print(f"\n{events:,} events ({seconds:.1f} s): {len(alerts):,} detector alerts, "
-              f"{1e4 * len(alerts) / events:.2f} per 10,000 events")
+                         "per_10k": 1e4 * len(alerts) / events, "detectors": per, "peak_rss_mib": peak // 1024}
+        rules_alone = ""
+        if args.memory:
+            figures[size]["rules_only_peak_rss_mib"] = rules_only_peak(path, args.rules) // 1024
+            rules_alone = f", {figures[size]['rules_only_peak_rss_mib']:,} MiB with the rules alone"
+        print(f"\n{events:,} events ({seconds:.1f} s, peak RSS {peak // 1024:,} MiB{rules_alone}): "
+              f"{len(alerts):,} detector alerts, {1e4 * len(alerts) / events:.2f} per 10,000 events")
         print(f"  {'detector':<28} {'alerts':>7} {'per 10k':>8} {'planted':>8} {'caught':>7} {'precision@k':>12}")
         for detector, f in per.items():
             precision = "-" if f["precision_at_k"] is None else f"{f['precision_at_k']:.2f}"
@@ -161,6 +181,16 @@ def main() -> None:
                figures[s]["detectors"]["det_benford_journal"]["planted"]) for s in sizes]
     print(f"  fabricated journal months caught: {', '.join(f'{c} of {p}' for c, p in months)}: "
           f"{'met' if all(c == p for c, p in months) else 'NOT met'}")
+    if 500_000 in figures and 3_000_000 in figures:
+        small, large = figures[500_000], figures[3_000_000]
+        ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
+        line = (f"  peak RSS at 3M / at 500k: {large['peak_rss_mib']:,} / {small['peak_rss_mib']:,} MiB = x{ratio:.2f} "
+                f"(target <= x{TARGET_MEMORY}): {'met' if ratio <= TARGET_MEMORY else 'NOT met'}")
+        if args.memory:
+            own = [f["peak_rss_mib"] - f["rules_only_peak_rss_mib"] for f in (small, large)]
+            line += (f"; the rules alone x{large['rules_only_peak_rss_mib'] / small['rules_only_peak_rss_mib']:.2f}, "
+                     f"the detectors' own share {own[1]:,} / {own[0]:,} MiB")
+        print(line)
     if args.json:
         print(json.dumps(figures, indent=1))
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
+from array import array
 
 import numpy as np
 
@@ -44,11 +44,16 @@ _SWEEP_EVERY = 20_000
 
 
 class _History:
+    """A key's last log amounts, in arrival order and sorted. Kept as packed
+    doubles: a key holds a few values, and keys grow with the stream's density
+    (one per contract), so a list of float objects and a deque (whose first
+    block alone is over 500 bytes) would be most of a dense stream's memory."""
+
     __slots__ = ("arrived", "ordered", "last_t")
 
-    def __init__(self) -> None:
-        self.arrived: deque[float] = deque()  # log amounts, oldest first
-        self.ordered: list[float] = []  # the same, sorted
+    def __init__(self, values: list[float] | None = None) -> None:
+        self.arrived = array("d", values or ())  # log amounts, oldest first
+        self.ordered = array("d", sorted(values or ()))  # the same, sorted
         self.last_t = -math.inf
 
 
@@ -113,7 +118,7 @@ class RobustAmount(Detector):
         h.arrived.append(v)
         bisect.insort(h.ordered, v)
         if len(h.arrived) > self.window:
-            old = h.arrived.popleft()
+            old = h.arrived.pop(0)
             del h.ordered[bisect.bisect_left(h.ordered, old)]
         h.last_t = max(h.last_t, t)
         self._newest = max(self._newest, t)
@@ -191,7 +196,7 @@ class RobustAmount(Detector):
             h.arrived.append(v)
             insort(h.ordered, v)
             if len(h.arrived) > window:
-                del h.ordered[bisect_left(h.ordered, h.arrived.popleft())]
+                del h.ordered[bisect_left(h.ordered, h.arrived.pop(0))]
             t = times[i]
             if t > h.last_t:
                 h.last_t = t
@@ -219,16 +224,14 @@ class RobustAmount(Detector):
     def load_state(self, state: dict) -> None:
         self._keys = {}
         for k, values, last_t in state["keys"]:
-            h = _History()
-            h.arrived = deque(values)
-            h.ordered = sorted(values)
+            h = _History(values)
             h.last_t = last_t
             self._keys[tuple(k) if isinstance(k, list) else k] = h
         self._learned = state["learned"]
         self._newest = state["newest"]
 
 
-def sorted_mad(s: list[float], med: float) -> float:
+def sorted_mad(s, med: float) -> float:
     """Median of ``|v - med|`` over a sorted list, in O(log n).
 
     The deviations below the median, read from the median outwards, and those
@@ -245,7 +248,7 @@ def sorted_mad(s: list[float], med: float) -> float:
     return 0.5 * (_kth_deviation(s, med, p, n, n // 2 - 1) + _kth_deviation(s, med, p, n, n // 2))
 
 
-def _kth_deviation(s: list[float], med: float, p: int, n: int, k: int) -> float:
+def _kth_deviation(s, med: float, p: int, n: int, k: int) -> float:
     """The k-th smallest (0-based) of |v - med|; ``p`` splits ``s`` at the median."""
     na, nb = p, n - p
     lo, hi = max(0, k + 1 - nb), min(k + 1, na)
