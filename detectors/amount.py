@@ -138,14 +138,12 @@ class RobustAmount(Detector):
             self._learn(k, a, t)
 
     def process_many(self, X: Columns) -> Scores:
-        return type(self).process_pooled([(self, X)])[0]
+        return type(self).process_pooled([(self, X)])
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
         """Each org's rows scored then learned by its own model, in one loop over
         all rows and one pass of arithmetic (the per-org cost of a small org)."""
-        if not parts:
-            return []
         keys: list = []
         amounts: list = []
         times: list = []
@@ -155,15 +153,13 @@ class RobustAmount(Detector):
             times += X["t"].tolist()
         n = len(keys)
         score, usual, robust_z, history = [0.0] * n, [math.nan] * n, [math.nan] * n, [0] * n
-        bounds = part_bounds(parts)
-        for (model, _), (start, stop) in zip(parts, bounds):
+        for (model, _), (start, stop) in zip(parts, part_bounds(parts)):
             model._process_rows(keys, amounts, times, start, stop, score, usual, robust_z, history)  # type: ignore[attr-defined]
         usual_a = np.array(usual)
         with np.errstate(divide="ignore", invalid="ignore"):
             times_usual = np.asarray(amounts, dtype=float) / usual_a
-        whole = Scores(np.array(score), {"usual_amount": usual_a, "times_usual": times_usual,
-                                         "robust_z": np.array(robust_z), "history": np.array(history, dtype=np.int64)})
-        return [whole.part(a, b) for a, b in bounds]
+        return Scores(np.array(score), {"usual_amount": usual_a, "times_usual": times_usual,
+                                        "robust_z": np.array(robust_z), "history": np.array(history, dtype=np.int64)})
 
     def _process_rows(self, keys: list, amounts: list, times: list, lo: int, hi: int,
                       score: list, usual: list, robust_z: list, history: list) -> None:

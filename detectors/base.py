@@ -42,6 +42,21 @@ class Scores:
         """Rows ``start:stop`` (views): one org's share of scores made for many at once."""
         return Scores(self.scores[start:stop], {name: col[start:stop] for name, col in self.details.items()})
 
+    @staticmethod
+    def concat(parts: list[Scores]) -> Scores:
+        """Several batches' scores end to end (the parts of a pooled call).
+
+        >>> Scores.concat([Scores(np.array([0.5]), {"z": np.array([3.0])}), Scores(np.zeros(0))]).details["z"].tolist()
+        [3.0]
+        """
+        parts = [p for p in parts if len(p.scores)] or parts[:1]
+        if not parts:
+            return Scores(np.zeros(0))
+        if len(parts) == 1:
+            return parts[0]
+        return Scores(np.concatenate([p.scores for p in parts]),
+                      {name: np.concatenate([p.details[name] for p in parts]) for name in parts[0].details})
+
     def row(self, i: int) -> dict[str, Any]:
         """The details of one row as plain Python values."""
         out = {}
@@ -100,14 +115,15 @@ class Detector(abc.ABC):
         return Scores(scores, {k: np.array(v) for k, v in details.items()})
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
-        """``process_many`` for several models of one kind (one per org) at once.
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
+        """``process_many`` for several models of one kind (one per org) at once:
+        one Scores, the parts' rows end to end (``part_bounds`` says where each lies).
 
         The default calls each in turn; a kind whose scoring has a high fixed
-        cost per call (a scikit-learn model) overrides it to score every
-        part in one call while each model keeps its own state.
+        cost per call (a scikit-learn model), or a high cost per part, overrides
+        it to score every part in one call while each model keeps its own state.
         """
-        return [model.process_many(X) for model, X in parts]
+        return Scores.concat([model.process_many(X) for model, X in parts])
 
     # --- settings and state -------------------------------------------------
     def params(self) -> dict[str, Any]:

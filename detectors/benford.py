@@ -51,7 +51,7 @@ import datetime as dt
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, part_bounds, squash
+from detectors.base import Columns, Detector, Scores, squash
 
 __all__ = ["BANDS", "Benford", "EXPECTED", "expected_mad", "first_digits"]
 
@@ -223,12 +223,12 @@ class Benford(Detector):
         return self._score(X, learn=True)
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Benford, Columns]]) -> list[Scores]:
+    def process_pooled(cls, parts: list[tuple[Benford, Columns]]) -> Scores:
         """All the orgs' models in one vectorised pass (a small batch touches many
         orgs with a few amounts each; numpy's cost per call dominated). The
         models share their settings (one detector spec) but not their counts."""
         if len(parts) < 2:
-            return [model.process_many(X) for model, X in parts]
+            return Scores.concat([model.process_many(X) for model, X in parts])
         first = parts[0][0]
         models = [model for model, _ in parts]
         keys = np.empty(sum(len(X["key"]) for _, X in parts), dtype=object)
@@ -245,7 +245,7 @@ class Benford(Detector):
             models[i]._counts[key, month] = counts
         for model in models:
             model._forget_old()
-        return [scores.part(a, b) for a, b in part_bounds(parts)]
+        return scores
 
     def month_mad(self) -> dict[tuple, tuple[float, int]]:
         """(MAD, count) of every key-month held."""

@@ -87,8 +87,11 @@ class HalfSpaceTrees(Detector):
         self.limits = limits
         self._feature_of, self._threshold = self._build()
         n_nodes = 2 ** (height + 1) - 1
-        self._l_mass = np.zeros((n_trees, n_nodes), dtype=np.int64)
-        self._r_mass = np.zeros((n_trees, n_nodes), dtype=np.int64)
+        # A node's mass is at most one window's rows: a small integer type keeps a
+        # model per org affordable (25 trees of height 8 are 12,775 nodes a window).
+        self._mass_type = np.int16 if window_size < 2**15 else np.int64
+        self._l_mass = np.zeros((n_trees, n_nodes), dtype=self._mass_type)
+        self._r_mass: np.ndarray | None = None  # the reference window: none until the first one is full
         self._counter = 0
         self._first_window = True
 
@@ -156,11 +159,11 @@ class HalfSpaceTrees(Detector):
     def _learn_paths(self, paths: np.ndarray) -> None:
         n_trees, n_nodes = self._l_mass.shape
         flat = (paths + (np.arange(n_trees) * n_nodes)[None, :, None]).ravel()
-        self._l_mass += np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes)
+        self._l_mass += np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes).astype(self._mass_type)
 
     def _pivot(self) -> None:
         self._r_mass = self._l_mass
-        self._l_mass = np.zeros_like(self._r_mass)
+        self._l_mass = np.zeros_like(self._l_mass)
         self._first_window = False
         self._counter = 0
 
@@ -212,11 +215,12 @@ class HalfSpaceTrees(Detector):
 
     # --- state ------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"l_mass": self._l_mass.tolist(), "r_mass": self._r_mass.tolist(),
+        return {"l_mass": self._l_mass.tolist(), "r_mass": None if self._r_mass is None else self._r_mass.tolist(),
                 "counter": self._counter, "first_window": self._first_window}
 
     def load_state(self, state: dict) -> None:
-        self._l_mass = np.array(state["l_mass"], dtype=np.int64)
-        self._r_mass = np.array(state["r_mass"], dtype=np.int64)
+        self._l_mass = np.array(state["l_mass"], dtype=self._mass_type)
+        held = None if state["first_window"] else state["r_mass"]  # a reference of zeros was kept before
+        self._r_mass = None if held is None else np.array(held, dtype=self._mass_type)
         self._counter = state["counter"]
         self._first_window = state["first_window"]

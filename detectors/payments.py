@@ -219,7 +219,7 @@ class PaymentHalfSpaceTrees(Detector):
         return Scores(scores, _details(M, top))
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
         """Each org's model on its own rows, the paths of every row through the shared
         trees found in one call (most of a small org's cost)."""
         trees = {id(m._model._feature_of) for m, _ in parts}  # type: ignore[attr-defined]
@@ -227,8 +227,8 @@ class PaymentHalfSpaceTrees(Detector):
             return super().process_pooled(parts)
         M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
         paths = parts[0][0]._model._paths(M)  # type: ignore[attr-defined]
-        return [model._run(X, True, paths[:, :, a:b], M[a:b])  # type: ignore[attr-defined]
-                for (model, X), (a, b) in zip(parts, bounds)]
+        return Scores.concat([model._run(X, True, paths[:, :, a:b], M[a:b])  # type: ignore[attr-defined]
+                              for (model, X), (a, b) in zip(parts, bounds)])
 
     def score_many(self, X: Columns) -> Scores:
         return self._run(X, learn=False)
@@ -283,7 +283,7 @@ class PaymentIsolationForest(Detector):
 
     def _run(self, X: Columns, learn: bool) -> Scores:
         if learn:
-            return type(self).process_pooled([(self, X)])[0]
+            return type(self).process_pooled([(self, X)])
         M = self._features.transform(X, learn=False)
         scores = self._score_matrix(M)
         top = _explain(self._score_matrix, M, scores, self._features, np.flatnonzero(scores >= self.explain_above))
@@ -301,24 +301,23 @@ class PaymentIsolationForest(Detector):
         return self._run(X, learn=True)
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
         """Each org's features from its own state, scored in one call (the forest is shared)."""
         if not parts:
-            return []
+            return Scores.concat([])
         if len({id(m.model) for m, _ in parts}) > 1:
             return super().process_pooled(parts)
         M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
         first: PaymentIsolationForest = parts[0][0]  # type: ignore[assignment]
         scores = first._score_matrix(M)
-        out = []
+        top = np.full(len(M), "", dtype=object)
         for (model, X), (a, b) in zip(parts, bounds):
-            part, s = M[a:b], scores[a:b]
-            top = _explain(first._score_matrix, part, s, model._features,  # type: ignore[attr-defined]
-                           np.flatnonzero(s >= model.explain_above))  # type: ignore[attr-defined]
+            flagged = np.flatnonzero(scores[a:b] >= model.explain_above)  # type: ignore[attr-defined]
+            if len(flagged):  # each org's explained against its own features' state
+                top[a:b] = _explain(first._score_matrix, M[a:b], scores[a:b], model._features, flagged)  # type: ignore[attr-defined]
             if len(X["t"]):
                 model._features.forget_before(float(np.max(X["t"])) - first.max_idle_days * 86400)  # type: ignore[attr-defined]
-            out.append(Scores(s, _details(part, top)))
-        return out
+        return Scores(scores, _details(M, top))
 
     def key_count(self) -> int:
         return len(self._features.last_paid)

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, part_bounds, squash
+from detectors.base import Columns, Detector, Scores, squash
 
 __all__ = ["Velocity"]
 
@@ -135,10 +135,10 @@ class Velocity(Detector):
             self._learn(k, a, t)
 
     def process_many(self, X: Columns) -> Scores:
-        return type(self).process_pooled([(self, X)])[0]
+        return type(self).process_pooled([(self, X)])
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> list[Scores]:
+    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
         """Each org's rows scored then learned by its own model; the columns made once for all."""
         rows: list[tuple] = []
         for model, X in parts:
@@ -146,8 +146,7 @@ class Velocity(Detector):
             for k, a, t in zip(X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()):
                 rows.append(score(keys.get(k), a, t))
                 learn(k, a, t)
-        whole = _scores(rows)
-        return [whole.part(a, b) for a, b in part_bounds(parts)]
+        return _scores(rows)
 
     def key_count(self) -> int:
         return len(self._keys)

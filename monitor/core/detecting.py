@@ -67,30 +67,28 @@ def detector_scores(det: CompiledDetector, batch: EventBatch, selected: np.ndarr
 
 
 class _Processed:
-    """A batch's scores, by org: part ``k`` (one org's) holds the selected rows at
-    positions ``order[starts[k]:starts[k + 1]]``, in stream order."""
+    """A batch's scores, the selected rows grouped by org: row ``i`` of ``pooled``
+    is the selected row at position ``order[i]``."""
 
-    __slots__ = ("order", "starts", "parts", "_at")
+    __slots__ = ("order", "pooled", "_at")
 
-    def __init__(self, order: np.ndarray, starts: np.ndarray, parts: list[Scores]):
-        self.order, self.starts, self.parts = order, starts, parts
+    def __init__(self, order: np.ndarray, pooled: Scores):
+        self.order, self.pooled = order, pooled
         self._at: np.ndarray | None = None  # position -> its place in ``order``, when first asked
 
     def in_order(self) -> np.ndarray:
         """Every selected row's score, in the selected rows' order."""
         scores = np.zeros(len(self.order))
-        if self.parts:
-            scores[self.order] = np.concatenate([s.scores for s in self.parts])
+        if len(self.pooled.scores):
+            scores[self.order] = self.pooled.scores
         return scores
 
     def details(self, position: int) -> dict[str, Any]:
-        """The details of the selected row at ``position``, from its org's part."""
+        """The details of the selected row at ``position``."""
         if self._at is None:
             self._at = np.empty_like(self.order)
             self._at[self.order] = np.arange(len(self.order))
-        at = int(self._at[position])
-        k = int(np.searchsorted(self.starts, at, side="right")) - 1
-        return self.parts[k].row(at - int(self.starts[k]))
+        return self.pooled.row(int(self._at[position]))
 
 
 def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> _Processed:
@@ -116,11 +114,11 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
         models.append(model)
         a, b = starts[k], starts[k + 1]
         parts.append((model, columns if len(codes) == 1 else {name: col[a:b] for name, col in columns.items()}))
-    results = kind.process_pooled(parts)
+    pooled = kind.process_pooled(parts)
     if type(store) is not dict:  # a table-backed store needs the write (a dict holds the model itself)
         for org, model in zip(orgs, models):
             store[(org,)] = model
-    return _Processed(order, starts, results)
+    return _Processed(order, pooled)
 
 
 def _tails(det: CompiledDetector, state: ScorerState, orgs) -> OrgTails:

@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # the ticket store's database code is imported by whoever ope
 __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "default_rejected_path", "partitionable"]
 
 BATCH_SIZE = 8192
-KEY_COUNT_SECONDS = 1.0  # the state-keys gauge is recounted at most this often
+KEY_COUNT_SECONDS = 5.0  # the state-keys gauge is recounted at most this often (a scrape is every 15 s;
+# counting walks every org's models: 50 ms with 3,840 orgs)
 TICKET_FLUSH_SECONDS = 2.0
 ESCALATION_CHECK_SECONDS = 60.0
 WORKER_POLL_SECONDS = 1.0  # how often the parent looks for a worker that died silently

@@ -5,6 +5,8 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
+from detectors.base import part_bounds
+
 
 def payment_columns(n: int = 2000, keys: int = 20, seed: int = 0, days: float = 120.0) -> dict[str, np.ndarray]:
     """Payments to ``keys`` counterparties, each around its own usual amount, in time order."""
@@ -67,8 +69,9 @@ def pooled_equals_alone(make, streams: list[dict], cuts: list[tuple[int, int]], 
     got: list[list] = [[] for _ in streams]
     for start, stop in cuts:
         parts = [(m, rows(X, min(start, len(X["t"])), min(stop, len(X["t"])))) for m, X in zip(models, streams)]
-        for k, s in enumerate(type(models[0]).process_pooled(parts)):
-            got[k].append(s)
+        pooled = type(models[0]).process_pooled(parts)
+        for k, (a, b) in enumerate(part_bounds(parts)):
+            got[k].append(pooled.part(a, b))
     for want, parts in zip(alone, got):
         assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
         for name in details:

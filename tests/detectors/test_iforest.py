@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
+from detectors.base import part_bounds
 from detectors.iforest import FlatForest
 from detectors.modelfile import ModelFileError, load_model, save_model
 from detectors.payments import FEATURES, PaymentIsolationForest
@@ -101,7 +102,9 @@ def test_pooled_scoring_equals_one_org_at_a_time(model_file):
     X = payment_columns(900, keys=30, seed=2)
     parts = [rows(X, 0, 300), rows(X, 300, 650), rows(X, 650, 900)]
     one_by_one = [PaymentIsolationForest(flat, explain_above=0.55).process_many(p) for p in parts]
-    pooled = PaymentIsolationForest.process_pooled([(PaymentIsolationForest(flat, explain_above=0.55), p) for p in parts])
+    models = [(PaymentIsolationForest(flat, explain_above=0.55), p) for p in parts]
+    whole = PaymentIsolationForest.process_pooled(models)
+    pooled = [whole.part(a, b) for a, b in part_bounds(models)]
     for a, b in zip(one_by_one, pooled):
         assert np.array_equal(a.scores, b.scores) and a.details["top_features"].tolist() == b.details["top_features"].tolist()
     assert any(s.details["top_features"].any() for s in pooled)  # something was explained
