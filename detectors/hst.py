@@ -91,6 +91,7 @@ class HalfSpaceTrees(Detector):
         # model per org affordable (25 trees of height 8 are 12,775 nodes a window).
         self._mass_type = np.int16 if window_size < 2**15 else np.int64
         self._l_mass = np.zeros((n_trees, n_nodes), dtype=self._mass_type)
+        self._tree_offsets = (np.arange(n_trees) * n_nodes)[None, :, None]  # tree t's nodes in the flat masses
         self._r_mass: np.ndarray | None = None  # the reference window: none until the first one is full
         self._counter = 0
         self._first_window = True
@@ -158,8 +159,9 @@ class HalfSpaceTrees(Detector):
 
     def _learn_paths(self, paths: np.ndarray) -> None:
         n_trees, n_nodes = self._l_mass.shape
-        flat = (paths + (np.arange(n_trees) * n_nodes)[None, :, None]).ravel()
-        self._l_mass += np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes).astype(self._mass_type)
+        flat = (paths + self._tree_offsets).ravel()
+        np.add(self._l_mass, np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes),
+               out=self._l_mass, casting="unsafe")  # a node's mass never exceeds a window's rows
 
     def _pivot(self) -> None:
         self._r_mass = self._l_mass

@@ -48,6 +48,7 @@ __all__ = ["FEATURES", "PaymentFeatures", "PaymentHalfSpaceTrees", "PaymentIsola
 
 FEATURES = ("log_amount", "hour", "weekday", "days_since", "individual")
 _LOG_YEAR = math.log(366.0)
+SWEEP_DAYS = 7  # how often (in business days) forgotten counterparties are swept out
 
 
 class PaymentFeatures:
@@ -126,11 +127,12 @@ class PaymentFeatures:
 
     def forget_before(self, horizon: float) -> None:
         """Forget counterparties last paid before ``horizon``. They are swept out
-        once a day of business time (the sweep scans them all, too much for
-        every small batch); until then ``transform`` ignores them."""
+        once every ``SWEEP_DAYS`` of business time (the sweep scans them all, too
+        much for every small batch of each of thousands of orgs); until then
+        ``transform`` ignores them."""
         self._horizon = max(self._horizon, horizon)
         day = horizon // 86400 * 86400
-        if day > self._swept_to:
+        if day >= self._swept_to + SWEEP_DAYS * 86400:
             self._swept_to = day
             self.last_paid = {k: t for k, t in self.last_paid.items() if t >= day}
 
@@ -166,6 +168,15 @@ def _explain(score_fn, M: np.ndarray, scores: np.ndarray, features: PaymentFeatu
     return out
 
 
+def _newest_of_parts(parts: list[tuple[Detector, Columns]], bounds: list[tuple[int, int]]) -> list[float]:
+    """The newest time of each part's rows (-inf for an empty part), in one pass."""
+    t = np.concatenate([np.asarray(X["t"], dtype=float) for _, X in parts]) if parts else np.zeros(0)
+    starts = np.array([a for a, b in bounds if b > a], dtype=np.int64)
+    newest = np.maximum.reduceat(t, starts).tolist() if len(starts) else []
+    it = iter(newest)
+    return [next(it) if b > a else -math.inf for a, b in bounds]
+
+
 def _details(M: np.ndarray, top: np.ndarray) -> dict[str, np.ndarray]:
     return {"top_features": top, "hour_feature": M[:, 1] * 23, "days_since_previous":
             np.where(M[:, 3] >= 1.0, np.nan, np.expm1(M[:, 3] * _LOG_YEAR))}
@@ -197,38 +208,50 @@ class PaymentHalfSpaceTrees(Detector):
 
     inputs = ("key", "amount", "t", "hour", "weekday", "individual")
 
-    def _run(self, X: Columns, learn: bool, paths: np.ndarray | None = None, M: np.ndarray | None = None) -> Scores:
-        M = self._features.transform(X, learn) if M is None else M
-        top = np.full(len(M), "", dtype=object)
-        score_matrix = self._model._score_matrix
-
-        def explain(start: int, stop: int, scores: np.ndarray) -> None:
-            # while the model still holds the masses these rows were scored with
-            flagged = np.flatnonzero(scores >= self.explain_above)
-            if len(flagged):
-                part = _explain(score_matrix, M, np.concatenate([np.zeros(start), scores]), self._features, start + flagged)
-                top[start + flagged] = part[start + flagged]
-
+    def _run(self, X: Columns, learn: bool) -> Scores:
         if learn:
-            scores = self._model.process_paths(self._model._paths(M) if paths is None else paths, True, explain)
-            if len(X["t"]):
-                self._features.forget_before(float(np.max(X["t"])) - self.max_idle_days * 86400)
-        else:
-            scores = score_matrix(M)
-            explain(0, len(M), scores)
+            return type(self).process_pooled([(self, X)])
+        M = self._features.transform(X, learn)
+        top = np.full(len(M), "", dtype=object)
+        scores = self._model._score_matrix(M)
+        self._explain_into(M, 0, scores, top)
         return Scores(scores, _details(M, top))
+
+    def _explain_into(self, M: np.ndarray, start: int, scores: np.ndarray, top: np.ndarray) -> None:
+        """Explain the rows from ``start`` (scored ``scores``) that reach ``explain_above``,
+        into ``top``; while the model still holds the masses they were scored with."""
+        flagged = np.flatnonzero(scores >= self.explain_above)
+        if len(flagged):
+            part = _explain(self._model._score_matrix, M, np.concatenate([np.zeros(start), scores]), self._features,
+                            start + flagged)
+            top[start + flagged] = part[start + flagged]
+
+    def _process_rows(self, M: np.ndarray, paths: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """Score then learn rows (``paths``: theirs through the trees); the scores, and
+        the explanations written into ``top`` (a view of the rows')."""
+        model = self._model
+        if model._first_window and self.explain_above > 0 and model._counter + len(M) < model.window_size:
+            model.process_paths(paths, False)  # every score is 0 until the first window is full: nothing to explain
+            return np.zeros(len(M))
+        return model.process_paths(paths, True, lambda start, stop, s: self._explain_into(M, start, s, top))
 
     @classmethod
     def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
         """Each org's model on its own rows, the paths of every row through the shared
         trees found in one call (most of a small org's cost)."""
         trees = {id(m._model._feature_of) for m, _ in parts}  # type: ignore[attr-defined]
-        if len(trees) != 1:
+        if len(trees) > 1:
             return super().process_pooled(parts)
         M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
-        paths = parts[0][0]._model._paths(M)  # type: ignore[attr-defined]
-        return Scores.concat([model._run(X, True, paths[:, :, a:b], M[a:b])  # type: ignore[attr-defined]
-                              for (model, X), (a, b) in zip(parts, bounds)])
+        scores, top = np.zeros(len(M)), np.full(len(M), "", dtype=object)
+        if len(M):
+            paths = parts[0][0]._model._paths(M)  # type: ignore[attr-defined]
+            newest = _newest_of_parts(parts, bounds)
+            for (model, _), (a, b), t in zip(parts, bounds, newest):
+                if b > a:
+                    scores[a:b] = model._process_rows(M[a:b], paths[:, :, a:b], top[a:b])  # type: ignore[attr-defined]
+                    model._features.forget_before(t - model.max_idle_days * 86400)  # type: ignore[attr-defined]
+        return Scores(scores, _details(M, top))
 
     def score_many(self, X: Columns) -> Scores:
         return self._run(X, learn=False)
@@ -311,12 +334,15 @@ class PaymentIsolationForest(Detector):
         first: PaymentIsolationForest = parts[0][0]  # type: ignore[assignment]
         scores = first._score_matrix(M)
         top = np.full(len(M), "", dtype=object)
-        for (model, X), (a, b) in zip(parts, bounds):
-            flagged = np.flatnonzero(scores[a:b] >= model.explain_above)  # type: ignore[attr-defined]
-            if len(flagged):  # each org's explained against its own features' state
+        sizes = np.array([b - a for a, b in bounds], dtype=np.int64)
+        above = np.repeat([m.explain_above for m, _ in parts], sizes)  # type: ignore[attr-defined]
+        hot = set(np.searchsorted(np.cumsum(sizes), np.flatnonzero(scores >= above), side="right").tolist())
+        for k, ((model, _), (a, b), t) in enumerate(zip(parts, bounds, _newest_of_parts(parts, bounds))):
+            if k in hot:  # each org's explained against its own features' state
+                flagged = np.flatnonzero(scores[a:b] >= model.explain_above)  # type: ignore[attr-defined]
                 top[a:b] = _explain(first._score_matrix, M[a:b], scores[a:b], model._features, flagged)  # type: ignore[attr-defined]
-            if len(X["t"]):
-                model._features.forget_before(float(np.max(X["t"])) - first.max_idle_days * 86400)  # type: ignore[attr-defined]
+            if b > a:
+                model._features.forget_before(t - first.max_idle_days * 86400)  # type: ignore[attr-defined]
         return Scores(scores, _details(M, top))
 
     def key_count(self) -> int:
