@@ -35,7 +35,7 @@ from array import array
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, part_bounds, squash
+from detectors.base import Bounds, Columns, Detector, Scores, squash
 
 __all__ = ["RobustAmount"]
 
@@ -138,22 +138,16 @@ class RobustAmount(Detector):
             self._learn(k, a, t)
 
     def process_many(self, X: Columns) -> Scores:
-        return type(self).process_pooled([(self, X)])
+        return type(self).process_pooled([self], X, [(0, len(X["t"]))])
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
+    def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """Each org's rows scored then learned by its own model, in one loop over
         all rows and one pass of arithmetic (the per-org cost of a small org)."""
-        keys: list = []
-        amounts: list = []
-        times: list = []
-        for _, X in parts:
-            keys += X["key"].tolist()
-            amounts += X["amount"].tolist()
-            times += X["t"].tolist()
+        keys, amounts, times = X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()
         n = len(keys)
         score, usual, robust_z, history = [0.0] * n, [math.nan] * n, [math.nan] * n, [0] * n
-        for (model, _), (start, stop) in zip(parts, part_bounds(parts)):
+        for model, (start, stop) in zip(models, bounds):
             model._process_rows(keys, amounts, times, start, stop, score, usual, robust_z, history)  # type: ignore[attr-defined]
         usual_a = np.array(usual)
         with np.errstate(divide="ignore", invalid="ignore"):

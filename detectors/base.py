@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import abc
 import inspect
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Columns", "Detector", "Scores", "part_bounds", "squash"]
+__all__ = ["Bounds", "Columns", "Detector", "Scores", "part_bounds", "rows_of", "squash"]
 
 Columns = dict[str, np.ndarray]
+Bounds = list[tuple[int, int]]  # model k of a pooled call reads rows bounds[k][0]:bounds[k][1]
 
 
 class Scores:
@@ -115,15 +117,16 @@ class Detector(abc.ABC):
         return Scores(scores, {k: np.array(v) for k, v in details.items()})
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
+    def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """``process_many`` for several models of one kind (one per org) at once:
-        one Scores, the parts' rows end to end (``part_bounds`` says where each lies).
+        model ``k`` scores then learns rows ``bounds[k]`` of ``X`` (each org's rows
+        together, in stream order), and the scores come back in ``X``'s order.
 
         The default calls each in turn; a kind whose scoring has a high fixed
-        cost per call (a scikit-learn model), or a high cost per part, overrides
-        it to score every part in one call while each model keeps its own state.
+        cost per call (a scikit-learn model), or a high cost per org, overrides
+        it to score every org's rows in one call while each model keeps its own state.
         """
-        return Scores.concat([model.process_many(X) for model, X in parts])
+        return Scores.concat([model.process_many(rows_of(X, a, b)) for model, (a, b) in zip(models, bounds)])
 
     # --- settings and state -------------------------------------------------
     def params(self) -> dict[str, Any]:
@@ -157,17 +160,33 @@ def _one(x: dict) -> Columns:
     return out
 
 
-def part_bounds(parts: list[tuple[Detector, Columns]]) -> list[tuple[int, int]]:
+def part_bounds(parts: list[Columns]) -> Bounds:
     """Where each part's rows lie when every part's rows are put end to end.
 
-    >>> part_bounds([(None, {"t": np.zeros(2)}), (None, {"t": np.zeros(0)}), (None, {"t": np.zeros(3)})])
+    >>> part_bounds([{"t": np.zeros(2)}, {"t": np.zeros(0)}, {"t": np.zeros(3)}])
     [(0, 2), (2, 2), (2, 5)]
     """
     bounds, end = [], 0
-    for _, X in parts:
+    for X in parts:
         start, end = end, end + _length(X)
         bounds.append((start, end))
     return bounds
+
+
+def rows_of(X: Columns, start: int, stop: int) -> Columns:
+    """Rows ``start:stop`` of every column (views)."""
+    return {name: col[start:stop] for name, col in X.items()}
+
+
+def newest_of_parts(t: np.ndarray, bounds: Bounds) -> list[float]:
+    """The newest time of each part's rows (-inf for an empty part), in one pass.
+
+    >>> newest_of_parts(np.array([3.0, 1.0, 7.0]), [(0, 2), (2, 2), (2, 3)])
+    [3.0, -inf, 7.0]
+    """
+    starts = np.array([a for a, b in bounds if b > a], dtype=np.int64)
+    newest = iter(np.maximum.reduceat(np.asarray(t, dtype=float), starts).tolist() if len(starts) else [])
+    return [next(newest) if b > a else -math.inf for a, b in bounds]
 
 
 def _length(X: Columns) -> int:

@@ -51,7 +51,7 @@ import datetime as dt
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, squash
+from detectors.base import Bounds, Columns, Detector, Scores, squash
 
 __all__ = ["BANDS", "Benford", "EXPECTED", "expected_mad", "first_digits"]
 
@@ -223,28 +223,31 @@ class Benford(Detector):
         return self._score(X, learn=True)
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Benford, Columns]]) -> Scores:
+    def process_pooled(cls, models: list[Benford], X: Columns, bounds: Bounds) -> Scores:  # type: ignore[override]
         """All the orgs' models in one vectorised pass (a small batch touches many
         orgs with a few amounts each; numpy's cost per call dominated). The
         models share their settings (one detector spec) but not their counts."""
-        if len(parts) < 2:
-            return Scores.concat([model.process_many(X) for model, X in parts])
-        first = parts[0][0]
-        models = [model for model, _ in parts]
-        keys = np.empty(sum(len(X["key"]) for _, X in parts), dtype=object)
-        keys[:] = [(i, k) for i, (_, X) in enumerate(parts) for k in X["key"].tolist()]
-        pooled = {"key": keys, "amount": np.concatenate([np.asarray(X["amount"], dtype=float) for _, X in parts]),
-                  "t": np.concatenate([np.asarray(X["t"], dtype=float) for _, X in parts])}
+        if len(models) < 2:
+            return super().process_pooled(models, X, bounds)
+        first = models[0]
+        owner = np.repeat(np.arange(len(models)), [b - a for a, b in bounds]).tolist()
+        keys = np.empty(len(owner), dtype=object)
+        keys[:] = list(zip(owner, X["key"].tolist()))
+        pooled = {"key": keys, "amount": np.asarray(X["amount"], dtype=float), "t": np.asarray(X["t"], dtype=float)}
 
         def counts_of(group: tuple, default: np.ndarray) -> np.ndarray:
             (i, key), month = group
             return models[i]._counts.get((key, month), default)
 
         scores, totals = first._score_groups(pooled, counts_of, learn=True)
+        new_month: set[int] = set()  # models given a key-month they did not hold: only they may have months to forget
         for ((i, key), month), counts in totals.items():
-            models[i]._counts[key, month] = counts
-        for model in models:
-            model._forget_old()
+            held = models[i]._counts
+            if (key, month) not in held:
+                new_month.add(i)
+            held[key, month] = counts
+        for i in new_month:
+            models[i]._forget_old()
         return scores
 
     def month_mad(self) -> dict[tuple, tuple[float, int]]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, part_bounds
+from detectors.base import Bounds, Columns, Detector, Scores, newest_of_parts
 from detectors.hst import HalfSpaceTrees
 
 __all__ = ["FEATURES", "PaymentFeatures", "PaymentHalfSpaceTrees", "PaymentIsolationForest"]
@@ -71,27 +71,31 @@ class PaymentFeatures:
         return M
 
     @staticmethod
-    def transform_pooled(parts: list[tuple[PaymentFeatures, Columns]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """``transform(X, learn=True)`` of several orgs' rows at once, as one matrix, and
-        each part's rows in it (``part_bounds``): each org keeps its own counterparties
-        and sums, the arithmetic is one pass over all rows."""
-        bounds = part_bounds(parts)
-        if not parts:
-            return np.zeros((0, len(FEATURES))), bounds
-        days = np.concatenate([f._days(X, True) for f, X in parts])
-        M = _matrix({name: np.concatenate([np.asarray(X[name], dtype=float) for _, X in parts])
-                     for name in ("amount", "hour", "weekday", "individual")}, days)
-        for (features, _), (a, b) in zip(parts, bounds):
+    def transform_pooled(features: list[PaymentFeatures], X: Columns, bounds: Bounds) -> np.ndarray:
+        """``transform(X, learn=True)`` of several orgs' rows at once (``features[k]``'s
+        are rows ``bounds[k]``): each org keeps its own counterparties and sums,
+        the arithmetic is one pass over all rows."""
+        keys, times = X["key"].tolist(), np.asarray(X["t"], dtype=float).tolist()
+        days = np.empty(len(keys))
+        for f, (a, b) in zip(features, bounds):
+            f._days_into(keys, times, a, b, True, days)
+        M = _matrix(X, days)
+        for f, (a, b) in zip(features, bounds):
             part = M[a:b]
-            features._learned(part, np.cumsum(part, axis=0) - part)  # summed as one org alone sums them
-        return M, bounds
+            f._learned(part, np.cumsum(part, axis=0) - part)  # summed as one org alone sums them
+        return M
 
     def _days(self, X: Columns, learn: bool) -> np.ndarray:
         """The days_since feature of each row, reading (and, learning, writing) the last payments."""
         days = np.empty(len(X["amount"]))
+        self._days_into(X["key"].tolist(), np.asarray(X["t"], dtype=float).tolist(), 0, len(days), learn, days)
+        return days
+
+    def _days_into(self, keys: list, times: list, start: int, stop: int, learn: bool, days: np.ndarray) -> None:
+        """``_days`` of rows ``start:stop``, written at their positions."""
         last, horizon = self.last_paid, self._horizon
-        keys, times = X["key"].tolist(), np.asarray(X["t"], dtype=float).tolist()
-        for i, (k, t) in enumerate(zip(keys, times)):
+        for i in range(start, stop):
+            k, t = keys[i], times[i]
             prev = last.get(k)
             if prev is not None and prev < horizon:
                 prev = None
@@ -168,15 +172,6 @@ def _explain(score_fn, M: np.ndarray, scores: np.ndarray, features: PaymentFeatu
     return out
 
 
-def _newest_of_parts(parts: list[tuple[Detector, Columns]], bounds: list[tuple[int, int]]) -> list[float]:
-    """The newest time of each part's rows (-inf for an empty part), in one pass."""
-    t = np.concatenate([np.asarray(X["t"], dtype=float) for _, X in parts]) if parts else np.zeros(0)
-    starts = np.array([a for a, b in bounds if b > a], dtype=np.int64)
-    newest = np.maximum.reduceat(t, starts).tolist() if len(starts) else []
-    it = iter(newest)
-    return [next(it) if b > a else -math.inf for a, b in bounds]
-
-
 def _details(M: np.ndarray, top: np.ndarray) -> dict[str, np.ndarray]:
     return {"top_features": top, "hour_feature": M[:, 1] * 23, "days_since_previous":
             np.where(M[:, 3] >= 1.0, np.nan, np.expm1(M[:, 3] * _LOG_YEAR))}
@@ -210,7 +205,7 @@ class PaymentHalfSpaceTrees(Detector):
 
     def _run(self, X: Columns, learn: bool) -> Scores:
         if learn:
-            return type(self).process_pooled([(self, X)])
+            return type(self).process_pooled([self], X, [(0, len(X["t"]))])
         M = self._features.transform(X, learn)
         top = np.full(len(M), "", dtype=object)
         scores = self._model._score_matrix(M)
@@ -236,18 +231,16 @@ class PaymentHalfSpaceTrees(Detector):
         return model.process_paths(paths, True, lambda start, stop, s: self._explain_into(M, start, s, top))
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
+    def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """Each org's model on its own rows, the paths of every row through the shared
         trees found in one call (most of a small org's cost)."""
-        trees = {id(m._model._feature_of) for m, _ in parts}  # type: ignore[attr-defined]
-        if len(trees) > 1:
-            return super().process_pooled(parts)
-        M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
+        if len({id(m._model._feature_of) for m in models}) > 1:  # type: ignore[attr-defined]
+            return super().process_pooled(models, X, bounds)
+        M = PaymentFeatures.transform_pooled([m._features for m in models], X, bounds)  # type: ignore[attr-defined]
         scores, top = np.zeros(len(M)), np.full(len(M), "", dtype=object)
         if len(M):
-            paths = parts[0][0]._model._paths(M)  # type: ignore[attr-defined]
-            newest = _newest_of_parts(parts, bounds)
-            for (model, _), (a, b), t in zip(parts, bounds, newest):
+            paths = models[0]._model._paths(M)  # type: ignore[attr-defined]
+            for model, (a, b), t in zip(models, bounds, newest_of_parts(X["t"], bounds)):
                 if b > a:
                     scores[a:b] = model._process_rows(M[a:b], paths[:, :, a:b], top[a:b])  # type: ignore[attr-defined]
                     model._features.forget_before(t - model.max_idle_days * 86400)  # type: ignore[attr-defined]
@@ -306,7 +299,7 @@ class PaymentIsolationForest(Detector):
 
     def _run(self, X: Columns, learn: bool) -> Scores:
         if learn:
-            return type(self).process_pooled([(self, X)])
+            return type(self).process_pooled([self], X, [(0, len(X["t"]))])
         M = self._features.transform(X, learn=False)
         scores = self._score_matrix(M)
         top = _explain(self._score_matrix, M, scores, self._features, np.flatnonzero(scores >= self.explain_above))
@@ -324,20 +317,20 @@ class PaymentIsolationForest(Detector):
         return self._run(X, learn=True)
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
+    def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """Each org's features from its own state, scored in one call (the forest is shared)."""
-        if not parts:
+        if not models:
             return Scores.concat([])
-        if len({id(m.model) for m, _ in parts}) > 1:
-            return super().process_pooled(parts)
-        M, bounds = PaymentFeatures.transform_pooled([(m._features, X) for m, X in parts])  # type: ignore[attr-defined]
-        first: PaymentIsolationForest = parts[0][0]  # type: ignore[assignment]
+        if len({id(m.model) for m in models}) > 1:  # type: ignore[attr-defined]
+            return super().process_pooled(models, X, bounds)
+        M = PaymentFeatures.transform_pooled([m._features for m in models], X, bounds)  # type: ignore[attr-defined]
+        first: PaymentIsolationForest = models[0]  # type: ignore[assignment]
         scores = first._score_matrix(M)
         top = np.full(len(M), "", dtype=object)
         sizes = np.array([b - a for a, b in bounds], dtype=np.int64)
-        above = np.repeat([m.explain_above for m, _ in parts], sizes)  # type: ignore[attr-defined]
+        above = np.repeat([m.explain_above for m in models], sizes)  # type: ignore[attr-defined]
         hot = set(np.searchsorted(np.cumsum(sizes), np.flatnonzero(scores >= above), side="right").tolist())
-        for k, ((model, _), (a, b), t) in enumerate(zip(parts, bounds, _newest_of_parts(parts, bounds))):
+        for k, (model, (a, b), t) in enumerate(zip(models, bounds, newest_of_parts(X["t"], bounds))):
             if k in hot:  # each org's explained against its own features' state
                 flagged = np.flatnonzero(scores[a:b] >= model.explain_above)  # type: ignore[attr-defined]
                 top[a:b] = _explain(first._score_matrix, M[a:b], scores[a:b], model._features, flagged)  # type: ignore[attr-defined]

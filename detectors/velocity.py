@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores, squash
+from detectors.base import Bounds, Columns, Detector, Scores, squash
 
 __all__ = ["Velocity"]
 
@@ -135,16 +135,18 @@ class Velocity(Detector):
             self._learn(k, a, t)
 
     def process_many(self, X: Columns) -> Scores:
-        return type(self).process_pooled([(self, X)])
+        return type(self).process_pooled([self], X, [(0, len(X["t"]))])
 
     @classmethod
-    def process_pooled(cls, parts: list[tuple[Detector, Columns]]) -> Scores:
+    def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """Each org's rows scored then learned by its own model; the columns made once for all."""
+        keys, amounts, times = X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()
         rows: list[tuple] = []
-        for model, X in parts:
-            score, learn, keys = model._score, model._learn, model._keys  # type: ignore[attr-defined]
-            for k, a, t in zip(X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()):
-                rows.append(score(keys.get(k), a, t))
+        for model, (start, stop) in zip(models, bounds):
+            score, learn, held = model._score, model._learn, model._keys  # type: ignore[attr-defined]
+            for i in range(start, stop):
+                k, a, t = keys[i], amounts[i], times[i]
+                rows.append(score(held.get(k), a, t))
                 learn(k, a, t)
         return _scores(rows)
 

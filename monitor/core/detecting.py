@@ -105,16 +105,15 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
         columns = {name: col[order] for name, col in columns.items()}  # each org's rows a slice
     orgs = list(codes)
     tails = _tails(det, state, orgs) if det.calibrated else None
-    parts, models = [], []
+    models = []
     store = state.detectors.setdefault(det.id, {})
     for k, org in enumerate(orgs):
         model = _model_in(det, store, org)
         if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
             model.explain_above = tails.floor(org, det.alpha, det.warmup, int(counts[k]))
         models.append(model)
-        a, b = starts[k], starts[k + 1]
-        parts.append((model, columns if len(codes) == 1 else {name: col[a:b] for name, col in columns.items()}))
-    pooled = kind.process_pooled(parts)
+    edges = starts.tolist()
+    pooled = kind.process_pooled(models, columns, list(zip(edges[:-1], edges[1:])))
     if type(store) is not dict:  # a table-backed store needs the write (a dict holds the model itself)
         for org, model in zip(orgs, models):
             store[(org,)] = model

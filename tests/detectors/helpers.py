@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from detectors.base import part_bounds
+from detectors.base import part_bounds, rows_of
 
 
 def payment_columns(n: int = 2000, keys: int = 20, seed: int = 0, days: float = 120.0) -> dict[str, np.ndarray]:
@@ -25,8 +25,12 @@ def payment_columns(n: int = 2000, keys: int = 20, seed: int = 0, days: float = 
     }
 
 
-def rows(X: dict, start: int, stop: int) -> dict:
-    return {k: v[start:stop] for k, v in X.items()}
+rows = rows_of  # the tests' short name
+
+
+def end_to_end(parts: list[dict]) -> dict:
+    """Several orgs' columns put end to end: a pooled call's input."""
+    return {name: np.concatenate([X[name] for X in parts]) for name in parts[0]}
 
 
 def in_batches(detector, X: dict, sizes: list[int]) -> np.ndarray:
@@ -68,9 +72,10 @@ def pooled_equals_alone(make, streams: list[dict], cuts: list[tuple[int, int]], 
     models = [make() for _ in streams]
     got: list[list] = [[] for _ in streams]
     for start, stop in cuts:
-        parts = [(m, rows(X, min(start, len(X["t"])), min(stop, len(X["t"])))) for m, X in zip(models, streams)]
-        pooled = type(models[0]).process_pooled(parts)
-        for k, (a, b) in enumerate(part_bounds(parts)):
+        parts = [rows(X, min(start, len(X["t"])), min(stop, len(X["t"]))) for X in streams]
+        bounds = part_bounds(parts)
+        pooled = type(models[0]).process_pooled(models, end_to_end(parts), bounds)
+        for k, (a, b) in enumerate(bounds):
             got[k].append(pooled.part(a, b))
     for want, parts in zip(alone, got):
         assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)

@@ -9,7 +9,7 @@ import pytest
 
 from detectors.base import part_bounds
 from detectors.benford import EXPECTED, Benford, band, expected_mad, first_digits
-from tests.detectors.helpers import restored
+from tests.detectors.helpers import end_to_end, restored
 
 JUNE = dt.datetime(2026, 6, 10, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
 
@@ -88,9 +88,9 @@ def test_pooled_scoring_equals_one_org_at_a_time():
                           "amount": np.where(rng.random(n) < 0.3, made_up, 10 ** rng.uniform(1, 6, n)),
                           "t": JUNE + batch * 86400 + rng.uniform(0, 86400, n)})
         want = [model.process_many(X) for model, X in zip(one_by_one, parts)]
-        both = list(zip(pooled, parts))
-        whole = Benford.process_pooled(both)
-        got = [whole.part(a, b) for a, b in part_bounds(both)]
+        bounds = part_bounds(parts)
+        whole = Benford.process_pooled(pooled, end_to_end(parts), bounds)
+        got = [whole.part(a, b) for a, b in bounds]
         for a, b in zip(want, got):
             assert np.array_equal(a.scores, b.scores)
             assert all(np.array_equal(a.details[k].astype(str), b.details[k].astype(str)) for k in a.details)

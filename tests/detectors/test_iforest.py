@@ -12,7 +12,7 @@ from detectors.base import part_bounds
 from detectors.iforest import FlatForest
 from detectors.modelfile import ModelFileError, load_model, save_model
 from detectors.payments import FEATURES, PaymentIsolationForest
-from tests.detectors.helpers import payment_columns, rows
+from tests.detectors.helpers import end_to_end, payment_columns, rows
 
 
 def data(n=3000, seed=0):
@@ -102,9 +102,10 @@ def test_pooled_scoring_equals_one_org_at_a_time(model_file):
     X = payment_columns(900, keys=30, seed=2)
     parts = [rows(X, 0, 300), rows(X, 300, 650), rows(X, 650, 900)]
     one_by_one = [PaymentIsolationForest(flat, explain_above=0.55).process_many(p) for p in parts]
-    models = [(PaymentIsolationForest(flat, explain_above=0.55), p) for p in parts]
-    whole = PaymentIsolationForest.process_pooled(models)
-    pooled = [whole.part(a, b) for a, b in part_bounds(models)]
+    bounds = part_bounds(parts)
+    models = [PaymentIsolationForest(flat, explain_above=0.55) for _ in parts]
+    whole = PaymentIsolationForest.process_pooled(models, end_to_end(parts), bounds)
+    pooled = [whole.part(a, b) for a, b in bounds]
     for a, b in zip(one_by_one, pooled):
         assert np.array_equal(a.scores, b.scores) and a.details["top_features"].tolist() == b.details["top_features"].tolist()
     assert any(s.details["top_features"].any() for s in pooled)  # something was explained
