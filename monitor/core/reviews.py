@@ -647,9 +647,12 @@ class ReviewWatch:
         (each org's mark, but no further than ``until``)."""
         out: list[Finding] = []
         for control in self.controls:
-            due = self._due[control.id]
+            due, read_due = self._due[control.id], self._read_due[control.id]
             store = matters.get(control.id, {})
+            heaps, read_heaps = due.heaps, read_due.heaps
             for org, mark in org_marks.items():
+                if not heaps.get(org) and not read_heaps.get(org):
+                    continue  # nothing waits in this org (most of a large group's, most batches)
                 now = min(mark, until)
                 for key in due.pop_due(org, now):
                     m = store.get(key)
@@ -664,7 +667,6 @@ class ReviewWatch:
                     out += self._judge_silence(control, key, m, now)
                 if mark > now and due.next_at(org) <= mark:
                     self.held_back.add(org)
-                read_due = self._read_due[control.id]
                 for key in read_due.pop_due(org, until):
                     m = store.get(key)
                     if m is not None:
