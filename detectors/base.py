@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Bounds", "Columns", "Detector", "Scores", "part_bounds", "rows_of", "squash"]
+__all__ = ["Bounds", "Columns", "Detector", "Scores", "newest_of_parts", "rows_of", "squash"]
 
 Columns = dict[str, np.ndarray]
 Bounds = list[tuple[int, int]]  # model k of a pooled call reads rows bounds[k][0]:bounds[k][1]
@@ -158,19 +158,6 @@ def _one(x: dict) -> Columns:
         arr[0] = v
         out[k] = arr
     return out
-
-
-def part_bounds(parts: list[Columns]) -> Bounds:
-    """Where each part's rows lie when every part's rows are put end to end.
-
-    >>> part_bounds([{"t": np.zeros(2)}, {"t": np.zeros(0)}, {"t": np.zeros(3)}])
-    [(0, 2), (2, 2), (2, 5)]
-    """
-    bounds, end = [], 0
-    for X in parts:
-        start, end = end, end + _length(X)
-        bounds.append((start, end))
-    return bounds
 
 
 def rows_of(X: Columns, start: int, stop: int) -> Columns:

@@ -102,7 +102,6 @@ class PaymentFeatures:
             days[i] = 1.0 if prev is None else min(1.0, math.log1p(max(0.0, t - prev) / 86400) / _LOG_YEAR)
             if learn and (prev is None or t > prev):
                 last[k] = t
-        return days
 
     def _learned(self, M: np.ndarray, prefix: np.ndarray) -> None:
         """Note learned rows (``prefix``: the sums of the rows before each, within the batch)."""

@@ -111,8 +111,9 @@ class AlertBook:
                 created.add(key)
             else:
                 first = min(_epoch(alert.first_seen), f.first_seen)
-                latest = f.last_seen >= _epoch(alert.last_seen)
-                last = max(_epoch(alert.last_seen), f.last_seen)
+                held_last = _epoch(alert.last_seen)
+                latest = f.last_seen >= held_last
+                last = max(held_last, f.last_seen)
                 known = set(alert.event_ids)
                 alert.event_ids.extend(e for e in f.event_ids if e not in known)
                 alert.count += 1

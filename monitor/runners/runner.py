@@ -132,7 +132,7 @@ class BatchScorer:
         self._keys_counted = (-math.inf, 0)  # (when, how many): counting walks every org's models
 
     def _state_keys(self) -> int:
-        """The state's keys, for the gauge: counted at most once a second."""
+        """The state's keys, for the gauge: counted at most every ``KEY_COUNT_SECONDS``."""
         when, count = self._keys_counted
         if time.monotonic() - when >= KEY_COUNT_SECONDS:
             self._keys_counted = (time.monotonic(), self.state.key_count())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
-from detectors.base import part_bounds, rows_of
+from detectors.base import rows_of
 
 
 def payment_columns(n: int = 2000, keys: int = 20, seed: int = 0, days: float = 120.0) -> dict[str, np.ndarray]:
@@ -26,6 +26,19 @@ def payment_columns(n: int = 2000, keys: int = 20, seed: int = 0, days: float = 
 
 
 rows = rows_of  # the tests' short name
+
+
+def part_bounds(parts: list[dict]) -> list[tuple[int, int]]:
+    """Where each part's rows lie when every part's rows are put end to end: a pooled call's bounds.
+
+    >>> part_bounds([{"t": np.zeros(2)}, {"t": np.zeros(0)}, {"t": np.zeros(3)}])
+    [(0, 2), (2, 2), (2, 5)]
+    """
+    bounds, end = [], 0
+    for X in parts:
+        start, end = end, end + len(X["t"])
+        bounds.append((start, end))
+    return bounds
 
 
 def end_to_end(parts: list[dict]) -> dict:

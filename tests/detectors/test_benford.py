@@ -7,9 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from detectors.base import part_bounds
 from detectors.benford import EXPECTED, Benford, band, expected_mad, first_digits
-from tests.detectors.helpers import end_to_end, restored
+from tests.detectors.helpers import end_to_end, part_bounds, restored
 
 JUNE = dt.datetime(2026, 6, 10, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
 

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from detectors.base import part_bounds
 from detectors.iforest import FlatForest
 from detectors.modelfile import ModelFileError, load_model, save_model
 from detectors.payments import FEATURES, PaymentIsolationForest
-from tests.detectors.helpers import end_to_end, payment_columns, rows
+from tests.detectors.helpers import end_to_end, part_bounds, payment_columns, rows
 
 
 def data(n=3000, seed=0):
