@@ -28,6 +28,23 @@ def end_offsets(topic: str) -> dict[TopicPartition, int]:
         consumer.close()
 
 
+def start_group_at_end(group: str, topics) -> None:
+    """Commit ``group``'s offsets at the topics' present ends, so that a worker
+    of that group starting now reads only what is sent from here on, as a
+    worker that has been running does: a new group otherwise reads from the
+    earliest, other tests' streams first, whose business times run ahead of a
+    test's own (master data is judged by each partition's business time)."""
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(parts)
+        consumer.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in consumer.end_offsets(parts).items()})
+    finally:
+        consumer.close()
+
+
 def read_since(topic: str, since: dict[TopicPartition, int], expect: int, timeout: float = 20.0) -> list:
     """Records produced to ``topic`` after ``since``; waits for ``expect`` of them."""
     consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,

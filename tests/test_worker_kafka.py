@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 from monitor.core.event import EVENT_TYPES
 from monitor.core.parties import PROFILE_TYPES
 from monitor.runners.topics import ALERTS_TOPIC, DEADLETTER_TOPIC, EVENT_TOPICS
-from tests.kafka_util import BOOTSTRAP, end_offsets, read_since
+from tests.kafka_util import BOOTSTRAP, end_offsets, read_since, start_group_at_end
 
 pytestmark = pytest.mark.usefixtures("kafka_broker")
 
@@ -112,7 +112,21 @@ def event(org: str, n: int, **fields) -> dict:
     return record
 
 
-def test_every_default_rule_round_trips_through_kafka(default_pack, worker):
+@pytest.fixture()
+def live_worker(tmp_path):
+    """A worker of a new group that reads only what is sent after it starts."""
+    w = Worker(tmp_path, f"rw-test-{uuid.uuid4().hex[:8]}")
+    start_group_at_end(w.app_id, EVENT_TOPICS.values())
+    w.start()
+    yield w
+    w.stop()
+
+
+def test_every_default_rule_round_trips_through_kafka(default_pack, live_worker):
+    # The worker reads from the topics' present ends: the cases' business times (March 2026)
+    # lie before those of streams other tests left there, and a partition read past an event's
+    # business time counts as caught up with it (see docs/master-data.md, "Out of order").
+    worker = live_worker
     run = uuid.uuid4().hex[:6]
     events, orgs = [], set()
     for i, rule in enumerate(default_pack.rules):
@@ -137,7 +151,7 @@ def test_every_default_rule_round_trips_through_kafka(default_pack, worker):
     assert sorted({a["rule_id"] for a in alerts.values()}) == sorted(r.id for r in default_pack.rules)
     for alert in alerts.values():
         assert alert["event_ids"] and all(e.startswith(alert["org_id"]) for e in alert["event_ids"])
-    deadline = time.monotonic() + 90  # a fresh group first reads what earlier tests left on the topics
+    deadline = time.monotonic() + 90
     while not worker.tickets() >= set(alerts) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert worker.tickets() >= set(alerts)
