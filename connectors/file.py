@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +22,7 @@ import orjson
 
 from connectors.mapping import Mapping, map_record
 from connectors.sink import EventSink
-from monitor.core.event import Event, Rejection, decode_one
+from monitor.core.event import Event, Rejection, decode_lines, decode_one
 
 __all__ = ["ConnectorReport", "JSONL_CONTRACT", "deliver", "read_records", "run_file_connector"]
 
@@ -48,9 +50,15 @@ def read_records(path: Path, mapping: Mapping) -> Iterator[tuple[int, Any]]:
                     yield number, raw
     elif mapping.format == "csv":
         with open(path, encoding=mapping.encoding, newline="") as f:
-            reader = csv.DictReader(f, delimiter=mapping.delimiter)
+            reader = csv.reader(f, delimiter=mapping.delimiter)
+            header = [name.strip() for name in next(reader, [])]
+            width = len(header)
             for row in reader:
-                yield reader.line_num, {k.strip(): v for k, v in row.items() if k is not None}
+                if not row:
+                    continue  # a blank line is no record
+                if len(row) < width:  # a short row: its missing cells are empty, as csv.DictReader has them
+                    row += [None] * (width - len(row))
+                yield reader.line_num, dict(zip(header, row))  # cells past the header are dropped
     else:
         from openpyxl import load_workbook
 
@@ -90,9 +98,66 @@ def deliver(mapping: Mapping, record: Any, number: int, sink: EventSink, origin:
     report.reasons[decoded.reason] += 1
 
 
-def run_file_connector(path: Path, mapping: Mapping, sink: EventSink) -> ConnectorReport:
+_domain, _org_id = attrgetter("domain"), attrgetter("org_id")
+
+
+def run_file_connector(path: Path, mapping: Mapping, sink: EventSink, chunk: int = 4096) -> ConnectorReport:
+    """Send a file's records, checked against the contract a chunk at a time (one
+    decode loop and one batch into the producer per chunk, not a call per record)."""
     report = ConnectorReport()
+    origin = str(path)
+    raws: list[bytes] = []
+    numbers: list[int] = []
+    records: dict[int, Any] = {}  # line -> the record as it came, for a mapped one the contract refuses
+    unmapped: list[Rejection] = []  # refused by the mapping: dead-lettered with the chunk, in line order
+
+    def send(first_line: int | None = None) -> None:
+        """The chunk in ``raws``: its lines are ``numbers``, or run on from ``first_line``."""
+        sent_raws: list[bytes] = []
+        events, rejected = decode_lines(raws, first_line or 1, numbers=None if first_line else numbers, raws=sent_raws)
+        if first_line:  # the lines of a JSONL file as read: blank ones are no records
+            report.read += len(events) + len(rejected)
+        sink.send_events(zip(map(_domain, events), map(_org_id, events), map(bytes.rstrip, sent_raws, repeat(b"\r\n"))))
+        report.sent += len(events)
+        refused_by_mapping = {id(r) for r in unmapped}
+        for rejection in sorted(rejected + unmapped, key=lambda r: r.line) if unmapped else rejected:
+            if first_line or id(rejection) in refused_by_mapping:
+                original = rejection.raw
+            else:  # the record as it came, not the JSON the mapping made of it
+                original = orjson.dumps(records[rejection.line], default=str)
+            _dead_letter(sink, report, original, rejection, origin)
+        unmapped.clear()
+        raws.clear()
+        numbers.clear()
+        records.clear()
+
+    if mapping.passthrough:  # JSONL in the contract: read a chunk of lines at a time
+        with open(path, "rb") as f:
+            first_line = 1
+            while lines := list(islice(f, chunk)):
+                raws[:] = lines
+                send(first_line)
+                first_line += len(lines)
+        sink.flush()
+        return report
     for number, record in read_records(path, mapping):
-        deliver(mapping, record, number, sink, str(path), f"line {number}", report)
+        report.read += 1
+        mapped = map_record(mapping, record, number)
+        if isinstance(mapped, Rejection):
+            unmapped.append(mapped)
+            continue
+        raws.append(orjson.dumps(mapped))
+        records[number] = record
+        numbers.append(number)
+        if len(raws) + len(unmapped) >= chunk:
+            send()
+    if raws or unmapped:
+        send()
     sink.flush()
     return report
+
+
+def _dead_letter(sink: EventSink, report: ConnectorReport, original: bytes, rejection: Rejection, origin: str) -> None:
+    sink.send_dead_letter(original.rstrip(b"\r\n"), rejection.reason, rejection.detail, origin, f"line {rejection.line}")
+    report.dead_lettered += 1
+    report.reasons[rejection.reason] += 1

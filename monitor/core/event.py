@@ -67,7 +67,7 @@ def _attribute_value(levels: int) -> Any:
 AttributeValue = _attribute_value(MAX_ATTRIBUTE_DEPTH - 1)
 
 
-class Event(msgspec.Struct, kw_only=True):
+class Event(msgspec.Struct, kw_only=True, gc=False):
     """One business event (contract 1). Unknown top-level keys are ignored;
     unknown keys inside ``attributes`` are kept."""
 

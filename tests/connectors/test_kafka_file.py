@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import orjson
@@ -38,3 +39,27 @@ def test_connect_file_sends_events_keyed_by_org_and_dead_letters_the_rest(kafka_
     assert [h["riskwatch.reason"] for h in headers] == ["bad_timestamp", "negative_amount", "wrong_type"]
     assert all(h["riskwatch.source"].endswith("erp_payments.csv") for h in headers)
     assert orjson.loads(letters[1].value)["金额"] == "-5"
+
+
+def test_the_sink_puts_each_org_on_the_partition_its_state_is_kept_in(kafka_broker):
+    # The worker keeps an org's state on murmur2(org)'s changelog partition; its events must come in there.
+    from connectors.sink import KafkaSink
+    from monitor.runners.changelog import org_partition
+
+    orgs = [f"P{uuid.uuid4().hex[:6]}-{n}" for n in range(64)]
+    before = end_offsets(EVENT_TOPICS["finance"])
+    sink = KafkaSink(kafka_broker)
+    try:
+        for org in orgs:
+            sink.send_event("finance", org, orjson.dumps({
+                "event_id": f"{org}-1", "source": "test", "domain": "finance", "type": "journal_entry",
+                "occurred_at": "2026-03-02T10:00:00+08:00", "org_id": org, "amount": 1.0,
+                "attributes": {"entry_no": "PZ-1", "manual": False}}))
+        sink.flush()
+    finally:
+        sink.close()
+    records = read_since(EVENT_TOPICS["finance"], before, expect=len(orgs))
+    assert sorted(r.key.decode() for r in records) == sorted(orgs)
+    partitions = len(before)
+    assert all(r.partition == org_partition(r.key, partitions) for r in records)
+    assert len({r.partition for r in records}) > 1
