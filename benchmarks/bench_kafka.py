@@ -11,11 +11,14 @@ Needs the local broker (scripts/kafka-local.sh start). Prints:
   faust's agents; and the worker alone: a fresh group reading everything on
   the topics with nothing being produced, against raw aiokafka over the same
   events (what the worker costs, without the connector sharing the cores);
-- latency at a steady rate (default 3,000 events/s): for events that raise an
-  alert, the time from the producer's send to the worker's alert (the Kafka
-  CreateTime of both records), p50 / p99 / max (target p99 <= 50 ms).
+- latency at a steady rate (default 10,000 events/s, one event in 200 raising
+  an alert as in the demo stream, SQLite tickets): from the producer's send to the alert being
+  readable ``read_committed`` (its checkpoint committed), and to the ticket row
+  being in the database, both as seen by a reader polling beside the
+  producer; p50 / p99 / max (target p99 <= 250 ms).
 
-    python benchmarks/bench_kafka.py [--events 100000] [--rate 3000] [--seconds 20] [--workers 1]
+    python benchmarks/bench_kafka.py [--events 100000] [--rate 10000] [--seconds 20] [--workers 1]
+                                    [--worker-option=--checkpoint-every=1 ...]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -42,28 +46,31 @@ BOOTSTRAP = BROKER.split("://", 1)[-1]
 CACHE = Path.home() / ".cache" / "riskwatch-bench"
 
 
-def scored(ports: list[int]) -> float:
+def metric_sum(ports: list[int], *prefixes: str) -> float:
+    """The sum over the workers of the metric samples whose names start with ``prefixes``."""
     total = 0.0
     for port in ports:
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
         except OSError:
             continue
-        for line in text.splitlines():
-            if line.startswith(("riskwatch_events_in_total", "riskwatch_events_rejected_total")):
-                total += float(line.rsplit(" ", 1)[1])
+        total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefixes))
     return total
+
+
+def scored(ports: list[int]) -> float:
+    return metric_sum(ports, "riskwatch_events_in_total", "riskwatch_events_rejected_total")
 
 
 _PORTS = iter(range(29400 + (os.getpid() % 200) * 16, 65000))
 
 
-def start_workers(n: int, app_id: str) -> tuple[list[subprocess.Popen], list[int]]:
+def start_workers(n: int, app_id: str, db: str = "none", extra: tuple[str, ...] = ()) -> tuple[list[subprocess.Popen], list[int]]:
     procs, ports = [], []
     for _ in range(n):
         port = next(_PORTS)  # a new port each time: the last run's may not be free yet
-        procs.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--app-id", app_id, "--db", "none",
-                                       "--metrics-port", str(port), "--batch-size", "10000"],
+        procs.append(subprocess.Popen([sys.executable, "-m", "monitor.cli", "worker", "--app-id", app_id, "--db", db,
+                                       "--metrics-port", str(port), "--batch-size", "10000", *extra],
                                       stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_WORKER_LOG", os.devnull), "ab")))
         ports.append(port)
     return procs, ports
@@ -109,13 +116,13 @@ def end_offsets(topics, beginning: bool = False) -> dict:
         c.close()
 
 
-def worker_alone(workers: int) -> tuple[int, float, float]:
+def worker_alone(workers: int, extra: tuple[str, ...] = ()) -> tuple[int, float, float]:
     """A fresh group reading every event on the topics (nothing being produced):
     (events, the workers' events/s from their first scored event to the last,
     raw aiokafka events/s over the same events)."""
     first = end_offsets(EVENT_TOPICS.values(), beginning=True)
     total = sum(end_offsets(EVENT_TOPICS.values()).values()) - sum(first.values())
-    procs, ports = start_workers(workers, f"bench-alone-{uuid.uuid4().hex[:6]}")
+    procs, ports = start_workers(workers, f"bench-alone-{uuid.uuid4().hex[:6]}", extra=extra)
     start: tuple[float, float] | None = None
     deadline = time.monotonic() + 900
     try:
@@ -131,7 +138,7 @@ def worker_alone(workers: int) -> tuple[int, float, float]:
     return total, (total - start[1]) / elapsed, total / asyncio.run(raw_consume(total, first))
 
 
-def throughput(events: int, workers: int) -> None:
+def throughput(events: int, workers: int, extra: tuple[str, ...] = ()) -> None:
     path = CACHE / f"kafka-{events}.jsonl"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -140,7 +147,7 @@ def throughput(events: int, workers: int) -> None:
     lines = sum(1 for line in open(path, "rb") if line.strip())
     before = end_offsets(EVENT_TOPICS.values())
     # Workers first, reading from the current end: only this run's events count.
-    procs, ports = start_workers(workers, f"bench-{uuid.uuid4().hex[:6]}")
+    procs, ports = start_workers(workers, f"bench-{uuid.uuid4().hex[:6]}", extra=extra)
     history = sum(before.values())  # a fresh group reads the topics from the start: let it catch up first
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not (all(_ready(p) for p in ports) and scored(ports) >= history):
@@ -168,7 +175,7 @@ def throughput(events: int, workers: int) -> None:
           f"(targets: >= 30,000 events/s, >= 0.5)")
     print(f"faust's own floor (an agent taking batches of the same topics and doing nothing): {floor:,.0f} events/s; "
           f"the worker reaches {rate / floor:.2f} of it")
-    total, alone, raw_all = worker_alone(workers)
+    total, alone, raw_all = worker_alone(workers, extra)
     print(f"worker(s) alone, topics pre-filled ({total:,} events, read from the start): {alone:,.0f} events/s; "
           f"raw aiokafka over the same {raw_all:,.0f} events/s; ratio {alone / raw_all:.3f}")
 
@@ -192,75 +199,153 @@ def _ready(port: int) -> bool:
         return False
 
 
-def latency(rate: int, seconds: int, workers: int) -> None:
-    from kafka import KafkaConsumer, KafkaProducer
+class Watch:
+    """Seen times, by a thread beside the producer, of what a person waiting
+    sees: alerts readable ``read_committed`` (the worker's checkpoint has
+    committed them) and ticket rows in the database, each keyed by the event
+    that raised it."""
+
+    def __init__(self, alerts_since: dict, db: Path):
+        import threading
+
+        self.alerts: dict[str, float] = {}  # event id -> when its alert became readable
+        self._tickets: dict[str, float] = {}  # dedup key -> when its ticket row was seen
+        self._dedup_event: dict[str, str] = {}  # dedup key -> the event of its alert
+        self._since, self._db = alerts_since, db
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._read_alerts, daemon=True),
+                         threading.Thread(target=self._read_tickets, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read_alerts(self) -> None:
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(bootstrap_servers=[BOOTSTRAP], enable_auto_commit=False,
+                                 isolation_level="read_committed", fetch_max_wait_ms=10)
+        consumer.assign(list(self._since))
+        for tp, off in self._since.items():
+            consumer.seek(tp, off)
+        while not self._stop.is_set():
+            for records in consumer.poll(timeout_ms=10).values():
+                now = time.time()
+                for r in records:
+                    alert = orjson.loads(r.value)
+                    if alert["event_ids"]:
+                        self.alerts.setdefault(alert["event_ids"][0], now)
+                        self._dedup_event.setdefault(alert["dedup_key"], alert["event_ids"][0])
+        consumer.close()
+
+    def _read_tickets(self) -> None:
+        import sqlite3
+
+        last = 0
+        while not self._stop.is_set():
+            try:
+                with sqlite3.connect(self._db, timeout=1) as conn:
+                    rows = conn.execute("select id, dedup_key from tickets where id > ?", (last,)).fetchall()
+            except sqlite3.OperationalError:  # not created yet, or busy: look again
+                rows = []
+            now = time.time()
+            for ticket_id, dedup_key in rows:
+                self._tickets.setdefault(dedup_key, now)
+                last = max(last, ticket_id)
+            time.sleep(0.01)
+
+    @property
+    def tickets(self) -> dict[str, float]:
+        """Event id -> when its ticket row was seen (known once its alert was read)."""
+        return {self._dedup_event[d]: t for d, t in list(self._tickets.items()) if d in self._dedup_event}
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def latency(rate: int, seconds: int, workers: int, alert_every: int, extra: tuple[str, ...] = ()) -> None:
+    """Produce -> alert readable read_committed, and produce -> ticket row, at a steady rate."""
+    import tempfile
 
     run = uuid.uuid4().hex[:6]
-    procs, ports = start_workers(workers, f"bench-lat-{run}")
+    db = Path(tempfile.mkdtemp()) / "tickets.db"
+    procs, ports = start_workers(workers, f"bench-lat-{run}", db=f"sqlite:///{db}", extra=extra)
     history = sum(end_offsets(EVENT_TOPICS.values()).values())
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and not (all(_ready(p) for p in ports) and scored(ports) >= history):
         time.sleep(0.5)  # catch up with what is already in the topics
     time.sleep(8)  # let the group settle before the clock starts
-    alerts_before = end_offsets([ALERTS_TOPIC])
-    producer = KafkaProducer(bootstrap_servers=[BOOTSTRAP], acks="all", enable_idempotence=True, linger_ms=0)
-    for topic in EVENT_TOPICS.values():  # connect and learn the partitions before the clock starts
-        producer.partitions_for(topic)
+    watch = Watch(end_offsets([ALERTS_TOPIC]), db)
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 0,
+                         "partitioner": "murmur2_random"})
+    producer.list_topics(timeout=10)  # connected before the clock starts
     sent_at: dict[str, float] = {}
     total = rate * seconds
+    # Ordinary journal amounts: log-uniform, so their first digits follow Benford's law (the
+    # journal detector stays quiet) and none stands out to the amount detector.
+    rng = random.Random(7)
+    amounts = [round(10 ** rng.uniform(2, 6), 2) for _ in range(4096)]
     started = time.perf_counter()
     for i in range(total):
         org = f"L{run}-{i % 12}"
-        if i % 10 == 0:  # one in ten raises an alert: a regulation issued without review
+        if i % alert_every == 0:  # a regulation issued without legal review: it alerts
             event = {"event_id": f"{run}-{i}", "source": "bench", "domain": "governance", "type": "regulation_issued",
                      "occurred_at": "2026-06-01T10:00:00+08:00", "org_id": org,
                      "attributes": {"regulation_id": f"{run}-{i}", "legal_review": "none"}}
             sent_at[f"{run}-{i}"] = time.time()
         else:
             event = {"event_id": f"{run}-{i}", "source": "bench", "domain": "finance", "type": "journal_entry",
-                     "occurred_at": "2026-06-01T10:00:00+08:00", "org_id": org, "amount": 1000 + i,
+                     "occurred_at": "2026-06-01T10:00:00+08:00", "org_id": org, "amount": amounts[i % len(amounts)],
                      "attributes": {"entry_no": f"{run}-{i}", "manual": False}}
-        producer.send(EVENT_TOPICS[event["domain"]], key=org.encode(), value=orjson.dumps(event))
+        producer.produce(EVENT_TOPICS[event["domain"]], orjson.dumps(event), org.encode())
+        producer.poll(0)
         ahead = (i + 1) / rate - (time.perf_counter() - started)
         if ahead > 0:
             time.sleep(ahead)
-    producer.flush()
+    producer.flush(30)
     achieved = total / (time.perf_counter() - started)
-    consumer = KafkaConsumer(bootstrap_servers=[BOOTSTRAP], enable_auto_commit=False)
-    consumer.assign(list(alerts_before))
-    for tp, off in alerts_before.items():
-        consumer.seek(tp, off)
-    lat: list[float] = []
     deadline = time.monotonic() + 60
-    while sent_at and time.monotonic() < deadline:  # sent_at holds the alerts not seen yet
-        for records in consumer.poll(timeout_ms=500).values():
-            for r in records:
-                alert = orjson.loads(r.value)
-                eid = alert["event_ids"][0] if alert["event_ids"] else None
-                if eid in sent_at:
-                    lat.append(r.timestamp / 1000 - sent_at.pop(eid))
-    consumer.close()
+    while time.monotonic() < deadline and not (sent_at.keys() <= watch.alerts.keys() and sent_at.keys() <= watch.tickets.keys()):
+        time.sleep(0.2)
+    watch.stop()
+    commits = metric_sum(ports, "riskwatch_checkpoint_seconds_count ")
+    committing = metric_sum(ports, "riskwatch_checkpoint_seconds_sum ")
     stop(procs)
-    lat.sort()
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
-    print(f"latency at {achieved:,.0f} events/s for {seconds} s, {len(lat)} alerts: p50 {q(0.5):.1f} ms, "
-          f"p99 {q(0.99):.1f} ms, max {lat[-1] * 1000:.1f} ms (target p99 <= 50 ms); {len(sent_at)} alerts missing")
+    print(f"latency at {achieved:,.0f} events/s for {seconds} s, {len(sent_at)} events that alert"
+          f"{' (' + ' '.join(extra) + ')' if extra else ''}:")
+    for what, seen in (("alert readable (read_committed)", watch.alerts), ("ticket row in the database", watch.tickets)):
+        lat = sorted(seen[e] - t for e, t in sent_at.items() if e in seen)
+        missing = sum(e not in seen for e in sent_at)
+        if not lat:
+            print(f"  produce -> {what}: none seen; {missing} missing")
+            continue
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+        print(f"  produce -> {what}: p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {lat[-1] * 1000:.0f} ms "
+              f"(target p99 <= 250 ms); {missing} missing")
+    if commits:
+        print(f"  {commits:,.0f} checkpoints in the run so far, {committing / commits * 1000:.0f} ms each to commit on average")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--rate", type=int, default=3000)
+    ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--alert-every", type=int, default=200,
+                    help="One event in this many alerts (200: 0.5%%, the demo stream's share)")
+    ap.add_argument("--worker-option", action="append", default=[],
+                    help="An option for the workers, e.g. --worker-option=--alerts-within=1")
     args = ap.parse_args()
     create_topics(BROKER)
     if not args.skip_throughput:
-        throughput(args.events, args.workers)
+        throughput(args.events, args.workers, tuple(args.worker_option))
     if not args.skip_latency:
-        latency(args.rate, args.seconds, args.workers)
+        latency(args.rate, args.seconds, args.workers, args.alert_every, tuple(args.worker_option))
 
 
 if __name__ == "__main__":

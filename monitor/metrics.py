@@ -58,6 +58,10 @@ class Metrics:
         self.tickets_open = Gauge("riskwatch_tickets_open", "Open tickets.", ["risk", "severity"], registry=registry)
         self.scoring_latency = Histogram("riskwatch_scoring_latency_seconds", "Time to score one batch.",
                                          buckets=LATENCY_BUCKETS, registry=registry)
+        self.checkpoint_seconds = Histogram(
+            "riskwatch_checkpoint_seconds",
+            "Time to commit one checkpoint (alerts, state and offsets, a Kafka transaction per input partition).",
+            buckets=LATENCY_BUCKETS, registry=registry)
         self.batch_events = Histogram("riskwatch_batch_events", "Events per scored batch.",
                                       buckets=(1, 10, 100, 1000, 4096, 8192, 16384, 65536), registry=registry)
         self.consumer_lag = Gauge("riskwatch_consumer_lag", "Messages behind the end of each partition.",

@@ -174,6 +174,30 @@ def test_malformed_messages_are_dead_lettered_with_their_origin(worker):
     assert all(":" in h["riskwatch.position"] for h in headers)
 
 
+def test_a_batch_that_alerts_is_committed_within_alerts_within_not_at_the_checkpoint_interval(tmp_path):
+    # Checkpoints a minute apart: only the alerts' own deadline can make them readable sooner.
+    worker = Worker(tmp_path, f"rw-test-{uuid.uuid4().hex[:8]}", extra=("--checkpoint-every", "60", "--alerts-within", "0.1"))
+    start_group_at_end(worker.app_id, EVENT_TOPICS.values())
+    worker.start()
+    try:
+        org = f"A{uuid.uuid4().hex[:6]}"
+
+        def alerting(n: int) -> dict:
+            return event(org, n, type="regulation_issued", attributes={"regulation_id": f"R-{n}", "legal_review": "none"})
+
+        since = end_offsets(ALERTS_TOPIC)
+        produce([alerting(1)])  # the first also waits for the worker to join its group
+        assert len(alerts_for({org}, since, expect=1, timeout=90)) == 1
+        since = end_offsets(ALERTS_TOPIC)
+        sent = time.monotonic()
+        produce([alerting(2)])
+        assert len(alerts_for({org}, since, expect=1, timeout=50)) == 1
+        assert time.monotonic() - sent < 10, "the alert waited for the checkpoint interval"
+        assert len(worker.tickets()) == 2
+    finally:
+        worker.stop()
+
+
 def test_state_survives_a_sigkill(tmp_path, default_pack):
     worker = Worker(tmp_path, f"rw-test-{uuid.uuid4().hex[:8]}")
     org = f"K{uuid.uuid4().hex[:6]}"

@@ -67,9 +67,12 @@ def connect_file(input_path, mapping, broker):
         for problem in err.problems:
             err_console.print(str(problem), markup=False)
         sys.exit(EXIT_RULES)
+    from monitor.runners.heap import FrozenHeap
+
     sink = KafkaSink(broker or default_broker())
     try:
-        report = run_file_connector(input_path, spec, sink)
+        with FrozenHeap():  # what the imports made is not scanned again with every young collection
+            report = run_file_connector(input_path, spec, sink)
     except DeliveryError as err:
         err_console.print(f"{input_path}: {err}, so not every record reached Kafka; the run failed", markup=False)
         sys.exit(1)
@@ -166,6 +169,11 @@ def connect_http(host, port, max_bytes, max_records, tokens_file, broker):
 @click.option("--checkpoint-events", default=50_000, show_default=True,
               help="Commit state, alerts and offsets after this many events (and at least every second): "
                    "what a crash scores again.")
+@click.option("--checkpoint-every", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds between checkpoints at most.")
+@click.option("--alerts-within", default=0.1, show_default=True, type=click.FloatRange(min=0.01),
+              help="Seconds after the last checkpoint by which a batch's alerts are committed (readable "
+                   "read_committed): a batch that raised alerts brings the checkpoint forward.")
 @click.option("--loglevel", default="warn", show_default=True, type=click.Choice(["crit", "error", "warn", "info", "debug"]))
 @click.option("--app-id", default="riskwatch", show_default=True,
               help="Consumer group and table name prefix: workers with the same id share the work.")
@@ -178,7 +186,7 @@ def connect_http(host, port, max_bytes, max_records, tokens_file, broker):
                    "stream, not a replay of history).")
 @click.option("--stop-within", default=20.0, show_default=True,
               help="Seconds a stop signal gives the last checkpoint (the batch in hand) to commit.")
-def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, loglevel, app_id, notify_path, quiet_after,
+def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, checkpoint_every, alerts_within, loglevel, app_id, notify_path, quiet_after,
            live_within, stop_within):
     """Run the faust worker on the Kafka event topics (add workers to scale by partitions).
 
@@ -208,7 +216,8 @@ def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, logle
                             accept=lambda p: None if partitionable(p) else "a rule's key lacks org_id (the worker partitions by org)")
     reloader.start()  # the rules folder is watched; SIGHUP reloads too
     app = create_app(pack, broker, None if db == "none" else db, metrics, batch_size=batch_size, app_id=app_id,
-                     checkpoint_events=checkpoint_events, reloader=reloader, notifier=_notifier(notify_path, metrics),
+                     checkpoint_events=checkpoint_events, checkpoint_every=checkpoint_every,
+                     alerts_within=alerts_within, reloader=reloader, notifier=_notifier(notify_path, metrics),
                      quiet_after=quiet_after, live_within=live_within)
     worker_ = GracefulWorker(app, loglevel=loglevel, quiet=True, finish_within=stop_within)
     # The Kafka clients log each request at debug level; formatting those costs more than scoring.

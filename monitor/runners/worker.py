@@ -288,7 +288,7 @@ class WorkerCore:
 
 def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics | None = None,
                partitions: int = 8, batch_size: int = 10_000, app_id: str = "riskwatch", reloader=None, notifier=None,
-               checkpoint_every: float = 1.0, checkpoint_events: int = 50_000,
+               checkpoint_every: float = 1.0, checkpoint_events: int = 50_000, alerts_within: float = 0.1,
                quiet_after: float = QUIET_AFTER_SECONDS, live_within: float = LIVE_WITHIN_SECONDS):
     """The faust app; ``faust.Worker(app).execute_from_commandline()`` runs it.
 
@@ -297,7 +297,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     the state it changed is written and its offsets committed every ``checkpoint_every``
     seconds or ``checkpoint_events`` events, whichever comes first: a state
     entry touched by many batches is written once, and a crash scores again
-    at most that much.
+    at most that much. Alerts commit with that state, so a batch that raised
+    any brings the checkpoint forward: it comes ``alerts_within`` seconds after
+    the last one at the latest (a floor on the interval, as Kafka Streams'
+    100 ms commit interval under exactly-once).
     """
     import faust
     from aiokafka import TopicPartition
@@ -349,6 +352,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     outbox: dict[int, list] = {}  # input partition -> (topic, key, value, headers) to send with its checkpoint
     fence: Fence | None = None  # this worker's latest claim, for the ticket database
     pending_events = 0
+    alerts_waiting = False  # the outbox holds alerts: the next checkpoint is due ``alerts_within`` after the last
+    waking: asyncio.Future | None = None  # the pending commit of alerts (``wake_for_alerts``)
     lock = asyncio.Lock()  # a batch and a checkpoint never interleave
     last_checkpoint = time.monotonic()
     rebalances = 0  # a batch that spans a rebalance is dropped, not committed
@@ -367,7 +372,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         (read_committed) is exactly the one the committed offsets lead to, and
         the events after them are delivered again and scored on it.
         """
-        nonlocal last_checkpoint, pending_events, finishing
+        nonlocal last_checkpoint, pending_events, finishing, alerts_waiting
         if finishing is not None:
             await finishing  # one in flight at a time: a slow broker slows scoring, not memory
         events = pending_events
@@ -382,6 +387,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         pending.clear()
         outbox.clear()
         pending_events = 0
+        alerts_waiting = False
         last_checkpoint = time.monotonic()
         finishing = asyncio.ensure_future(_commit_checkpoint(by_partition, rebalances, events))
         # A full collection scanning the state took 120-300 ms, every few seconds, for nothing.
@@ -392,6 +398,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     async def _commit_checkpoint(by_partition: dict[int, tuple[list, dict, list]], generation: int,
                                  events: int) -> None:
         nonlocal uncommitted_events
+        started = time.perf_counter()
         try:
             by_producer: dict[Any, tuple[list, dict, list]] = {}
             for partition, (records, offsets, messages) in sorted(by_partition.items()):
@@ -406,6 +413,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                                    for producer, parts in by_producer.items()))
             if rebalances == generation:
                 uncommitted_events -= events
+            if metrics is not None:
+                metrics.checkpoint_seconds.observe(time.perf_counter() - started)
         except Exception as exc:
             if rebalances != generation:
                 # Revoked meanwhile: the state it carried was forgotten, and whoever owns the
@@ -433,10 +442,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 async with producer.transaction():
                     futures = [await producer.send(topic, key=key, value=value, headers=headers)
                                for topic, key, value, headers in messages]
-                    await state.send_records(producer, records)
-                    await asyncio.gather(*futures)
-                    if offsets:
-                        await producer.send_offsets_to_transaction(offsets, app.conf.id)
+                    # The offsets join the transaction while its records are under way: the
+                    # commit makes them all visible at once, in whatever order they arrived.
+                    await asyncio.gather(state.send_records(producer, records), *futures,
+                                         *([producer.send_offsets_to_transaction(offsets, app.conf.id)] if offsets else []))
                 return
             except KafkaError as exc:
                 transient = exc.retriable or isinstance(exc, KafkaTimeoutError)  # a batch that expired waiting
@@ -470,7 +479,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         producer = AIOKafkaProducer(
             client_id=f"{app_id}-state-{partition}", transactional_id=f"{app_id}-state-{partition}",
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, bootstrap_servers=bootstrap_servers(broker),
-            acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES)
+            acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES, retry_backoff_ms=10)
         await producer.start()  # InitProducerId: the previous owner is fenced, its open transaction aborted
         state_producers[partition] = producer
         return producer
@@ -504,6 +513,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         nonlocal stopping
         started = time.monotonic()
         stopping = True
+        if waking is not None:  # the last checkpoint takes its alerts; it never awaits inside a checkpoint
+            waking.cancel()
         app.consumer.hold()
         events = 0
 
@@ -540,7 +551,28 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             if stopping:  # handed over while the last checkpoint was waiting for the lock: left unread
                 return
             await _score_batch(records)  # a fetch holds at most batch_size (broker_max_poll_records)
-            if pending_events >= checkpoint_events or time.monotonic() - last_checkpoint >= checkpoint_every:
+            # While a checkpoint commits, scoring goes on; the next one waits for it only when
+            # checkpoint_events have piled up (a slow broker slows scoring, not memory).
+            if pending_events >= checkpoint_events or (
+                    time.monotonic() - last_checkpoint >= checkpoint_every and not committing()):
+                await checkpoint()
+
+    def committing() -> bool:
+        return finishing is not None and not finishing.done()
+
+    def wake_for_alerts() -> None:
+        """Have the alerts now in the outbox committed ``alerts_within`` after the last
+        checkpoint began, or as soon as the one in flight is done, whichever is later."""
+        nonlocal waking
+        if waking is None or waking.done():
+            waking = asyncio.ensure_future(_commit_alerts(max(0.0, alerts_within - (time.monotonic() - last_checkpoint))))
+
+    async def _commit_alerts(delay: float) -> None:
+        await asyncio.sleep(delay)
+        while committing():
+            await asyncio.wait([finishing])
+        async with lock:
+            if alerts_waiting and not stopping and not committing():
                 await checkpoint()
 
     app.consumer.batch_topics = frozenset(EVENT_TOPICS.values())
@@ -579,6 +611,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     async def _deliver(out: WorkerOutput, pack: RulePack, owned: set[int]) -> None:
         """What a batch (or the clock) produced: dead letters and alerts into the
         outbox of the next checkpoint, live alerts to tickets with their evidence."""
+        nonlocal alerts_waiting
+        if out.alerts:
+            alerts_waiting = True
+            wake_for_alerts()
         for m, r in out.dead_letters:
             outbox.setdefault(m.partition, []).append((DEADLETTER_TOPIC, None, m.value or b"", [
                 ("riskwatch.reason", r.reason.encode()), ("riskwatch.detail", r.detail.encode()),
@@ -621,6 +657,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             if pending or outbox:
                 await checkpoint()
 
+
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:
         # Back to the last checkpoint: after the rebalance faust seeks every
@@ -630,11 +667,12 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         # nothing to the next checkpoint. The checkpoint in flight is let
         # finish (its transaction goes through the producer, not the consumer
         # the group is waiting on): whoever owns its partitions next starts from it.
-        nonlocal rebalances, pending_events, uncommitted_events
+        nonlocal rebalances, pending_events, uncommitted_events, alerts_waiting
         rebalances += 1
         pending.clear()
         outbox.clear()
         pending_events = uncommitted_events = 0
+        alerts_waiting = False
         core.forget()
         state.discard_pending()
         if finishing is not None and not finishing.done():
