@@ -15,7 +15,7 @@ from typing import Iterable, Protocol
 
 from monitor.runners.topics import DEADLETTER_TOPIC, EVENT_TOPICS, bootstrap_servers
 
-__all__ = ["BrokerUnreachable", "DeliveryError", "EventSink", "KafkaSink", "MemorySink", "dead_letter_headers"]
+__all__ = ["BrokerUnreachable", "DeliveryError", "MissingTopics", "EventSink", "KafkaSink", "MemorySink", "dead_letter_headers"]
 
 
 class EventSink(Protocol):
@@ -49,6 +49,10 @@ class DeliveryError(Exception):
 
 class BrokerUnreachable(ConnectionError):
     """No broker answered when the sink started."""
+
+
+class MissingTopics(Exception):
+    """The broker lacks topics the sink sends to."""
 
 
 class KafkaSink:
@@ -85,12 +89,15 @@ class KafkaSink:
         deadline = time.monotonic() + connect_timeout
         while True:
             try:
-                self.producer.list_topics(timeout=0.5)
+                metadata = self.producer.list_topics(timeout=0.5)
                 break
             except KafkaException as exc:
                 self.producer.poll(0)  # serves error_cb
                 if self._down or time.monotonic() >= deadline:
                     raise BrokerUnreachable(f"no Kafka broker answered at {broker} ({self._down or exc})") from exc
+        missing = [t for t in (*EVENT_TOPICS.values(), DEADLETTER_TOPIC) if t not in metadata.topics]
+        if missing:  # a send would fail record by record: say it once, before reading anything
+            raise MissingTopics(f"topic {', '.join(missing)} missing at {broker} (run: riskwatch topics create)")
 
     def _on_error(self, err) -> None:
         from confluent_kafka import KafkaError

@@ -194,8 +194,13 @@ def _broker_option(f):
 
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
+        from connectors.sink import MissingTopics
+
         try:
             return f(*args, **kwargs)
+        except MissingTopics as err:
+            err_console.print(str(err), markup=False)
+            sys.exit(1)
         except Exception as err:
             if not _unreachable(err):
                 raise

@@ -63,3 +63,18 @@ def test_the_sink_puts_each_org_on_the_partition_its_state_is_kept_in(kafka_brok
     partitions = len(before)
     assert all(r.partition == org_partition(r.key, partitions) for r in records)
     assert len({r.partition for r in records}) > 1
+
+
+def test_connect_file_without_its_topics_says_so_in_one_line_before_reading(kafka_broker, monkeypatch):
+    from click.testing import CliRunner
+
+    import connectors.sink
+    from monitor.cli import main
+
+    monkeypatch.setattr(connectors.sink, "DEADLETTER_TOPIC", "riskwatch.no-such-topic")
+    result = CliRunner().invoke(main, ["connect", "file", "--input", str(ROOT / "connectors" / "samples" / "erp_payments.csv"),
+                                       "--mapping", str(ROOT / "connectors" / "mappings" / "erp_payments.yaml"),
+                                       "--broker", kafka_broker])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.output.strip().count("\n") == 0
+    assert "topic riskwatch.no-such-topic missing" in result.output and "riskwatch topics create" in result.output
