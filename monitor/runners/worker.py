@@ -452,15 +452,26 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 # A broker that restarted may have lost the tail of what the producer sent; its
                 # sender stops for good on the gap. The transaction was never committed: a fresh
                 # producer under the same transactional id aborts it, and sends it again whole.
-                lost_sequence = isinstance(exc, OutOfOrderSequenceNumber)
-                if not (transient or lost_sequence) or rebalances != generation or time.monotonic() + pause > deadline:
+                # So does it on a connection closed while it looks for the transaction
+                # coordinator (the broker stopping): every later send then fails.
+                renew = isinstance(exc, OutOfOrderSequenceNumber) or _sender_stopped(producer)
+                if not (transient or renew) or rebalances != generation or time.monotonic() + pause > deadline:
                     raise
                 log.warning("checkpoint not committed (%s: %s), aborted; trying again in %.1f s",
                             type(exc).__name__, exc, pause)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 10.0)
-                if lost_sequence:
-                    producer = await _renew_producer(producer)
+                while renew:
+                    try:
+                        producer = await _renew_producer(producer)
+                        renew = False
+                    except KafkaError as err:  # the broker still away: not a transaction on the dead one
+                        if rebalances != generation or time.monotonic() + pause > deadline:
+                            raise
+                        log.warning("the partition's producer did not start again (%s: %s); trying again in %.1f s",
+                                    type(err).__name__, err, pause)
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 10.0)
 
     async def _renew_producer(producer):
         """A fresh producer in place of one whose sender stopped, for the partition it served."""
@@ -480,7 +491,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             client_id=f"{app_id}-state-{partition}", transactional_id=f"{app_id}-state-{partition}",
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS, bootstrap_servers=bootstrap_servers(broker),
             acks="all", enable_idempotence=True, max_batch_size=MAX_BATCH_BYTES, retry_backoff_ms=10)
-        await producer.start()  # InitProducerId: the previous owner is fenced, its open transaction aborted
+        try:
+            await producer.start()  # InitProducerId: the previous owner is fenced, its open transaction aborted
+        except BaseException:
+            await producer.stop()
+            raise
         state_producers[partition] = producer
         return producer
 
@@ -718,6 +733,13 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     return app
+
+
+def _sender_stopped(producer) -> bool:
+    """Whether an aiokafka producer's sender routine has ended: it does so for good on an
+    error it does not expect, and every later send fails (aiokafka keeps it private)."""
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return task is not None and task.done()
 
 
 def _observe(metrics: Metrics, pack: RulePack, out: WorkerOutput) -> None:
