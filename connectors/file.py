@@ -93,9 +93,7 @@ def deliver(mapping: Mapping, record: Any, number: int, sink: EventSink, origin:
         report.sent += 1
         return
     original = raw if mapping.passthrough else orjson.dumps(record, default=str)  # the record as it came
-    sink.send_dead_letter(original.rstrip(b"\r\n"), decoded.reason, decoded.detail, origin, position)
-    report.dead_lettered += 1
-    report.reasons[decoded.reason] += 1
+    _dead_letter(sink, report, original, decoded, origin, position)
 
 
 _domain, _org_id = attrgetter("domain"), attrgetter("org_id")
@@ -119,13 +117,12 @@ def run_file_connector(path: Path, mapping: Mapping, sink: EventSink, chunk: int
             report.read += len(events) + len(rejected)
         sink.send_events(zip(map(_domain, events), map(_org_id, events), map(bytes.rstrip, sent_raws, repeat(b"\r\n"))))
         report.sent += len(events)
-        refused_by_mapping = {id(r) for r in unmapped}
         for rejection in sorted(rejected + unmapped, key=lambda r: r.line) if unmapped else rejected:
-            if first_line or id(rejection) in refused_by_mapping:
-                original = rejection.raw
-            else:  # the record as it came, not the JSON the mapping made of it
-                original = orjson.dumps(records[rejection.line], default=str)
-            _dead_letter(sink, report, original, rejection, origin)
+            # a mapped record the contract refused goes as it came, not as the JSON made of it
+            # (one the mapping refused carries it already, and is not in ``records``)
+            mapped = records.get(rejection.line)
+            original = rejection.raw if mapped is None else orjson.dumps(mapped, default=str)
+            _dead_letter(sink, report, original, rejection, origin, f"line {rejection.line}")
         unmapped.clear()
         raws.clear()
         numbers.clear()
@@ -157,7 +154,8 @@ def run_file_connector(path: Path, mapping: Mapping, sink: EventSink, chunk: int
     return report
 
 
-def _dead_letter(sink: EventSink, report: ConnectorReport, original: bytes, rejection: Rejection, origin: str) -> None:
-    sink.send_dead_letter(original.rstrip(b"\r\n"), rejection.reason, rejection.detail, origin, f"line {rejection.line}")
+def _dead_letter(sink: EventSink, report: ConnectorReport, original: bytes, rejection: Rejection, origin: str,
+                 position: str) -> None:
+    sink.send_dead_letter(original.rstrip(b"\r\n"), rejection.reason, rejection.detail, origin, position)
     report.dead_lettered += 1
     report.reasons[rejection.reason] += 1

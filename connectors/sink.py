@@ -77,7 +77,7 @@ class KafkaSink:
         self.producer = Producer({
             "bootstrap.servers": ",".join(bootstrap_servers(broker)), "client.id": client_id,
             "enable.idempotence": True, "acks": "all",  # retries cannot reorder or double a record
-            "linger.ms": 100, "partitioner": "murmur2_random", "delivery.timeout.ms": 120_000,
+            "linger.ms": 5, "partitioner": "murmur2_random", "delivery.timeout.ms": 120_000,
             "delivery.report.only.error": True,  # a report per failed record only: one per record costs more than its send
             "error_cb": self._on_error, "log_level": 0,  # errors come to us, not to stderr
         })

@@ -672,7 +672,6 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             if pending or outbox:
                 await checkpoint()
 
-
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs) -> None:
         # Back to the last checkpoint: after the rebalance faust seeks every
