@@ -299,6 +299,82 @@ def test_a_reload_storm_loses_nothing_and_every_alert_names_its_pack(rules_copy)
     assert scored == summary.scored  # each event counted once across every reload
 
 
+def test_two_scoring_processes_reload_at_one_line_as_one_process_would(rules_copy, tmp_path, monkeypatch):
+    """--workers 2 with a reload: both workers switch after the same line of the file,
+    and the alerts equal one process that scores up to that line with the old pack and
+    the rest with the new one (an org's unchanged rules keep their state)."""
+    import os
+
+    from monitor.analyst.generator import generate
+    from monitor.core.rules import RulePack
+    from monitor.runners.runner import BatchScorer
+
+    stream = generate(events=40_000, seed=5)
+    path = tmp_path / "events.jsonl"
+    stream.write(path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    old = load_pack(rules_copy).rules_alone()
+    edit(rules_copy / "params.yaml", "no_contract_payment_limit: 50000", "no_contract_payment_limit: 20000")
+    edit(rules_copy / "procurement.yaml", "within: 30d", "within: 20d")
+    new = load_pack(rules_copy).rules_alone()
+    store = MemoryTicketStore()
+    reloader = PackReloader(rules_copy, old, debounce=0, narrow=RulePack.rules_alone)
+    reloader.request()  # taken up at the parent's first look, while the workers score
+    parent, process = os.getpid(), BatchScorer.process
+
+    def steady(self, *args, **kwargs):  # the workers pace themselves, so the switch falls inside the file
+        if os.getpid() != parent:
+            time.sleep(0.02)
+        return process(self, *args, **kwargs)
+
+    monkeypatch.setattr(BatchScorer, "process", steady)
+    runner = EmbeddedRunner(old, store, batch_size=500, workers=2, reloader=reloader)
+    summary = runner.run_file(path, None, tmp_path / "rejected.jsonl")
+    reloader.stop()
+    monkeypatch.undo()
+    assert runner.workers == 2 and summary.balanced and summary.lines == sum(1 for x in lines if x.strip())
+    [(after, version)] = runner.switches
+    assert version == new.version and 0 < after < len(lines) - 5_000
+    assert runner.versions_used == [old.version, new.version]
+    assert not reloader.snapshot.exists()  # the checked copy goes with the reloader
+
+    one = BatchScorer(old, keep_evidence=False)
+    expected: dict = {}
+    for part, first in ((lines[:after], 1), (lines[after:], after + 1)):
+        result = one.process(part, first)
+        expected.update((a.dedup_key, a) for a in result.new_alerts + result.updated_alerts)
+        one.swap_pack(new)
+
+    def shown(alerts):
+        return {k: (a.rule_id, sorted(a.event_ids), a.pack_version, a.status) for k, a in alerts.items()}
+
+    assert shown(runner.alerts) == shown(expected)
+    by_new = {a.rule_id for a in runner.alerts.values() if a.pack_version == new.version}
+    assert "fin_payment_without_contract" in by_new  # the lower limit alerted after the switch
+    assert {t["pack_version"] for t in store.tickets()} == {old.version, new.version}
+    assert {row["version"] for row in store.pack_versions()} == {old.version, new.version}
+
+
+def test_a_reload_two_scoring_processes_cannot_split_is_refused(rules_copy, caplog):
+    """Under --workers 2 a reload is checked in a copy of the folder; its problems still name
+    the analyst's files, and a rule keyed past org_id is refused, not run wrong."""
+    reloader = PackReloader(rules_copy, load_pack(rules_copy), debounce=0)
+    EmbeddedRunner(reloader.pack, workers=2, reloader=reloader)
+    edit(rules_copy / "finance.yaml", "when: type == \"payment\"", "when: type == \"payment\" and amout > 0")
+    reloader.request()
+    with caplog.at_level(logging.ERROR, logger="riskwatch.reload"):
+        assert reloader.poll() is None
+    assert f"{rules_copy / 'finance.yaml'}:" in caplog.text and "riskwatch-rules-" not in caplog.text
+    edit(rules_copy / "finance.yaml", "and amout > 0", "")
+    edit(rules_copy / "governance.yaml", "key: [org_id, counterparty_id]", "key: [counterparty_id]")
+    reloader.request()
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="riskwatch.reload"):
+        assert reloader.poll() is None
+    assert reloader.rejected == 2 and "--workers 1" in caplog.text
+    assert reloader.snapshot is None  # no copy kept for a refused pack
+
+
 def test_the_worker_reloads_and_keeps_unchanged_rules_in_its_table(rules_copy):
     from monitor.runners.worker import Message, WorkerCore
 

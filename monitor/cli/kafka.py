@@ -192,7 +192,7 @@ def worker(broker, rules, db, metrics_port, batch_size, checkpoint_events, check
 
     SIGTERM or SIGINT: the batch in hand is scored and committed, then the worker leaves its group
     and exits 0, within --stop-within seconds (exit 1 if that last commit fails); a second signal stops at once."""
-    from monitor.runners.runner import partitionable
+    from monitor.runners.scoring import partitionable
     from monitor.runners.topics import check_topics, default_broker
     from monitor.runners.graceful import GracefulWorker
     from monitor.runners.worker import create_app

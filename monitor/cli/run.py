@@ -40,7 +40,9 @@ def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: P
     return runner, summary
 
 
-def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
+def _print_summary(summary, alerts: dict, packs: list[RulePack]) -> None:
+    """``packs``: every pack that scored, oldest first (a reload may retitle or drop a risk)."""
+    risks = {k: v for pack in packs for k, v in pack.risks.items()}
     t = Table(title="Run summary", show_header=False)
     t.add_row("events in", f"{summary.lines:,}")
     t.add_row("scored", f"{summary.scored:,}")
@@ -68,7 +70,7 @@ def _print_summary(summary, alerts: dict, pack: RulePack) -> None:
     for (risk, severity, status), n in summary.alerts_by_risk.items():
         rows.setdefault((risk, severity), [0, 0])[status != "live"] += n
     for (risk, severity), (live, shadow) in sorted(rows.items()):
-        by_risk.add_row(risk, pack.risks[risk].title_zh, severity, str(live), str(shadow) if shadow else "")
+        by_risk.add_row(risk, risks[risk].title_zh, severity, str(live), str(shadow) if shadow else "")
     console.print(by_risk)
 
 
@@ -98,12 +100,12 @@ def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_siz
         sys.exit(2)
     pack = _load_pack_or_exit(rules)
     if not detectors:
-        pack = pack.only({r.id for r in pack.rules})
+        pack = pack.rules_alone()
     reloader = None
     if watch or (watch is None and str(input_path) == "-"):
         from monitor.packs.reload import PackReloader
 
-        reloader = PackReloader(rules or default_rules_dir(), pack)
+        reloader = PackReloader(rules or default_rules_dir(), pack, narrow=None if detectors else RulePack.rules_alone)
         reloader.start()
     metrics, port = _serve_metrics(metrics_port)
     if port:
@@ -120,10 +122,13 @@ def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_siz
         err_console.print("some notifications were still being sent at exit")
     if reloader is not None:
         reloader.stop()
-        if len(reloader.versions) > 1 or reloader.rejected:
-            console.print(f"rule pack versions used: {' → '.join(reloader.versions)}; {reloader.rejected} reload(s) rejected")
+        used = runner.versions_used
+        if len(used) > 1 or reloader.rejected:
+            switched = "".join(f"; pack {v} from line {after + 1}" for after, v in runner.switches if v in used)
+            console.print(f"rule pack versions used: {' → '.join(used)}; {reloader.rejected} reload(s) rejected"
+                          f"{switched}")
     if not quiet:
-        _print_summary(summary, runner.alerts, pack)
+        _print_summary(summary, runner.alerts, list(runner.packs.values()))
     console.print(f"in {summary.lines} = scored {summary.scored} + rejected {summary.rejected}; "
                   f"{len(runner.alerts)} alerts; {summary.tickets_opened} tickets opened, "
                   f"{summary.tickets_updated} updated; {summary.events_per_second:,.0f} events/s")
@@ -211,7 +216,7 @@ def demo(events, seed, out, metrics_port, hold):
     runner, summary = _score_file(pack, events_path, out / "alerts.jsonl", out / "events.rejected.jsonl",
                                   f"sqlite:///{db_path}", metrics, show_progress=True, batch_size=8192,
                                   workers=default_workers())
-    _print_summary(summary, runner.alerts, pack)
+    _print_summary(summary, runner.alerts, [pack])
     console.print(_truth_table(stream.truth, runner.alerts))
     console.print(f"alerts: {out / 'alerts.jsonl'}   tickets: {db_path} ({summary.tickets_opened} open)   "
                   f"rejected: {out / 'events.rejected.jsonl'}")

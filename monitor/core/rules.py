@@ -520,6 +520,10 @@ class RulePack:
                         self.params, self.lists, self.version, self.warnings,
                         [d for d in self.detectors if d.id in rule_ids], [c for c in self.controls if c.id in rule_ids])
 
+    def rules_alone(self) -> RulePack:
+        """A copy scoring the rules, without detectors or review controls."""
+        return self.only({r.id for r in self.rules})
+
     def with_drafts(self) -> RulePack:
         """A copy in which draft rules, detectors and controls run as shadow ones
         (alerts, no tickets): what a backtest or a diff scores."""

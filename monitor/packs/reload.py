@@ -15,13 +15,20 @@ batch: no event is lost or scored twice. ``poll()`` lints the folder again:
     reloader.start()                    # watch the folder, and reload on SIGHUP
     ...
     new_pack = reloader.poll()          # between batches: a RulePack or None
+
+With ``snapshots=True`` each reload lints a private copy of the folder and
+keeps it (``reloader.snapshot``): scoring processes that cannot be handed a
+compiled pack load that copy, and so score exactly the files that were
+checked, whatever the analyst saves next. The copies go at ``stop()``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,8 +49,14 @@ class PackReloader:
 
     def __init__(self, rules_dir: Path | str, pack: RulePack, metrics: Metrics | None = None,
                  debounce: float = 0.3, today: dt.date | None = None,
-                 accept: Callable[[RulePack], str | None] | None = None):
+                 accept: Callable[[RulePack], str | None] | None = None, snapshots: bool = False,
+                 narrow: Callable[[RulePack], RulePack] | None = None):
         self.rules_dir = Path(rules_dir)
+        self.narrow = narrow  # what the runner scores of a folder's pack (e.g. rules_alone); a module-level function
+        self.snapshots = snapshots
+        self.snapshot: Path | None = None  # the copy the last accepted pack was read from (snapshots=True)
+        self.snapshot_day: dt.date | None = None  # ... and the day it was checked for
+        self._copies: list[Path] = []
         self.accept = accept  # a runner's own condition on a pack: returns why not, or None
         self.pack = pack
         self.metrics = metrics
@@ -89,6 +102,9 @@ class PackReloader:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+        for copy in self._copies:
+            shutil.rmtree(copy, ignore_errors=True)
+        self._copies = []
 
     # --- performing -------------------------------------------------------------
     def poll(self, force: bool = False) -> RulePack | None:
@@ -99,25 +115,23 @@ class PackReloader:
             if asked is None or (not force and time.monotonic() - asked < self.debounce):
                 return None
             self._asked_at = None
-        pack, problems = lint(self.rules_dir, self.today)
-        if pack is None:
-            self.rejected += 1
-            errors = [p for p in problems if p.level == "error"]
-            for p in errors:
-                log.error("rules reload rejected: %s", p)
-            log.error("rules reload rejected (%d error(s)); still scoring with pack %s", len(errors), self.pack.version)
-            self._count("rejected")
+        copy = day = None
+        if self.snapshots:
+            copy = Path(tempfile.mkdtemp(prefix="riskwatch-rules-"))
+            shutil.copytree(self.rules_dir, copy, dirs_exist_ok=True)
+            day = self.today or dt.date.today()
+            pack, problems = lint(copy, day, shown_as=self.rules_dir)
+        else:
+            pack, problems = lint(self.rules_dir, self.today)
+        if pack is not None and self.narrow is not None:
+            pack = self.narrow(pack)
+        if not self._accepted(pack, problems):
+            if copy is not None:
+                shutil.rmtree(copy, ignore_errors=True)
             return None
-        prepare_screening(pack)  # here, not at the first batch it scores
-        reason = self.accept(pack) if pack is not None and self.accept is not None else None
-        if reason:
-            self.rejected += 1
-            log.error("rules reload rejected: %s; still scoring with pack %s", reason, self.pack.version)
-            self._count("rejected")
-            return None
-        if pack.version == self.pack.version:
-            self._count("unchanged")
-            return None
+        if copy is not None:
+            self._copies.append(copy)
+            self.snapshot, self.snapshot_day = copy, day
         log.info("rules reloaded: pack %s -> %s", self.pack.version, pack.version)
         if self.metrics is not None:
             self.metrics.rule_pack.labels(self.pack.version).set(0)
@@ -126,6 +140,28 @@ class PackReloader:
         self.pack = pack
         self.versions.append(pack.version)
         return pack
+
+    def _accepted(self, pack: RulePack | None, problems: list) -> bool:
+        """Whether a linted folder may replace the running pack; says why not in the log."""
+        if pack is None:
+            self.rejected += 1
+            errors = [p for p in problems if p.level == "error"]
+            for p in errors:
+                log.error("rules reload rejected: %s", p)
+            log.error("rules reload rejected (%d error(s)); still scoring with pack %s", len(errors), self.pack.version)
+            self._count("rejected")
+            return False
+        prepare_screening(pack)  # here, not at the first batch it scores
+        reason = self.accept(pack) if self.accept is not None else None
+        if reason:
+            self.rejected += 1
+            log.error("rules reload rejected: %s; still scoring with pack %s", reason, self.pack.version)
+            self._count("rejected")
+            return False
+        if pack.version == self.pack.version:
+            self._count("unchanged")
+            return False
+        return True
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:

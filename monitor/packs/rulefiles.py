@@ -211,15 +211,19 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
     return CounterpartyList(name, entries, ListRows(header, rows), spans), problems
 
 
-def _display(path: Path, root: Path) -> str:
+def _display(path: Path, root: Path, shown_as: Path | None = None) -> str:
+    if shown_as is not None:  # a copy of a folder, named as the folder the analyst edits
+        path = shown_as / path.relative_to(root)
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 
 
-def read_folder(rules_dir: Path | str) -> tuple[dict[str, Document], list[Document], dict[str, CounterpartyList], list[Problem]]:
-    """Read every file of a rules folder (no compilation)."""
+def read_folder(rules_dir: Path | str, shown_as: Path | None = None
+                ) -> tuple[dict[str, Document], list[Document], dict[str, CounterpartyList], list[Problem]]:
+    """Read every file of a rules folder (no compilation); ``shown_as`` names the
+    files in problems when the folder read is a copy of that one."""
     root = Path(rules_dir)
     problems: list[Problem] = []
     if not root.is_dir():
@@ -230,11 +234,11 @@ def read_folder(rules_dir: Path | str) -> tuple[dict[str, Document], list[Docume
         try:
             return path.read_text(encoding=encoding)
         except (OSError, UnicodeDecodeError) as err:
-            problems.append(Problem(_display(path, root), 1, 1, f"cannot read: {err}"))
+            problems.append(Problem(_display(path, root, shown_as), 1, 1, f"cannot read: {err}"))
             return None
 
     for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
-        display = _display(path, root)
+        display = _display(path, root, shown_as)
         if (text := read(path, "utf-8")) is None:
             continue
         doc, errs = load_document(text, display)
@@ -249,20 +253,21 @@ def read_folder(rules_dir: Path | str) -> tuple[dict[str, Document], list[Docume
     for path in sorted((root / "lists").glob("*.csv")):
         if (text := read(path, "utf-8-sig")) is None:  # Excel writes a BOM
             continue
-        lst, errs = load_list(text, _display(path, root), path.stem)
+        lst, errs = load_list(text, _display(path, root, shown_as), path.stem)
         problems += errs
         if lst is not None:
             lists[path.stem] = lst
     for name in ("risk_list.yaml", "duties.yaml"):
         if not (root / name).exists():
-            problems.append(Problem(_display(root / name, root), 1, 1, f"{name} is missing"))
+            problems.append(Problem(_display(root / name, root, shown_as), 1, 1, f"{name} is missing"))
     return special, packs, lists, problems
 
 
-def lint(rules_dir: Path | str, today: dt.date | None = None) -> tuple[RulePack | None, list[Problem]]:
+def lint(rules_dir: Path | str, today: dt.date | None = None, shown_as: Path | None = None
+         ) -> tuple[RulePack | None, list[Problem]]:
     """Validate a folder; returns the pack (None on errors) and every problem found."""
     today = today or dt.date.today()
-    special, packs, lists, problems = read_folder(rules_dir)
+    special, packs, lists, problems = read_folder(rules_dir, shown_as)
     if "risk_list.yaml" not in special or "duties.yaml" not in special:
         return None, problems
     # compile_pack carries the reading problems along: any error there means no pack.

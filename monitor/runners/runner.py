@@ -1,12 +1,11 @@
 """The embedded runner: a JSONL file in, alerts, rejections and tickets out.
 
-Two halves. ``BatchScorer`` decodes, scores and merges alerts for one
-partition of the stream, and reports each batch as a ``BatchResult``.
-``EmbeddedRunner`` owns the edges — the dead-letter file, the ticket store,
-metrics, the summary — and applies those results. With ``workers > 1`` each
-worker process reads the file and scores the events of its share of the orgs
-(every stateful rule groups by ``org_id`` first, so each org's state lives in
-one worker, as with Kafka partitions); the parent applies their results.
+``BatchScorer`` (``monitor.runners.scoring``) decodes, scores and merges
+alerts for one partition of the stream and reports each batch as a
+``BatchResult``. ``EmbeddedRunner`` owns the edges — the dead-letter file, the
+ticket store, metrics, the summary, hot reloads — and applies those results.
+With ``workers > 1`` scoring processes each take a share of the orgs
+(``monitor.runners.partitions``); the parent applies their results.
 
 Nothing is lost: every line is scored or rejected with a reason, and the
 summary says so (in = scored + rejected).
@@ -22,28 +21,23 @@ import os
 import pickle
 import queue
 import time
-import traceback
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable
 
 import msgspec
-import numpy as np
 import orjson
 
-from monitor.core.alerts import Alert, AlertBook
-from monitor.core.batch import EventBatch
-from monitor.core.event import Rejection, decode_lines
-from monitor.core.evidence import Evidence
-from monitor.runners.heap import FrozenHeap
-from monitor.metrics import Metrics
 from monitor.cases.notify import announce
-from monitor.core.rules import RulePack, changed_rules
+from monitor.core.alerts import Alert
+from monitor.core.event import Rejection
 from monitor.core.reviews import REVIEW_KINDS
-from monitor.core.scorer import Scorer
-from monitor.core.state import ScorerState, drop_rules
+from monitor.core.rules import RulePack
+from monitor.metrics import Metrics
+from monitor.runners.heap import FrozenHeap
+from monitor.runners.partitions import PackSwitches, check_alive, partition_worker, reload_across_workers
+from monitor.runners.scoring import BatchResult, BatchScorer, partitionable
 
 if TYPE_CHECKING:  # the ticket store's database code is imported by whoever opens one
     from monitor.cases.tickets import TicketStore
@@ -51,8 +45,6 @@ if TYPE_CHECKING:  # the ticket store's database code is imported by whoever ope
 __all__ = ["BatchResult", "BatchScorer", "EmbeddedRunner", "RunSummary", "default_rejected_path", "partitionable"]
 
 BATCH_SIZE = 8192
-KEY_COUNT_SECONDS = 5.0  # the state-keys gauge is recounted at most this often (a scrape is every 15 s;
-# counting walks every org's models: 50 ms with 3,840 orgs)
 TICKET_FLUSH_SECONDS = 2.0
 ESCALATION_CHECK_SECONDS = 60.0
 WORKER_POLL_SECONDS = 1.0  # how often the parent looks for a worker that died silently
@@ -85,26 +77,6 @@ class RunSummary:
         return self.lines == self.scored + self.rejected
 
 
-@dataclass
-class BatchResult:
-    """What one scored batch changed; small and picklable."""
-
-    lines: int
-    scored: int
-    rejected: list[Rejection]
-    events_by_source: Counter  # (domain, source) -> events
-    hits_by_rule: Counter
-    new_alerts: list[Alert]
-    updated_alerts: list[Alert]
-    scoring_seconds: float
-    state_keys: int
-    late_events: int  # running total in this scorer
-    occurred_at: Any = None  # epoch seconds of the scored events (numpy), for the end-to-end lag
-    detector_scores: dict = field(default_factory=dict)  # detector id -> this batch's scores (numpy)
-    evidence: list = field(default_factory=list)  # (dedup key, event) for the tickets
-    judgements: list = field(default_factory=list)  # executed matters the review controls judged
-
-
 def default_rejected_path(input_path: Path) -> Path:
     """``events.jsonl`` -> ``events.rejected.jsonl`` beside it."""
     return input_path.with_name(input_path.stem + ".rejected.jsonl")
@@ -113,119 +85,6 @@ def default_rejected_path(input_path: Path) -> Path:
 def rejection_line(r: Rejection) -> bytes:
     return orjson.dumps({"line": r.line, "reason": r.reason, "detail": r.detail, "source": r.source,
                          "raw": r.raw.rstrip(b"\r\n").decode("utf-8", errors="replace")}) + b"\n"
-
-
-def partitionable(pack: RulePack) -> bool:
-    """True when every rule's findings stay within one org, so the stream can
-    be split by org_id across workers without changing any alert."""
-    return all("org_id" in r.key for r in pack.rules)
-
-
-class BatchScorer:
-    """Decode, score and merge alerts, batch by batch, for one stream partition."""
-
-    def __init__(self, pack: RulePack, keep_evidence: bool = True):
-        self.scorer = Scorer(pack)
-        self.state = ScorerState()
-        self.book = AlertBook(pack)
-        self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
-        self._keys_counted = (-math.inf, 0)  # (when, how many): counting walks every org's models
-
-    def _state_keys(self) -> int:
-        """The state's keys, for the gauge: counted at most every ``KEY_COUNT_SECONDS``."""
-        when, count = self._keys_counted
-        if time.monotonic() - when >= KEY_COUNT_SECONDS:
-            self._keys_counted = (time.monotonic(), self.state.key_count())
-        return self._keys_counted[1]
-
-    def process(self, lines: list[bytes], first_line: int = 1, numbers: list[int] | None = None) -> BatchResult:
-        raws: list[bytes] | None = [] if self.evidence is not None else None
-        events, rejected = decode_lines(lines, first_line, numbers, raws)
-        new: list[Alert] = []
-        updated: list[Alert] = []
-        findings = []
-        evidence: list = []
-        elapsed = 0.0
-        by_source: Counter = Counter()
-        if events:
-            batch = EventBatch(events)
-            started = time.perf_counter()
-            findings = self.scorer.score(batch, self.state)
-            elapsed = time.perf_counter() - started
-            new, updated = self.book.merge_split(findings)
-            if self.evidence is not None:
-                held = self.scorer.held_rows.tolist()
-                self.evidence.remember(map(events.__getitem__, held), map(raws.__getitem__, held))
-                evidence = self.evidence.collect(new + updated, events) if new or updated else []
-            rows = batch.all_rows
-            by_source = Counter(zip(batch.column("domain", rows).tolist(), batch.column("source", rows).tolist()))
-        times = batch.column("occurred_at", batch.all_rows) if events else None
-        scores = {k: v.astype(np.float32) for k, v in self.scorer.detector_scores.items()} if events else {}
-        return BatchResult(len(events) + len(rejected), len(events), rejected, by_source,
-                           Counter(f.rule_id for f in findings), new, updated, elapsed,
-                           self._state_keys(), self.state.late_events, times, scores,
-                           evidence, self.scorer.take_judgements())
-
-
-class _OrgOnly(msgspec.Struct):
-    org_id: Any = None
-
-
-def _partition_of(org: Any, workers: int) -> int:
-    if not isinstance(org, str) or not org:
-        return 0  # undecodable or org-less lines: worker 0 rejects them properly
-    return zlib.crc32(org.encode()) % workers
-
-
-def _pickled(result: BatchResult) -> bytes:
-    """Pickled here, not in the queue's feeder thread, which would drop a result
-    it cannot pickle with nothing but a printed traceback: a result that cannot
-    be sent fails this worker, and so the run."""
-    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results,
-                      keep_evidence: bool = True) -> None:
-    """One worker: read the whole file, score the lines of its orgs, report each batch."""
-    try:
-        with FrozenHeap() as heap:
-            scorer = BatchScorer(pack, keep_evidence)
-            decode_org = msgspec.json.Decoder(_OrgOnly).decode
-            lines: list[bytes] = []
-            numbers: list[int] = []
-            partitions: dict[Any, int] = {}  # org -> worker; a few dozen orgs, half a million lines
-            with open(path, "rb") as f:
-                for number, raw in enumerate(f, 1):
-                    try:
-                        org = decode_org(raw).org_id
-                    except (msgspec.DecodeError, RecursionError):
-                        org = None
-                    try:
-                        partition = partitions[org]
-                    except KeyError:
-                        partition = partitions[org] = _partition_of(org, workers)
-                    except TypeError:  # an org_id that is a list or an object: rejected by worker 0
-                        partition = 0
-                    if partition != index:
-                        continue
-                    lines.append(raw)
-                    numbers.append(number)
-                    if len(lines) >= batch_size:
-                        results.put(_pickled(scorer.process(lines, numbers=numbers)))
-                        lines, numbers = [], []
-                        heap.settle()
-            if lines:
-                results.put(_pickled(scorer.process(lines, numbers=numbers)))
-        results.put(("done", index))
-    except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
-        results.put(("error", traceback.format_exc()))
-
-
-def _check_alive(procs: list, finished: set[int]) -> None:
-    """Fail the run when a worker died without saying so (killed, out of memory)."""
-    for index, p in enumerate(procs):
-        if index not in finished and not p.is_alive():
-            raise RuntimeError(f"scoring worker {index} died (exit code {p.exitcode}) before finishing its share")
 
 
 class EmbeddedRunner:
@@ -240,14 +99,16 @@ class EmbeddedRunner:
         need none of it."""
         self.pack = pack
         self.notifier = notifier  # a monitor.cases.notify.Notifier: new tickets and escalations, off the scoring path
-        self.reloader = reloader  # a monitor.packs.reload.PackReloader: hot reload between batches (one process)
-        if reloader is not None:
-            workers = 1
+        self.reloader = reloader  # a monitor.packs.reload.PackReloader: hot reload between batches
         self.store = store
         self.metrics = metrics
         self.batch_size = batch_size
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.workers = workers if workers > 1 and partitionable(pack) else 1
+        if reloader is not None and self.workers > 1:
+            reload_across_workers(reloader)
+        self.packs: dict[str, RulePack] = {pack.version: pack}  # every version announced, in order
+        self.switches: list[tuple[int, str]] = []  # (line after which it scores, version), with workers
         self._open_store = open_store
         self.keep_evidence = hasattr(store, "add_evidence") or open_store is not None
         self.local = BatchScorer(pack, self.keep_evidence)  # the in-process partition (workers == 1)
@@ -262,6 +123,7 @@ class EmbeddedRunner:
         self._last_escalation_check = -math.inf
         self._late: dict[int, int] = {}
         self._keys: dict[int, int] = {}
+        self._scored_by: set[str] = set()  # pack versions of the results absorbed
         if metrics:
             metrics.rule_pack.labels(pack.version).set(1)
         self._record_pack(pack)
@@ -280,20 +142,32 @@ class EmbeddedRunner:
     def swap_pack(self, new: RulePack) -> set[str]:
         """Score with ``new`` from the next batch on; keep the state of every rule
         whose definition did not change. Returns the rules whose state was dropped."""
-        self.flush_tickets()  # pending tickets belong to the old pack's version
-        dropped = changed_rules(self.pack, new)
-        drop_rules(self.local.state, dropped)
-        self.pack = new
-        self.local.scorer = Scorer(new)
-        self.local.book = AlertBook(new, self.local.book.alerts)
-        self._record_pack(new)
-        return dropped
+        self._adopt(new)
+        return self.local.swap_pack(new)
 
-    def _maybe_reload(self) -> None:
-        if self.reloader is not None and self.reloader.pending:
-            new = self.reloader.poll()
-            if new is not None:
-                self.swap_pack(new)
+    def _adopt(self, new: RulePack) -> None:
+        self.packs[new.version] = new
+        self.pack = new
+        self._record_pack(new)
+
+    def _maybe_reload(self, switches: PackSwitches | None = None) -> None:
+        if self.reloader is None or not self.reloader.pending:
+            return
+        new = self.reloader.poll()
+        if new is None:
+            return
+        if switches is None:
+            self.swap_pack(new)
+            return
+        r = self.reloader
+        after = switches.publish(r.snapshot, new.version, r.snapshot_day, r.narrow)
+        self.switches.append((after, new.version))
+        self._adopt(new)
+
+    @property
+    def versions_used(self) -> list[str]:
+        """The pack versions that scored, in order (a reload announced after the last line scored none)."""
+        return [v for v in self.packs if v in self._scored_by]
 
     # --- applying results ----------------------------------------------------------
     def absorb(self, result: BatchResult, partition: int = 0) -> None:
@@ -304,6 +178,7 @@ class EmbeddedRunner:
         s.rejected_by_reason.update(r.reason for r in result.rejected)
         s.findings += sum(result.hits_by_rule.values())
         s.alerts_new += len(result.new_alerts)
+        self._scored_by.add(result.pack_version)
         self.rejected += result.rejected
         for alert in itertools.chain(result.new_alerts, result.updated_alerts):
             self.alerts[alert.dedup_key] = alert
@@ -330,8 +205,9 @@ class EmbeddedRunner:
             m.observe_lag(result.occurred_at, self.clock())
         for detector_id, scores in result.detector_scores.items():
             m.observe_many(m.detector_score.labels(detector_id), scores)
+        pack = self.packs.get(result.pack_version, self.pack)  # with workers, the old pack's batches still come in
         for rule_id, n in result.hits_by_rule.items():
-            rule = self.pack.rule(rule_id)
+            rule = pack.rule(rule_id)
             m.rule_hits.labels(rule_id, rule.risk.id, rule.severity, rule.status).inc(n)
         for alert in result.new_alerts:
             m.alerts.labels(alert.risk_id, alert.severity, alert.domain, alert.status).inc()
@@ -370,15 +246,21 @@ class EmbeddedRunner:
             self._pending_tickets.clear()
             self._pending_evidence = []
             return
-        result = self.store.upsert(list(self._pending_tickets.values()), self.pack, self.clock())
+        by_version: dict[str, list[Alert]] = {}
+        for alert in self._pending_tickets.values():
+            by_version.setdefault(alert.pack_version, []).append(alert)
+        opened: list[Alert] = []
+        for version, alerts in by_version.items():  # each with the owners and deadlines of the pack that raised it
+            result = self.store.upsert(alerts, self.packs.get(version, self.pack), self.clock())
+            opened += result.opened
+            self.summary.tickets_updated += len(result.updated)
         self._pending_tickets.clear()
         add_evidence = getattr(self.store, "add_evidence", None)
         if add_evidence is not None and self._pending_evidence:
             add_evidence(self._pending_evidence)
         self._pending_evidence = []
-        self.summary.tickets_opened += len(result.opened)
-        self.summary.tickets_updated += len(result.updated)
-        announce(self.metrics, self.notifier, opened=result.opened)
+        self.summary.tickets_opened += len(opened)
+        announce(self.metrics, self.notifier, opened=opened)
         if self.metrics:
             self.metrics.set_ticket_gauges(self.store.open_by_risk(), self.store.overdue_by_risk(self.clock()))
 
@@ -406,8 +288,10 @@ class EmbeddedRunner:
         started = time.perf_counter()
         ctx = multiprocessing.get_context("fork")  # workers inherit the compiled pack
         results = ctx.Queue(maxsize=64)
-        procs = [ctx.Process(target=_partition_worker, daemon=True,
-                             args=(self.pack, str(path), i, self.workers, self.batch_size, results, self.keep_evidence))
+        switches = PackSwitches(ctx, self.workers) if self.reloader is not None else None
+        procs = [ctx.Process(target=partition_worker, daemon=True,
+                             args=(self.pack, str(path), i, self.workers, self.batch_size, results, self.keep_evidence,
+                                   switches))
                  for i in range(self.workers)]
         for p in procs:
             p.start()
@@ -416,10 +300,11 @@ class EmbeddedRunner:
         try:
             self.open_store()  # while the workers score
             while done < self.workers:
+                self._maybe_reload(switches)
                 try:
                     item = results.get(timeout=WORKER_POLL_SECONDS)
                 except queue.Empty:
-                    _check_alive(procs, finished)
+                    check_alive(procs, finished)
                     continue
                 if isinstance(item, bytes):
                     item = pickle.loads(item)
