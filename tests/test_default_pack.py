@@ -39,6 +39,22 @@ def test_risk_list_covers_the_seed_areas(default_pack):
     assert all(r.owner in default_pack.posts for r in risks)
 
 
+def test_regular_suppliers_are_never_paid_past_their_contract_over_years(default_pack):
+    """Framework contracts are renewed as they are used up: over three years the
+    payments-over-contract rule fires on the planted cases alone (before, every
+    regular supplier paid every few days ran past its contract within months,
+    and each later payment fired again with every payment before it)."""
+    rule = "fin_payment_over_contract"
+    stream = generate(events=20_000, seed=42, days=3 * 365)
+    events, _ = decode_lines(stream.lines)
+    findings, _ = score_all(default_pack.only({rule}), events, batch_size=4096)
+    planted = [set(v.event_ids) for v in stream.truth.violations() if v.rule == rule]
+    assert planted and {f.key for f in findings} == {f.key for f in findings if any(set(f.event_ids) & p for p in planted)}
+    book = AlertBook(default_pack)
+    book.merge(findings)
+    assert len(book.alerts) == len(planted)
+
+
 def test_every_risk_routes_to_a_department(default_pack):
     for risk in default_pack.risks.values():
         post = default_pack.post_for(risk)

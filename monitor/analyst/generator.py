@@ -49,6 +49,7 @@ __all__ = ["GeneratedStream", "Instance", "ORGS", "Truth", "generate"]
 DEFAULT_START = dt.datetime(2026, 6, 1, tzinfo=CST)
 DEPARTMENT_LIMIT = {"SUB07": 300_000.0}
 TENDER = {"goods": 2_000_000.0, "services": 1_000_000.0, "construction": 4_000_000.0}
+FRAMEWORK_RENEWED_AFTER = 30  # payments under one framework contract (sized for 60) before it is renewed
 
 _SOURCES = {"finance": "erp-finance", "procurement": "srm-procurement", "investment": "inv-mgmt", "governance": "oa-governance"}
 
@@ -141,6 +142,7 @@ class _Builder:
         self.org_weights = [w for _, _, w, _ in ORGS]
         self.review_rng = random.Random(seed * 7919 + 17)  # the review plants' own: the rest stays as it was
         self.regulars: list[tuple] = []  # (org, tz, counterparty, usual amount, contract, days between payments)
+        self.renewals: dict[str, list[tuple[int, str]]] = {}  # first contract -> (from day, contract in force)
         # per org, the staff who review, draft and take part: trained and committed (monitor.analyst.matters)
         self.staff: dict[str, list[str]] = {}
 
@@ -370,20 +372,37 @@ class _Builder:
 
     def regular_suppliers(self, per_org: int) -> None:
         """Suppliers each org pays every few days under a framework contract, about
-        the same amount each time: the history the amount detector learns from."""
+        the same amount each time: the history the amount detector learns from.
+        The contract is sized for 60 usual payments and renewed after 30 (at
+        most 37.5 times the usual amount paid, so the planted payment of up to 20
+        times still fits), so a stream over years does not pay past it; a
+        quarter's stream (30 payments at most) never renews."""
         rng = self.rng
         for org_id, _, _, tz in ORGS:
             for _ in range(per_org):
                 cp = self.new_supplier()
                 usual = self.money_log(5_000, 2)
                 every = rng.choice([3, 4, 5, 7])
-                contract_id = self.contract(org_id, tz, self.business_time(tz, 0), round(usual * 60, 2), cp, category="services")
+                first = contract_id = self.contract(org_id, tz, self.business_time(tz, 0), round(usual * 60, 2), cp,
+                                                    category="services")
                 self.regulars.append((org_id, tz, cp, usual, contract_id, every))
+                self.renewals[first] = [(0, first)]
                 day = rng.randrange(every)
+                paid = 0
                 while day < self.days:
+                    if paid == FRAMEWORK_RENEWED_AFTER:
+                        contract_id = self.contract(org_id, tz, self.business_time(tz, day), round(usual * 60, 2), cp,
+                                                    category="services")
+                        self.renewals[first].append((day, contract_id))
+                        paid = 0
                     amount = self.unique_amount(org_id, cp[0], usual * 0.8, usual * 1.25)
                     self.payment(org_id, tz, self.business_time(tz, day), amount, cp, contract_id)
+                    paid += 1
                     day += every
+
+    def contract_in_force(self, first: str, day: int) -> str:
+        """The framework contract of a regular supplier in force on ``day``."""
+        return [contract for since, contract in self.renewals[first] if since <= day][-1]
 
     # --- planted anomalies (no rule names them; the detectors should) -----------------
     def plant_anomalies(self, rounds: int) -> None:
@@ -405,7 +424,7 @@ class _Builder:
         org_id, tz, cp, usual, contract_id, every = rng.choice(self.regulars)
         day = rng.randrange(max(8 * every + 2, 45), self.days - 1)
         amount = self.unique_amount(org_id, cp[0], usual * 8, usual * 20)
-        ids = [self.payment(org_id, tz, self.business_time(tz, day), amount, cp, contract_id)]
+        ids = [self.payment(org_id, tz, self.business_time(tz, day), amount, cp, self.contract_in_force(contract_id, day))]
         self.record(101, "anomaly", ids, f"{amount / usual:.1f}x the usual {usual:,.0f} to {cp[0]}")
 
     def plant_payment_burst(self) -> None:

@@ -114,8 +114,11 @@ class AlertBook:
                 held_last = _epoch(alert.last_seen)
                 latest = f.last_seen >= held_last
                 last = max(held_last, f.last_seen)
-                known = set(alert.event_ids)
-                alert.event_ids.extend(e for e in f.event_ids if e not in known)
+                # A running total fires again with every event behind it: set
+                # arithmetic in C, and the order kept only for what is new.
+                new_ids = set(f.event_ids).difference(alert.event_ids)
+                if new_ids:
+                    alert.event_ids.extend(e for e in dict.fromkeys(f.event_ids) if e in new_ids)
                 alert.count += 1
                 if f.score is not None:
                     alert.score = max(alert.score, round(f.score, 4))
