@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import orjson
 
 from connectors.mapping import Mapping, map_record
+from connectors.rows import RowMapper
 from connectors.sink import EventSink
 from monitor.core.event import Event, Rejection, decode_lines, decode_one
 
@@ -41,6 +42,13 @@ class ConnectorReport:
         return self.read == self.sent + self.dead_lettered
 
 
+def csv_rows(f, mapping: Mapping) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header of an open CSV file, and its (line, cells) rows; blank lines are no records."""
+    reader = csv.reader(f, delimiter=mapping.delimiter)
+    header = [name.strip() for name in next(reader, [])]
+    return header, ((reader.line_num, row) for row in reader if row)
+
+
 def read_records(path: Path, mapping: Mapping) -> Iterator[tuple[int, Any]]:
     """(line or row number, record): bytes for JSONL, a dict of columns for CSV/XLSX."""
     if mapping.format == "jsonl":
@@ -50,15 +58,12 @@ def read_records(path: Path, mapping: Mapping) -> Iterator[tuple[int, Any]]:
                     yield number, raw
     elif mapping.format == "csv":
         with open(path, encoding=mapping.encoding, newline="") as f:
-            reader = csv.reader(f, delimiter=mapping.delimiter)
-            header = [name.strip() for name in next(reader, [])]
+            header, rows = csv_rows(f, mapping)
             width = len(header)
-            for row in reader:
-                if not row:
-                    continue  # a blank line is no record
+            for number, row in rows:
                 if len(row) < width:  # a short row: its missing cells are empty, as csv.DictReader has them
                     row += [None] * (width - len(row))
-                yield reader.line_num, dict(zip(header, row))  # cells past the header are dropped
+                yield number, dict(zip(header, row))  # cells past the header are dropped
     else:
         from openpyxl import load_workbook
 
@@ -107,6 +112,7 @@ def run_file_connector(path: Path, mapping: Mapping, sink: EventSink, chunk: int
     raws: list[bytes] = []
     numbers: list[int] = []
     records: dict[int, Any] = {}  # line -> the record as it came, for a mapped one the contract refuses
+    as_record = None  # how such a record is written: a CSV row (a list of cells) as a dict of its columns
     unmapped: list[Rejection] = []  # refused by the mapping: dead-lettered with the chunk, in line order
 
     def send(first_line: int | None = None) -> None:
@@ -121,6 +127,8 @@ def run_file_connector(path: Path, mapping: Mapping, sink: EventSink, chunk: int
             # a mapped record the contract refused goes as it came, not as the JSON made of it
             # (one the mapping refused carries it already, and is not in ``records``)
             mapped = records.get(rejection.line)
+            if mapped is not None and as_record is not None:
+                mapped = as_record(mapped)
             original = rejection.raw if mapped is None else orjson.dumps(mapped, default=str)
             _dead_letter(sink, report, original, rejection, origin, f"line {rejection.line}")
         unmapped.clear()
@@ -135,6 +143,24 @@ def run_file_connector(path: Path, mapping: Mapping, sink: EventSink, chunk: int
                 raws[:] = lines
                 send(first_line)
                 first_line += len(lines)
+        sink.flush()
+        return report
+    if mapping.format == "csv":  # mapped column by column, a chunk of rows at a time
+        with open(path, encoding=mapping.encoding, newline="") as f:
+            header, rows = csv_rows(f, mapping)
+            mapper = RowMapper(mapping, header)
+            as_record = mapper.record
+            while chunk_rows := list(islice(rows, chunk)):
+                lines = [number for number, _ in chunk_rows]
+                cells = [row for _, row in chunk_rows]
+                report.read += len(chunk_rows)
+                mapped_events, refused = mapper.map_rows(cells, lines)
+                unmapped.extend(refused)
+                for i, event in mapped_events:
+                    raws.append(orjson.dumps(event))
+                    records[lines[i]] = cells[i]
+                    numbers.append(lines[i])
+                send()
         sink.flush()
         return report
     for number, record in read_records(path, mapping):
