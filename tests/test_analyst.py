@@ -358,8 +358,10 @@ def test_two_scoring_processes_reload_at_one_line_as_one_process_would(rules_cop
 def test_a_reload_two_scoring_processes_cannot_split_is_refused(rules_copy, caplog):
     """Under --workers 2 a reload is checked in a copy of the folder; its problems still name
     the analyst's files, and a rule keyed past org_id is refused, not run wrong."""
+    from monitor.runners.partitions import reload_across_workers
+
     reloader = PackReloader(rules_copy, load_pack(rules_copy), debounce=0)
-    EmbeddedRunner(reloader.pack, workers=2, reloader=reloader)
+    reload_across_workers(reloader)  # what a run with scoring processes does before they start
     edit(rules_copy / "finance.yaml", "when: type == \"payment\"", "when: type == \"payment\" and amout > 0")
     reloader.request()
     with caplog.at_level(logging.ERROR, logger="riskwatch.reload"):
@@ -373,6 +375,17 @@ def test_a_reload_two_scoring_processes_cannot_split_is_refused(rules_copy, capl
         assert reloader.poll() is None
     assert reloader.rejected == 2 and "--workers 1" in caplog.text
     assert reloader.snapshot is None  # no copy kept for a refused pack
+
+
+def test_a_stream_read_by_one_process_reloads_any_pack_though_workers_were_asked(rules_copy):
+    """--input - is scored in one process whatever --workers says: its reloads need
+    no copy of the folder, and a rule keyed past org_id is fine there."""
+    reloader = PackReloader(rules_copy, load_pack(rules_copy), debounce=0)
+    runner = EmbeddedRunner(reloader.pack, workers=2, reloader=reloader)
+    edit(rules_copy / "governance.yaml", "key: [org_id, counterparty_id]", "key: [counterparty_id]")
+    reloader.request()
+    runner.run_stream(iter([payment(1, 80_000)]))
+    assert reloader.rejected == 0 and reloader.snapshot is None and runner.pack.version != reloader.versions[0]
 
 
 def test_the_worker_reloads_and_keeps_unchanged_rules_in_its_table(rules_copy):

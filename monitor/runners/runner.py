@@ -105,8 +105,6 @@ class EmbeddedRunner:
         self.batch_size = batch_size
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.workers = workers if workers > 1 and partitionable(pack) else 1
-        if reloader is not None and self.workers > 1:
-            reload_across_workers(reloader)
         self.packs: dict[str, RulePack] = {pack.version: pack}  # every version announced, in order
         self.switches: list[tuple[int, str]] = []  # (line after which it scores, version), with workers
         self._open_store = open_store
@@ -288,7 +286,10 @@ class EmbeddedRunner:
         started = time.perf_counter()
         ctx = multiprocessing.get_context("fork")  # workers inherit the compiled pack
         results = ctx.Queue(maxsize=64)
-        switches = PackSwitches(ctx, self.workers) if self.reloader is not None else None
+        switches = None
+        if self.reloader is not None:  # (a stream read in one process reloads as before)
+            reload_across_workers(self.reloader)
+            switches = PackSwitches(ctx, self.workers)
         procs = [ctx.Process(target=partition_worker, daemon=True,
                              args=(self.pack, str(path), i, self.workers, self.batch_size, results, self.keep_evidence,
                                    switches))
