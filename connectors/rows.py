@@ -92,7 +92,8 @@ class _Field:
             return _cellwise(number, read)
         if spec.type == "datetime":
             fmt, tz = spec.format, self.tz
-            shape = _ISO_SHAPED.get(fmt) if fmt == "%Y-%m-%d %H:%M:%S" else None
+            # the usual export shape, zero-padded date and time: checked, then rewritten as text
+            shape = _ISO_SHAPED[fmt] if fmt == "%Y-%m-%d %H:%M:%S" else None
             offset = dt.datetime(2000, 1, 1, tzinfo=tz).isoformat()[19:]  # "+08:00"
             fromisoformat = dt.datetime.fromisoformat
 

@@ -68,7 +68,8 @@ class PackSwitches:
         self._inboxes = [ctx.SimpleQueue() for _ in range(workers)]
         self._taken = 0  # in a worker: switches taken from its inbox
 
-    def publish(self, rules: Path, version: str, day: dt.date | None, narrow) -> int:
+    def publish(self, rules: Path, version: str, day: dt.date | None,
+                narrow: Callable[[RulePack], RulePack] | None) -> int:
         """Announce a reloaded pack to every worker; returns the line it scores after."""
         with self._lock:
             after = max(self._reserved)
@@ -101,7 +102,7 @@ def _pickled(result: BatchResult) -> bytes:
 
 
 def partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results,
-                      keep_evidence: bool = True, switches: PackSwitches | None = None) -> None:
+                     keep_evidence: bool = True, switches: PackSwitches | None = None) -> None:
     """One worker: read the whole file, score the lines of its orgs, report each batch;
     with ``switches``, take up reloaded packs at the line the parent gives."""
     try:
