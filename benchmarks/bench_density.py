@@ -21,8 +21,11 @@ anomaly of their own, and every fabricated journal month caught at each.
 Each run's peak resident memory is printed too. With ``--memory`` each size
 is also run with the rules alone, so the detectors' own share shows; the
 memory target (peak RSS at 3M ≤ 1.2 × at 500k) needs both sizes in ``--sizes``.
+With ``--state-dir DIR`` every run keeps the rules' state on disk there
+(``riskwatch run --state-dir``, with ``--state-cache`` entries a rule in memory).
 
-    python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--memory] [--json]
+    python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--memory]
+                                       [--state-dir DIR [--state-cache N]] [--json]
 """
 
 from __future__ import annotations
@@ -87,9 +90,12 @@ def planted(truth: Path) -> tuple[dict[int, list[set[str]]], set[str]]:
     return out, cases
 
 
+STATE: list[str] = []  # the run's --state-dir and --state-cache, when given
+
+
 def run_command(path: Path, rules: Path | None, tmp: str, detectors: bool = True) -> list[str]:
     return [sys.executable, "-m", "monitor.cli", "run", "--input", str(path), "--alerts-out", f"{tmp}/alerts.jsonl",
-            "--rejected-out", f"{tmp}/rejected.jsonl", "--db", "none", "--quiet",
+            "--rejected-out", f"{tmp}/rejected.jsonl", "--db", "none", "--quiet", *STATE,
             *(["--rules", str(rules)] if rules else []), *([] if detectors else ["--no-detectors"])]
 
 
@@ -139,8 +145,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000,3000000")
     parser.add_argument("--rules", type=Path, help="A rules folder (default: the embedded pack).")
     parser.add_argument("--memory", action="store_true", help="Also run each size with the rules alone (peak RSS).")
+    parser.add_argument("--state-dir", type=Path, help="Runs keep the rules' state on disk under this folder.")
+    parser.add_argument("--state-cache", type=int, help="With --state-dir: entries a rule keeps in memory.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
+    if args.state_dir:
+        STATE.extend(["--state-dir", str(args.state_dir)])
+        if args.state_cache:
+            STATE.extend(["--state-cache", str(args.state_cache)])
+        print(f"state on disk under {args.state_dir}" + (f", {args.state_cache:,} entries a rule in memory"
+                                                          if args.state_cache else ""))
     sizes = [int(s) for s in args.sizes.split(",")]
     figures = {}
     for size in sizes:

@@ -102,12 +102,14 @@ def _pickled(result: BatchResult) -> bytes:
 
 
 def partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results,
-                     keep_evidence: bool = True, switches: PackSwitches | None = None) -> None:
+                     keep_evidence: bool = True, switches: PackSwitches | None = None,
+                     state_on_disk: tuple = (None, None)) -> None:
     """One worker: read the whole file, score the lines of its orgs, report each batch;
-    with ``switches``, take up reloaded packs at the line the parent gives."""
+    with ``switches``, take up reloaded packs at the line the parent gives;
+    with ``state_on_disk`` (a folder and a cache size), keep the rules' state on disk."""
+    scorer = BatchScorer(pack, keep_evidence, *state_on_disk)
     try:
         with FrozenHeap() as heap:
-            scorer = BatchScorer(pack, keep_evidence)
             decode_org = msgspec.json.Decoder(_OrgOnly).decode
             lines: list[bytes] = []
             numbers: list[int] = []
@@ -146,8 +148,10 @@ def partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_
                         heap.settle()
             if lines:
                 results.put(_pickled(scorer.process(lines, numbers=numbers)))
+        scorer.close()  # before "done": the parent may end the run as soon as it reads it
         results.put(("done", index))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the run
+        scorer.close()
         results.put(("error", traceback.format_exc()))
 
 

@@ -6,6 +6,11 @@ processes) runs; each batch it reports as a small, picklable ``BatchResult``.
     scorer = BatchScorer(pack)
     result = scorer.process(lines, first_line=1)   # lines: raw JSONL records
     scorer.swap_pack(new_pack)                      # between batches: a hot reload
+    scorer.close()                                  # the state on disk, if any, is removed
+
+With ``state_dir`` the rules' windows and running totals live on disk
+(``monitor.runners.diskstate``), opened at the first batch: in the process
+that scores, after a fork.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,10 +68,15 @@ def partitionable(pack: RulePack) -> bool:
 class BatchScorer:
     """Decode, score and merge alerts, batch by batch, for one stream partition."""
 
-    def __init__(self, pack: RulePack, keep_evidence: bool = True):
+    def __init__(self, pack: RulePack, keep_evidence: bool = True, state_dir: Path | None = None,
+                 state_cache: int | None = None):
         self.pack = pack
         self.scorer = Scorer(pack)
         self.state = ScorerState()
+        self.state_dir = state_dir
+        self.disk: Any = None  # a diskstate.DiskTable, from the first batch on when state_dir is given
+        self.disk_stores: list = []
+        self.state_cache = state_cache  # decoded entries a rule keeps in memory (None: diskstate's default)
         self.book = AlertBook(pack)
         self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
         self._keys_counted = (-math.inf, 0)  # (when, how many): counting walks every org's models
@@ -87,9 +98,13 @@ class BatchScorer:
         elapsed = 0.0
         by_source: Counter = Counter()
         if events:
+            if self.state_dir is not None and self.disk is None:
+                self._open_disk()
             batch = EventBatch(events)
             started = time.perf_counter()
             findings = self.scorer.score(batch, self.state)
+            if self.disk is not None:
+                self._flush_disk()
             elapsed = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             if self.evidence is not None:
@@ -113,4 +128,30 @@ class BatchScorer:
         self.pack = new
         self.scorer = Scorer(new)
         self.book = AlertBook(new, self.book.alerts)
+        if self.disk is not None:
+            self._attach_disk(new)
+            self._flush_disk()
         return dropped
+
+    def close(self) -> None:
+        """Remove the state kept on disk (scratch: a run starts from nothing)."""
+        if self.disk is not None:
+            self.disk.close()
+            self.disk = None
+
+    def _open_disk(self) -> None:
+        from monitor.runners.diskstate import DiskTable
+
+        self.disk = DiskTable.create(self.state_dir)
+        self._attach_disk(self.pack)
+
+    def _attach_disk(self, pack: RulePack) -> None:
+        from monitor.runners.diskstate import attach_disk_stores
+
+        self.disk_stores += attach_disk_stores(pack, self.state, self.disk, *(
+            [self.state_cache] if self.state_cache else []))
+
+    def _flush_disk(self) -> None:
+        for store in self.disk_stores:
+            store.flush()
+        self.disk.commit()

@@ -1,0 +1,143 @@
+"""The rules' state on disk (run --state-dir): a mapping like a dict, and a run like one in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.analyst.generator import generate
+from monitor.cases.tickets import MemoryTicketStore
+from monitor.core.state import KeyTotal
+from monitor.runners.diskstate import DiskStore, DiskTable
+from monitor.runners.runner import EmbeddedRunner
+from monitor.runners.scoring import BatchScorer
+from tests.test_cli import riskwatch
+
+KEYS = st.tuples(st.sampled_from(["ORG1", "ORG2"]), st.integers(0, 12).map(str))
+OPS = st.lists(st.tuples(st.sampled_from(["get", "peek", "set", "del", "flush"]), KEYS, st.integers(0, 99)),
+               max_size=120)
+
+
+@pytest.fixture
+def table(tmp_path):
+    table = DiskTable.create(tmp_path / "state")
+    yield table
+    table.close()
+
+
+def _total(value: int) -> KeyTotal:
+    s = KeyTotal()
+    s.insert(True, float(value), f"e{value}", float(value), ())
+    return s
+
+
+def _plain(store) -> dict:
+    return {k: [e[1] for e in v.adds] for k, v in store.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=OPS)
+def test_a_disk_store_holds_what_a_dict_holds_whatever_leaves_its_cache(tmp_path_factory, ops):
+    table = DiskTable.create(tmp_path_factory.mktemp("state"))
+    try:
+        store, model = DiskStore(table, "r", "total", max_cached=4), {}
+        for op, key, value in ops:
+            if op in ("get", "peek"):
+                held = getattr(store, op)(key)
+                assert (held is None) == (key not in model)
+                if held is not None:
+                    assert [e[1] for e in held.adds] == model[key]
+            elif op == "set":
+                store[key] = _total(value)
+                model[key] = [f"e{value}"]
+            elif op == "del" and key in model:
+                del store[key]
+                del model[key]
+            else:
+                store.flush()
+                table.commit()
+            assert len(store) == len(model)
+            assert _plain(store) == model
+    finally:
+        table.close()
+
+
+def test_entries_leave_the_cache_for_the_table_and_come_back(table):
+    store = DiskStore(table, "r", "total", max_cached=10)
+    for i in range(50):
+        store[("ORG1", str(i))] = _total(i)
+    store.flush()
+    table.commit()
+    assert len(store.cache) == 5 and store.spilled
+    assert sum(1 for _ in table.scan(store.prefix)) == 45  # what left the cache, written once
+    assert [e[1] for e in store.get(("ORG1", "3")).adds] == ["e3"]
+    assert len(store) == 50
+    store.clear_all()
+    table.commit()
+    assert len(store) == 0 and list(store.items()) == [] and store.get(("ORG1", "3")) is None
+
+
+def test_the_scratch_folder_is_removed_when_the_table_closes(tmp_path):
+    table = DiskTable.create(tmp_path)
+    assert table.folder.parent == tmp_path and table.folder.exists()
+    table.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def stream_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "events.jsonl"
+    generate(events=20_000, seed=11).write(path)
+    return path
+
+
+def _lines(path: Path, size: int):
+    lines = path.read_bytes().splitlines(keepends=True)
+    for start in range(0, len(lines), size):
+        yield start + 1, lines[start:start + size]
+
+
+def test_a_scorer_on_disk_keeps_the_same_state_and_alerts_as_in_memory(default_pack, stream_file, tmp_path):
+    pack = default_pack.rules_alone()
+    memory = BatchScorer(pack, keep_evidence=False)
+    disk = BatchScorer(pack, keep_evidence=False, state_dir=tmp_path, state_cache=50)  # most entries on disk
+    for first, lines in _lines(stream_file, 700):
+        memory.process(lines, first)
+        disk.process(lines, first)
+        for rule_id, store in {**memory.state.windows, **memory.state.totals}.items():
+            held = disk.state.windows.get(rule_id) or disk.state.totals[rule_id]
+            assert len(held) == len(store), rule_id  # the sweeps dropped the same keys
+        assert len(disk.state.party_records) == len(memory.state.party_records)
+    assert any(s.spilled for s in disk.disk_stores)
+    assert {k: sorted(a.event_ids) for k, a in disk.book.alerts.items()} == \
+        {k: sorted(a.event_ids) for k, a in memory.book.alerts.items()}
+    disk.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_with_its_state_on_disk_gives_the_alerts_and_tickets_of_one_in_memory(default_pack, stream_file,
+                                                                                  tmp_path):
+    outputs = []
+    for name, state_dir in (("memory", None), ("disk", tmp_path / "state")):
+        store = MemoryTicketStore()
+        runner = EmbeddedRunner(default_pack, store, batch_size=1000, state_dir=state_dir, state_cache=100)
+        summary = runner.run_file(stream_file, tmp_path / f"{name}.jsonl", tmp_path / f"{name}.rejected.jsonl")
+        assert summary.balanced
+        outputs.append(((tmp_path / f"{name}.jsonl").read_bytes(), sorted(t["dedup_key"] for t in store.tickets())))
+    assert outputs[0] == outputs[1] and outputs[0][1]
+    assert list((tmp_path / "state").iterdir()) == []  # the scratch folder is gone
+
+
+def test_two_scoring_processes_keep_their_state_on_disk_and_alert_as_in_memory(stream_file, tmp_path):
+    # a process of its own: RocksDB opened by earlier tests in this one must not be forked
+    alerts = []
+    for name, extra in (("memory", []), ("disk", ["--state-dir", tmp_path / "state", "--state-cache", 100])):
+        done = riskwatch("run", "--input", stream_file, "--alerts-out", tmp_path / f"{name}.jsonl", "--db", "none",
+                         "--workers", 2, "--batch-size", 1000, "--quiet", *extra)
+        assert done.returncode == 0, done.stderr
+        alerts.append((tmp_path / f"{name}.jsonl").read_bytes())
+    assert alerts[0] == alerts[1] and alerts[0].count(b"\n") > 10
+    assert list((tmp_path / "state").iterdir()) == []  # both processes removed their folders
