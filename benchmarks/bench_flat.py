@@ -14,7 +14,11 @@ Two comparisons, each `riskwatch run` as a fresh process on the demo mix
   count over 90 days (target >= 0.85): sweeping expired state, calendars and
   per-month aggregates must not cost more as the span grows.
 
+With ``--state-dir DIR`` every run keeps the rules' state on disk there
+(``riskwatch run --state-dir``).
+
     python benchmarks/bench_flat.py [--events 500000] [--times 10] [--repeat 3] [--skip-memory] [--skip-span]
+                                    [--state-dir DIR]
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ def sampled(cmd: list[str]) -> tuple[float, list[tuple[float, int]]]:
     return time.perf_counter() - started, samples
 
 
+STATE: list[str] = []  # --state-dir DIR, when given
+
+
 def memory(events: int, times: int, workers: int) -> None:
     """Peak RSS at ten times the events; and, since the rules keep up to the
     pack's longest horizon of history, how much it still grew once the stream
@@ -59,7 +66,7 @@ def memory(events: int, times: int, workers: int) -> None:
         peaks = {}
         for n, days in ((events, BASE_DAYS), (big, BASE_DAYS * times)):
             path = stream_file(n, days)
-            elapsed, samples = sampled(riskwatch_cmd(path, Path(tmp), n, workers))
+            elapsed, samples = sampled(riskwatch_cmd(path, Path(tmp), n, workers) + STATE)
             peaks[n] = max(rss for _, rss in samples)
             print(f"memory: {n:,} events over {days} days: peak RSS {peaks[n] / 1024:,.0f} MiB "
                   f"({n / elapsed:,.0f} events/s)", flush=True)
@@ -77,7 +84,7 @@ def span(events: int, repeat: int, workers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeat):  # interleaved, so drift in the machine touches both alike
             for days, path in paths.items():
-                elapsed, _ = timed(riskwatch_cmd(path, Path(tmp), i, workers))
+                elapsed, _ = timed(riskwatch_cmd(path, Path(tmp), i, workers) + STATE)
                 rates[days].append(events / elapsed)
     for days, values in rates.items():
         print(f"speed: {events:,} events over {days} days: {statistics.median(values):,.0f} events/s "
@@ -94,7 +101,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-span", action="store_true")
+    ap.add_argument("--state-dir", type=Path, help="Runs keep the rules' state on disk under this folder.")
     args = ap.parse_args()
+    if args.state_dir:
+        STATE.extend(["--state-dir", str(args.state_dir)])
+        print(f"state on disk under {args.state_dir}")
     if not args.skip_span:
         span(args.events, args.repeat, args.workers)
     if not args.skip_memory:
