@@ -76,6 +76,8 @@ class RobustAmount(Detector):
         A key not seen for this long is forgotten (keeps state bounded).
     """
 
+    per_key = ("_keys",)
+
     def __init__(self, window: int = 30, warmup: int = 8, min_spread: float = 0.05, two_sided: bool = False,
                  max_idle_days: float = 400.0):
         self.window = window

@@ -83,6 +83,11 @@ class Detector(abc.ABC):
 
     #: the columns (or dict keys) the detector reads
     inputs: tuple[str, ...] = ("key", "amount", "t")
+    #: attributes (dotted paths) holding a dict of per-key state that grows with the keys
+    #: seen. A runner may hand the model any mapping in its place (one kept on disk, say):
+    #: the model uses only get, [] =, del, items and len on it, and never rebinds it
+    #: while scoring.
+    per_key: tuple[str, ...] = ()
 
     def learn_one(self, x: dict) -> None:
         self.learn_many(_one(x))

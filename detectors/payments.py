@@ -137,7 +137,9 @@ class PaymentFeatures:
         day = horizon // 86400 * 86400
         if day >= self._swept_to + SWEEP_DAYS * 86400:
             self._swept_to = day
-            self.last_paid = {k: t for k, t in self.last_paid.items() if t >= day}
+            last_paid = self.last_paid  # in place: it may be a mapping the runner handed over
+            for k in [k for k, t in last_paid.items() if t < day]:
+                del last_paid[k]
 
 
 def _matrix(X: Columns, days: np.ndarray) -> np.ndarray:
@@ -201,6 +203,7 @@ class PaymentHalfSpaceTrees(Detector):
         self._model = HalfSpaceTrees(FEATURES, n_trees, height, window_size, seed)
 
     inputs = ("key", "amount", "t", "hour", "weekday", "individual")
+    per_key = ("_features.last_paid",)
 
     def _run(self, X: Columns, learn: bool) -> Scores:
         if learn:
@@ -290,6 +293,7 @@ class PaymentIsolationForest(Detector):
         self._features = PaymentFeatures()
 
     inputs = ("key", "amount", "t", "hour", "weekday", "individual")
+    per_key = ("_features.last_paid",)
 
     def _score_matrix(self, M: np.ndarray) -> np.ndarray:
         if self.model is None or not len(M):

@@ -71,6 +71,8 @@ class Velocity(Detector):
         How long the detector must have watched before "new" means new.
     """
 
+    per_key = ("_keys",)
+
     def __init__(self, window_days: float = 7.0, min_payments: int = 5, min_amount: float = 10_000_000.0,
                  dormant_days: float = 180.0, history_days: float = 30.0):
         self.window_days = window_days

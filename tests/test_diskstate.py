@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from monitor.analyst.generator import generate
 from monitor.cases.tickets import MemoryTicketStore
 from monitor.core.state import KeyTotal
+from monitor.runners import diskstate
 from monitor.runners.diskstate import DiskStore, DiskTable
 from monitor.runners.runner import EmbeddedRunner
 from monitor.runners.scoring import BatchScorer
@@ -100,10 +101,11 @@ def _lines(path: Path, size: int):
         yield start + 1, lines[start:start + size]
 
 
-def test_a_scorer_on_disk_keeps_the_same_state_and_alerts_as_in_memory(default_pack, stream_file, tmp_path):
-    pack = default_pack.rules_alone()
-    memory = BatchScorer(pack, keep_evidence=False)
-    disk = BatchScorer(pack, keep_evidence=False, state_dir=tmp_path, state_cache=50)  # most entries on disk
+def test_a_scorer_on_disk_keeps_the_same_state_and_alerts_as_in_memory(default_pack, stream_file, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(diskstate, "MIN_MODEL_CACHE", 8)  # the detectors' keys leave their caches too
+    memory = BatchScorer(default_pack, keep_evidence=False)
+    disk = BatchScorer(default_pack, keep_evidence=False, state_dir=tmp_path, state_cache=100)
     for first, lines in _lines(stream_file, 700):
         memory.process(lines, first)
         disk.process(lines, first)
@@ -111,9 +113,17 @@ def test_a_scorer_on_disk_keeps_the_same_state_and_alerts_as_in_memory(default_p
             held = disk.state.windows.get(rule_id) or disk.state.totals[rule_id]
             assert len(held) == len(store), rule_id  # the sweeps dropped the same keys
         assert len(disk.state.party_records) == len(memory.state.party_records)
-    assert any(s.spilled for s in disk.disk_stores)
+        assert {c: len(m) for c, m in disk.state.matters.items() if m} == \
+            {c: len(m) for c, m in memory.state.matters.items() if m}
+        for detector_id, models in memory.state.detectors.items():
+            on_disk = disk.state.detectors[detector_id]
+            assert [m.key_count() for m in models.values() if hasattr(m, "key_count")] == \
+                [m.key_count() for m in on_disk.values() if hasattr(m, "key_count")], detector_id
+    spilled = {s.kind for s in disk.disk.stores if s.spilled}
+    assert {"window", "total", "matter", "pickled"} <= spilled
     assert {k: sorted(a.event_ids) for k, a in disk.book.alerts.items()} == \
         {k: sorted(a.event_ids) for k, a in memory.book.alerts.items()}
+    assert any(k.startswith("det_") for k in memory.book.alerts)
     disk.close()
     assert list(tmp_path.iterdir()) == []
 
@@ -141,3 +151,28 @@ def test_two_scoring_processes_keep_their_state_on_disk_and_alert_as_in_memory(s
         alerts.append((tmp_path / f"{name}.jsonl").read_bytes())
     assert alerts[0] == alerts[1] and alerts[0].count(b"\n") > 10
     assert list((tmp_path / "state").iterdir()) == []  # both processes removed their folders
+
+
+def test_a_reloaded_detector_starts_afresh_on_disk_as_in_memory(default_pack, rules_copy, stream_file, tmp_path,
+                                                                monkeypatch):
+    from monitor.packs.rulefiles import load_pack
+
+    monkeypatch.setattr(diskstate, "MIN_MODEL_CACHE", 8)
+    path = rules_copy / "detectors.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("settings: {window: 30, warmup: 8,",
+                                                             "settings: {window: 20, warmup: 6,"), encoding="utf-8")
+    changed = load_pack(rules_copy)
+    memory = BatchScorer(default_pack, keep_evidence=False)
+    disk = BatchScorer(default_pack, keep_evidence=False, state_dir=tmp_path, state_cache=100)
+    for first, lines in _lines(stream_file, 700):
+        if first > 10_000 and memory.pack is default_pack:
+            assert memory.swap_pack(changed) == disk.swap_pack(changed) == {"det_amount_outlier"}
+            assert "det_amount_outlier" not in disk.disk.by_detector  # its keys on disk are gone
+        memory.process(lines, first)
+        disk.process(lines, first)
+    models = [disk.state.detectors["det_amount_outlier"], memory.state.detectors["det_amount_outlier"]]
+    assert [m.key_count() for m in models[0].values()] == [m.key_count() for m in models[1].values()]
+    assert len(disk.disk.by_detector["det_amount_outlier"]) == len(models[0])  # new stores for the new models
+    assert {k: sorted(a.event_ids) for k, a in disk.book.alerts.items()} == \
+        {k: sorted(a.event_ids) for k, a in memory.book.alerts.items()}
+    disk.close()

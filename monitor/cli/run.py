@@ -95,11 +95,13 @@ def _print_summary(summary, alerts: dict, packs: list[RulePack]) -> None:
 @click.option("--notify", "notify_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Notification channels and routes (YAML): new tickets and escalations.")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the rules' windows, running totals and master data on disk (RocksDB) in a scratch folder "
-                   "under this one, removed at the end: memory stays flat however long or dense the stream, "
-                   "at some cost in speed. Default: in memory.")
+              help="Keep the rules' windows and running totals, the review controls' matters, the master data and "
+                   "the detectors' per-key state on disk (RocksDB), in a scratch folder under this one removed at "
+                   "the end: memory stays near flat however long or dense the stream, at some cost in speed. "
+                   "Default: in memory.")
 @click.option("--state-cache", type=click.IntRange(min=100), default=20_000, show_default=True,
-              help="With --state-dir: decoded entries each rule keeps in memory (master data: 4 times as many).")
+              help="With --state-dir: decoded entries each rule keeps in memory (master data: 4 times as many; "
+                   "each detector model: a quarter).")
 def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors, watch,
         notify_path, state_dir, state_cache):
     """Score a JSONL file of events and write one alert per line."""

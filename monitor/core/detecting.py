@@ -12,6 +12,7 @@ of its row for the message.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -47,16 +48,21 @@ def detector_columns(batch: EventBatch, rows: np.ndarray, by: tuple[str, ...],
 
 def detector_model(det: CompiledDetector, state: ScorerState, org: Any) -> Detector:
     """The org's model, made or restored from plain state on first use."""
-    return _model_in(det, state.detectors.setdefault(det.id, {}), org)
+    return _model_in(det, state.detectors.setdefault(det.id, {}), org, state.per_key_maps)
 
 
-def _model_in(det: CompiledDetector, store, org: Any) -> Detector:
+def _model_in(det: CompiledDetector, store, org: Any, per_key_maps=None) -> Detector:
     held = store.get((org,))
     if isinstance(held, Detector):
         return held
     model = det.new_model()
     if held is not None:
         model.load_state(held)
+    if per_key_maps is not None:
+        for path in model.per_key:
+            owner_path, _, name = path.rpartition(".")
+            owner = attrgetter(owner_path)(model) if owner_path else model
+            setattr(owner, name, per_key_maps(det.id, org, path, getattr(owner, name)))
     store[(org,)] = model
     return model
 
@@ -108,7 +114,7 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     models = []
     store = state.detectors.setdefault(det.id, {})
     for k, org in enumerate(orgs):
-        model = _model_in(det, store, org)
+        model = _model_in(det, store, org, state.per_key_maps)
         if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
             model.explain_above = tails.floor(org, det.alpha, det.warmup, int(counts[k]))
         models.append(model)

@@ -173,6 +173,10 @@ class ScorerState:
         self.party_index: dict[tuple, list | str] = {}
         # events a linked() rule judges once every input has reached their time: (org, event id) -> [t, JSON]
         self.waiting: dict[tuple, list] = {}
+        # where a detector model keeps its per-key state (``Detector.per_key``), when not in a
+        # dict of its own: ``per_key_maps(detector id, org, attribute, held dict)`` returns the
+        # mapping to use instead (the runner's, e.g. on disk); not part of the snapshot
+        self.per_key_maps: Any = None
 
     def key_count(self) -> int:
         models = sum(m.key_count() for store in self.detectors.values() for m in _models(store)

@@ -5,25 +5,28 @@ window: at ten times the density the same quarter holds ten times the keys.
 Held as Python objects that is about 500 bytes a retained event, so a run's
 memory grows with the stream. ``riskwatch run --state-dir DIR`` keeps the
 windows and running totals in RocksDB instead (as Kafka Streams and faust
-keep their tables), with a bounded cache of decoded entries in front: memory
-stays flat whatever the density or span, at some cost in speed.
+keep their tables), with a bounded cache of decoded entries in front, so
+that memory no longer grows with the keys held, at some cost in speed.
 
 The state is scratch: each scoring process opens its own database in a fresh
 folder under ``DIR`` and removes it when the run ends (an embedded run starts
 from nothing, as it does in memory). The master data (supplier and employee
-profiles) goes there too; detector models and review matters stay in memory.
+profiles) goes there too, and each detector model's per-key state (the
+amounts per contract, the counterparties' last payments), and the review
+controls' matters; the models' fixed-size parts (trees, histograms) stay in
+memory.
 
-    table = DiskTable.create(Path("/var/tmp/riskwatch"))
+    disk = DiskState(Path("/var/tmp/riskwatch"))
     state = ScorerState()
-    stores = attach_disk_stores(pack, state, table)    # windows, totals, master data
-    ...                                                 # score a batch
-    for store in stores: store.flush()                  # what leaves the cache is written
-    table.commit()
-    table.close()                                       # and the folder is gone
+    disk.attach(pack, state)    # windows, totals, matters, master data, detector models' keys
+    ...                         # score a batch
+    disk.flush()                # what leaves the caches is written
+    disk.close()                # and the folder is gone
 """
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import tempfile
 from itertools import islice
@@ -36,10 +39,13 @@ from monitor.core.rules import RulePack
 from monitor.core.state import ScorerState
 from monitor.runners.tablestate import ORG_SEPARATOR, TableStore
 
-__all__ = ["DISK_CACHED", "DiskStore", "DiskTable", "attach_disk_stores"]
+__all__ = ["DISK_CACHED", "DiskState", "DiskStore", "DiskTable"]
 
 DISK_CACHED = 20_000  # decoded entries a store keeps between batches
 MASTER_DATA_CACHE = 4  # times as many entries for master data
+MODEL_CACHE_SHARE = 4  # a quarter as many for each detector model's (one per org)
+MIN_MODEL_CACHE = 256
+SEP = ORG_SEPARATOR.decode()
 WRITE_BUFFER = 16 << 20  # RocksDB's memtable: what is written before it goes to a file
 BLOCK_CACHE = 16 << 20  # RocksDB's cache of read blocks
 
@@ -51,7 +57,9 @@ class DiskTable:
     (the stores above keep what they changed until they flush, so nothing reads
     an uncommitted write). A key that was never written is answered by the
     bloom filter, without reading a file: most keys a window rule asks about
-    are new.
+    are new. Open it in the process that uses it, never before a fork:
+    RocksDB's background threads do not survive one (the runner opens it at
+    the first batch, in each scoring process).
     """
 
     def __init__(self, folder: Path):
@@ -144,6 +152,14 @@ leaves, the table is not read at all. Keys start
     def _table_key(self, key: tuple) -> bytes:
         return self.prefix + msgspec.msgpack.encode(list(key))
 
+    def _encode(self, value: Any) -> bytes:
+        if self.kind == "pickled":  # a detector's per-key objects, read back by this process alone
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return super()._encode(value)
+
+    def _decode(self, raw: bytes) -> Any:
+        return pickle.loads(raw) if self.kind == "pickled" else super()._decode(raw)
+
     def get(self, key: tuple, default: Any = None) -> Any:
         value = self._held(key)
         if value is None:
@@ -230,24 +246,69 @@ leaves, the table is not read at all. Keys start
         self.forget()
 
 
-def attach_disk_stores(pack: RulePack, state: ScorerState, table: DiskTable,
-                       max_cached: int = DISK_CACHED) -> list[DiskStore]:
-    """Give each window and total rule of ``pack`` that has no store in ``state`` yet
-    a DiskStore, and the master data too; returns the new stores."""
-    stores = []
-    for name in ("party_records", "party_index", "waiting"):  # master data grows with the suppliers
-        if not isinstance(getattr(state, name), DiskStore):
-            if getattr(state, name):
-                raise ValueError(f"the state's {name} already holds entries: attach before the first batch")
-            # a supplier's record is read at each of its payments, in no order: a larger cache
-            store = DiskStore(table, name, "plain", max_cached * MASTER_DATA_CACHE)
-            setattr(state, name, store)
-            stores.append(store)
-    for rule in pack.rules:
-        held = state.windows if rule.kind == "window" else state.totals if rule.kind == "total" else None
-        if held is None or isinstance(held.get(rule.id), DiskStore):
-            continue
-        store = DiskStore(table, rule.id, rule.kind, max_cached)
-        held[rule.id] = store  # type: ignore[assignment]
-        stores.append(store)
-    return stores
+class DiskState:
+    """A scorer's state on disk: one DiskTable and the stores over it.
+
+    ``attach`` hands a ScorerState a store for each window and total rule, for
+    each review control's matters, for the master data, and for each detector model's per-key state
+    (``Detector.per_key``: the amounts per contract, the counterparties' last
+    payments...) as the models are made.
+    """
+
+    def __init__(self, folder: Path, max_cached: int = DISK_CACHED):
+        self.table = DiskTable.create(folder)
+        self.max_cached = max_cached
+        self.stores: list[DiskStore] = []
+        self.by_detector: dict[str, list[DiskStore]] = {}
+
+    def attach(self, pack: RulePack, state: ScorerState) -> None:
+        """Give ``state`` a store for what it does not keep on disk yet (a reloaded pack's new rules too)."""
+        table, cached = self.table, self.max_cached
+        for name in ("party_records", "party_index", "waiting"):  # master data grows with the suppliers
+            if not isinstance(getattr(state, name), DiskStore):
+                if getattr(state, name):
+                    raise ValueError(f"the state's {name} already holds entries: attach before the first batch")
+                # a supplier's record is read at each of its payments, in no order: a larger cache
+                store = DiskStore(table, name, "plain", cached * MASTER_DATA_CACHE)
+                setattr(state, name, store)
+                self.stores.append(store)
+        for rule in pack.rules:
+            held = state.windows if rule.kind == "window" else state.totals if rule.kind == "total" else None
+            if held is None or isinstance(held.get(rule.id), DiskStore):
+                continue
+            store = DiskStore(table, rule.id, rule.kind, cached)
+            held[rule.id] = store  # type: ignore[assignment]
+            self.stores.append(store)
+        for control in pack.controls:  # a review control's matters: one per contract, project, case...
+            if not isinstance(state.matters.get(control.id), DiskStore):
+                store = DiskStore(table, control.id, "matter", cached)
+                state.matters[control.id] = store  # type: ignore[assignment]
+                self.stores.append(store)
+        state.per_key_maps = self._per_key_map
+
+    def _per_key_map(self, detector_id: str, org: Any, path: str, held: Any) -> DiskStore:
+        """A model's per-key mapping on disk, holding what ``held`` holds."""
+        store = DiskStore(self.table, f"{detector_id}{SEP}{org}{SEP}{path}", "pickled",
+                          max(MIN_MODEL_CACHE, self.max_cached // MODEL_CACHE_SHARE))
+        for key, value in held.items():
+            store[key] = value
+        self.stores.append(store)
+        self.by_detector.setdefault(detector_id, []).append(store)
+        return store
+
+    def drop_detectors(self, detector_ids) -> None:
+        """Forget the per-key state of these detectors' models (their definition changed)."""
+        gone = {id(store) for detector_id in detector_ids for store in self.by_detector.pop(detector_id, [])}
+        for store in self.stores:
+            if id(store) in gone:
+                store.clear_all()
+        self.stores = [store for store in self.stores if id(store) not in gone]
+
+    def flush(self) -> None:
+        """After each batch: what left the caches goes to the table, in one write."""
+        for store in self.stores:
+            store.flush()
+        self.table.commit()
+
+    def close(self) -> None:
+        self.table.close()

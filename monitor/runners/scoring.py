@@ -74,9 +74,8 @@ class BatchScorer:
         self.scorer = Scorer(pack)
         self.state = ScorerState()
         self.state_dir = state_dir
-        self.disk: Any = None  # a diskstate.DiskTable, from the first batch on when state_dir is given
-        self.disk_stores: list = []
         self.state_cache = state_cache  # decoded entries a rule keeps in memory (None: diskstate's default)
+        self.disk: Any = None  # a diskstate.DiskState, from the first batch on when state_dir is given
         self.book = AlertBook(pack)
         self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
         self._keys_counted = (-math.inf, 0)  # (when, how many): counting walks every org's models
@@ -104,7 +103,7 @@ class BatchScorer:
             started = time.perf_counter()
             findings = self.scorer.score(batch, self.state)
             if self.disk is not None:
-                self._flush_disk()
+                self.disk.flush()
             elapsed = time.perf_counter() - started
             new, updated = self.book.merge_split(findings)
             if self.evidence is not None:
@@ -129,8 +128,9 @@ class BatchScorer:
         self.scorer = Scorer(new)
         self.book = AlertBook(new, self.book.alerts)
         if self.disk is not None:
-            self._attach_disk(new)
-            self._flush_disk()
+            self.disk.drop_detectors(dropped)
+            self.disk.attach(new, self.state)
+            self.disk.flush()
         return dropped
 
     def close(self) -> None:
@@ -140,18 +140,7 @@ class BatchScorer:
             self.disk = None
 
     def _open_disk(self) -> None:
-        from monitor.runners.diskstate import DiskTable
+        from monitor.runners.diskstate import DiskState
 
-        self.disk = DiskTable.create(self.state_dir)
-        self._attach_disk(self.pack)
-
-    def _attach_disk(self, pack: RulePack) -> None:
-        from monitor.runners.diskstate import attach_disk_stores
-
-        self.disk_stores += attach_disk_stores(pack, self.state, self.disk, *(
-            [self.state_cache] if self.state_cache else []))
-
-    def _flush_disk(self) -> None:
-        for store in self.disk_stores:
-            store.flush()
-        self.disk.commit()
+        self.disk = DiskState(self.state_dir, *([self.state_cache] if self.state_cache else []))
+        self.disk.attach(self.pack, self.state)
