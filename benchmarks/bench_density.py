@@ -21,7 +21,7 @@ anomaly of their own, and every fabricated journal month caught at each.
 Each run's peak resident memory is printed too. With ``--memory`` each size
 is also run with the rules alone, so the detectors' own share shows; the
 memory target (peak RSS at 3M ≤ 1.2 × at 500k) needs both sizes in ``--sizes``.
-With ``--state-dir DIR`` every run keeps the rules' state on disk there
+With ``--state-dir DIR`` every run keeps its per-key state on disk there
 (``riskwatch run --state-dir``, with ``--state-cache`` entries a rule in memory).
 
     python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--memory]
@@ -41,7 +41,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import timed  # noqa: E402
+from bench_run import add_state_options, state_options, timed  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "riskwatch-bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,16 +145,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000,3000000")
     parser.add_argument("--rules", type=Path, help="A rules folder (default: the embedded pack).")
     parser.add_argument("--memory", action="store_true", help="Also run each size with the rules alone (peak RSS).")
-    parser.add_argument("--state-dir", type=Path, help="Runs keep the rules' state on disk under this folder.")
-    parser.add_argument("--state-cache", type=int, help="With --state-dir: entries a rule keeps in memory.")
+    add_state_options(parser)
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
-    if args.state_dir:
-        STATE.extend(["--state-dir", str(args.state_dir)])
-        if args.state_cache:
-            STATE.extend(["--state-cache", str(args.state_cache)])
-        print(f"state on disk under {args.state_dir}" + (f", {args.state_cache:,} entries a rule in memory"
-                                                          if args.state_cache else ""))
+    STATE.extend(state_options(args))
     sizes = [int(s) for s in args.sizes.split(",")]
     figures = {}
     for size in sizes:

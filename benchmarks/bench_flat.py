@@ -14,11 +14,11 @@ Two comparisons, each `riskwatch run` as a fresh process on the demo mix
   count over 90 days (target >= 0.85): sweeping expired state, calendars and
   per-month aggregates must not cost more as the span grows.
 
-With ``--state-dir DIR`` every run keeps the rules' state on disk there
-(``riskwatch run --state-dir``).
+With ``--state-dir DIR`` every run keeps its per-key state on disk there
+(``riskwatch run --state-dir``, with ``--state-cache`` entries a rule in memory).
 
     python benchmarks/bench_flat.py [--events 500000] [--times 10] [--repeat 3] [--skip-memory] [--skip-span]
-                                    [--state-dir DIR]
+                                    [--state-dir DIR [--state-cache N]]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_run import _tree_rss_kib, longest_horizon_days, riskwatch_cmd, stream_file, timed  # noqa: E402
+from bench_run import (_tree_rss_kib, add_state_options, longest_horizon_days, riskwatch_cmd,  # noqa: E402
+                       state_options, stream_file, timed)
 
 BASE_DAYS = 90
 LONG_DAYS = 3 * 365
@@ -52,7 +53,7 @@ def sampled(cmd: list[str]) -> tuple[float, list[tuple[float, int]]]:
     return time.perf_counter() - started, samples
 
 
-STATE: list[str] = []  # --state-dir DIR, when given
+STATE: list[str] = []  # the run's --state-dir and --state-cache, when given
 
 
 def memory(events: int, times: int, workers: int) -> None:
@@ -101,11 +102,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-span", action="store_true")
-    ap.add_argument("--state-dir", type=Path, help="Runs keep the rules' state on disk under this folder.")
+    add_state_options(ap)
     args = ap.parse_args()
-    if args.state_dir:
-        STATE.extend(["--state-dir", str(args.state_dir)])
-        print(f"state on disk under {args.state_dir}")
+    STATE.extend(state_options(args))
     if not args.skip_span:
         span(args.events, args.repeat, args.workers)
     if not args.skip_memory:

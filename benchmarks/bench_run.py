@@ -88,6 +88,21 @@ def riskwatch_cmd(path: Path, tmp: Path, n: int, workers: int, detectors: bool =
             "--detectors" if detectors else "--no-detectors"]
 
 
+def add_state_options(parser: argparse.ArgumentParser) -> None:
+    """``--state-dir`` and ``--state-cache``, passed on to every ``riskwatch run`` (see ``state_options``)."""
+    parser.add_argument("--state-dir", type=Path, help="Runs keep their per-key state on disk under this folder.")
+    parser.add_argument("--state-cache", type=int, help="With --state-dir: entries a rule keeps in memory.")
+
+
+def state_options(args: argparse.Namespace) -> list[str]:
+    """The ``riskwatch run`` options ``add_state_options`` asked for (printed once, if any)."""
+    if not args.state_dir:
+        return []
+    print(f"state on disk under {args.state_dir}" + (f", {args.state_cache:,} entries a rule in memory"
+                                                      if args.state_cache else ""))
+    return ["--state-dir", str(args.state_dir), *(["--state-cache", str(args.state_cache)] if args.state_cache else [])]
+
+
 def longest_horizon_days() -> float:
     """The longest window or running-total expiry of the default pack."""
     from monitor.packs.rulefiles import default_rules_dir, load_pack

@@ -1,4 +1,4 @@
-"""The rules' per-key state on disk, for a stream whose state outgrows memory.
+"""The scorer's per-key state on disk, for a stream whose state outgrows memory.
 
 A rule that finds a duplicate invoice must remember every invoice within its
 window: at ten times the density the same quarter holds ten times the keys.
@@ -85,15 +85,8 @@ class DiskTable:
         parent.mkdir(parents=True, exist_ok=True)
         return cls(Path(tempfile.mkdtemp(prefix="riskwatch-state-", dir=parent)))
 
-    def get(self, key: bytes, default: Any = None) -> Any:
-        value = self.db.get(key)
-        return default if value is None else value
-
-    def __getitem__(self, key: bytes) -> bytes:
-        value = self.db.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self.batch.put(key, value)
@@ -136,9 +129,9 @@ class DiskStore(TableStore):
     the cache (the state is scratch, so nothing needs it on disk sooner), and an
     entry touched batch after batch is encoded once. When the cache holds more
     than ``max_cached`` entries, the half used longest ago leaves; until the first
-leaves, the table is not read at all. Keys start
-    with the rule (one process holds the table, so no org goes in front), so
-    that the idle sweep reads this rule's entries alone.
+    leaves, the table is not read at all. Keys start with the rule (one process
+    holds the table, so no org goes in front), so that the idle sweep reads
+    this rule's entries alone.
     """
 
     def __init__(self, table: DiskTable, rule_id: str, kind: str, max_cached: int = DISK_CACHED):
@@ -250,9 +243,9 @@ class DiskState:
     """A scorer's state on disk: one DiskTable and the stores over it.
 
     ``attach`` hands a ScorerState a store for each window and total rule, for
-    each review control's matters, for the master data, and for each detector model's per-key state
-    (``Detector.per_key``: the amounts per contract, the counterparties' last
-    payments...) as the models are made.
+    each review control's matters, for the master data, and for each detector
+    model's per-key state (``Detector.per_key``: the amounts per contract, the
+    counterparties' last payments...) as the models are made.
     """
 
     def __init__(self, folder: Path, max_cached: int = DISK_CACHED):
@@ -263,36 +256,32 @@ class DiskState:
 
     def attach(self, pack: RulePack, state: ScorerState) -> None:
         """Give ``state`` a store for what it does not keep on disk yet (a reloaded pack's new rules too)."""
-        table, cached = self.table, self.max_cached
         for name in ("party_records", "party_index", "waiting"):  # master data grows with the suppliers
             if not isinstance(getattr(state, name), DiskStore):
                 if getattr(state, name):
                     raise ValueError(f"the state's {name} already holds entries: attach before the first batch")
                 # a supplier's record is read at each of its payments, in no order: a larger cache
-                store = DiskStore(table, name, "plain", cached * MASTER_DATA_CACHE)
-                setattr(state, name, store)
-                self.stores.append(store)
-        for rule in pack.rules:
-            held = state.windows if rule.kind == "window" else state.totals if rule.kind == "total" else None
-            if held is None or isinstance(held.get(rule.id), DiskStore):
-                continue
-            store = DiskStore(table, rule.id, rule.kind, cached)
-            held[rule.id] = store  # type: ignore[assignment]
-            self.stores.append(store)
-        for control in pack.controls:  # a review control's matters: one per contract, project, case...
-            if not isinstance(state.matters.get(control.id), DiskStore):
-                store = DiskStore(table, control.id, "matter", cached)
-                state.matters[control.id] = store  # type: ignore[assignment]
-                self.stores.append(store)
+                setattr(state, name, self._store(name, "plain", self.max_cached * MASTER_DATA_CACHE))
+        held_by_kind = {"window": state.windows, "total": state.totals}
+        # each window and total rule's keys; each review control's matters (one per contract, project...)
+        owners = [(held_by_kind.get(r.kind), r.id, r.kind) for r in pack.rules] + \
+            [(state.matters, c.id, "matter") for c in pack.controls]
+        for held, name, kind in owners:
+            if held is not None and not isinstance(held.get(name), DiskStore):
+                held[name] = self._store(name, kind, self.max_cached)
         state.per_key_maps = self._per_key_map
+
+    def _store(self, name: str, kind: str, cached: int) -> DiskStore:
+        store = DiskStore(self.table, name, kind, cached)
+        self.stores.append(store)
+        return store
 
     def _per_key_map(self, detector_id: str, org: Any, path: str, held: Any) -> DiskStore:
         """A model's per-key mapping on disk, holding what ``held`` holds."""
-        store = DiskStore(self.table, f"{detector_id}{SEP}{org}{SEP}{path}", "pickled",
-                          max(MIN_MODEL_CACHE, self.max_cached // MODEL_CACHE_SHARE))
+        store = self._store(f"{detector_id}{SEP}{org}{SEP}{path}", "pickled",
+                            max(MIN_MODEL_CACHE, self.max_cached // MODEL_CACHE_SHARE))
         for key, value in held.items():
             store[key] = value
-        self.stores.append(store)
         self.by_detector.setdefault(detector_id, []).append(store)
         return store
 

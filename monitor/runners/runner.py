@@ -97,7 +97,7 @@ class EmbeddedRunner:
         """``open_store``, instead of ``store``, opens the ticket store once the
         scoring workers are running: setting up a database (its imports and
         migrations) takes as long as scoring 50,000 events, and the workers
-        need none of it. ``state_dir``: keep the rules' state on disk there
+        need none of it. ``state_dir``: keep the per-key state on disk there
         (``monitor.runners.diskstate``), ``state_cache`` entries a rule in memory."""
         self.pack = pack
         self.notifier = notifier  # a monitor.cases.notify.Notifier: new tickets and escalations, off the scoring path

@@ -8,9 +8,9 @@ processes) runs; each batch it reports as a small, picklable ``BatchResult``.
     scorer.swap_pack(new_pack)                      # between batches: a hot reload
     scorer.close()                                  # the state on disk, if any, is removed
 
-With ``state_dir`` the rules' windows and running totals live on disk
-(``monitor.runners.diskstate``), opened at the first batch: in the process
-that scores, after a fork.
+With ``state_dir`` the per-key state (windows, totals, matters, master data,
+the detectors' keys) lives on disk (``monitor.runners.diskstate``), opened at
+the first batch: in the process that scores, after a fork.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class BatchScorer:
         self.scorer = Scorer(pack)
         self.state = ScorerState()
         self.state_dir = state_dir
-        self.state_cache = state_cache  # decoded entries a rule keeps in memory (None: diskstate's default)
+        self.state_cache = state_cache  # decoded entries a rule keeps in memory (None: DISK_CACHED)
         self.disk: Any = None  # a diskstate.DiskState, from the first batch on when state_dir is given
         self.book = AlertBook(pack)
         self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
@@ -140,7 +140,7 @@ class BatchScorer:
             self.disk = None
 
     def _open_disk(self) -> None:
-        from monitor.runners.diskstate import DiskState
+        from monitor.runners.diskstate import DISK_CACHED, DiskState
 
-        self.disk = DiskState(self.state_dir, *([self.state_cache] if self.state_cache else []))
+        self.disk = DiskState(self.state_dir, self.state_cache or DISK_CACHED)
         self.disk.attach(self.pack, self.state)
