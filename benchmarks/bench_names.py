@@ -12,7 +12,7 @@ the default rules and with their sanctions list grown to the 20,000 names
 (median of ``--repeat`` interleaved runs; the target: under 10% extra run
 time), and with the list less its planted variants (what screening costs
 when nothing is found). The list's name index is kept between runs
-(``monitor/packs/namecache.py``); a first run, which builds it, is left out.
+(``monitor/packs/kept.py``); a first run, which builds it, is left out.
 For scale it also times scoring every pair for a sample of names.
 
     python benchmarks/bench_names.py [--events 100000] [--list 20000] [--repeat 3]

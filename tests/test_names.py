@@ -104,7 +104,7 @@ def test_a_pickled_index_is_the_same_index():
 def test_the_index_is_kept_between_runs_and_never_needed(tmp_path):
     import pickle
 
-    from monitor.packs.namecache import load_or_build
+    from monitor.packs.kept import load_or_build
 
     entries = ["華為技術有限公司", "Acme Trading Co., Ltd.", "北京建设贸易有限公司"]
     built = load_or_build(entries, tmp_path)
@@ -123,3 +123,44 @@ def test_the_index_is_kept_between_runs_and_never_needed(tmp_path):
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     assert load_or_build(entries, blocked / "sub").entries == entries  # cannot be written: built in memory
+
+
+def test_a_long_list_is_kept_parsed_and_a_list_with_problems_is_not(tmp_path, monkeypatch):
+    import pickle
+
+    from monitor.packs import kept
+    from monitor.packs.rulefiles import load_list
+
+    monkeypatch.setattr(kept, "LIST_KEPT_FROM", 10)
+    text = "counterparty_id,counterparty_name,listed_on\nS1,Acme Trading,2026-01-01\n,華為技術有限公司,\n"
+    data = text.encode()
+    parsed = kept.load_list_kept(data, "sanctions", lambda: load_list(text, "lists/sanctions.csv", "sanctions"), tmp_path)
+    files = list(tmp_path.glob("*.pickle"))
+    assert len(files) == 1 and not parsed[1]
+    again, problems = kept.load_list_kept(data, "sanctions", lambda: pytest.fail("parsed again"), tmp_path)
+    assert not problems and list(again.rows) == list(parsed[0].rows) and again.spans == parsed[0].spans
+    assert again.entries == parsed[0].entries and again.content() == parsed[0].content()
+    assert again.names() == ["Acme Trading", "華為技術有限公司"] and again.value(1, "counterparty_id") == ""
+    assert again.screen("华为技术", THRESHOLD)[0] == 1  # screens like the list it was parsed as
+    assert kept.load_list_kept(data, "debarred", lambda: load_list(text, "x", "debarred"), tmp_path)[0].name == "debarred"
+    bad = "counterparty_id,counterparty_name\n,\n" * 2
+    lst, problems = kept.load_list_kept(bad.encode(), "other", lambda: load_list(bad, "lists/other.csv", "other"), tmp_path)
+    assert problems and str(problems[0]).startswith("lists/other.csv:2:1")
+    assert len(list(tmp_path.glob("*.pickle"))) == 2  # sanctions and debarred; the list with problems is not kept
+    files[0].write_bytes(b"damaged")
+    assert kept.load_list_kept(data, "sanctions", lambda: load_list(text, "x", "sanctions"), tmp_path)[0].names() == again.names()
+    assert pickle.loads(files[0].read_bytes())[0].names() == again.names()  # kept again
+
+
+def test_list_rows_pickle_as_columns_and_unpack_as_read():
+    import pickle
+
+    from monitor.core.rules import ListRows
+
+    rows = ListRows(["counterparty_id", "counterparty_name"], [["S1", "", "S3"], ["Acme", "Beta", "C\x00d"]])
+    loaded = pickle.loads(pickle.dumps(rows))
+    assert all(isinstance(c, str) for c in loaded._columns[:1])  # packed until read
+    assert loaded.column("counterparty_name") == ["Acme", "Beta", "C\x00d"] and loaded[-1] == rows[2]
+    assert list(loaded) == list(rows) and loaded[0:2] == rows[0:2] and loaded.column("note") == ["", "", ""]
+    with pytest.raises(IndexError):
+        loaded[3]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from functools import lru_cache
 from typing import MutableMapping
 
 import msgspec
@@ -58,6 +59,7 @@ def dedup_key(rule_id: str, key: tuple) -> str:
     return "|".join([rule_id, *parts])
 
 
+@lru_cache(maxsize=1 << 16)  # an event's finding is first and last seen at its own time
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 

@@ -32,6 +32,8 @@ import opencc
 from cleanco import basename
 from rapidfuzz import fuzz, process
 
+from monitor.core.packed import pack_texts, unpack_texts
+
 __all__ = ["Match", "Name", "NameIndex", "normalise", "normalise_many", "pinyin_table", "similarity"]
 
 # Longest first: 集团股份有限公司 before 有限公司 before 公司.
@@ -234,24 +236,6 @@ def _own_grams(name: Name) -> set[str]:
     return _trigrams(name.core.replace(" ", ""))
 
 
-_SEP = "\x00"
-
-
-def _joined(texts: Iterable[str]) -> str | list[str]:
-    """Texts as one string to pickle (a list as it is if one holds the separator)."""
-    texts = list(texts)
-    if not texts:
-        return ""
-    joined = _SEP.join(texts)
-    return texts if joined.count(_SEP) != len(texts) - 1 else _SEP + joined
-
-
-def _split(packed: str | list[str]) -> list[str]:
-    if isinstance(packed, list):
-        return packed
-    return packed[1:].split(_SEP) if packed else []
-
-
 class _Postings:
     """n-gram -> the entries that hold it (ascending), all in one array: built
     without a list per n-gram, and pickled and loaded at once."""
@@ -334,21 +318,21 @@ class NameIndex:
         # one string of them and a split in under 1 (most of a cached index's load).
         state = dict(self.__dict__)
         del state["cores"], state["scripts"]  # the names' own columns
-        state["entries"] = _joined(self.entries)
-        state["names"] = tuple(_joined(c) for c in _Names.columns(self.names))
+        state["entries"] = pack_texts(self.entries)
+        state["names"] = tuple(pack_texts(c) for c in _Names.columns(self.names))
         if self._pinyin is not None:
-            state["_pinyin"] = (np.fromiter(self._pinyin, np.int64, len(self._pinyin)), _joined(self._pinyin.values()))
+            state["_pinyin"] = (np.fromiter(self._pinyin, np.int64, len(self._pinyin)), pack_texts(self._pinyin.values()))
         return state
 
     def __setstate__(self, state: dict) -> None:
         global _PINYIN
-        entries = state["entries"] = _split(state["entries"])
-        columns = tuple(_split(c) for c in state["names"])
+        entries = state["entries"] = unpack_texts(state["entries"])
+        columns = tuple(unpack_texts(c) for c in state["names"])
         state["names"] = _Names(entries, columns)
         state["scripts"], state["cores"] = columns[0], columns[1]
         if state["_pinyin"] is not None:
             keys, values = state["_pinyin"]
-            state["_pinyin"] = dict(zip(keys.tolist(), _split(values)))
+            state["_pinyin"] = dict(zip(keys.tolist(), unpack_texts(values)))
         self.__dict__.update(state)
         if _PINYIN is None and self._pinyin is not None:
             _PINYIN = self._pinyin  # the same table: no need to load pypinyin's

@@ -27,7 +27,6 @@ import ast
 import difflib
 import math
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
@@ -573,14 +572,13 @@ class _Compiler:
         self.screens.append((value.path, list_ast.attr, cut))
 
         def fn(cols, rows, lf=value.fn, lst=lst, cut=cut):
-            names = lf(cols, rows).tolist()
-            lst.screen_many(names, cut)
+            found = lst.screen_many(lf(cols, rows).tolist(), cut)
             out = np.zeros(len(rows), bool)
-            times = None
-            for i, found in enumerate(map(lst.screen, names, repeat(cut))):
-                if found is not None:
-                    times = cols.column("occurred_at", rows) if times is None else times
-                    out[i] = lst.listed_row(found[0], times[i])
+            hits = [i for i, f in enumerate(found) if f is not None]
+            if hits:
+                times = cols.column("occurred_at", rows)
+                for i in hits:
+                    out[i] = lst.listed_row(found[i][0], times[i])
             return out
         return _Node(BOOL, fn, cost=value.cost + 4)
 

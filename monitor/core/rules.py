@@ -21,6 +21,7 @@ from typing import Any, Literal, Mapping, Sequence
 import msgspec
 import orjson
 
+from monitor.core.packed import pack_texts, unpack_texts
 from monitor.core.tradegraph import CYCLE_FIELDS
 from monitor.core.rulelang import (
     EVENT_FIELD_TYPES,
@@ -309,31 +310,55 @@ SCREEN_MEMO = 200_000  # distinct names remembered per list
 
 
 class ListRows(Sequence):
-    """A list file's rows as its CSV gave them, each made a dict when asked: a
-    sanctions list of 20,000 rows loads without 20,000 dicts, of which a run
-    reads the few that match.
+    """A list file's rows as its CSV gave them, kept as columns and each row made a
+    dict when asked: a sanctions list of 20,000 rows loads without 20,000 dicts,
+    of which a run reads the few that match, and pickles as a few strings
+    (``monitor.core.packed``).
 
-    >>> rows = ListRows(["counterparty_id", "counterparty_name"], [["S1", "Acme"], ["", "Beta"]])
+    >>> rows = ListRows(["counterparty_id", "counterparty_name"], [["S1", ""], ["Acme", "Beta"]])
     >>> rows[1], len(rows), rows.column("counterparty_name")
     ({'counterparty_id': '', 'counterparty_name': 'Beta'}, 2, ['Acme', 'Beta'])
     """
 
-    def __init__(self, header: list[str], values: list[list[str]]):
-        self.header, self.values = header, values
+    def __init__(self, header: list[str], columns: list[list[str]]):
+        self.header = header
+        self._columns: list[list[str] | str] = list(columns)  # a column still packed is unpacked when first read
+        self._length = len(columns[0]) if columns else 0
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self._length
 
     def __getitem__(self, position):
         if isinstance(position, slice):
-            return [dict(zip(self.header, v)) for v in self.values[position]]
-        return dict(zip(self.header, self.values[position]))
+            return [self[i] for i in range(*position.indices(self._length))]
+        if position < 0:
+            position += self._length
+        if not 0 <= position < self._length:
+            raise IndexError(position)
+        return {h: self._column_at(at)[position] for at, h in enumerate(self.header)}
 
     def column(self, name: str) -> list[str]:
+        """One column's values (the list kept: not to be changed)."""
         if name not in self.header:
-            return [""] * len(self.values)
-        at = self.header.index(name)
-        return [v[at] for v in self.values]
+            return [""] * self._length
+        return self._column_at(self.header.index(name))
+
+    def _column_at(self, at: int) -> list[str]:
+        column = self._columns[at]
+        if not isinstance(column, list):
+            column = self._columns[at] = unpack_texts(column)
+        return column
+
+    @property
+    def columns(self) -> list[list[str]]:
+        return [self._column_at(at) for at in range(len(self.header))]
+
+    def __getstate__(self) -> dict:
+        return {"header": self.header, "_length": self._length,
+                "_columns": [c if isinstance(c, str) else pack_texts(c) for c in self._columns]}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)  # columns are unpacked as they are read: most never are
 
 
 @dataclass
@@ -363,17 +388,24 @@ class CounterpartyList:
             self._named = [i for i, n in enumerate(self.column("counterparty_name")) if n.strip()]
         return self._named
 
+    def value(self, position: int, name: str) -> str:
+        """Row ``position``'s value in column ``name`` ("" where it has none)."""
+        if isinstance(self.rows, ListRows):
+            return self.rows.column(name)[position]
+        return self.rows[position].get(name) or ""
+
     def names(self) -> list[str]:
         """The named rows' names, in ``named_rows`` order (what the name index holds)."""
         names = self.column("counterparty_name")
         return [names[i] for i in self.named_rows()]
 
     def content(self) -> bytes:
-        """The rows as JSON, for the pack's and its rules' versions."""
+        """A digest of the rows, for the pack's and its rules' versions."""
         if self._content is None:
             rows = self.rows
-            self._content = orjson.dumps([rows.header, rows.values] if isinstance(rows, ListRows) else list(rows),
-                                         option=orjson.OPT_SORT_KEYS)
+            self._content = hashlib.sha256(orjson.dumps(
+                [rows.header, rows.columns] if isinstance(rows, ListRows) else list(rows),
+                option=orjson.OPT_SORT_KEYS)).digest()
         return self._content
 
     def name_index(self):
@@ -418,23 +450,23 @@ class CounterpartyList:
         """
         if not isinstance(name, str) or not name.strip():
             return None
-        found = self._screened.get((name, threshold), _UNSEEN)
+        found = self._screened.get(threshold, {}).get(name, _UNSEEN)
         if found is _UNSEEN:
             self.screen_many([name], threshold)
-            found = self._screened[(name, threshold)]
+            found = self._screened[threshold][name]
         return found
 
-    def screen_many(self, names: list, threshold: float) -> None:
-        """Screen the names not screened yet, all at once (a batch's names: see ``screen``)."""
-        memo = self._screened
-        new = list({n: None for n in names if isinstance(n, str) and n.strip() and (n, threshold) not in memo})
-        if not new:
-            return
-        if len(memo) + len(new) > SCREEN_MEMO:
-            memo.clear()
-        named = self.named_rows()
-        for name, match in zip(new, self.name_index().best_many(new, threshold)):
-            memo[(name, threshold)] = None if match is None else (named[match.position], match)
+    def screen_many(self, names: list, threshold: float) -> list:
+        """``screen`` of each name, the names not screened yet screened all at once (a batch's names)."""
+        memo = self._screened.setdefault(threshold, {})
+        new = list({n: None for n in names if n not in memo and isinstance(n, str) and n.strip()})
+        if new:
+            if sum(map(len, self._screened.values())) + len(new) > SCREEN_MEMO:
+                memo.clear()
+            named = self.named_rows()
+            for name, match in zip(new, self.name_index().best_many(new, threshold)):
+                memo[name] = None if match is None else (named[match.position], match)
+        return list(map(memo.get, names))  # a name not screened (None, blank) finds nothing
 
 
 # --- compiled rules ------------------------------------------------------------
@@ -445,10 +477,13 @@ class Template:
 
     text: str
     fields: tuple[str, ...]
+    _parts: list = field(default_factory=list, init=False, repr=False, compare=False)  # parsed when first rendered
 
     def render(self, values: Mapping[str, Any]) -> str:
+        if not self._parts:
+            self._parts = [(literal, name, spec) for literal, name, spec, _conv in string.Formatter().parse(self.text)]
         out = []
-        for literal, name, spec, _conv in string.Formatter().parse(self.text):
+        for literal, name, spec in self._parts:
             out.append(literal)
             if name is None:
                 continue

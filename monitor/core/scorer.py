@@ -366,13 +366,17 @@ class Scorer:
     def _screening(self, rule: CompiledRule, batch: EventBatch, row: int) -> str | None:
         """Which list entry a screened() name matched, its score and why (from the list's memo)."""
         for path, list_name, threshold in rule.when.screens:
-            found = self.pack.lists[list_name].screen(batch.value(path, row), threshold) if path else None
+            name = batch.value(path, row) if path else None
+            found = self.pack.lists[list_name].screen(name, threshold)
             if found is not None:
-                position, match = found
-                entry = self.pack.lists[list_name].rows[position]
-                listed = entry.get("counterparty_id") or f"row {position + 2}"  # the CSV's line, after the header
-                return f"{match.entry} ({list_name} {listed}, {match.score:.0f}/100: {match.why})"
+                return self._screened_text(list_name, found)
         return None
+
+    def _screened_text(self, list_name: str, found: tuple) -> str:
+        position, match = found
+        lst = self.pack.lists[list_name]
+        listed = lst.value(position, "counterparty_id") or f"row {position + 2}"  # the CSV's line, after the header
+        return f"{match.entry} ({list_name} {listed}, {match.score:.0f}/100: {match.why})"
 
     # windows -----------------------------------------------------------------
     def _without_missing_numbers(self, rule, batch, selected):

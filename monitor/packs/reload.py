@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from monitor.metrics import Metrics
-from monitor.packs.namecache import prepare_screening
+from monitor.packs.kept import prepare_screening
 from monitor.packs.rulefiles import lint
 from monitor.core.rules import RulePack
 

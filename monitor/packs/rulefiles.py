@@ -25,6 +25,7 @@ import yaml
 
 from monitor.core.pack import compile_pack
 from monitor.core.rules import CounterpartyList, Document, ListRows, Problem, RulePack
+from monitor.packs.kept import load_list_kept
 from monitor.packs.orgs import ORGS_FILE, OrgDirectory, check_orgs
 
 __all__ = ["PackError", "default_rules_dir", "lint", "load_document", "load_orgs", "load_pack", "rule_sources"]
@@ -208,7 +209,8 @@ def load_list(text: str, file: str, name: str) -> tuple[CounterpartyList | None,
             entries.setdefault(cid, []).append(span)
         rows.append(values[:width] if len(values) > width else values)  # a longer row: its extra values are dropped
         spans.append(span)
-    return CounterpartyList(name, entries, ListRows(header, rows), spans), problems
+    columns = [list(column) for column in zip(*rows)] if rows else [[] for _ in header]
+    return CounterpartyList(name, entries, ListRows(header, columns), spans), problems
 
 
 def _display(path: Path, root: Path, shown_as: Path | None = None) -> str:
@@ -230,18 +232,19 @@ def read_folder(rules_dir: Path | str, shown_as: Path | None = None
         raise PackError([Problem(str(root), 1, 1, "rules folder not found")])
     special: dict[str, Document] = {}
     packs: list[Document] = []
-    def read(path: Path, encoding: str) -> str | None:
+    def read(path: Path, encoding: str) -> tuple[bytes, str] | None:
         try:
-            return path.read_text(encoding=encoding)
+            data = path.read_bytes()
+            return data, data.decode(encoding)
         except (OSError, UnicodeDecodeError) as err:
             problems.append(Problem(_display(path, root, shown_as), 1, 1, f"cannot read: {err}"))
             return None
 
     for path in sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml")):
         display = _display(path, root, shown_as)
-        if (text := read(path, "utf-8")) is None:
+        if (read_as := read(path, "utf-8")) is None:
             continue
-        doc, errs = load_document(text, display)
+        doc, errs = load_document(read_as[1], display)
         problems += errs
         if doc is None:
             continue
@@ -251,9 +254,11 @@ def read_folder(rules_dir: Path | str, shown_as: Path | None = None
             packs.append(doc)
     lists: dict[str, CounterpartyList] = {}
     for path in sorted((root / "lists").glob("*.csv")):
-        if (text := read(path, "utf-8-sig")) is None:  # Excel writes a BOM
+        if (read_as := read(path, "utf-8-sig")) is None:  # Excel writes a BOM
             continue
-        lst, errs = load_list(text, _display(path, root, shown_as), path.stem)
+        data, text = read_as
+        display = _display(path, root, shown_as)
+        lst, errs = load_list_kept(data, path.stem, lambda: load_list(text, display, path.stem))
         problems += errs
         if lst is not None:
             lists[path.stem] = lst
@@ -368,7 +373,7 @@ def rule_sources(rules_dir: Path | str) -> dict[str, tuple[str, int, str]]:
 
 def load_pack(rules_dir: Path | str, today: dt.date | None = None) -> RulePack:
     """Load and compile a folder, raising PackError listing every error."""
-    from monitor.packs.namecache import prepare_screening
+    from monitor.packs.kept import prepare_screening
 
     pack, problems = lint(rules_dir, today)
     if pack is None:
