@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Bounds", "Columns", "Detector", "Scores", "newest_of_parts", "rows_of", "squash"]
+__all__ = ["Bounds", "Columns", "Detector", "Scores", "max_of_parts", "rows_of", "squash"]
 
 Columns = dict[str, np.ndarray]
 Bounds = list[tuple[int, int]]  # model k of a pooled call reads rows bounds[k][0]:bounds[k][1]
@@ -170,15 +170,16 @@ def rows_of(X: Columns, start: int, stop: int) -> Columns:
     return {name: col[start:stop] for name, col in X.items()}
 
 
-def newest_of_parts(t: np.ndarray, bounds: Bounds) -> list[float]:
-    """The newest time of each part's rows (-inf for an empty part), in one pass.
+def max_of_parts(values: np.ndarray, bounds: Bounds) -> list[float]:
+    """The highest value of each part's rows (-inf for an empty part), in one pass: the
+    newest time of each org's rows, say.
 
-    >>> newest_of_parts(np.array([3.0, 1.0, 7.0]), [(0, 2), (2, 2), (2, 3)])
+    >>> max_of_parts(np.array([3.0, 1.0, 7.0]), [(0, 2), (2, 2), (2, 3)])
     [3.0, -inf, 7.0]
     """
     starts = np.array([a for a, b in bounds if b > a], dtype=np.int64)
-    newest = iter(np.maximum.reduceat(np.asarray(t, dtype=float), starts).tolist() if len(starts) else [])
-    return [next(newest) if b > a else -math.inf for a, b in bounds]
+    highest = iter(np.maximum.reduceat(np.asarray(values, dtype=float), starts).tolist() if len(starts) else [])
+    return [next(highest) if b > a else -math.inf for a, b in bounds]
 
 
 def _length(X: Columns) -> int:

@@ -31,12 +31,13 @@ streaming data. IJCAI.
 from __future__ import annotations
 
 import random
+import weakref
 
 import numpy as np
 
-from detectors.base import Columns, Detector, Scores
+from detectors.base import Bounds, Columns, Detector, Scores
 
-__all__ = ["HalfSpaceTrees"]
+__all__ = ["HalfSpaceTrees", "MassPool"]
 
 _PADDING = 0.15
 
@@ -90,11 +91,36 @@ class HalfSpaceTrees(Detector):
         # A node's mass is at most one window's rows: a small integer type keeps a
         # model per org affordable (25 trees of height 8 are 12,775 nodes a window).
         self._mass_type = np.int16 if window_size < 2**15 else np.int64
-        self._l_mass = np.zeros((n_trees, n_nodes), dtype=self._mass_type)
+        # The latest window's masses and the reference window's, one block: the
+        # model's own, or a slot of a ``MassPool`` shared by many models (``pool``).
+        self._masses = np.zeros((2, n_trees, n_nodes), dtype=self._mass_type)
+        self._slot: int | None = None
         self._tree_offsets = (np.arange(n_trees) * n_nodes)[None, :, None]  # tree t's nodes in the flat masses
-        self._r_mass: np.ndarray | None = None  # the reference window: none until the first one is full
         self._counter = 0
-        self._first_window = True
+        self._first_window = True  # the reference window is empty until the first one is full
+
+    @property
+    def _l_mass(self) -> np.ndarray:
+        return self._masses[0]
+
+    @property
+    def _r_mass(self) -> np.ndarray:
+        return self._masses[1]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_masses"] = self._masses.copy()  # its own: a pool's slot stays with the pool
+        state["_slot"] = None
+        state.pop("_pool", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if "_masses" not in state:  # pickled by an earlier version: the two windows apart
+            latest = state.pop("_l_mass")
+            reference = state.pop("_r_mass")
+            state["_masses"] = np.stack([latest, np.zeros_like(latest) if reference is None else reference])
+            state["_slot"] = None
+        self.__dict__.update(state)
 
     def _build(self) -> tuple[np.ndarray, np.ndarray]:
         """River's trees for this seed, as (feature index, threshold) per heap-ordered node.
@@ -145,13 +171,16 @@ class HalfSpaceTrees(Detector):
         """Scores of rows given their paths, shape (depth, tree, row)."""
         if self._first_window or not paths.shape[2]:
             return np.zeros(paths.shape[2])
-        limit = 0.1 * self.window_size
-        r = self._r_mass[np.arange(self.n_trees)[None, :, None], paths].astype(float)
+        return self._score_masses(self._r_mass[np.arange(self.n_trees)[None, :, None], paths])
+
+    def _score_masses(self, r: np.ndarray) -> np.ndarray:
+        """Scores of rows given the reference masses along their paths, shape (depth, tree, row)."""
+        r = r.astype(float)
         # river stops below the first node whose mass is under the size limit
-        below = np.cumsum(r < limit, axis=0)
+        below = np.cumsum(r < 0.1 * self.window_size, axis=0)
         active = np.concatenate([np.ones((1,) + r.shape[1:], dtype=bool), below[:-1] == 0])
         weights = 2.0 ** np.arange(self.height + 1)
-        total = (r * weights[:, None, None] * active).sum(axis=(0, 1))
+        total = (r * weights[:, None, None] * active).sum(axis=(0, 1))  # whole numbers: exact in any order
         return 1.0 - total / self._max_score
 
     def _learn_matrix(self, M: np.ndarray) -> None:
@@ -160,12 +189,15 @@ class HalfSpaceTrees(Detector):
     def _learn_paths(self, paths: np.ndarray) -> None:
         n_trees, n_nodes = self._l_mass.shape
         flat = (paths + self._tree_offsets).ravel()
+        if len(flat) * 8 < n_trees * n_nodes:  # a few rows: counted where they fall, not over every node
+            np.add.at(self._l_mass.reshape(-1), flat, self._l_mass.dtype.type(1))  # of the masses' type: numpy's fast path
+            return
         np.add(self._l_mass, np.bincount(flat, minlength=n_trees * n_nodes).reshape(n_trees, n_nodes),
                out=self._l_mass, casting="unsafe")  # a node's mass never exceeds a window's rows
 
     def _pivot(self) -> None:
-        self._r_mass = self._l_mass
-        self._l_mass = np.zeros_like(self._l_mass)
+        self._masses[1] = self._masses[0]  # in place: the block may be a pool's slot
+        self._masses[0] = 0
         self._first_window = False
         self._counter = 0
 
@@ -217,12 +249,95 @@ class HalfSpaceTrees(Detector):
 
     # --- state ------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"l_mass": self._l_mass.tolist(), "r_mass": None if self._r_mass is None else self._r_mass.tolist(),
+        return {"l_mass": self._l_mass.tolist(), "r_mass": None if self._first_window else self._r_mass.tolist(),
                 "counter": self._counter, "first_window": self._first_window}
 
     def load_state(self, state: dict) -> None:
-        self._l_mass = np.array(state["l_mass"], dtype=self._mass_type)
+        self._masses[0] = np.array(state["l_mass"], dtype=self._mass_type)
         held = None if state["first_window"] else state["r_mass"]  # a reference of zeros was kept before
-        self._r_mass = None if held is None else np.array(held, dtype=self._mass_type)
+        self._masses[1] = 0 if held is None else np.array(held, dtype=self._mass_type)
         self._counter = state["counter"]
         self._first_window = state["first_window"]
+
+
+class MassPool:
+    """The masses of many models of one shape side by side, in chunks of ``CHUNK``
+    models, so that one numpy call scores and learns the rows of thousands of
+    models (one per org) instead of a call per model: ``process_inside``.
+
+    A model joins the pool when it is first pooled: its masses move into a
+    slot, which it then reads and writes through views, as it did its own. A
+    model that is dropped frees its slot; a pickled model takes a copy along.
+    """
+
+    CHUNK = 256
+
+    def __init__(self, shape: tuple[int, int, int], dtype) -> None:
+        self.shape, self.dtype = shape, dtype
+        self.chunks: list[np.ndarray] = []
+        self.free: list[int] = []
+
+    def adopt(self, model: HalfSpaceTrees) -> None:
+        if model._slot is not None and model.__dict__.get("_pool") is self:
+            return
+        if not self.free:
+            base = len(self.chunks) * self.CHUNK
+            self.chunks.append(np.zeros((self.CHUNK, *self.shape), dtype=self.dtype))
+            self.free = list(range(base + self.CHUNK - 1, base - 1, -1))
+        slot = self.free.pop()
+        block = self.chunks[slot // self.CHUNK][slot % self.CHUNK]
+        block[...] = model._masses
+        model._masses, model._slot, model._pool = block, slot, self
+        weakref.finalize(model, self.free.append, slot)
+
+    @staticmethod
+    def process_inside(models: list[HalfSpaceTrees], paths: np.ndarray, bounds: Bounds,
+                       scores: np.ndarray) -> list[int]:
+        """Score then learn the rows of every model whose rows (``bounds[k]`` of
+        ``paths``) end before its window does: their scores go into ``scores``.
+        Returns the models left to ``process_paths`` (rows that complete a window)."""
+        first = models[0]
+        if any(m.window_size != first.window_size or m._masses.shape != first._masses.shape for m in models):
+            return [k for k, (a, b) in enumerate(bounds) if b > a]
+        inside, left = [], []
+        for k, (model, (a, b)) in enumerate(zip(models, bounds)):
+            if b > a:
+                (inside if model._counter + (b - a) < model.window_size else left).append(k)
+        if not inside:
+            return left
+        pool = _POOLS.get((first._masses.shape, first._masses.dtype))
+        if pool is None:
+            pool = _POOLS[(first._masses.shape, first._masses.dtype)] = MassPool(first._masses.shape, first._masses.dtype)
+        starts, lengths, slots, scored = [], [], [], []
+        for k in inside:
+            model = models[k]
+            pool.adopt(model)
+            a, b = bounds[k]
+            starts.append(a)
+            lengths.append(b - a)
+            slots.append(model._slot)
+            scored.append(not model._first_window)
+            model._counter += b - a
+        lengths_array = np.array(lengths)
+        ends = np.cumsum(lengths_array)
+        rows = np.arange(ends[-1]) + np.repeat(np.array(starts) - (ends - lengths_array), lengths_array)
+        row_slot = np.repeat(np.array(slots), lengths_array)
+        row_scored = np.repeat(np.array(scored), lengths_array)
+        along = paths[:, :, rows]
+        trees = np.arange(first.n_trees)[None, :, None]
+        chunk_of = row_slot // MassPool.CHUNK
+        for c in np.unique(chunk_of).tolist():
+            mine = chunk_of == c
+            within = (row_slot[mine] % MassPool.CHUNK)[None, None, :]
+            chunk = pool.chunks[c]
+            if (mine & row_scored).any():
+                hit = mine & row_scored
+                own = (row_slot[hit] % MassPool.CHUNK)[None, None, :]
+                scores[rows[hit]] = first._score_masses(chunk[own, 1, trees, along[:, :, hit]])
+            n_trees, n_nodes = chunk.shape[2:]
+            flat = (within * 2 * n_trees + trees) * n_nodes + along[:, :, mine]  # the latest window: [.., 0, ..]
+            np.add.at(chunk.reshape(-1), flat.ravel(), chunk.dtype.type(1))  # of the masses' type: numpy's fast path
+        return left
+
+
+_POOLS: dict[tuple, MassPool] = {}

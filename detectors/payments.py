@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Bounds, Columns, Detector, Scores, newest_of_parts
-from detectors.hst import HalfSpaceTrees
+from detectors.base import Bounds, Columns, Detector, Scores, max_of_parts
+from detectors.hst import HalfSpaceTrees, MassPool
 
 __all__ = ["FEATURES", "PaymentFeatures", "PaymentHalfSpaceTrees", "PaymentIsolationForest"]
 
@@ -242,9 +242,16 @@ class PaymentHalfSpaceTrees(Detector):
         scores, top = np.zeros(len(M)), np.full(len(M), "", dtype=object)
         if len(M):
             paths = models[0]._model._paths(M)  # type: ignore[attr-defined]
-            for model, (a, b), t in zip(models, bounds, newest_of_parts(X["t"], bounds)):
+            # The orgs whose rows stay inside their model's window, in one call; the rest one by one.
+            left = set(MassPool.process_inside([m._model for m in models], paths, bounds, scores))  # type: ignore[attr-defined]
+            peaks = max_of_parts(scores, bounds)  # each org's highest score of those scored in the pool
+            for k, (model, (a, b), t) in enumerate(zip(models, bounds, max_of_parts(X["t"], bounds))):
                 if b > a:
-                    scores[a:b] = model._process_rows(M[a:b], paths[:, :, a:b], top[a:b])  # type: ignore[attr-defined]
+                    if k in left:
+                        scores[a:b] = model._process_rows(M[a:b], paths[:, :, a:b], top[a:b])  # type: ignore[attr-defined]
+                    elif peaks[k] >= model.explain_above:  # type: ignore[attr-defined]
+                        # scored against the reference window, which learning the latest one left as it was
+                        model._explain_into(M[a:b], 0, scores[a:b], top[a:b])  # type: ignore[attr-defined]
                     model._features.forget_before(t - model.max_idle_days * 86400)  # type: ignore[attr-defined]
         return Scores(scores, _details(M, top))
 
@@ -333,7 +340,7 @@ class PaymentIsolationForest(Detector):
         sizes = np.array([b - a for a, b in bounds], dtype=np.int64)
         above = np.repeat([m.explain_above for m in models], sizes)  # type: ignore[attr-defined]
         hot = set(np.searchsorted(np.cumsum(sizes), np.flatnonzero(scores >= above), side="right").tolist())
-        for k, (model, (a, b), t) in enumerate(zip(models, bounds, newest_of_parts(X["t"], bounds))):
+        for k, (model, (a, b), t) in enumerate(zip(models, bounds, max_of_parts(X["t"], bounds))):
             if k in hot:  # each org's explained against its own features' state
                 flagged = np.flatnonzero(scores[a:b] >= model.explain_above)  # type: ignore[attr-defined]
                 top[a:b] = _explain(first._score_matrix, M[a:b], scores[a:b], model._features, flagged)  # type: ignore[attr-defined]

@@ -168,7 +168,7 @@ class OrgTails:
         alert = may & (seen + earlier >= warmup) & (p <= alpha + 1e-12)
         if daily_cap is not None:
             alert &= self._under_cap(rows, times, alert, daily_cap)
-        np.add.at(self.counts, (rows, buckets), 1)
+        np.add.at(self.counts, (rows, buckets), np.int64(1))  # of the counts' type: numpy's fast path
         self.totals += np.bincount(rows, minlength=len(self.totals))
         return p, alert
 

@@ -25,6 +25,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -395,7 +396,7 @@ class NameIndex:
     def _pick(self, postings: _Postings, grams: list[str], channels: list[int]):
         """The entries each channel's chosen n-grams hold (entries, their channel, their weight),
         and the chosen n-grams (their channel, their weight)."""
-        slot = np.fromiter((postings.slots.get(g, -1) for g in grams), np.int64, len(grams))
+        slot = np.fromiter(map(postings.slots.get, grams, repeat(-1, len(grams))), np.int64, len(grams))
         channel = np.asarray(channels, dtype=np.int64)[slot >= 0]
         slot = slot[slot >= 0]
         first = postings.starts[slot]
@@ -464,7 +465,8 @@ class NameIndex:
         # a query's head is -1 when no entry has it
         query_heads = np.array([heads.get(q.core[:2], -1) if q.script == "zh" else -2 for q in queries], np.int64)
         query_lengths = np.array([len(q.core) for q in queries], np.int64)
-        ratio = process.cpdist([queries[q].core for q in asker], [self.cores[i] for i in entry],
+        query_cores = [q.core for q in queries]
+        ratio = process.cpdist(list(map(query_cores.__getitem__, asker)), list(map(self.cores.__getitem__, entry)),
                                scorer=fuzz.ratio, workers=1)
         mine, theirs = query_heads[at], entry_heads[of]
         both_zh = (mine != -2) & (theirs != -2)
