@@ -91,35 +91,27 @@ class HalfSpaceTrees(Detector):
         # A node's mass is at most one window's rows: a small integer type keeps a
         # model per org affordable (25 trees of height 8 are 12,775 nodes a window).
         self._mass_type = np.int16 if window_size < 2**15 else np.int64
-        # The latest window's masses and the reference window's, one block: the
-        # model's own, or a slot of a ``MassPool`` shared by many models (``pool``).
-        self._masses = np.zeros((2, n_trees, n_nodes), dtype=self._mass_type)
+        # The latest window's masses, and the reference window's (none until the first
+        # is full, which most small orgs never reach): the model's own arrays, or its
+        # slot's in a ``MassPool`` shared by many models.
+        self._l_mass = np.zeros((n_trees, n_nodes), dtype=self._mass_type)
+        self._r_mass: np.ndarray | None = None
         self._slot: int | None = None
         self._tree_offsets = (np.arange(n_trees) * n_nodes)[None, :, None]  # tree t's nodes in the flat masses
         self._counter = 0
         self._first_window = True  # the reference window is empty until the first one is full
 
-    @property
-    def _l_mass(self) -> np.ndarray:
-        return self._masses[0]
-
-    @property
-    def _r_mass(self) -> np.ndarray:
-        return self._masses[1]
-
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_masses"] = self._masses.copy()  # its own: a pool's slot stays with the pool
-        state["_slot"] = None
-        state.pop("_pool", None)
+        if self._slot is not None:  # its own copies: a pool's slot stays with the pool
+            state["_l_mass"] = self._l_mass.copy()
+            state["_r_mass"] = None if self._first_window else self._r_mass.copy()
+            state["_slot"] = None
+            del state["_pool"]
         return state
 
     def __setstate__(self, state: dict) -> None:
-        if "_masses" not in state:  # pickled by an earlier version: the two windows apart
-            latest = state.pop("_l_mass")
-            reference = state.pop("_r_mass")
-            state["_masses"] = np.stack([latest, np.zeros_like(latest) if reference is None else reference])
-            state["_slot"] = None
+        state.setdefault("_slot", None)  # pickled before there were pools
         self.__dict__.update(state)
 
     def _build(self) -> tuple[np.ndarray, np.ndarray]:
@@ -196,8 +188,11 @@ class HalfSpaceTrees(Detector):
                out=self._l_mass, casting="unsafe")  # a node's mass never exceeds a window's rows
 
     def _pivot(self) -> None:
-        self._masses[1] = self._masses[0]  # in place: the block may be a pool's slot
-        self._masses[0] = 0
+        if self._r_mass is None:
+            self._r_mass = self._l_mass.copy()
+        else:
+            self._r_mass[...] = self._l_mass  # in place: they may be a pool's slot
+        self._l_mass[...] = 0
         self._first_window = False
         self._counter = 0
 
@@ -253,9 +248,15 @@ class HalfSpaceTrees(Detector):
                 "counter": self._counter, "first_window": self._first_window}
 
     def load_state(self, state: dict) -> None:
-        self._masses[0] = np.array(state["l_mass"], dtype=self._mass_type)
+        self._l_mass[...] = np.array(state["l_mass"], dtype=self._mass_type)
         held = None if state["first_window"] else state["r_mass"]  # a reference of zeros was kept before
-        self._masses[1] = 0 if held is None else np.array(held, dtype=self._mass_type)
+        if held is None:
+            if self._r_mass is not None:
+                self._r_mass[...] = 0
+        elif self._r_mass is None:
+            self._r_mass = np.array(held, dtype=self._mass_type)
+        else:
+            self._r_mass[...] = np.array(held, dtype=self._mass_type)
         self._counter = state["counter"]
         self._first_window = state["first_window"]
 
@@ -268,26 +269,39 @@ class MassPool:
     A model joins the pool when it is first pooled: its masses move into a
     slot, which it then reads and writes through views, as it did its own. A
     model that is dropped frees its slot; a pickled model takes a copy along.
+    The latest windows and the reference windows are chunks apart: a reference
+    slot is not written until its model's first window is full (most small
+    orgs' never is), and pages never written take no memory.
     """
 
     CHUNK = 256
 
-    def __init__(self, shape: tuple[int, int, int], dtype) -> None:
+    def __init__(self, shape: tuple[int, int], dtype) -> None:
         self.shape, self.dtype = shape, dtype
-        self.chunks: list[np.ndarray] = []
-        self.free: list[int] = []
+        self.latest: list[np.ndarray] = []  # chunks of (CHUNK, trees, nodes)
+        self.reference: list[np.ndarray] = []
+        self.free: list[int] = []  # slots given back
+        self.unused = 0  # slots from here on were never given out
 
     def adopt(self, model: HalfSpaceTrees) -> None:
         if model._slot is not None and model.__dict__.get("_pool") is self:
             return
-        if not self.free:
-            base = len(self.chunks) * self.CHUNK
-            self.chunks.append(np.zeros((self.CHUNK, *self.shape), dtype=self.dtype))
-            self.free = list(range(base + self.CHUNK - 1, base - 1, -1))
-        slot = self.free.pop()
-        block = self.chunks[slot // self.CHUNK][slot % self.CHUNK]
-        block[...] = model._masses
-        model._masses, model._slot, model._pool = block, slot, self
+        if self.free:
+            slot, used = self.free.pop(), True
+        else:
+            if self.unused == len(self.latest) * self.CHUNK:
+                self.latest.append(np.zeros((self.CHUNK, *self.shape), dtype=self.dtype))
+                self.reference.append(np.zeros((self.CHUNK, *self.shape), dtype=self.dtype))
+            slot, used = self.unused, False
+            self.unused += 1
+        latest = self.latest[slot // self.CHUNK][slot % self.CHUNK]
+        reference = self.reference[slot // self.CHUNK][slot % self.CHUNK]
+        latest[...] = model._l_mass
+        if model._r_mass is not None:
+            reference[...] = model._r_mass
+        elif used:
+            reference[...] = 0  # another model's once
+        model._l_mass, model._r_mass, model._slot, model._pool = latest, reference, slot, self
         weakref.finalize(model, self.free.append, slot)
 
     @staticmethod
@@ -297,7 +311,7 @@ class MassPool:
         ``paths``) end before its window does: their scores go into ``scores``.
         Returns the models left to ``process_paths`` (rows that complete a window)."""
         first = models[0]
-        if any(m.window_size != first.window_size or m._masses.shape != first._masses.shape for m in models):
+        if any(m.window_size != first.window_size or m._l_mass.shape != first._l_mass.shape for m in models):
             return [k for k, (a, b) in enumerate(bounds) if b > a]
         inside, left = [], []
         for k, (model, (a, b)) in enumerate(zip(models, bounds)):
@@ -305,9 +319,10 @@ class MassPool:
                 (inside if model._counter + (b - a) < model.window_size else left).append(k)
         if not inside:
             return left
-        pool = _POOLS.get((first._masses.shape, first._masses.dtype))
+        kind = (first._l_mass.shape, first._l_mass.dtype)
+        pool = _POOLS.get(kind)
         if pool is None:
-            pool = _POOLS[(first._masses.shape, first._masses.dtype)] = MassPool(first._masses.shape, first._masses.dtype)
+            pool = _POOLS[kind] = MassPool(*kind)
         starts, lengths, slots, scored = [], [], [], []
         for k in inside:
             model = models[k]
@@ -328,15 +343,15 @@ class MassPool:
         chunk_of = row_slot // MassPool.CHUNK
         for c in np.unique(chunk_of).tolist():
             mine = chunk_of == c
-            within = (row_slot[mine] % MassPool.CHUNK)[None, None, :]
-            chunk = pool.chunks[c]
-            if (mine & row_scored).any():
-                hit = mine & row_scored
+            hit = mine & row_scored
+            if hit.any():
                 own = (row_slot[hit] % MassPool.CHUNK)[None, None, :]
-                scores[rows[hit]] = first._score_masses(chunk[own, 1, trees, along[:, :, hit]])
-            n_trees, n_nodes = chunk.shape[2:]
-            flat = (within * 2 * n_trees + trees) * n_nodes + along[:, :, mine]  # the latest window: [.., 0, ..]
-            np.add.at(chunk.reshape(-1), flat.ravel(), chunk.dtype.type(1))  # of the masses' type: numpy's fast path
+                scores[rows[hit]] = first._score_masses(pool.reference[c][own, trees, along[:, :, hit]])
+            latest = pool.latest[c]
+            n_trees, n_nodes = latest.shape[1:]
+            within = (row_slot[mine] % MassPool.CHUNK)[None, None, :]
+            flat = (within * n_trees + trees) * n_nodes + along[:, :, mine]
+            np.add.at(latest.reshape(-1), flat.ravel(), latest.dtype.type(1))  # of the masses' type: numpy's fast path
         return left
 
 

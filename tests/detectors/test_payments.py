@@ -78,7 +78,7 @@ def test_thousands_of_small_orgs_are_scored_in_one_call_as_each_alone():
         if step % 5 == 2:  # a third of the models leave for disk and come back as copies
             models[::3] = [pickle.loads(pickle.dumps(m)) for m in models[::3]]
     pool = models[1]._model._pool
-    assert isinstance(pool, MassPool) and len(pool.chunks) >= 2
+    assert isinstance(pool, MassPool) and len(pool.latest) >= 2
     for want, parts in zip(alone, got):
         assert np.array_equal(np.concatenate([p.scores for p in parts]), want.scores)
         assert np.concatenate([p.details["top_features"] for p in parts]).tolist() == want.details["top_features"].tolist()
