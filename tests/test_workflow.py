@@ -134,3 +134,27 @@ def test_migrations_bring_an_old_database_up_to_date(tmp_path, default_pack):
     assert {"ticket_audit", "alembic_version"} <= set(inspect(store.engine).get_table_names())
     store.upsert(alerts_for(default_pack, "FK9"), default_pack, NOW)
     assert store.find()[0]["escalation_level"] == 0
+
+
+def test_a_database_at_the_newest_schema_opens_without_alembic(tmp_path):
+    """The usual start reads the revision and skips Alembic; the head it compares
+    with is the one Alembic reads from the scripts; a database one behind is upgraded."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from monitor.cases import tickets
+
+    config = Config()
+    config.set_main_option("script_location", "monitor.cases:migrations")
+    assert tickets.head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    store = SqlTicketStore(url)
+    assert tickets._at_head(store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
+        conn.execute(text("DROP TABLE admin_audit"))
+    assert not tickets._at_head(store.engine)
+    SqlTicketStore(url)  # upgraded again
+    assert tickets._at_head(store.engine)
+    assert not tickets._at_head(create_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
