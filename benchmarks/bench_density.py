@@ -22,10 +22,10 @@ Each run's peak resident memory is printed too. With ``--memory`` each size
 is also run with the rules alone, so the detectors' own share shows; the
 memory target (peak RSS at 3M ≤ 1.2 × at 500k) needs both sizes in ``--sizes``.
 With ``--state-dir DIR`` every run keeps its per-key state on disk there
-(``riskwatch run --state-dir``, with ``--state-cache`` entries a rule in memory).
+(``riskwatch run --state-dir``, with ``--state-cache`` entries and ``--state-memory`` MiB a process).
 
     python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--memory]
-                                       [--state-dir DIR [--state-cache N]] [--json]
+                                       [--state-dir DIR [--state-cache N] [--state-memory MIB]] [--json]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def planted(truth: Path) -> tuple[dict[int, list[set[str]]], set[str]]:
     return out, cases
 
 
-STATE: list[str] = []  # the run's --state-dir and --state-cache, when given
+STATE: list[str] = []  # the run's --state-dir, --state-cache and --state-memory, when given
 
 
 def run_command(path: Path, rules: Path | None, tmp: str, detectors: bool = True) -> list[str]:

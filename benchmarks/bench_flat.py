@@ -15,10 +15,10 @@ Two comparisons, each `riskwatch run` as a fresh process on the demo mix
   per-month aggregates must not cost more as the span grows.
 
 With ``--state-dir DIR`` every run keeps its per-key state on disk there
-(``riskwatch run --state-dir``, with ``--state-cache`` entries a rule in memory).
+(``riskwatch run --state-dir``, with ``--state-cache`` entries and ``--state-memory`` MiB a process).
 
     python benchmarks/bench_flat.py [--events 500000] [--times 10] [--repeat 3] [--skip-memory] [--skip-span]
-                                    [--state-dir DIR [--state-cache N]]
+                                    [--state-dir DIR [--state-cache N] [--state-memory MIB]]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def sampled(cmd: list[str]) -> tuple[float, list[tuple[float, int]]]:
     return time.perf_counter() - started, samples
 
 
-STATE: list[str] = []  # the run's --state-dir and --state-cache, when given
+STATE: list[str] = []  # the run's --state-dir, --state-cache and --state-memory, when given
 
 
 def memory(events: int, times: int, workers: int) -> None:

@@ -89,18 +89,23 @@ def riskwatch_cmd(path: Path, tmp: Path, n: int, workers: int, detectors: bool =
 
 
 def add_state_options(parser: argparse.ArgumentParser) -> None:
-    """``--state-dir`` and ``--state-cache``, passed on to every ``riskwatch run`` (see ``state_options``)."""
+    """``--state-dir``, ``--state-cache`` and ``--state-memory``, passed on to every ``riskwatch run``
+    (see ``state_options``)."""
     parser.add_argument("--state-dir", type=Path, help="Runs keep their per-key state on disk under this folder.")
-    parser.add_argument("--state-cache", type=int, help="With --state-dir: entries a rule keeps in memory.")
+    parser.add_argument("--state-cache", type=int, help="With --state-dir: entries a scoring process keeps in memory.")
+    parser.add_argument("--state-memory", type=int, metavar="MIB",
+                        help="With --state-dir: the resident memory a scoring process aims to stay under.")
 
 
 def state_options(args: argparse.Namespace) -> list[str]:
     """The ``riskwatch run`` options ``add_state_options`` asked for (printed once, if any)."""
     if not args.state_dir:
         return []
-    print(f"state on disk under {args.state_dir}" + (f", {args.state_cache:,} entries a rule in memory"
-                                                      if args.state_cache else ""))
-    return ["--state-dir", str(args.state_dir), *(["--state-cache", str(args.state_cache)] if args.state_cache else [])]
+    print(f"state on disk under {args.state_dir}"
+          + (f", {args.state_cache:,} entries a process in memory" if args.state_cache else "")
+          + (f", {args.state_memory:,} MiB a process aimed at" if args.state_memory else ""))
+    return ["--state-dir", str(args.state_dir), *(["--state-cache", str(args.state_cache)] if args.state_cache else []),
+            *(["--state-memory", str(args.state_memory)] if args.state_memory else [])]
 
 
 def longest_horizon_days() -> float:

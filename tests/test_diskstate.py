@@ -12,7 +12,7 @@ from monitor.analyst.generator import generate
 from monitor.cases.tickets import MemoryTicketStore
 from monitor.core.state import KeyTotal
 from monitor.runners import diskstate
-from monitor.runners.diskstate import DiskStore, DiskTable
+from monitor.runners.diskstate import DiskState, DiskStore, DiskTable
 from monitor.runners.runner import EmbeddedRunner
 from monitor.runners.scoring import BatchScorer
 from tests.test_cli import riskwatch
@@ -101,9 +101,56 @@ def _lines(path: Path, size: int):
         yield start + 1, lines[start:start + size]
 
 
-def test_a_scorer_on_disk_keeps_the_same_state_and_alerts_as_in_memory(default_pack, stream_file, tmp_path,
-                                                                       monkeypatch):
-    monkeypatch.setattr(diskstate, "MIN_MODEL_CACHE", 8)  # the detectors' keys leave their caches too
+def test_the_stores_share_one_budget_each_keeping_its_share(tmp_path):
+    state = DiskState(tmp_path / "state", max_cached=100)
+    try:
+        busy, quiet = state._store("busy", "total"), state._store("quiet", "total")
+        for i in range(150):
+            busy[("ORG1", str(i))] = _total(i)
+        for i in range(50):
+            quiet[("ORG1", str(i))] = _total(i)
+        state.flush()
+        assert (len(busy.cache), len(quiet.cache)) == (37, 12)  # down to half the budget, 3 to 1 as they held
+        assert list(busy.cache)[0] == ("ORG1", "113")  # the entries used longest ago left
+        assert [e[1] for e in busy[("ORG1", "0")].adds] == ["e0"] and len(busy) == 150  # from the table
+        for i in range(40):
+            quiet[("ORG2", str(i))] = _total(i)
+        state.flush()
+        assert len(busy.cache) + len(quiet.cache) == 90  # within the budget: nothing leaves
+    finally:
+        state.table.close()
+
+
+def test_above_its_memory_aim_a_process_gives_up_cached_entries_and_takes_them_back_below(tmp_path, monkeypatch):
+    resident = {"now": 0}
+    monkeypatch.setattr(diskstate, "resident_bytes", lambda: resident["now"])
+    monkeypatch.setattr(diskstate, "MIN_CACHED", 10)
+    state = DiskState(tmp_path / "state", max_cached=1000, max_resident=100)
+    try:
+        store = state._store("busy", "total")
+        for i in range(400):
+            store[("ORG1", str(i))] = _total(i)
+        state.flush()
+        assert (len(store.cache), state.budget) == (400, 1000)  # under the aim: nothing leaves
+        resident["now"] = 200
+        state.flush()
+        assert (len(store.cache), state.budget) == (200, 200)  # above: half leave, and the budget comes down
+        state.flush()
+        assert (len(store.cache), state.budget) == (100, 100)
+        for _ in range(10):
+            state.flush()
+        assert (len(store.cache), state.budget) == (10, 10)  # never below MIN_CACHED
+        resident["now"] = 50
+        for i in range(400, 500):
+            store[("ORG1", str(i))] = _total(i)
+        state.flush()
+        assert (len(store.cache), state.budget) == (5, 11)  # over the budget it had: half of it kept; it grows back
+        assert len(store) == 500 and [e[1] for e in store[("ORG1", "0")].adds] == ["e0"]
+    finally:
+        state.table.close()
+
+
+def test_a_scorer_on_disk_keeps_the_same_state_and_alerts_as_in_memory(default_pack, stream_file, tmp_path):
     memory = BatchScorer(default_pack, keep_evidence=False)
     disk = BatchScorer(default_pack, keep_evidence=False, state_dir=tmp_path, state_cache=100)
     for first, lines in _lines(stream_file, 700):
@@ -153,11 +200,9 @@ def test_two_scoring_processes_keep_their_state_on_disk_and_alert_as_in_memory(s
     assert list((tmp_path / "state").iterdir()) == []  # both processes removed their folders
 
 
-def test_a_reloaded_detector_starts_afresh_on_disk_as_in_memory(default_pack, rules_copy, stream_file, tmp_path,
-                                                                monkeypatch):
+def test_a_reloaded_detector_starts_afresh_on_disk_as_in_memory(default_pack, rules_copy, stream_file, tmp_path):
     from monitor.packs.rulefiles import load_pack
 
-    monkeypatch.setattr(diskstate, "MIN_MODEL_CACHE", 8)
     path = rules_copy / "detectors.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("settings: {window: 30, warmup: 8,",
                                                              "settings: {window: 20, warmup: 6,"), encoding="utf-8")

@@ -19,12 +19,12 @@ from monitor.packs.rulefiles import default_rules_dir
 
 def _score_file(pack, input_path: Path, alerts_out: Path | None, rejected_out: Path | None, db: str | None,
                 metrics, show_progress: bool, batch_size: int, workers: int, reloader=None, notifier=None,
-                state_dir: Path | None = None, state_cache: int | None = None):
+                state_dir: Path | None = None, state_cache: int | None = None, state_memory: int | None = None):
     from monitor.runners.runner import EmbeddedRunner, rejection_line, write_alerts
 
     runner = EmbeddedRunner(pack, None, metrics, batch_size=batch_size, workers=workers, reloader=reloader,
                             notifier=notifier, open_store=(lambda: _store(db)) if db else None,
-                            state_dir=state_dir, state_cache=state_cache)
+                            state_dir=state_dir, state_cache=state_cache, state_memory=state_memory)
     if str(input_path) == "-":  # a stream: scored as it comes, rules reloaded between batches
         summary = runner.run_stream(sys.stdin.buffer)
         with open(rejected_out or Path("stdin.rejected.jsonl"), "wb") as rej:
@@ -99,11 +99,15 @@ def _print_summary(summary, alerts: dict, packs: list[RulePack]) -> None:
                    "the detectors' per-key state on disk (RocksDB), in a scratch folder under this one removed at "
                    "the end: memory stays near flat however long or dense the stream, at some cost in speed. "
                    "Default: in memory.")
-@click.option("--state-cache", type=click.IntRange(min=100), default=20_000, show_default=True,
-              help="With --state-dir: decoded entries each rule keeps in memory (master data: 4 times as many; "
-                   "each detector model: a quarter).")
+@click.option("--state-cache", type=click.IntRange(min=100), default=200_000, show_default=True,
+              help="With --state-dir: decoded entries each scoring process keeps in memory, all its rules, matters, "
+                   "master data and detector models together (each keeps a share in proportion to what it holds).")
+@click.option("--state-memory", type=click.IntRange(min=64), metavar="MIB",
+              help="With --state-dir: the resident memory (MiB) each scoring process aims to stay under; above it "
+                   "the caches give up entries (an entry grows with the stream's density, so a count alone does "
+                   "not bound memory). Default: no aim, --state-cache alone.")
 def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_size, workers, quiet, detectors, watch,
-        notify_path, state_dir, state_cache):
+        notify_path, state_dir, state_cache, state_memory):
     """Score a JSONL file of events and write one alert per line."""
     if str(input_path) != "-" and not input_path.is_file():
         err_console.print(f"{input_path}: no such file", markup=False)
@@ -128,7 +132,8 @@ def run(input_path, alerts_out, rules, db, rejected_out, metrics_port, batch_siz
     runner, summary = _score_file(pack, input_path, alerts_out, rejected_out, None if db == "none" else db,
                                   metrics, show_progress=not quiet and console.is_terminal, batch_size=batch_size,
                                   workers=workers or default_workers(), reloader=reloader, notifier=notifier,
-                                  state_dir=state_dir, state_cache=state_cache)
+                                  state_dir=state_dir, state_cache=state_cache,
+                                  state_memory=state_memory << 20 if state_memory else None)
     if notifier is not None and not notifier.flush(timeout=60):
         err_console.print("some notifications were still being sent at exit")
     if reloader is not None:

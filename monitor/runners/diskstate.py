@@ -26,6 +26,7 @@ memory.
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import tempfile
@@ -41,10 +42,8 @@ from monitor.runners.tablestate import ORG_SEPARATOR, TableStore
 
 __all__ = ["DISK_CACHED", "DiskState", "DiskStore", "DiskTable"]
 
-DISK_CACHED = 20_000  # decoded entries a store keeps between batches
-MASTER_DATA_CACHE = 4  # times as many entries for master data
-MODEL_CACHE_SHARE = 4  # a quarter as many for each detector model's (one per org)
-MIN_MODEL_CACHE = 256
+DISK_CACHED = 200_000  # decoded entries a scoring process keeps between batches, all its stores together
+MIN_CACHED = 2_000  # however tight the memory: below this, every batch would read most of its keys from disk
 SEP = ORG_SEPARATOR.decode()
 WRITE_BUFFER = 16 << 20  # RocksDB's memtable: what is written before it goes to a file
 BLOCK_CACHE = 16 << 20  # RocksDB's cache of read blocks
@@ -134,7 +133,7 @@ class DiskStore(TableStore):
     this rule's entries alone.
     """
 
-    def __init__(self, table: DiskTable, rule_id: str, kind: str, max_cached: int = DISK_CACHED):
+    def __init__(self, table: DiskTable, rule_id: str, kind: str, max_cached: int | None = DISK_CACHED):
         super().__init__(table, rule_id, kind, org_index=0)  # type: ignore[arg-type]
         self.prefix = kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
         self.max_cached = max_cached
@@ -220,15 +219,20 @@ class DiskStore(TableStore):
         for key in self.deleted:
             self.table.pop(self._table_key(key))
         self.deleted.clear()
-        if len(cache) > self.max_cached:
-            leaving = list(islice(cache, len(cache) - self.max_cached // 2))  # the least recently used
-            self.spilled = True
-            touched = self.touched
-            for key in leaving:
-                value = cache.pop(key)
-                if key in touched:
-                    self.table[self._table_key(key)] = self._encode(value)
-                    touched.discard(key)
+        if self.max_cached is not None and len(cache) > self.max_cached:
+            self.evict(len(cache) - self.max_cached // 2)
+
+    def evict(self, count: int) -> None:
+        """The ``count`` entries used longest ago leave the cache (written out if changed)."""
+        if count <= 0:
+            return
+        cache, touched = self.cache, self.touched
+        self.spilled = True
+        for key in list(islice(cache, count)):  # the least recently used first
+            value = cache.pop(key)
+            if key in touched:
+                self.table[self._table_key(key)] = self._encode(value)
+                touched.discard(key)
 
     def clear_all(self) -> None:
         """Delete every entry of this rule (its definition changed)."""
@@ -239,6 +243,18 @@ class DiskStore(TableStore):
         self.forget()
 
 
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 class DiskState:
     """A scorer's state on disk: one DiskTable and the stores over it.
 
@@ -246,11 +262,26 @@ class DiskState:
     each review control's matters, for the master data, and for each detector
     model's per-key state (``Detector.per_key``: the amounts per contract, the
     counterparties' last payments...) as the models are made.
+
+    The stores' caches share one budget of ``max_cached`` decoded entries: when
+    they hold more after a batch, every store gives up its entries used longest
+    ago, down to half the budget, each keeping its share. So the entries held
+    are bounded however many rules, controls and orgs' models there are, and a
+    store that holds more keys (a busy rule, the master data) keeps more.
+
+    An entry's size grows with the density of the stream (a window keyed by
+    supplier holds six times the events at six times the density), so a count
+    of entries does not bound memory. With ``max_resident`` (bytes), the
+    process's resident memory is read after each batch: above it, the caches
+    give up half their entries and the budget comes down to what they kept;
+    below it, the budget grows back by an eighth a batch, up to ``max_cached``.
     """
 
-    def __init__(self, folder: Path, max_cached: int = DISK_CACHED):
+    def __init__(self, folder: Path, max_cached: int = DISK_CACHED, max_resident: int | None = None):
         self.table = DiskTable.create(folder)
         self.max_cached = max_cached
+        self.max_resident = max_resident
+        self.budget = max_cached  # the entries the caches may hold now
         self.stores: list[DiskStore] = []
         self.by_detector: dict[str, list[DiskStore]] = {}
 
@@ -260,26 +291,24 @@ class DiskState:
             if not isinstance(getattr(state, name), DiskStore):
                 if getattr(state, name):
                     raise ValueError(f"the state's {name} already holds entries: attach before the first batch")
-                # a supplier's record is read at each of its payments, in no order: a larger cache
-                setattr(state, name, self._store(name, "plain", self.max_cached * MASTER_DATA_CACHE))
+                setattr(state, name, self._store(name, "plain"))
         held_by_kind = {"window": state.windows, "total": state.totals}
         # each window and total rule's keys; each review control's matters (one per contract, project...)
         owners = [(held_by_kind.get(r.kind), r.id, r.kind) for r in pack.rules] + \
             [(state.matters, c.id, "matter") for c in pack.controls]
         for held, name, kind in owners:
             if held is not None and not isinstance(held.get(name), DiskStore):
-                held[name] = self._store(name, kind, self.max_cached)
+                held[name] = self._store(name, kind)
         state.per_key_maps = self._per_key_map
 
-    def _store(self, name: str, kind: str, cached: int) -> DiskStore:
-        store = DiskStore(self.table, name, kind, cached)
+    def _store(self, name: str, kind: str) -> DiskStore:
+        store = DiskStore(self.table, name, kind, max_cached=None)  # the budget is shared: see ``flush``
         self.stores.append(store)
         return store
 
     def _per_key_map(self, detector_id: str, org: Any, path: str, held: Any) -> DiskStore:
         """A model's per-key mapping on disk, holding what ``held`` holds."""
-        store = self._store(f"{detector_id}{SEP}{org}{SEP}{path}", "pickled",
-                            max(MIN_MODEL_CACHE, self.max_cached // MODEL_CACHE_SHARE))
+        store = self._store(f"{detector_id}{SEP}{org}{SEP}{path}", "pickled")
         for key, value in held.items():
             store[key] = value
         self.by_detector.setdefault(detector_id, []).append(store)
@@ -294,9 +323,22 @@ class DiskState:
         self.stores = [store for store in self.stores if id(store) not in gone]
 
     def flush(self) -> None:
-        """After each batch: what left the caches goes to the table, in one write."""
-        for store in self.stores:
+        """After each batch: the caches kept to their budget, and what left them goes to
+        the table, in one write."""
+        stores = self.stores
+        for store in stores:
             store.flush()
+        held = sum(len(store.cache) for store in stores)
+        keep_to = self.budget // 2 if held > self.budget else held
+        if self.max_resident is not None:
+            if resident_bytes() > self.max_resident:
+                self.budget = keep_to = max(MIN_CACHED, min(keep_to, held // 2))
+            elif self.budget < self.max_cached:
+                self.budget = min(self.max_cached, self.budget + self.budget // 8)
+        if keep_to < held:
+            keep = keep_to / held  # the share of its entries each store keeps
+            for store in stores:
+                store.evict(len(store.cache) - int(len(store.cache) * keep))
         self.table.commit()
 
     def close(self) -> None:

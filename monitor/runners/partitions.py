@@ -103,10 +103,10 @@ def _pickled(result: BatchResult) -> bytes:
 
 def partition_worker(pack: RulePack, path: str, index: int, workers: int, batch_size: int, results,
                      keep_evidence: bool = True, switches: PackSwitches | None = None,
-                     state_on_disk: tuple = (None, None)) -> None:
+                     state_on_disk: tuple = (None, None, None)) -> None:
     """One worker: read the whole file, score the lines of its orgs, report each batch;
     with ``switches``, take up reloaded packs at the line the parent gives;
-    with ``state_on_disk`` (a folder and a cache size), keep the per-key state on disk."""
+    with ``state_on_disk`` (a folder, a cache size, a memory aim), keep the per-key state on disk."""
     scorer = BatchScorer(pack, keep_evidence, *state_on_disk)
     try:
         with FrozenHeap() as heap:

@@ -93,12 +93,13 @@ class EmbeddedRunner:
     def __init__(self, pack: RulePack, store: TicketStore | None = None, metrics: Metrics | None = None,
                  batch_size: int = BATCH_SIZE, clock: Callable[[], dt.datetime] | None = None, workers: int = 1,
                  reloader: Any = None, notifier: Any = None, open_store: Callable[[], TicketStore] | None = None,
-                 state_dir: Path | None = None, state_cache: int | None = None):
+                 state_dir: Path | None = None, state_cache: int | None = None, state_memory: int | None = None):
         """``open_store``, instead of ``store``, opens the ticket store once the
         scoring workers are running: setting up a database (its imports and
         migrations) takes as long as scoring 50,000 events, and the workers
         need none of it. ``state_dir``: keep the per-key state on disk there
-        (``monitor.runners.diskstate``), ``state_cache`` entries a rule in memory."""
+        (``monitor.runners.diskstate``), ``state_cache`` entries in memory in each scoring process, which
+        aims to stay under ``state_memory`` resident bytes."""
         self.pack = pack
         self.notifier = notifier  # a monitor.cases.notify.Notifier: new tickets and escalations, off the scoring path
         self.reloader = reloader  # a monitor.packs.reload.PackReloader: hot reload between batches
@@ -111,7 +112,7 @@ class EmbeddedRunner:
         self.switches: list[tuple[int, str]] = []  # (line after which it scores, version), with workers
         self._open_store = open_store
         self.keep_evidence = hasattr(store, "add_evidence") or open_store is not None
-        self.state_on_disk = (state_dir, state_cache)
+        self.state_on_disk = (state_dir, state_cache, state_memory)
         self.local = BatchScorer(pack, self.keep_evidence, *self.state_on_disk)  # the in-process partition (workers == 1)
         self.alerts: dict[str, Alert] = {}  # dedup key -> latest version
         self.summary = RunSummary(workers=self.workers)

@@ -87,12 +87,13 @@ class BatchScorer:
     """Decode, score and merge alerts, batch by batch, for one stream partition."""
 
     def __init__(self, pack: RulePack, keep_evidence: bool = True, state_dir: Path | None = None,
-                 state_cache: int | None = None):
+                 state_cache: int | None = None, state_memory: int | None = None):
         self.pack = pack
         self.scorer = Scorer(pack)
         self.state = ScorerState()
         self.state_dir = state_dir
-        self.state_cache = state_cache  # decoded entries a rule keeps in memory (None: DISK_CACHED)
+        self.state_cache = state_cache  # decoded entries the process keeps in memory (None: DISK_CACHED)
+        self.state_memory = state_memory  # resident bytes the process aims to stay under (None: no aim)
         self.disk: Any = None  # a diskstate.DiskState, from the first batch on when state_dir is given
         self.book = AlertBook(pack)
         self.evidence = Evidence() if keep_evidence else None  # only a ticket store has a use for it
@@ -160,5 +161,5 @@ class BatchScorer:
     def _open_disk(self) -> None:
         from monitor.runners.diskstate import DISK_CACHED, DiskState
 
-        self.disk = DiskState(self.state_dir, self.state_cache or DISK_CACHED)
+        self.disk = DiskState(self.state_dir, self.state_cache or DISK_CACHED, self.state_memory)
         self.disk.attach(self.pack, self.state)
