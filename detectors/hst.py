@@ -96,22 +96,23 @@ class HalfSpaceTrees(Detector):
         # slot's in a ``MassPool`` shared by many models.
         self._l_mass = np.zeros((n_trees, n_nodes), dtype=self._mass_type)
         self._r_mass: np.ndarray | None = None
-        self._slot: int | None = None
+        self._pool: MassPool | None = None
+        self._slot: int | None = None  # in the pool
         self._tree_offsets = (np.arange(n_trees) * n_nodes)[None, :, None]  # tree t's nodes in the flat masses
         self._counter = 0
         self._first_window = True  # the reference window is empty until the first one is full
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        if self._slot is not None:  # its own copies: a pool's slot stays with the pool
+        if self._pool is not None:  # its own copies: a pool's slot stays with the pool
             state["_l_mass"] = self._l_mass.copy()
             state["_r_mass"] = None if self._first_window else self._r_mass.copy()
-            state["_slot"] = None
-            del state["_pool"]
+            state["_pool"] = state["_slot"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("_slot", None)  # pickled before there were pools
+        state.setdefault("_pool", None)  # pickled before there were pools
+        state.setdefault("_slot", None)
         self.__dict__.update(state)
 
     def _build(self) -> tuple[np.ndarray, np.ndarray]:
@@ -284,7 +285,7 @@ class MassPool:
         self.unused = 0  # slots from here on were never given out
 
     def adopt(self, model: HalfSpaceTrees) -> None:
-        if model._slot is not None and model.__dict__.get("_pool") is self:
+        if model._pool is self:
             return
         if self.free:
             slot, used = self.free.pop(), True

@@ -390,9 +390,7 @@ class CounterpartyList:
 
     def value(self, position: int, name: str) -> str:
         """Row ``position``'s value in column ``name`` ("" where it has none)."""
-        if isinstance(self.rows, ListRows):
-            return self.rows.column(name)[position]
-        return self.rows[position].get(name) or ""
+        return self.column(name)[position]
 
     def names(self) -> list[str]:
         """The named rows' names, in ``named_rows`` order (what the name index holds)."""

@@ -126,14 +126,15 @@ class DiskStore(TableStore):
 
     The cache writes back: an entry is encoded and written only when it leaves
     the cache (the state is scratch, so nothing needs it on disk sooner), and an
-    entry touched batch after batch is encoded once. When the cache holds more
-    than ``max_cached`` entries, the half used longest ago leaves; until the first
-    leaves, the table is not read at all. Keys start with the rule (one process
+    entry touched batch after batch is encoded once. Entries leave when
+    ``evict`` says (``DiskState`` keeps all its stores to one budget) or, given
+    ``max_cached``, when the cache holds more: the half used longest ago leaves.
+    Until the first leaves, the table is not read at all. Keys start with the rule (one process
     holds the table, so no org goes in front), so that the idle sweep reads
     this rule's entries alone.
     """
 
-    def __init__(self, table: DiskTable, rule_id: str, kind: str, max_cached: int | None = DISK_CACHED):
+    def __init__(self, table: DiskTable, rule_id: str, kind: str, max_cached: int | None = None):
         super().__init__(table, rule_id, kind, org_index=0)  # type: ignore[arg-type]
         self.prefix = kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
         self.max_cached = max_cached
@@ -302,7 +303,7 @@ class DiskState:
         state.per_key_maps = self._per_key_map
 
     def _store(self, name: str, kind: str) -> DiskStore:
-        store = DiskStore(self.table, name, kind, max_cached=None)  # the budget is shared: see ``flush``
+        store = DiskStore(self.table, name, kind)  # no cache of its own: the budget is shared (``flush``)
         self.stores.append(store)
         return store
 
