@@ -58,6 +58,26 @@ def test_the_message_is_that_of_the_newest_event_whatever_order_the_findings_cam
     assert "3,000,000 CNY" in ends[0][0]
 
 
+def test_a_batch_folds_in_like_its_findings_one_by_one(default_pack):
+    """merge_split folds a batch's findings of one key at once (one message
+    rendered, one write): the alert must end as if each came in its own batch,
+    an older finding after a newer one included."""
+    batch = [finding(["e1"], 100.0, 100.0, sum_amount=1.0e6), finding(["e2"], 300.0, 300.0, sum_amount=3.0e6),
+             finding(["e3"], 200.0, 200.0, sum_amount=2.0e6), finding(["e4"], 300.0, 300.0, sum_amount=4.0e6),
+             finding(["e0", "e2"], 50.0, 250.0, sum_amount=5.0e6)]
+    one_by_one = AlertBook(default_pack)
+    for f in batch:
+        one_by_one.merge([f])
+    at_once = AlertBook(default_pack)
+    new, updated = at_once.merge_split(batch)
+    assert len(new) == 1 and updated == []
+    assert msgspec.to_builtins(new[0]) == msgspec.to_builtins(*one_by_one.alerts.values())
+    assert (new[0].count, new[0].event_ids) == (5, ["e1", "e2", "e3", "e4", "e0"])
+    assert "4,000,000 CNY" in new[0].message  # the last of the two newest
+    new, updated = at_once.merge_split([finding(["e5"], 10.0, 10.0, sum_amount=9.0e6)])
+    assert new == [] and "4,000,000 CNY" in updated[0].message and updated[0].first_seen == "1970-01-01T00:00:10Z"
+
+
 def test_alert_ids_are_stable_across_runs(default_pack):
     a = AlertBook(default_pack).merge([finding(["e1"], 1.0, 1.0)])[0]
     b = AlertBook(default_pack).merge([finding(["e9"], 5.0, 5.0)])[0]

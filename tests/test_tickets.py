@@ -111,3 +111,38 @@ def test_overdue_counts_by_risk(database_url, default_pack):
     store.upsert(alerts_for(default_pack, "FK1", "FK2"), default_pack, NOW)
     assert store.overdue_by_risk(NOW + dt.timedelta(days=1)) == {}
     assert store.overdue_by_risk(NOW + dt.timedelta(days=16)) == {("FIN-01", "medium"): 2}
+
+
+def test_evidence_names_the_tickets_counterparty_once(database_url, default_pack):
+    store = SqlTicketStore(database_url)
+    alerts = alerts_for(default_pack, "FK1", "FK2", "FK3")
+    store.upsert(alerts, default_pack, NOW)
+    event = {"type": "payment", "occurred_at": "2026-11-26T10:00:00+08:00"}
+    store.add_evidence([(alerts[0].dedup_key, {**event, "event_id": "e1"}),  # names no one
+                        (alerts[0].dedup_key, {**event, "event_id": "e2", "counterparty_id": "SUP-1",
+                                               "counterparty_name": "临江建材"}),
+                        (alerts[1].dedup_key, {**event, "event_id": "e3", "counterparty_name": "北塘电气"})])
+    store.add_evidence([(alerts[0].dedup_key, {**event, "event_id": "e4", "counterparty_id": "SUP-9"})])
+    named = {t["dedup_key"]: (t["counterparty_id"], t["counterparty_name"]) for t in store.tickets()}
+    assert named == {alerts[0].dedup_key: ("SUP-1", "临江建材"), alerts[1].dedup_key: (None, "北塘电气"),
+                     alerts[2].dedup_key: (None, None)}
+
+
+def test_a_tickets_dedup_key_is_looked_up_through_the_open_ticket_index(tmp_path, default_pack):
+    """Thousands of tickets a run: a look-up by key that read them all (the
+    counterparty update once did, through the counterparty_id index) makes
+    every flush slower than the last."""
+    from sqlalchemy import select, update
+
+    from monitor.cases.tickets import OPEN_TICKET, Ticket
+
+    store = SqlTicketStore(f"sqlite:///{tmp_path}/t.db")
+    statements = [select(Ticket).where(Ticket.dedup_key.in_(["a", "b"]), OPEN_TICKET),
+                  update(Ticket).where(Ticket.dedup_key == "a", OPEN_TICKET, Ticket.counterparty_id.is_(None),
+                                       Ticket.counterparty_name.is_(None)).values(counterparty_id="x")]
+    with store.engine.connect() as conn:
+        for statement in statements:
+            compiled = statement.compile(conn, compile_kwargs={"render_postcompile": True})  # values stay bound
+            bound = tuple(compiled.params[name] for name in compiled.positiontup)
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", bound).all()
+            assert any("uq_tickets_open_dedup_key" in row[-1] for row in plan), plan

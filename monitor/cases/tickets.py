@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import msgspec
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, and_, create_engine, or_, select,
-                        text, update)
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, and_, bindparam, create_engine, func,
+                        insert, or_, select, text, update)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -152,6 +152,12 @@ class Ticket(Base):
     )
 
 
+# A look-up by dedup_key must say "open" as the partial unique index above
+# does, or SQLite cannot use that index: the counterparty update without it
+# went through the counterparty_id index, every unnamed ticket read per key.
+OPEN_TICKET = Ticket.status != "closed"
+
+
 class AuditEntry(Base):
     """One line of a ticket's audit trail: who did what, when and why. Append-only:
     no code path updates or deletes it, and database triggers refuse to."""
@@ -272,9 +278,10 @@ def _row(ticket: Ticket) -> dict[str, Any]:
     return {c.name: getattr(ticket, c.name) for c in Ticket.__table__.columns}
 
 
-def _opened_entry(ticket: Ticket, now: dt.datetime) -> AuditEntry:
-    return AuditEntry(ticket_id=ticket.id, at=now, actor="riskwatch", action="open", to_status="open",
-                      reason=f"alert {ticket.alert_id}: {ticket.title}", detail={"owner_post": ticket.owner_post})
+def _opened_entry(ticket_id: int, planned: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The audit row of a ticket opened from ``plan_ticket``'s fields."""
+    return {"ticket_id": ticket_id, "at": now, "actor": "riskwatch", "action": "open", "to_status": "open",
+            "reason": f"alert {planned['alert_id']}: {planned['title']}", "detail": {"owner_post": planned["owner_post"]}}
 
 
 def head_revision() -> str:
@@ -370,7 +377,6 @@ class SqlTicketStore:
         return self._latest_rates(MatterReview.matter_kind == "project")
 
     def _latest_rates(self, which) -> list[dict[str, Any]]:
-        from sqlalchemy import func
 
         with Session(self.engine) as session:
             month = session.execute(select(func.max(MatterReview.month)).where(which)).scalar()
@@ -436,37 +442,37 @@ class SqlTicketStore:
         keys = list(by_key)
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            for ticket in session.scalars(select(Ticket).where(Ticket.dedup_key.in_(chunk), Ticket.status != "closed")):
+            for ticket in session.scalars(select(Ticket).where(Ticket.dedup_key.in_(chunk), OPEN_TICKET)):
                 existing[ticket.dedup_key] = ticket
-        opened, updated, new_tickets = [], [], []
+        opened, updated, planned = [], [], []
         for key, alert in by_key.items():
             ticket = existing.get(key)
             if ticket is None:
-                ticket = Ticket(**plan_ticket(alert, pack, now))
-                session.add(ticket)
-                new_tickets.append(ticket)
+                planned.append(plan_ticket(alert, pack, now))
                 opened.append(alert)
             else:
                 _update(ticket, alert, now)
                 updated.append(alert)
         session.flush()
-        session.add_all(_opened_entry(t, now) for t in new_tickets)
+        if planned:  # rows, not objects: INSERT ... RETURNING in bulk costs a fraction of an ORM object each
+            ids = session.scalars(insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), planned).all()
+            session.execute(insert(AuditEntry), [_opened_entry(i, p, now) for i, p in zip(ids, planned)])
         session.commit()
         return UpsertResult(opened, updated)
 
     def _upsert_one(self, session: Session, alert: Alert, pack: RulePack, now: dt.datetime) -> bool:
         for _attempt in range(3):
-            ticket = session.scalars(select(Ticket).where(Ticket.dedup_key == alert.dedup_key,
-                                                          Ticket.status != "closed")).first()
+            ticket = session.scalars(select(Ticket).where(Ticket.dedup_key == alert.dedup_key, OPEN_TICKET)).first()
             if ticket is not None:
                 _update(ticket, alert, now)
                 session.commit()
                 return False
-            ticket = Ticket(**plan_ticket(alert, pack, now))
+            planned = plan_ticket(alert, pack, now)
+            ticket = Ticket(**planned)
             session.add(ticket)
             try:
                 session.flush()
-                session.add(_opened_entry(ticket, now))
+                session.add(AuditEntry(**_opened_entry(ticket.id, planned, now)))
                 session.commit()
                 return True
             except IntegrityError:  # another writer opened it first: update theirs
@@ -475,7 +481,7 @@ class SqlTicketStore:
 
     def open_count(self) -> int:
         with Session(self.engine) as session:
-            return len(session.scalars(select(Ticket.id).where(Ticket.status != "closed")).all())
+            return session.scalar(select(func.count()).select_from(Ticket).where(OPEN_TICKET))
 
     # --- the disposal workflow ---------------------------------------------------------------
     def get(self, ticket_id: int) -> dict[str, Any]:
@@ -589,21 +595,22 @@ class SqlTicketStore:
         rows = list({(k, e["event_id"]): {"dedup_key": k, "event_id": e["event_id"], "occurred_at": e.get("occurred_at"),
                                           "event": e} for k, e in items}.values())
         if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as insert_or_skip
         else:
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert as insert_or_skip
         named: dict[str, dict] = {}  # dedup key -> the first of its events that names a counterparty
         for k, e in items:
             if k not in named and isinstance(e.get("counterparty_id") or e.get("counterparty_name"), str):
-                named[k] = e
+                named[k] = {"key": k, "party_id": _text(e.get("counterparty_id"), 128),
+                            "party_name": _text(e.get("counterparty_name"), 256)}
         with self.engine.begin() as conn:
             for i in range(0, len(rows), 500):
-                conn.execute(insert(EvidenceRow).on_conflict_do_nothing(), rows[i:i + 500])
-            for k, e in named.items():  # the ticket's counterparty, for search and related tickets
-                conn.execute(update(Ticket).where(Ticket.dedup_key == k, Ticket.counterparty_id.is_(None),
-                                                  Ticket.counterparty_name.is_(None))
-                             .values(counterparty_id=_text(e.get("counterparty_id"), 128),
-                                     counterparty_name=_text(e.get("counterparty_name"), 256)))
+                conn.execute(insert_or_skip(EvidenceRow).on_conflict_do_nothing(), rows[i:i + 500])
+            if named:  # the ticket's counterparty, for search and related tickets: one statement, many keys
+                conn.execute(update(Ticket).where(Ticket.dedup_key == bindparam("key"), OPEN_TICKET,
+                                                  Ticket.counterparty_id.is_(None), Ticket.counterparty_name.is_(None))
+                             .values(counterparty_id=bindparam("party_id"), counterparty_name=bindparam("party_name")),
+                             list(named.values()))
 
     def related(self, ticket: dict[str, Any], limit: int = 20) -> list[dict[str, Any]]:
         """Other tickets of the same counterparty, or of the same org and risk, newest first."""
@@ -665,7 +672,6 @@ class SqlTicketStore:
 
     def pack_versions(self) -> list[dict[str, Any]]:
         """Each version seen, oldest first, with the tickets it last changed."""
-        from sqlalchemy import func
 
         with Session(self.engine) as session:
             counts = dict(session.execute(select(Ticket.pack_version, func.count()).group_by(Ticket.pack_version)).all())
@@ -684,7 +690,6 @@ class SqlTicketStore:
             return [{c.name: getattr(t, c.name) for c in Ticket.__table__.columns} for t in rows]
 
     def open_by_risk(self) -> dict[tuple[str, str], int]:
-        from sqlalchemy import func
 
         with Session(self.engine) as session:
             rows = session.execute(select(Ticket.risk_id, Ticket.severity, func.count())

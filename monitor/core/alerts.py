@@ -90,45 +90,59 @@ class AlertBook:
         """Fold findings in; returns (alerts created, existing alerts changed)."""
         changed: dict[str, Alert] = {}
         created: set[str] = set()
+        seen: dict[str, list] = {}  # key -> [first, last] in epoch seconds, while this batch folds in
+        speaks: dict[str, Finding] = {}  # key -> the finding whose message the alert ends with
         for f in findings:
-            rule = self.rules[f.rule_id]
             key = dedup_key(f.rule_id, f.key)
-            alert = self.alerts.get(key)
-            message = rule.message.render(f.values)
+            alert = changed.get(key)
             if alert is None:
-                risk = rule.risk
-                post = self.pack.post_for(risk)
-                alert = Alert(
-                    alert_id=hashlib.sha256(key.encode()).hexdigest()[:16],
-                    dedup_key=key, rule_id=rule.id, risk_id=risk.id, severity=rule.severity,
-                    domain=risk.domain, org_id=f.values.get("org_id"), event_ids=list(dict.fromkeys(f.event_ids)),
-                    first_seen=_iso(f.first_seen), last_seen=_iso(f.last_seen), count=1,
-                    score=rule.score if f.score is None else round(f.score, 4),
-                    title=rule.title, message=message, legal_basis=list(risk.legal_basis),
-                    owner=risk.owner, owner_department=post.department if post else None,
-                    risk_title=f"{risk.title_zh} / {risk.title_en}", status=rule.status,
-                    pack_version=self.pack.version,
-                )
-                self.alerts[key] = alert
-                created.add(key)
-            else:
-                first = min(_epoch(alert.first_seen), f.first_seen)
-                held_last = _epoch(alert.last_seen)
-                latest = f.last_seen >= held_last
-                last = max(held_last, f.last_seen)
-                # A running total fires again with every event behind it: set
-                # arithmetic in C, and the order kept only for what is new.
-                new_ids = set(f.event_ids).difference(alert.event_ids)
-                if new_ids:
-                    alert.event_ids.extend(e for e in dict.fromkeys(f.event_ids) if e in new_ids)
-                alert.count += 1
-                if f.score is not None:
-                    alert.score = max(alert.score, round(f.score, 4))
-                alert.first_seen, alert.last_seen = _iso(first), _iso(last)
-                if latest:  # the newest event in business time speaks, whichever input delivered it last
-                    alert.message = message
-                alert.pack_version = self.pack.version  # the version that last changed it
-                self.alerts[key] = alert  # a table-backed mapping needs the write
-            changed[key] = alert
+                alert = self.alerts.get(key)
+                if alert is None:
+                    changed[key] = self._created(key, f)
+                    created.add(key)
+                    seen[key] = [f.first_seen, f.last_seen]
+                    speaks[key] = f
+                    continue
+                changed[key] = alert
+                seen[key] = [_epoch(alert.first_seen), _epoch(alert.last_seen)]
+            times = seen[key]
+            if f.first_seen < times[0]:
+                times[0] = f.first_seen
+            if f.last_seen >= times[1]:  # the newest event in business time speaks, whichever input delivered it last
+                times[1] = f.last_seen
+                speaks[key] = f
+            # A running total fires again with every event behind it: set
+            # arithmetic in C, and the order kept only for what is new.
+            new_ids = set(f.event_ids).difference(alert.event_ids)
+            if new_ids:
+                alert.event_ids.extend(e for e in dict.fromkeys(f.event_ids) if e in new_ids)
+            alert.count += 1
+            if f.score is not None:
+                alert.score = max(alert.score, round(f.score, 4))
+        version = self.pack.version
+        for key, alert in changed.items():
+            first, last = seen[key]
+            alert.first_seen, alert.last_seen = _iso(first), _iso(last)
+            speaker = speaks.get(key)
+            if speaker is not None:  # a message is rendered once a batch, for the finding that keeps it
+                alert.message = self.rules[speaker.rule_id].message.render(speaker.values)
+            alert.pack_version = version  # the version that last changed it
+            self.alerts[key] = alert  # a table-backed mapping needs the write
         return ([a for k, a in changed.items() if k in created],
                 [a for k, a in changed.items() if k not in created])
+
+    def _created(self, key: str, f: Finding) -> Alert:
+        rule = self.rules[f.rule_id]
+        risk = rule.risk
+        post = self.pack.post_for(risk)
+        return Alert(
+            alert_id=hashlib.sha256(key.encode()).hexdigest()[:16],
+            dedup_key=key, rule_id=rule.id, risk_id=risk.id, severity=rule.severity,
+            domain=risk.domain, org_id=f.values.get("org_id"), event_ids=list(dict.fromkeys(f.event_ids)),
+            first_seen="", last_seen="", count=1,
+            score=rule.score if f.score is None else round(f.score, 4),
+            title=rule.title, message="", legal_basis=list(risk.legal_basis),
+            owner=risk.owner, owner_department=post.department if post else None,
+            risk_title=f"{risk.title_zh} / {risk.title_en}", status=rule.status,
+            pack_version=self.pack.version,
+        )

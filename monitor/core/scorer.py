@@ -21,7 +21,7 @@ from operator import attrgetter, itemgetter
 import msgspec
 import numpy as np
 
-from monitor.core.batch import EventBatch
+from monitor.core.batch import EventBatch, field_getter
 from monitor.core.bidscreens import screen
 from monitor.core.detecting import detector_findings
 from monitor.core.event import Event, decode_one
@@ -34,6 +34,8 @@ from monitor.core.state import KeyTotal, KeyWindow, ScorerState
 from monitor.core.tradegraph import CYCLE_FIELDS, closed_cycle, describe_cycle
 
 __all__ = ["EventBatch", "Finding", "Scorer", "ScorerState"]
+
+SCREENED_TEXTS = 1 << 14  # listed names whose alert text is remembered
 
 # Fields of a running total's entries: (time, event id, value, display values).
 _entry_time, _entry_event_id, _entry_value = itemgetter(0), itemgetter(1), itemgetter(2)
@@ -96,6 +98,7 @@ class Scorer:
         self._waiting: dict[tuple, float] | None = None  # (org, event id) -> business time, of ``state.waiting``
         self._waiting_of: ScorerState | None = None
         self.released_events: list[Event] = []  # the waiting events the last score() judged
+        self._screened_texts: dict[tuple, str] = {}  # (list, what screen() found) -> the alert's words
         # How far review checks may judge in business time: the oldest stream time among
         # inputs with records still unread (a worker catching up sets it; see monitor.core.reviews).
         self.judge_until = math.inf
@@ -352,15 +355,18 @@ class Scorer:
     def _event_findings(self, rule: CompiledRule, batch: EventBatch, selected: np.ndarray) -> list[Finding]:
         out = []
         times = batch.column("occurred_at", selected)
+        events = batch.events
+        keys = [field_getter(p) for p in rule.key]
+        shown = [(f, field_getter(f)) for f in rule.message.fields if f not in ("screened", "linked")]
         for row, t in zip(selected.tolist(), times.tolist()):
-            key = tuple(batch.value(p, row) for p in rule.key)
-            values = {f: batch.value(f, row) for f in rule.message.fields if f not in ("screened", "linked")}
-            values["org_id"] = batch.events[row].org_id
+            event = events[row]
+            values = {f: get(event) for f, get in shown}
+            values["org_id"] = event.org_id
             if rule.when.screens:
                 values["screened"] = self._screening(rule, batch, row)
             if rule.when.links:
                 values["linked"] = self._linking(rule, batch, row)
-            out.append(Finding(rule.id, key, [batch.events[row].event_id], t, t, values))
+            out.append(Finding(rule.id, tuple([get(event) for get in keys]), [event.event_id], t, t, values))
         return out
 
     def _screening(self, rule: CompiledRule, batch: EventBatch, row: int) -> str | None:
@@ -373,10 +379,16 @@ class Scorer:
         return None
 
     def _screened_text(self, list_name: str, found: tuple) -> str:
-        position, match = found
-        lst = self.pack.lists[list_name]
-        listed = lst.value(position, "counterparty_id") or f"row {position + 2}"  # the CSV's line, after the header
-        return f"{match.entry} ({list_name} {listed}, {match.score:.0f}/100: {match.why})"
+        text = self._screened_texts.get((list_name, found))
+        if text is None:  # the same at every payment to a listed name: written once
+            if len(self._screened_texts) >= SCREENED_TEXTS:
+                self._screened_texts.clear()
+            position, match = found
+            lst = self.pack.lists[list_name]
+            listed = lst.value(position, "counterparty_id") or f"row {position + 2}"  # the CSV's line, after the header
+            text = self._screened_texts[(list_name, found)] = (
+                f"{match.entry} ({list_name} {listed}, {match.score:.0f}/100: {match.why})")
+        return text
 
     # windows -----------------------------------------------------------------
     def _without_missing_numbers(self, rule, batch, selected):
