@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from monitor.cases.cockpit import MAX_COLUMNS, OTHERS, CockpitQuery, cockpit
-from monitor.cases.tickets import MatterReview
+from monitor.cases.schema import MatterReview
 from monitor.packs.orgs import Org, OrgDirectory
 from monitor.packs.rulefiles import default_rules_dir, load_orgs
 from monitor.web.serve import create_app

@@ -261,7 +261,7 @@ def test_the_search_uses_its_trigram_index_on_postgresql(postgres_url, default_p
     from sqlalchemy import func, select, text
 
     from monitor.cases.inbox import conditions
-    from monitor.cases.tickets import Ticket
+    from monitor.cases.schema import Ticket
     from tests.test_tickets import pg_schema_url
 
     store = SqlTicketStore(pg_schema_url(postgres_url))

@@ -326,7 +326,7 @@ def test_what_the_data_says_is_escaped_on_every_new_page(served):
     app, store, _, ids = served
     from sqlalchemy import update
 
-    from monitor.cases.tickets import Ticket
+    from monitor.cases.schema import Ticket
 
     with store.engine.begin() as conn:  # the XSS payload wherever a page shows ticket text
         conn.execute(update(Ticket).values(counterparty_name=XSS_PAYLOAD, counterparty_id=XSS_PAYLOAD,

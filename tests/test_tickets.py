@@ -134,7 +134,7 @@ def test_a_tickets_dedup_key_is_looked_up_through_the_open_ticket_index(tmp_path
     every flush slower than the last."""
     from sqlalchemy import select, update
 
-    from monitor.cases.tickets import OPEN_TICKET, Ticket
+    from monitor.cases.schema import OPEN_TICKET, Ticket
 
     store = SqlTicketStore(f"sqlite:///{tmp_path}/t.db")
     statements = [select(Ticket).where(Ticket.dedup_key.in_(["a", "b"]), OPEN_TICKET),

@@ -143,18 +143,18 @@ def test_a_database_at_the_newest_schema_opens_without_alembic(tmp_path):
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
 
-    from monitor.cases import tickets
+    from monitor.cases import schema
 
     config = Config()
     config.set_main_option("script_location", "monitor.cases:migrations")
-    assert tickets.head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    assert schema.head_revision() == ScriptDirectory.from_config(config).get_current_head()
     url = f"sqlite:///{tmp_path / 't.db'}"
     store = SqlTicketStore(url)
-    assert tickets._at_head(store.engine)
+    assert schema._at_head(store.engine)
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
         conn.execute(text("DROP TABLE admin_audit"))
-    assert not tickets._at_head(store.engine)
+    assert not schema._at_head(store.engine)
     SqlTicketStore(url)  # upgraded again
-    assert tickets._at_head(store.engine)
-    assert not tickets._at_head(create_engine(f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert schema._at_head(store.engine)
+    assert not schema._at_head(create_engine(f"sqlite:///{tmp_path / 'empty.db'}"))

@@ -36,7 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from monitor.cases.tickets import Base
+from monitor.cases.schema import Base
 
 __all__ = ["ROLES", "SESSION_HOURS", "TOKEN_DAYS", "User", "UserStore"]
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from monitor.cases.cockpit import as_date, monday_of, week_start
 from monitor.cases.inbox import OPEN_STATES
-from monitor.cases.tickets import Ticket
+from monitor.cases.schema import Ticket
 
 __all__ = ["TicketCounts", "ticket_counts", "weekly_opened"]
 

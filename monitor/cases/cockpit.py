@@ -26,7 +26,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.cases.inbox import GRADE_SEVERITIES, OPEN_STATES, grade_of
-from monitor.cases.tickets import MatterReview, Ticket, rates_of
+from monitor.cases.schema import MatterReview, Ticket
+from monitor.cases.tickets import rates_of
 from monitor.core.rules import RulePack
 from monitor.packs.orgs import OrgDirectory
 

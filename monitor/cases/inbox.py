@@ -24,7 +24,7 @@ from sqlalchemy import and_, case, func, literal_column, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitor.cases.tickets import Ticket, _row
+from monitor.cases.schema import Ticket, ticket_row
 from monitor.cases.workflow import STATES
 from monitor.core.rules import RulePack
 from monitor.packs.orgs import OrgDirectory
@@ -211,5 +211,5 @@ def search(engine: Engine, pack: RulePack, f: TicketFilter, scope: Iterable[str]
         pages = max(1, -(-total // f.per_page))
         page = min(f.page, pages)
         query = select(Ticket).where(*where).order_by(*_order(f.sort)).offset((page - 1) * f.per_page).limit(f.per_page)
-        rows = [_row(t) for t in session.scalars(query)]
+        rows = [ticket_row(t) for t in session.scalars(query)]
     return InboxPage(rows, total, page, f.per_page)

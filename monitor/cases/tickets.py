@@ -14,20 +14,19 @@ writers from opening two.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 import msgspec
 import orjson
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, and_, bindparam, create_engine, func,
-                        insert, or_, select, text, update)
+from sqlalchemy import and_, bindparam, create_engine, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
+from monitor.cases.schema import (OPEN_TICKET, AuditEntry, EvidenceRow, MatterReview, PackVersion, Ticket, WorkerClaim,
+                                  migrate, ticket_row)
 from monitor.core.alerts import Alert
 from monitor.core.reviews import REVIEW_KINDS
 from monitor.core.rules import RulePack, parse_duration
@@ -103,117 +102,6 @@ def _update(ticket: Ticket, alert: Alert, now: dt.datetime) -> None:
     ticket.updated_at = now
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class Ticket(Base):
-    __tablename__ = "tickets"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dedup_key: Mapped[str] = mapped_column(String(512))
-    alert_id: Mapped[str] = mapped_column(String(32), index=True)
-    rule_id: Mapped[str] = mapped_column(String(128))
-    risk_id: Mapped[str] = mapped_column(String(32), index=True)
-    severity: Mapped[str] = mapped_column(String(16))
-    domain: Mapped[str] = mapped_column(String(32))
-    org_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    owner_post: Mapped[str] = mapped_column(String(128))
-    owner_department: Mapped[str | None] = mapped_column(String(128))
-    title: Mapped[str] = mapped_column(String(256))
-    message: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    event_ids: Mapped[list] = mapped_column(JSON)
-    hits: Mapped[int] = mapped_column(Integer)
-    first_seen: Mapped[str] = mapped_column(String(40))
-    last_seen: Mapped[str] = mapped_column(String(40))
-    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    ack_due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
-    alert: Mapped[dict] = mapped_column(JSON)
-    pack_version: Mapped[str | None] = mapped_column(String(32), index=True)  # that last changed the alert
-    outcome: Mapped[str | None] = mapped_column(String(32))
-    assignee: Mapped[str | None] = mapped_column(String(128))
-    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
-    escalated_to: Mapped[str | None] = mapped_column(String(128))
-    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    typical_case: Mapped[bool] = mapped_column(Boolean, default=False)
-    case_summary: Mapped[str | None] = mapped_column(Text)
-    counterparty_id: Mapped[str | None] = mapped_column(String(128))  # of the first event behind it that names one
-    counterparty_name: Mapped[str | None] = mapped_column(String(256))
-
-    __table_args__ = (
-        # One open ticket per finding; closed ones may repeat the key.
-        Index("uq_tickets_open_dedup_key", "dedup_key", unique=True,
-              sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
-    )
-
-
-# A look-up by dedup_key must say "open" as the partial unique index above
-# does, or SQLite cannot use that index: the counterparty update without it
-# went through the counterparty_id index, every unnamed ticket read per key.
-OPEN_TICKET = Ticket.status != "closed"
-
-
-class AuditEntry(Base):
-    """One line of a ticket's audit trail: who did what, when and why. Append-only:
-    no code path updates or deletes it, and database triggers refuse to."""
-
-    __tablename__ = "ticket_audit"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ticket_id: Mapped[int] = mapped_column(Integer, ForeignKey("tickets.id"), index=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    actor: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(32))
-    from_status: Mapped[str | None] = mapped_column(String(16))
-    to_status: Mapped[str | None] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
-    detail: Mapped[dict | None] = mapped_column(JSON)
-
-
-class EvidenceRow(Base):
-    """An event behind a ticket's alert, as it arrived."""
-
-    __tablename__ = "ticket_evidence"
-
-    dedup_key: Mapped[str] = mapped_column(String(512), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    occurred_at: Mapped[str | None] = mapped_column(String(40))
-    event: Mapped[dict] = mapped_column(JSON)
-
-
-class PackVersion(Base):
-    """Every rule pack version a runner has scored with (a start or a reload)."""
-
-    __tablename__ = "rule_pack_versions"
-
-    version: Mapped[str] = mapped_column(String(32), primary_key=True)
-    first_loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    last_loaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    loads: Mapped[int] = mapped_column(Integer)
-    rules: Mapped[int] = mapped_column(Integer)
-    detectors: Mapped[int] = mapped_column(Integer)
-
-
-class MatterReview(Base):
-    """An executed matter as a review control judged it (the review rate's unit)."""
-
-    __tablename__ = "matter_reviews"
-
-    control_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    org_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    matter_id: Mapped[str] = mapped_column(String(256), primary_key=True)
-    matter_kind: Mapped[str] = mapped_column(String(32))
-    month: Mapped[str] = mapped_column(String(7))
-    executed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    reviewed: Mapped[bool] = mapped_column(Boolean)
-
-
 def _review_row(j) -> MatterReview:
     executed = dt.datetime.fromtimestamp(j.executed_at, dt.timezone.utc)
     return MatterReview(control_id=j.control, org_id=j.org_id, matter_id=j.matter_id, matter_kind=j.matter_kind,
@@ -232,20 +120,6 @@ def rates_of(rows: Iterable[tuple[str, str, str, bool]]) -> list[dict[str, Any]]
         t[1] += 1
     return [{"org_id": org, "matter_kind": kind, "month": month, "reviewed": r, "executed": n, "rate": r / n}
             for (org, kind, month), (r, n) in sorted(totals.items())]
-
-
-class WorkerClaim(Base):
-    """The worker that owns an input partition now (its latest claim)."""
-
-    __tablename__ = "worker_claims"
-
-    app_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    input_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner: Mapped[str] = mapped_column(String(64))
-    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-
-_MIGRATING = threading.Lock()
 
 
 class TicketError(Exception):
@@ -279,60 +153,10 @@ def _text(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) else None
 
 
-def _row(ticket: Ticket) -> dict[str, Any]:
-    return {c.name: getattr(ticket, c.name) for c in Ticket.__table__.columns}
-
-
 def _opened_entry(ticket_id: int, planned: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     """The audit row of a ticket opened from ``plan_ticket``'s fields."""
     return {"ticket_id": ticket_id, "at": now, "actor": "riskwatch", "action": "open", "to_status": "open",
             "reason": f"alert {planned['alert_id']}: {planned['title']}", "detail": {"owner_post": planned["owner_post"]}}
-
-
-def head_revision() -> str:
-    """The newest migration's revision: each file under ``migrations/versions`` is
-    named after its revision (``0010_admin_audit.py`` is ``"0010"``; a test holds
-    this to Alembic's own reading of the scripts)."""
-    versions = Path(__file__).parent / "migrations" / "versions"
-    return max(path.name.split("_", 1)[0] for path in versions.glob("[0-9]*_*.py"))
-
-
-def _at_head(engine) -> bool:
-    """Whether the database is already at the newest schema."""
-    from sqlalchemy import inspect
-
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
-                return False
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
-    except DBAPIError:
-        return False  # a database busy or not there yet: Alembic's path says why
-
-
-def migrate(engine) -> None:
-    """Bring the database to the newest schema (Alembic, ``monitor/cases/migrations``).
-
-    Safe with several processes starting at once: on PostgreSQL a transaction
-    advisory lock serialises them; SQLite locks the file (the caller retries).
-    A database made before migrations existed is stamped as revision 0001 first.
-    """
-    if _at_head(engine):
-        return  # the usual start: Alembic (a tenth of a second to import) is not needed
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import inspect
-
-    config = Config()
-    config.set_main_option("script_location", "monitor.cases:migrations")
-    with _MIGRATING, engine.begin() as conn:  # Alembic's context is process-global: one thread at a time
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(7263541)"))
-        config.attributes["connection"] = conn
-        found = inspect(conn)
-        if found.has_table("tickets") and not found.has_table("alembic_version"):
-            command.stamp(config, "0001")
-        command.upgrade(config, "head")
 
 
 def _pack_row(pack: RulePack, now: dt.datetime) -> dict[str, Any]:
@@ -493,7 +317,7 @@ class SqlTicketStore:
     # --- the disposal workflow ---------------------------------------------------------------
     def get(self, ticket_id: int) -> dict[str, Any]:
         with Session(self.engine) as session:
-            return _row(self._ticket(session, ticket_id))
+            return ticket_row(self._ticket(session, ticket_id))
 
     def find(self, status: str | None = None, risk: str | None = None, org: str | None = None,
              department: str | None = None, overdue_at: dt.datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
@@ -506,7 +330,7 @@ class SqlTicketStore:
         if overdue_at is not None:
             query = query.where(Ticket.status.not_in(("resolved", "closed")), Ticket.due_at < overdue_at)
         with Session(self.engine) as session:
-            return [_row(t) for t in session.scalars(query)]
+            return [ticket_row(t) for t in session.scalars(query)]
 
     def move(self, ticket_id: int, to: str, actor: str, now: dt.datetime, reason: str | None = None,
              outcome: str | None = None) -> dict[str, Any]:
@@ -534,7 +358,7 @@ class SqlTicketStore:
             except IntegrityError as err:  # reopening while another open ticket holds the finding
                 session.rollback()
                 raise TicketError(f"ticket {ticket_id}: another open ticket already holds this finding") from err
-            return _row(ticket)
+            return ticket_row(ticket)
 
     def assign(self, ticket_id: int, assignee: str, actor: str, now: dt.datetime, reason: str | None = None) -> dict[str, Any]:
         with Session(self.engine) as session:
@@ -543,7 +367,7 @@ class SqlTicketStore:
                                    detail={"from": ticket.assignee, "to": assignee}))
             ticket.assignee, ticket.updated_at = assignee, now
             session.commit()
-            return _row(ticket)
+            return ticket_row(ticket)
 
     def comment(self, ticket_id: int, actor: str, text_: str, now: dt.datetime) -> None:
         if not text_.strip():
@@ -564,7 +388,7 @@ class SqlTicketStore:
             ticket.typical_case, ticket.case_summary, ticket.updated_at = True, summary, now
             session.add(AuditEntry(ticket_id=ticket.id, at=now, actor=actor, action="typical_case", reason=summary))
             session.commit()
-            return _row(ticket)
+            return ticket_row(ticket)
 
     def audit(self, ticket_id: int) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
@@ -626,7 +450,7 @@ class SqlTicketStore:
             same.append(Ticket.counterparty_id == ticket["counterparty_id"])
         query = select(Ticket).where(Ticket.id != ticket["id"], or_(*same)).order_by(Ticket.id.desc()).limit(limit)
         with Session(self.engine) as session:
-            return [_row(t) for t in session.scalars(query)]
+            return [ticket_row(t) for t in session.scalars(query)]
 
     def evidence(self, dedup_key: str) -> list[dict[str, Any]]:
         """The events behind a ticket's alert, in business-time order."""
@@ -646,11 +470,11 @@ class SqlTicketStore:
         """The violation record (违规行为记录): tickets resolved as confirmed violations."""
         with Session(self.engine) as session:
             rows = session.scalars(select(Ticket).where(Ticket.outcome == "confirmed_violation").order_by(Ticket.id))
-            return [_row(t) for t in rows]
+            return [ticket_row(t) for t in rows]
 
     def typical_cases(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
-            return [_row(t) for t in session.scalars(select(Ticket).where(Ticket.typical_case.is_(True)).order_by(Ticket.id))]
+            return [ticket_row(t) for t in session.scalars(select(Ticket).where(Ticket.typical_case.is_(True)).order_by(Ticket.id))]
 
     @staticmethod
     def _ticket(session: Session, ticket_id: int, lock: bool = False) -> Ticket:

@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 from monitor.cases.auth import User
 from monitor.cases.exports import COLUMNS, write_export
 from monitor.cases.inbox import TicketFilter, select_filtered
-from monitor.cases.tickets import _row
+from monitor.cases.schema import ticket_row
 from monitor.web.site import Site
 
 __all__ = ["export_response"]
@@ -38,7 +38,7 @@ def export_response(web: Site, user: User, kind: str, fmt: str, query: Mapping[s
             with Session(web.store.engine) as session:
                 rows = session.scalars(select_filtered(web.pack, chosen, web.scope(user), web.clock(), web.orgs)
                                        .execution_options(yield_per=2000))
-                write_export(path, kind, (_row(t) for t in rows))
+                write_export(path, kind, (ticket_row(t) for t in rows))
         else:
             write_export(path, kind, web.visible(user, web.store.export_rows(kind)))
     except BaseException:

@@ -1,1 +1,1 @@
-"""Alembic migrations of the ticket database (run by ``monitor.cases.tickets.migrate``)."""
+"""Alembic migrations of the ticket database (run by ``monitor.cases.schema.migrate``)."""

@@ -1,4 +1,4 @@
-"""Alembic environment: the connection comes from ``monitor.cases.tickets.migrate``."""
+"""Alembic environment: the connection comes from ``monitor.cases.schema.migrate``."""
 
 from __future__ import annotations
 
