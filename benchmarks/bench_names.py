@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import stream_file  # noqa: E402
 
 from monitor.analyst import generator  # noqa: E402
-from monitor.core.names import CITIES, PROVINCES, NameIndex, normalise, similarity  # noqa: E402
+from monitor.core.nameindex import NameIndex  # noqa: E402
+from monitor.core.names import CITIES, PROVINCES, normalise, similarity  # noqa: E402
 from monitor.packs.rulefiles import default_rules_dir  # noqa: E402
 
 THRESHOLD = 90.0

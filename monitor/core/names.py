@@ -5,37 +5,34 @@ one entity; 「北京建设贸易有限公司」 and 「上海建设贸易有限
 normalised first (``normalise``) — full-width to half-width, traditional to
 simplified (OpenCC), organisational suffixes (有限公司, 股份有限公司, 集团 …) and
 region names (省/市 names, also in brackets) kept aside as weaker tokens; Latin
-names by case, punctuation and legal forms (cleanco: Ltd, LLC, GmbH, Co.) —
-then scored with rapidfuzz. Across scripts, a Chinese name's pinyin is scored
-against a Latin entry. A list is indexed by character n-grams, so a name is
-scored against the few entries that share its rarer n-grams, not all of them.
+names by case, punctuation, dotted initials and legal forms (cleanco: Ltd, LLC,
+GmbH, Co.; spelled out too, or in front: Aktiengesellschaft, PAO) — then scored
+with rapidfuzz. Across scripts, a Chinese name's pinyin is scored against a
+Latin entry, whose trade words are said in pinyin (Technology as keji). A list
+is indexed by ``monitor.core.nameindex``.
 
->>> index = NameIndex(["華為技術有限公司", "Acme Trading Co., Ltd.", "北京建设贸易有限公司"])
->>> index.best("华为技术（深圳）有限公司", threshold=88).entry
-'華為技術有限公司'
->>> index.best("上海建设贸易有限公司", threshold=88) is None
-True
->>> index.best("ACME TRADING LIMITED", threshold=88).entry
-'Acme Trading Co., Ltd.'
+>>> similarity(normalise("华为技术（深圳）有限公司"), normalise("華為技術有限公司"))[0]
+100.0
+>>> similarity(normalise("上海建设贸易有限公司"), normalise("北京建设贸易有限公司"))
+(0.0, 'different regions (上海 vs 北京)')
+>>> similarity(normalise("ACME TRADING LIMITED"), normalise("Acme Trading Co., Ltd."))[0]
+100.0
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
-from itertools import repeat
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import opencc
 from cleanco import basename
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 
-from monitor.core.packed import pack_texts, unpack_texts
 
-__all__ = ["Match", "Name", "NameIndex", "normalise", "normalise_many", "pinyin_table", "similarity"]
+__all__ = ["Name", "latin_as_pinyin", "lend_pinyin_table", "normalise", "normalise_many", "pinyin_table",
+           "similarity"]
 
 # Longest first: 集团股份有限公司 before 有限公司 before 公司.
 ORG_SUFFIXES = sorted({
@@ -64,14 +61,28 @@ _BRACKETED = re.compile(r"[(\[（【]([^)\]）】]*)[)\]）】]")
 _BRACKET = re.compile(r"[(\[（【]")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _NOT_WORD = re.compile(r"[^\w]+")
-_NONE = np.zeros(0, dtype=np.int32)
 _LATIN_IN_HAN = re.compile(r"[a-z0-9]+")
 # Legal forms and their pinyin, after cleanco's: weak words at the end of a Latin name.
 LATIN_FORMS = frozenset({
     "co", "company", "corp", "corporation", "inc", "incorporated", "ltd", "limited", "llc", "plc", "pjsc", "jsc",
     "oao", "ooo", "ag", "gmbh", "kg", "sa", "spa", "bv", "nv", "group", "holding", "holdings",
     "youxian", "gongsi", "zeren", "gufen", "jituan", "youxiangongsi",
+    "se", "sarl", "srl", "sas", "sl", "kk", "ab", "oy", "asa", "pte", "pty", "bhd", "sdn", "tbk", "lp", "llp",
+    "ojsc", "cjsc", "pao", "oao", "zao",
 })
+# Legal forms that stand before the name: "PAO Gazprom Neft", "PT Bank Mandiri", "OOO Romashka"
+# ("AO" is left out: it is also a name's initials, as in A. O. Smith).
+LATIN_LEADING_FORMS = frozenset({"pao", "oao", "zao", "ooo", "pjsc", "ojsc", "cjsc", "jsc", "pt", "kk"})
+# Legal forms spelled out, anywhere in a Latin name: as weak as their abbreviations.
+_SPELLED_FORMS = re.compile(r"\b(?:" + "|".join(sorted((
+    "aktiengesellschaft", "kommanditgesellschaft", "gesellschaft mit beschr(?:ä|a|ae)nkter haftung",
+    "(?:public |open |closed |private )?joint[- ]stock company", "limited liability (?:company|partnership)",
+    "public limited company", "private limited company", "proprietary limited",
+    "soci(?:é|e)t(?:é|e) anonyme", "soci(?:é|e)t(?:é|e) (?:à|a) responsabilit(?:é|e) limit(?:é|e)e",
+    "sociedad an(?:ó|o)nima", "sociedad de responsabilidad limitada", "societ(?:à|a) per azioni",
+    "naamloze vennootschap", "besloten vennootschap", "kabushiki [kg]aisha", "aktiebolag", "osakeyhti(?:ö|o)",
+), key=len, reverse=True)) + r")\b")
+_DOTTED_INITIALS = re.compile(r"\b(?:[a-z]\.){2,}(?:[a-z]\b)?")
 
 
 @lru_cache(maxsize=1)
@@ -104,7 +115,7 @@ def pinyin_table() -> dict[int, str]:
     segmentation, which indexing a list of 20,000 names would spend seconds on.
     The price: a polyphone read as in a phrase is missed (银行 comes out
     yinxing, not yinhang). Loading pypinyin's table takes a quarter of a second,
-    so a ``NameIndex`` keeps the table it was built with, and a pickled index
+    so a ``nameindex.NameIndex`` keeps the table it was built with, and a pickled index
     brings it along (and lends it to this function: ``_PINYIN``)."""
     global _PINYIN
     if _PINYIN is not None:
@@ -118,6 +129,13 @@ def pinyin_table() -> dict[int, str]:
             table[code] = "".join(ch for ch in first if not unicodedata.combining(ch))
     _PINYIN = table
     return table
+
+
+def lend_pinyin_table(table: dict[int, str]) -> None:
+    """Use ``table`` (a pickled index's copy of ``pinyin_table``) rather than load pypinyin's."""
+    global _PINYIN
+    if _PINYIN is None:
+        _PINYIN = table
 
 
 @lru_cache(maxsize=200_000)
@@ -163,13 +181,17 @@ def _normalise_zh(raw: str, text: str) -> Name:
 
 
 def _normalise_latin(raw: str, text: str) -> Name:
-    text = text.replace("&", " and ")
+    text = _BRACKETED.sub(" ", text.replace("&", " and "))  # "PT Bank Mandiri (Persero) Tbk": a note
+    text = _DOTTED_INITIALS.sub(lambda m: m.group(0).replace(".", ""), text)  # "B.A.S.F." is "basf"
+    text = _SPELLED_FORMS.sub(" ", text)  # "Aktiengesellschaft" is "AG": both are weak
     previous = None
     while previous != text:  # "Acme Trading Co., Ltd." -> "Acme Trading Co." -> "Acme Trading"
         previous, text = text, basename(text).strip(" .,")
     words = [w for w in _NOT_WORD.sub(" ", text).split() if w not in ("the", "and")]
     while len(words) > 1 and words[-1] in LATIN_FORMS:
         words.pop()
+    while len(words) > 1 and words[0] in LATIN_LEADING_FORMS:  # "PAO Gazprom Neft", "PT Bank Mandiri"
+        words.pop(0)
     return Name(raw, "latin", " ".join(words), frozenset(), ())
 
 
@@ -213,265 +235,55 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
     if a.script == "latin" and b.script == "latin":
         return fuzz.token_sort_ratio(a.core, b.core), f"'{a.core}' vs '{b.core}'"
     zh, latin = (a, b) if a.script == "zh" else (b, a)
-    pinyin = zh.pinyin
-    return fuzz.ratio(pinyin, latin.core.replace(" ", "")), f"pinyin '{pinyin}' vs '{latin.core}'"
+    spoken, whole, regions = latin_as_pinyin(latin.core)
+    if regions and zh.regions:
+        theirs = {region.translate(pinyin_table()) for region in zh.regions}
+        if not regions & theirs:
+            return 0.0, f"different regions ({'/'.join(sorted(theirs))} vs {'/'.join(sorted(regions))})"
+    pinyin = zh.pinyin  # 「上海电气」 keeps its region (two characters would remain), 「上海电气集团」 does not
+    return max(fuzz.ratio(pinyin, spoken), fuzz.ratio(pinyin, whole)), f"pinyin '{pinyin}' vs '{latin.core}'"
 
 
-@dataclass(frozen=True)
-class Match:
-    entry: str  # the list entry as the list names it
-    position: int  # its row in the list
-    score: float
-    why: str
+# A Latin name's trade words as a Chinese name says them, so that
+# "Beijing Zhongguancun Technology" and 「北京中关村科技」 compare by sound.
+TRADE_WORDS = {
+    "science technology": "科技", "technology": "科技", "technologies": "科技", "trading": "贸易", "trade": "贸易",
+    "construction": "建设", "investment": "投资", "industrial": "实业", "engineering": "工程", "electric": "电气",
+    "electrical": "电气", "pharmaceutical": "医药", "pharmaceuticals": "医药", "logistics": "物流", "energy": "能源",
+    "new energy": "新能源", "international": "国际", "development": "发展", "import export": "进出口",
+    "machinery": "机械", "chemical": "化工", "chemicals": "化工", "electronics": "电子", "electronic": "电子",
+    "materials": "材料", "environmental protection": "环保", "real estate": "房地产", "bank": "银行",
+    "securities": "证券", "insurance": "保险", "petroleum": "石油", "steel": "钢铁", "automobile": "汽车",
+    "telecommunications": "通信", "communications": "通信", "software": "软件", "network": "网络",
+    "information": "信息", "medical": "医疗", "food": "食品", "textile": "纺织", "shipping": "航运", "mining": "矿业",
+    "power": "电力", "equipment": "设备", "resources": "资源", "agriculture": "农业", "culture": "文化",
+    "media": "传媒", "biotechnology": "生物科技", "consulting": "咨询", "services": "服务", "supply chain": "供应链",
+}
 
 
-def _trigrams(text: str) -> set[str]:
-    return {text[i:i + 3] for i in range(max(1, len(text) - 2))}
+@lru_cache(maxsize=1)
+def _spoken_tables() -> tuple[re.Pattern, dict[str, str], frozenset[str]]:
+    table = pinyin_table()
+    words = {english: chinese.translate(table) for english, chinese in TRADE_WORDS.items()}
+    pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b")
+    return pattern, words, frozenset(region.translate(table) for region in _REGIONS)
 
 
-def _own_grams(name: Name) -> set[str]:
-    """What an entry is found by in its own script: bigrams of a Chinese core, trigrams of a Latin one."""
-    if name.script == "zh":
-        core = name.core
-        return {core[i:i + 2] for i in range(max(1, len(core) - 1))}
-    return _trigrams(name.core.replace(" ", ""))
+@lru_cache(maxsize=50_000)
+def latin_as_pinyin(core: str) -> tuple[str, str, frozenset[str]]:
+    """A Latin core as the pinyin of the Chinese name it may render, with trade
+    words said in pinyin and no spaces: without a leading region (kept aside
+    as a Chinese name's is), and whole; and that region.
 
-
-class _Postings:
-    """n-gram -> the entries that hold it (ascending), all in one array: built
-    without a list per n-gram, and pickled and loaded at once."""
-
-    __slots__ = ("slots", "ids", "starts")
-
-    def __init__(self, grams_of: Iterable[tuple[int, Iterable[str]]]):
-        slots: dict[str, int] = {}
-        keys: list[int] = []
-        owners: list[int] = []
-        for i, grams in grams_of:
-            mine = [slots.setdefault(g, len(slots)) for g in grams]
-            keys += mine
-            owners += [i] * len(mine)
-        key_array = np.array(keys, dtype=np.int32)
-        self.ids = np.array(owners, dtype=np.int32)[np.argsort(key_array, kind="stable")]
-        self.starts = np.concatenate(([0], np.cumsum(np.bincount(key_array, minlength=len(slots))))).astype(np.int64)
-        self.slots = slots
-
-    def get(self, gram: str) -> np.ndarray:
-        k = self.slots.get(gram)
-        return _NONE if k is None else self.ids[self.starts[k]:self.starts[k + 1]]
-
-
-class _Names:
-    """A loaded index's normalised entries, kept as columns of text and made ``Name``s when asked."""
-
-    def __init__(self, entries: list[str], columns: tuple[list[str], list[str], list[str], list[str]]):
-        self.entries = entries
-        self.scripts, self.cores, self.regions, self.suffixes = columns
-        self.made: dict[int, Name] = {}
-
-    @staticmethod
-    def columns(names) -> tuple[list[str], list[str], list[str], list[str]]:
-        if isinstance(names, _Names):
-            return names.scripts, names.cores, names.regions, names.suffixes
-        return ([n.script for n in names], [n.core for n in names], ["/".join(sorted(n.regions)) for n in names],
-                ["/".join(n.suffixes) for n in names])
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, i: int) -> Name:
-        name = self.made.get(i)
-        if name is None:
-            regions, suffixes = self.regions[i], self.suffixes[i]
-            name = self.made[i] = Name(self.entries[i], self.scripts[i], self.cores[i],
-                                       frozenset(regions.split("/")) if regions else frozenset(),
-                                       tuple(suffixes.split("/")) if suffixes else ())
-        return name
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-
-class NameIndex:
-    """The entries of one list, indexed by n-gram. ``best(name)`` scores only
-    the entries (at most ``candidates``) that share the most of its rarer
-    n-grams, each weighed by how rare it is: an n-gram in more than
-    ``common`` of the entries (建设, 贸易) finds nobody by itself. Chinese names
-    are found by Latin entries through their pinyin, and the other way round.
-    ``complete()`` builds what is otherwise built when first needed (before
-    the index is pickled, or shared with forked processes)."""
-
-    def __init__(self, entries: Iterable[str], candidates: int = 12, common: float = 0.005):
-        self.entries = list(entries)
-        self.names: list[Name] | _Names = normalise_many(self.entries)
-        self.cores = [n.core for n in self.names]
-        self.scripts = [n.script for n in self.names]
-        self.candidates = candidates
-        self.postings = _Postings((i, _own_grams(n)) for i, n in enumerate(self.names))
-        self.has_latin = any(n.script == "latin" for n in self.names)
-        self._pinyin: dict[int, str] | None = None  # the table, when a pinyin is first needed
-        self._pinyin_postings: _Postings | None = None  # of the Chinese entries, built when first needed
-        self.common = max(50, int(common * len(self.entries)))
-        self._head_table: tuple | None = None  # see ``_heads``
-
-    def __getstate__(self) -> dict:
-        # Each column of text as one string: a list of 20,000 strings loads in 4 ms,
-        # one string of them and a split in under 1 (most of a cached index's load).
-        state = dict(self.__dict__)
-        del state["cores"], state["scripts"]  # the names' own columns
-        state["entries"] = pack_texts(self.entries)
-        state["names"] = tuple(pack_texts(c) for c in _Names.columns(self.names))
-        if self._pinyin is not None:
-            state["_pinyin"] = (np.fromiter(self._pinyin, np.int64, len(self._pinyin)), pack_texts(self._pinyin.values()))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        global _PINYIN
-        entries = state["entries"] = unpack_texts(state["entries"])
-        columns = tuple(unpack_texts(c) for c in state["names"])
-        state["names"] = _Names(entries, columns)
-        state["scripts"], state["cores"] = columns[0], columns[1]
-        if state["_pinyin"] is not None:
-            keys, values = state["_pinyin"]
-            state["_pinyin"] = dict(zip(keys.tolist(), unpack_texts(values)))
-        self.__dict__.update(state)
-        if _PINYIN is None and self._pinyin is not None:
-            _PINYIN = self._pinyin  # the same table: no need to load pypinyin's
-
-    def complete(self) -> NameIndex:
-        self._pinyin_of("")
-        self._heads()
-        if self._pinyin_postings is None:
-            self._pinyin_postings = _Postings((i, _trigrams(self._pinyin_of(n.core))) for i, n in enumerate(self.names)
-                                              if n.script == "zh")
-        return self
-
-    def _pinyin_of(self, core: str) -> str:
-        if self._pinyin is None:
-            self._pinyin = pinyin_table()
-        return core.translate(self._pinyin)
-
-    def _candidates(self, queries: list[Name]) -> tuple[np.ndarray, np.ndarray]:
-        """(query, entry) pairs worth scoring, for many queries at once: numpy's fixed
-        cost per call is paid once a batch of names rather than once a name.
-
-        Each query asks in two channels: its own script's n-grams, and across
-        scripts (a Chinese name's pinyin against the Latin entries, a Latin name
-        against the Chinese entries' pinyin). In a channel only the rare n-grams
-        count (or, if none is rare, the two least common)."""
-        asks: list[tuple[_Postings, list[str], list[int]]] = [(self.postings, [], [])]
-        if any(q.script == "latin" for q in queries):
-            self.complete()
-            asks.append((self._pinyin_postings, [], []))
-        for q, query in enumerate(queries):
-            grams = _own_grams(query)
-            asks[0][1].extend(grams)
-            asks[0][2].extend([2 * q] * len(grams))
-            if query.script == "zh" and self.has_latin:  # the Latin entries are in the own postings
-                grams = _trigrams(self._pinyin_of(query.core))
-                asks[0][1].extend(grams)
-                asks[0][2].extend([2 * q + 1] * len(grams))
-            elif query.script == "latin":
-                grams = _trigrams(query.core.replace(" ", ""))
-                asks[1][1].extend(grams)
-                asks[1][2].extend([2 * q + 1] * len(grams))
-        picked = [self._pick(postings, grams, channels) for postings, grams, channels in asks if grams]
-        if not picked:
-            return _NONE, _NONE
-        entries, channel, weights, gram_channel, gram_weight = (np.concatenate(part) for part in zip(*picked))
-        span = len(self.entries)
-        pairs, at = np.unique(channel * span + entries, return_inverse=True)
-        hits = np.bincount(at, weights=weights)
-        # A name that scores 90 shares most of its n-grams: one that shares less than
-        # half of their weight is not scored at all (most names of a stream match nothing).
-        pair_channel = pairs // span
-        total = np.bincount(gram_channel, weights=gram_weight)
-        keep = hits >= total[pair_channel] / 2
-        pairs, hits, pair_channel = pairs[keep], hits[keep], pair_channel[keep]
-        order = np.lexsort((pairs, -hits, pair_channel))  # per channel, the most shared first
-        pairs, pair_channel = pairs[order], pair_channel[order]
-        keep = np.arange(len(pairs)) - np.searchsorted(pair_channel, pair_channel) < self.candidates
-        return pair_channel[keep] // 2, pairs[keep] % span
-
-    def _pick(self, postings: _Postings, grams: list[str], channels: list[int]):
-        """The entries each channel's chosen n-grams hold (entries, their channel, their weight),
-        and the chosen n-grams (their channel, their weight)."""
-        slot = np.fromiter(map(postings.slots.get, grams, repeat(-1, len(grams))), np.int64, len(grams))
-        channel = np.asarray(channels, dtype=np.int64)[slot >= 0]
-        slot = slot[slot >= 0]
-        first = postings.starts[slot]
-        length = postings.starts[slot + 1] - first
-        rare = length <= self.common
-        has_rare = np.bincount(channel, weights=rare, minlength=channel.max(initial=-1) + 1) > 0
-        order = np.lexsort((length, channel))  # per channel, the least common first
-        rank = np.arange(len(order)) - np.searchsorted(channel[order], channel[order])
-        chosen = order[rare[order] | (~has_rare[channel[order]] & (rank < 2))]
-        first, length, channel = first[chosen], length[chosen], channel[chosen]
-        ends = np.cumsum(length)
-        at = np.arange(ends[-1] if len(ends) else 0) + np.repeat(first - (ends - length), length)
-        weight = 1.0 / length  # a rare n-gram says more
-        return postings.ids[at], np.repeat(channel, length), np.repeat(weight, length), channel, weight
-
-    def best(self, raw: str, threshold: float) -> Match | None:
-        """The best-scoring entry at ``threshold`` or above, if any."""
-        return self.best_many([raw], threshold)[0]
-
-    def best_many(self, raws: list[str], threshold: float) -> list[Match | None]:
-        """``best`` of each name, the candidates of all found at once."""
-        return [max(found, key=lambda m: m.score) if found else None for found in self.matches_many(raws, threshold)]
-
-    def matches(self, raw: str, threshold: float) -> list[Match]:
-        """Every candidate entry scoring ``threshold`` or above."""
-        return self.matches_many([raw], threshold)[0]
-
-    def matches_many(self, raws: list[str], threshold: float) -> list[list[Match]]:
-        queries = normalise_many(raws)
-        asker, entry = self._candidates(queries)
-        out: list[list[Match]] = [[] for _ in raws]
-        if not len(asker):
-            return out
-        pair = np.unique(asker.astype(np.int64) * len(self.entries) + entry)
-        asker, entry = (pair // len(self.entries)).tolist(), (pair % len(self.entries)).tolist()
-        # Every pair is scored in C first; ``similarity`` (in Python, with its reasons)
-        # scores only the pairs it could put at the threshold or above.
-        worth = self._worth_scoring(queries, asker, entry, threshold)
-        names = self.names
-        for k in np.flatnonzero(worth).tolist():
-            q, i = asker[k], entry[k]
-            score, why = similarity(queries[q], names[i])
-            if score >= threshold:
-                out[q].append(Match(self.entries[i], i, round(score, 1), why))
-        return out
-
-    def _heads(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
-        """The first two characters of the Chinese entries' cores, numbered (中国 always 0);
-        each entry's number (-2 for a Latin entry); each entry's core length: what
-        ``_worth_scoring`` compares in arrays."""
-        if self._head_table is None:
-            numbers: dict[str, int] = {"中国": 0}
-            heads = np.array([numbers.setdefault(c[:2], len(numbers)) if s == "zh" else -2
-                              for c, s in zip(self.cores, self.scripts)], np.int64)
-            self._head_table = numbers, heads, np.array([len(c) for c in self.cores], np.int64)
-        return self._head_table
-
-    def _worth_scoring(self, queries: list[Name], asker: list[int], entry: list[int], threshold: float) -> np.ndarray:
-        """Which (query, entry) pairs ``similarity`` could score at ``threshold`` or above.
-        A pair of Chinese cores scores their plain ratio unless one abbreviates the other
-        (then the short one is a subsequence of the long: the ratio is as high as their
-        lengths allow, 200·short/(short + long)) or one starts with 中国; other pairs
-        (pinyin, Latin) are always scored."""
-        at, of = np.asarray(asker), np.asarray(entry)
-        heads, entry_heads, entry_lengths = self._heads()
-        # a query's head is -1 when no entry has it
-        query_heads = np.array([heads.get(q.core[:2], -1) if q.script == "zh" else -2 for q in queries], np.int64)
-        query_lengths = np.array([len(q.core) for q in queries], np.int64)
-        query_cores = [q.core for q in queries]
-        ratio = process.cpdist(list(map(query_cores.__getitem__, asker)), list(map(self.cores.__getitem__, entry)),
-                               scorer=fuzz.ratio, workers=1)
-        mine, theirs = query_heads[at], entry_heads[of]
-        both_zh = (mine != -2) & (theirs != -2)
-        short = np.minimum(query_lengths[at], entry_lengths[of])
-        long = np.maximum(query_lengths[at], entry_lengths[of])
-        subsequence = (short >= 4) & (short < long) & (ratio >= 200.0 * short / np.maximum(short + long, 1) - 0.01)  # cpdist: float32
-        could_rise = (mine == 0) | (theirs == 0) | (subsequence & (mine == theirs) & (mine >= 0))  # 0: 中国
-        return (ratio >= threshold - 0.01) | ~both_zh | could_rise
+    >>> latin_as_pinyin("beijing zhongguancun technology")
+    ('zhongguancunkeji', 'beijingzhongguancunkeji', frozenset({'beijing'}))
+    >>> latin_as_pinyin("shanghai electric")
+    ('dianqi', 'shanghaidianqi', frozenset({'shanghai'}))
+    """
+    pattern, words, regions = _spoken_tables()
+    spoken = pattern.sub(lambda m: words[m.group(0)], core).split()
+    whole = "".join(spoken)
+    aside = set()
+    while len(spoken) > 1 and spoken[0] in regions:
+        aside.add(spoken.pop(0))
+    return "".join(spoken), whole, frozenset(aside)

@@ -407,9 +407,9 @@ class CounterpartyList:
         return self._content
 
     def name_index(self):
-        """The ``monitor.core.names.NameIndex`` of the named rows, in ``named_rows`` order."""
+        """The ``monitor.core.nameindex.NameIndex`` of the named rows, in ``named_rows`` order."""
         if self._name_index is None:
-            from monitor.core.names import NameIndex
+            from monitor.core.nameindex import NameIndex
 
             self._name_index = NameIndex(self.names())
         return self._name_index
@@ -437,7 +437,7 @@ class CounterpartyList:
 
     def screen(self, name: Any, threshold: float) -> tuple[int, Any] | None:
         """The row whose ``counterparty_name`` the name matches best at ``threshold``
-        or above, as (its position in ``rows``, the ``monitor.core.names.Match``), or None.
+        or above, as (its position in ``rows``, the ``monitor.core.nameindex.Match``), or None.
         The names are indexed when first screened; each distinct name is screened once
         (remembered for the next batches, up to ``SCREEN_MEMO`` names).
 

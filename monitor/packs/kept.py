@@ -86,9 +86,9 @@ def keep(folder: Path, digest: str, build: Callable[[], T], usable: Callable[[An
 
 def load_or_build(entries: list[str], folder: Path | None = None):
     """The complete ``NameIndex`` of these names: kept from an earlier run, or built (and kept)."""
-    from monitor.core.names import NameIndex  # opencc, rapidfuzz: only where a list is screened
+    from monitor.core.nameindex import NameIndex  # opencc, rapidfuzz: only where a list is screened
 
-    digest = hashlib.sha256(_code_hash("monitor.core.names", "monitor.core.packed"))
+    digest = hashlib.sha256(_code_hash("monitor.core.names", "monitor.core.nameindex", "monitor.core.packed"))
     digest.update("\0".join(entries).encode("utf-8", "surrogatepass"))
     return keep(folder or cache_folder("name-index"), digest.hexdigest(), lambda: NameIndex(entries).complete(),
                 lambda found: isinstance(found, NameIndex) and found.entries == entries)
