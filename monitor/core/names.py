@@ -57,6 +57,10 @@ _SUFFIX_ENDINGS = tuple(ORG_SUFFIXES)
 _SUFFIX_SET = frozenset(ORG_SUFFIXES)
 _SUFFIX_LENGTHS = sorted({len(s) for s in ORG_SUFFIXES}, reverse=True)
 _REGION_AT_START = re.compile("^(" + "|".join(_REGIONS) + ")(" + "|".join(REGION_SUFFIX) + ")?")
+_DISTRICT_ENDINGS = ("新区", "区", "县")
+# A district or county after a province or city: two or three characters and 区/新区/县
+# (「社区」 is no district: one character before 区).
+_DISTRICT_AT_START = re.compile("^([\u4e00-\u9fff]{2,3}?(?:新区|区|县))")
 _BRACKETED = re.compile(r"[(\[（【]([^)\]）】]*)[)\]）】]")
 _BRACKET = re.compile(r"[(\[（【]")
 _HAN = re.compile(r"[\u3400-\u9fff]")
@@ -168,6 +172,9 @@ def _normalise_zh(raw: str, text: str) -> Name:
     while (m := _REGION_AT_START.match(text)) and len(text) - m.end() >= 3:  # 「北京银行」 stays whole
         regions.add(m.group(1))
         text = text[m.end():]
+    if regions and (m := _DISTRICT_AT_START.match(text)) and len(text) - m.end() >= 3:
+        regions.add(m.group(1))  # 「北京市海淀区中关村科技」: a district after a city, kept with its 区
+        text = text[m.end():]
     suffixes = []
     while text.endswith(_SUFFIX_ENDINGS):
         for n in _SUFFIX_LENGTHS:  # longest first
@@ -195,6 +202,17 @@ def _normalise_latin(raw: str, text: str) -> Name:
     return Name(raw, "latin", " ".join(words), frozenset(), ())
 
 
+def _regions_differ(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two names' regions name different places: no province or city in common when
+    both name one, or no district in common when both name one (海淀区 and 朝阳区 of 北京)."""
+    districts_a = {r for r in a if r.endswith(_DISTRICT_ENDINGS)}
+    districts_b = {r for r in b if r.endswith(_DISTRICT_ENDINGS)}
+    if districts_a and districts_b and not districts_a & districts_b:
+        return True
+    cities_a, cities_b = a - districts_a, b - districts_b
+    return bool(cities_a and cities_b and not cities_a & cities_b)
+
+
 def _abbreviates(short: str, long: str) -> bool:
     """「中国石化」 for 「中国石油化工」, 「海康威视」 for 「海康威视数字技术」: the short one's
     characters in order, the first two the same, nothing dropped but single
@@ -219,7 +237,7 @@ def _cores(core: str) -> tuple[str, ...]:
 def similarity(a: Name, b: Name) -> tuple[float, str]:
     """A score out of 100 and why."""
     if a.script == "zh" and b.script == "zh":
-        if a.regions and b.regions and not a.regions & b.regions:
+        if a.regions and b.regions and _regions_differ(a.regions, b.regions):
             return 0.0, f"different regions ({'/'.join(sorted(a.regions))} vs {'/'.join(sorted(b.regions))})"
         best = (-1.0, "")
         for x in _cores(a.core):
