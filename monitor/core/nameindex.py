@@ -23,7 +23,8 @@ from typing import Iterable
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from monitor.core.names import Name, latin_as_pinyin, lend_pinyin_table, normalise_many, pinyin_table, similarity
+from monitor.core.names import (Name, latin_as_pinyin, lend_pinyin_table, normalise_many, one_trade_word, pinyin_table,
+                                similarity)
 from monitor.core.packed import pack_texts, unpack_texts
 
 __all__ = ["Match", "NameIndex"]
@@ -49,6 +50,16 @@ def _own_grams(name: Name) -> set[str]:
         core = name.core
         return {core[i:i + 2] for i in range(max(1, len(core) - 1))}
     return _trigrams(name.core.replace(" ", ""))
+
+
+def _entry_grams(name: Name) -> set[str]:
+    """What an entry is found by: its own n-grams; a Latin entry also by the
+    trigrams of the pinyin it may render (a Chinese query's pinyin asks these)."""
+    grams = _own_grams(name)
+    if name.script == "latin":
+        spoken, whole, _regions = latin_as_pinyin(name.core)
+        grams |= _trigrams(spoken) | _trigrams(whole)
+    return grams
 
 
 class _Postings:
@@ -121,7 +132,7 @@ class NameIndex:
         self.cores = [n.core for n in self.names]
         self.scripts = [n.script for n in self.names]
         self.candidates = candidates
-        self.postings = _Postings((i, _own_grams(n)) for i, n in enumerate(self.names))
+        self.postings = _Postings((i, _entry_grams(n)) for i, n in enumerate(self.names))
         self.has_latin = any(n.script == "latin" for n in self.names)
         self._pinyin: dict[int, str] | None = None  # the table, when a pinyin is first needed
         self._pinyin_postings: _Postings | None = None  # of the Chinese entries, built when first needed
@@ -152,17 +163,20 @@ class NameIndex:
             lend_pinyin_table(self._pinyin)  # the same table: no need to load pypinyin's
 
     def complete(self) -> NameIndex:
-        self._pinyin_of("")
+        self._pinyin_grams("")
         self._heads()
         if self._pinyin_postings is None:
-            self._pinyin_postings = _Postings((i, _trigrams(self._pinyin_of(n.core))) for i, n in enumerate(self.names)
+            self._pinyin_postings = _Postings((i, self._pinyin_grams(n.core)) for i, n in enumerate(self.names)
                                               if n.script == "zh")
         return self
 
-    def _pinyin_of(self, core: str) -> str:
+    def _pinyin_grams(self, core: str) -> set[str]:
+        """The trigrams of a Chinese core's pinyins (``Name.pinyins``), read with the index's own table."""
         if self._pinyin is None:
             self._pinyin = pinyin_table()
-        return core.translate(self._pinyin)
+        alike = one_trade_word(core)
+        grams = _trigrams(core.translate(self._pinyin))
+        return grams if alike == core else grams | _trigrams(alike.translate(self._pinyin))
 
     def _candidates(self, queries: list[Name]) -> tuple[np.ndarray, np.ndarray]:
         """(query, entry) pairs worth scoring, for many queries at once: numpy's fixed
@@ -181,7 +195,7 @@ class NameIndex:
             asks[0][1].extend(grams)
             asks[0][2].extend([2 * q] * len(grams))
             if query.script == "zh" and self.has_latin:  # the Latin entries are in the own postings
-                grams = _trigrams(self._pinyin_of(query.core))
+                grams = self._pinyin_grams(query.core)
                 asks[0][1].extend(grams)
                 asks[0][2].extend([2 * q + 1] * len(grams))
             elif query.script == "latin":

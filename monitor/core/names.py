@@ -31,8 +31,8 @@ from cleanco import basename
 from rapidfuzz import fuzz
 
 
-__all__ = ["Name", "latin_as_pinyin", "lend_pinyin_table", "normalise", "normalise_many", "pinyin_table",
-           "similarity"]
+__all__ = ["Name", "latin_as_pinyin", "lend_pinyin_table", "normalise", "normalise_many", "one_trade_word",
+           "pinyin_table", "similarity"]
 
 # Longest first: 集团股份有限公司 before 有限公司 before 公司.
 ORG_SUFFIXES = sorted({
@@ -107,6 +107,15 @@ class Name(NamedTuple):
     def pinyin(self) -> str:
         """The core's pinyin without spaces (Chinese names)."""
         return self.core.translate(pinyin_table()) if self.script == "zh" else ""
+
+    @property
+    def pinyins(self) -> tuple[str, ...]:
+        """``pinyin``, and with the trade words a Latin name says alike said alike
+        (``one_trade_word``) where that differs: 「华为技术」 is "Huawei Jishu" and "Huawei Technologies"."""
+        if self.script != "zh":
+            return ()
+        alike = one_trade_word(self.core)
+        return (self.pinyin,) if alike == self.core else (self.pinyin, alike.translate(pinyin_table()))
 
 
 _PINYIN: dict[int, str] | None = None
@@ -258,8 +267,24 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
         theirs = {region.translate(pinyin_table()) for region in zh.regions}
         if not regions & theirs:
             return 0.0, f"different regions ({'/'.join(sorted(theirs))} vs {'/'.join(sorted(regions))})"
-    pinyin = zh.pinyin  # 「上海电气」 keeps its region (two characters would remain), 「上海电气集团」 does not
-    return max(fuzz.ratio(pinyin, spoken), fuzz.ratio(pinyin, whole)), f"pinyin '{pinyin}' vs '{latin.core}'"
+    # 「上海电气」 keeps its region (two characters would remain), 「上海电气集团」 does not: both forms
+    score, pinyin = max((fuzz.ratio(said, form), said) for said in zh.pinyins for form in (spoken, whole))
+    return score, f"pinyin '{pinyin}' vs '{latin.core}'"
+
+
+# Trade words a Latin name renders alike ("Technology" is 科技 or 技术): across
+# scripts each is said as the first, so that 「华为技术」 is "Huawei Technologies".
+SAME_TRADE = {"技术": "科技", "商贸": "贸易", "药业": "医药", "建筑": "建设", "工业": "实业", "电器": "电气"}
+_SAME_TRADE = re.compile("|".join(SAME_TRADE))
+
+
+def one_trade_word(core: str) -> str:
+    """A Chinese core with each of ``SAME_TRADE``'s words as the one a Latin name renders.
+
+    >>> one_trade_word("华为技术")
+    '华为科技'
+    """
+    return _SAME_TRADE.sub(lambda m: SAME_TRADE[m.group(0)], core)
 
 
 # A Latin name's trade words as a Chinese name says them, so that
@@ -276,6 +301,7 @@ TRADE_WORDS = {
     "information": "信息", "medical": "医疗", "food": "食品", "textile": "纺织", "shipping": "航运", "mining": "矿业",
     "power": "电力", "equipment": "设备", "resources": "资源", "agriculture": "农业", "culture": "文化",
     "media": "传媒", "biotechnology": "生物科技", "consulting": "咨询", "services": "服务", "supply chain": "供应链",
+    "iron steel": "钢铁", "china": "中国",
 }
 
 
