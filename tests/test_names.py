@@ -48,6 +48,8 @@ def test_different_regions_are_different_companies_and_the_alert_can_say_why():
 
 def precision_recall(path: Path) -> tuple[float, float]:
     rows = list(csv.DictReader(line for line in path.open(encoding="utf-8") if not line.startswith("#")))
+    # A name with an unquoted comma ("Co., Ltd.") shifts its row's columns: such a row would be scored as nothing.
+    assert all(len(r) == 4 and r["label"] in ("0", "1") for r in rows), [r for r in rows if len(r) != 4]
     index = NameIndex(sorted({r["list_entry"] for r in rows}))
     tp = fp = fn = 0
     for r in rows:
