@@ -197,6 +197,8 @@ def _normalise_zh(raw: str, text: str) -> Name:
 
 
 def _normalise_latin(raw: str, text: str) -> Name:
+    if not text.isascii():  # "Société Générale", "Huáwéi Jìshù" (pinyin with its tones): letters without marks
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
     text = _BRACKETED.sub(" ", text.replace("&", " and "))  # "PT Bank Mandiri (Persero) Tbk": a note
     text = _DOTTED_INITIALS.sub(lambda m: m.group(0).replace(".", ""), text)  # "B.A.S.F." is "basf"
     text = _SPELLED_FORMS.sub(" ", text)  # "Aktiengesellschaft" is "AG": both are weak
