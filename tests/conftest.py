@@ -120,7 +120,7 @@ def live_state(table: dict[bytes, bytes], pack, org_marks: dict[str, float], det
     set: they are kept in the order they arrived, and two inputs (a payment
     topic, a procurement topic) interleave a key's events differently in
     every run."""
-    from monitor.core.scorer import _total_last_seen, _window_last_seen
+    from monitor.core.keyed import _total_last_seen, _window_last_seen
     from monitor.runners.tablestate import TableStore
 
     live = dict(table)
