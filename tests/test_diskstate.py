@@ -44,7 +44,7 @@ def _plain(store) -> dict:
 def test_a_disk_store_holds_what_a_dict_holds_whatever_leaves_its_cache(tmp_path_factory, ops):
     table = DiskTable.create(tmp_path_factory.mktemp("state"))
     try:
-        store, model = DiskStore(table, "r", "total", max_cached=4), {}
+        store, model = DiskStore(table, "r", "total"), {}
         for op, key, value in ops:
             if op in ("get", "peek"):
                 held = getattr(store, op)(key)
@@ -59,6 +59,8 @@ def test_a_disk_store_holds_what_a_dict_holds_whatever_leaves_its_cache(tmp_path
                 del model[key]
             else:
                 store.flush()
+                if len(store.cache) > 4:  # a cache of four: half of it stays
+                    store.evict(len(store.cache) - 2)
                 table.commit()
             assert len(store) == len(model)
             assert _plain(store) == model
@@ -67,10 +69,11 @@ def test_a_disk_store_holds_what_a_dict_holds_whatever_leaves_its_cache(tmp_path
 
 
 def test_entries_leave_the_cache_for_the_table_and_come_back(table):
-    store = DiskStore(table, "r", "total", max_cached=10)
+    store = DiskStore(table, "r", "total")
     for i in range(50):
         store[("ORG1", str(i))] = _total(i)
     store.flush()
+    store.evict(45)
     table.commit()
     assert len(store.cache) == 5 and store.spilled
     assert sum(1 for _ in table.scan(store.prefix)) == 45  # what left the cache, written once

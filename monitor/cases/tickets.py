@@ -208,7 +208,6 @@ class SqlTicketStore:
         return self._latest_rates(MatterReview.matter_kind == "project")
 
     def _latest_rates(self, which) -> list[dict[str, Any]]:
-
         with Session(self.engine) as session:
             month = session.execute(select(func.max(MatterReview.month)).where(which)).scalar()
         if not month:
@@ -285,7 +284,7 @@ class SqlTicketStore:
                 _update(ticket, alert, now)
                 updated.append(alert)
         session.flush()
-        if planned:  # rows, not objects: INSERT ... RETURNING in bulk costs a fraction of an ORM object each
+        if planned:  # as rows, not ORM objects: the same batched INSERT, no object kept per ticket
             ids = session.scalars(insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), planned).all()
             session.execute(insert(AuditEntry), [_opened_entry(i, p, now) for i, p in zip(ids, planned)])
         session.commit()
@@ -503,7 +502,6 @@ class SqlTicketStore:
 
     def pack_versions(self) -> list[dict[str, Any]]:
         """Each version seen, oldest first, with the tickets it last changed."""
-
         with Session(self.engine) as session:
             counts = dict(session.execute(select(Ticket.pack_version, func.count()).group_by(Ticket.pack_version)).all())
             rows = session.scalars(select(PackVersion).order_by(PackVersion.first_loaded_at)).all()
@@ -518,23 +516,21 @@ class SqlTicketStore:
     def tickets(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(Ticket).order_by(Ticket.id)).all()
-            return [{c.name: getattr(t, c.name) for c in Ticket.__table__.columns} for t in rows]
+            return [ticket_row(t) for t in rows]
 
     def open_by_risk(self) -> dict[tuple[str, str], int]:
-
         with Session(self.engine) as session:
             rows = session.execute(select(Ticket.risk_id, Ticket.severity, func.count())
-                                   .where(Ticket.status != "closed").group_by(Ticket.risk_id, Ticket.severity)).all()
+                                   .where(OPEN_TICKET).group_by(Ticket.risk_id, Ticket.severity)).all()
         return {(risk, severity): n for risk, severity, n in rows}
 
     def overdue_by_risk(self, now: dt.datetime) -> dict[tuple[str, str], int]:
         with Session(self.engine) as session:
             rows = session.execute(select(Ticket.risk_id, Ticket.severity, Ticket.due_at)
-                                   .where(Ticket.status != "closed")).all()
+                                   .where(OPEN_TICKET)).all()
         out: dict[tuple[str, str], int] = {}
         for risk, severity, due in rows:
-            due = due if due.tzinfo else due.replace(tzinfo=dt.timezone.utc)
-            if due < now:
+            if _utc(due) < now:
                 out[(risk, severity)] = out.get((risk, severity), 0) + 1
         return out
 

@@ -63,6 +63,7 @@ def without_missing_numbers(rule: CompiledRule, batch: EventBatch, selected: np.
             selected = selected[~np.isnan(batch.column(path, selected))]
     return selected
 
+
 def window_findings(rule: CompiledRule, batch: EventBatch, selected: np.ndarray, state: ScorerState,
                     registry: PartyRegistry | None = None) -> list[Finding]:
     """Insert the selected rows into their keys' windows; the findings of the windows
@@ -117,6 +118,7 @@ def window_findings(rule: CompiledRule, batch: EventBatch, selected: np.ndarray,
         if w.times[0] < horizon:
             w.evict_before(horizon)
     return findings
+
 
 def fire_windows(rule: CompiledRule, pending, registry: PartyRegistry | None) -> list[Finding]:
     # Aggregates per anchor, then `having` on all of them at once.
@@ -177,6 +179,7 @@ def fire_windows(rule: CompiledRule, pending, registry: PartyRegistry | None) ->
         values.update(zip(rule.display, w.entries[j][2]))
         out.append(Finding(rule.id, key, [w.entries[i][0] for i in span], w.times[span.start], w.times[span.stop - 1], values))
     return out
+
 
 def total_findings(rule: CompiledRule, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> list[Finding]:
     """Insert the selected rows into their keys' running totals; the findings of the
@@ -255,6 +258,7 @@ def linked_in_group(rule: CompiledRule, key: tuple, parties: list, t: float,
     linked = {p for a, b, _shared in pairs for p in (a, b)}
     text = "; ".join(f"{a}–{b}: " + ", ".join(f"{k} {v}" for k, v in shared) for a, b, shared in pairs[:3])
     return float(len(linked)), text + (" …" if len(pairs) > 3 else "")
+
 
 def cycle_in_group(rule: CompiledRule, w: KeyWindow, span: range, anchor: int) -> tuple[float, str, list | None]:
     """cycle of a window: how many parties the goods of the anchor's transfer went

@@ -23,8 +23,7 @@ from typing import Iterable
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from monitor.core.names import (Name, latin_as_pinyin, lend_pinyin_table, normalise_many, one_trade_word, pinyin_table,
-                                similarity)
+from monitor.core.names import Name, latin_as_pinyin, lend_pinyin_table, normalise_many, pinyin_table, pinyins, similarity
 from monitor.core.packed import pack_texts, unpack_texts
 
 __all__ = ["Match", "NameIndex"]
@@ -171,12 +170,10 @@ class NameIndex:
         return self
 
     def _pinyin_grams(self, core: str) -> set[str]:
-        """The trigrams of a Chinese core's pinyins (``Name.pinyins``), read with the index's own table."""
+        """The trigrams of a Chinese core's ``pinyins`` (the table kept with the index, for its pickle)."""
         if self._pinyin is None:
             self._pinyin = pinyin_table()
-        alike = one_trade_word(core)
-        grams = _trigrams(core.translate(self._pinyin))
-        return grams if alike == core else grams | _trigrams(alike.translate(self._pinyin))
+        return set().union(*map(_trigrams, pinyins(core)))
 
     def _candidates(self, queries: list[Name]) -> tuple[np.ndarray, np.ndarray]:
         """(query, entry) pairs worth scoring, for many queries at once: numpy's fixed

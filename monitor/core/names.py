@@ -32,7 +32,7 @@ from rapidfuzz import fuzz
 
 
 __all__ = ["Name", "latin_as_pinyin", "lend_pinyin_table", "normalise", "normalise_many", "one_trade_word",
-           "pinyin_table", "similarity"]
+           "pinyin_table", "pinyins", "similarity"]
 
 # Longest first: 集团股份有限公司 before 有限公司 before 公司.
 ORG_SUFFIXES = sorted({
@@ -104,18 +104,9 @@ class Name(NamedTuple):
     suffixes: tuple[str, ...]
 
     @property
-    def pinyin(self) -> str:
-        """The core's pinyin without spaces (Chinese names)."""
-        return self.core.translate(pinyin_table()) if self.script == "zh" else ""
-
-    @property
     def pinyins(self) -> tuple[str, ...]:
-        """``pinyin``, and with the trade words a Latin name says alike said alike
-        (``one_trade_word``) where that differs: 「华为技术」 is "Huawei Jishu" and "Huawei Technologies"."""
-        if self.script != "zh":
-            return ()
-        alike = one_trade_word(self.core)
-        return (self.pinyin,) if alike == self.core else (self.pinyin, alike.translate(pinyin_table()))
+        """``pinyins`` of the core (Chinese names)."""
+        return pinyins(self.core) if self.script == "zh" else ()
 
 
 _PINYIN: dict[int, str] | None = None
@@ -278,6 +269,18 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
 # scripts each is said as the first, so that 「华为技术」 is "Huawei Technologies".
 SAME_TRADE = {"技术": "科技", "商贸": "贸易", "药业": "医药", "建筑": "建设", "工业": "实业", "电器": "电气"}
 _SAME_TRADE = re.compile("|".join(SAME_TRADE))
+
+
+def pinyins(core: str) -> tuple[str, ...]:
+    """A Chinese core's pinyin, and with the trade words a Latin name says alike said
+    alike (``one_trade_word``) where that differs.
+
+    >>> pinyins("华为技术")
+    ('huaweijishu', 'huaweikeji')
+    """
+    table = pinyin_table()
+    alike = one_trade_word(core)
+    return (core.translate(table),) if alike == core else (core.translate(table), alike.translate(table))
 
 
 def one_trade_word(core: str) -> str:

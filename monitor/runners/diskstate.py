@@ -127,17 +127,15 @@ class DiskStore(TableStore):
     The cache writes back: an entry is encoded and written only when it leaves
     the cache (the state is scratch, so nothing needs it on disk sooner), and an
     entry touched batch after batch is encoded once. Entries leave when
-    ``evict`` says (``DiskState`` keeps all its stores to one budget) or, given
-    ``max_cached``, when the cache holds more: the half used longest ago leaves.
-    Until the first leaves, the table is not read at all. Keys start with the rule (one process
-    holds the table, so no org goes in front), so that the idle sweep reads
-    this rule's entries alone.
+    ``evict`` says (``DiskState`` keeps all its stores to one budget), those used
+    longest ago first. Until the first leaves, the table is not read at all.
+    Keys start with the rule (one process holds the table, so no org goes in
+    front), so that the idle sweep reads this rule's entries alone.
     """
 
-    def __init__(self, table: DiskTable, rule_id: str, kind: str, max_cached: int | None = None):
+    def __init__(self, table: DiskTable, rule_id: str, kind: str):
         super().__init__(table, rule_id, kind, org_index=0)  # type: ignore[arg-type]
         self.prefix = kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
-        self.max_cached = max_cached
         self.count = 0  # live entries, in the cache or the table
         self.absent: set[tuple] = set()  # keys asked for since the last flush and not held
         self.spilled = False  # whether any entry has left the cache: until then the table holds none
@@ -213,18 +211,16 @@ class DiskStore(TableStore):
         return self.count > 0  # as a dict: the sweep's schedule starts with the first entry
 
     def flush(self) -> None:
-        """Drop the deleted entries from the table and write out the entries that leave
-        the cache (into the table's write batch: ``DiskTable.commit`` writes it)."""
-        cache = self.cache
+        """Drop the deleted entries from the table (into its write batch:
+        ``DiskTable.commit`` writes it); what leaves the cache is ``evict``'s."""
         self.absent.clear()
         for key in self.deleted:
             self.table.pop(self._table_key(key))
         self.deleted.clear()
-        if self.max_cached is not None and len(cache) > self.max_cached:
-            self.evict(len(cache) - self.max_cached // 2)
 
     def evict(self, count: int) -> None:
-        """The ``count`` entries used longest ago leave the cache (written out if changed)."""
+        """The ``count`` entries used longest ago leave the cache (written out, into the
+        table's write batch, if changed)."""
         if count <= 0:
             return
         cache, touched = self.cache, self.touched
@@ -303,7 +299,7 @@ class DiskState:
         state.per_key_maps = self._per_key_map
 
     def _store(self, name: str, kind: str) -> DiskStore:
-        store = DiskStore(self.table, name, kind)  # no cache of its own: the budget is shared (``flush``)
+        store = DiskStore(self.table, name, kind)  # its cache kept to the shared budget (``flush``)
         self.stores.append(store)
         return store
 
