@@ -60,6 +60,42 @@ def precision_recall(path: Path) -> tuple[float, float]:
     return tp / (tp + fp), tp / (tp + fn)
 
 
+@pytest.mark.parametrize("raw, core, regions", [
+    ("Bank Melli Iran", "bank melli", {"iran"}),
+    ("Xinhua Trading (HK) Ltd", "xinhua trading", {"hong kong"}),
+    ("Korea Kwangson Banking Corp", "kwangson banking", {"korea"}),
+    ("Iran Air", "iran air", set()),  # one word would remain: the name stays whole
+    ("Bank of Iran", "bank of iran", set()),
+])
+def test_a_latin_name_sets_its_country_aside(raw, core, regions):
+    name = normalise(raw)
+    assert (name.core, set(name.regions)) == (core, regions)
+
+
+@pytest.mark.parametrize("a, b, reason", [
+    ("中国电子科技集团公司第十四研究所", "中国电子科技集团公司第三十八研究所", "different numbers"),
+    ("China Electronics Technology Group 14th Research Institute",
+     "China Electronics Technology Group 38th Research Institute", "different numbers"),
+    ("Sepah Bank Iran", "Sepah Bank Syria", "different countries"),
+    ("Dandong Hongxiang Industrial Development Co Ltd", "丹东鸿达实业发展有限公司", "without trade words"),
+])
+def test_what_tells_two_similar_names_apart_is_said(a, b, reason):
+    score, why = similarity(normalise(a), normalise(b))
+    assert score < THRESHOLD and reason in why, (score, why)
+
+
+@pytest.mark.parametrize("entry, name", [
+    ("Gazprombank", "Gazprom Bank"),  # a word break
+    ("Bank Melli Iran", "Melli Bank PLC"),  # the country aside, the words reordered
+    ("Hong Kong Xinhua Trading Co Ltd", "香港新华贸易有限公司"),  # a territory both scripts name
+    ("广州市天河区新兴贸易有限公司", "广州天河新兴贸易有限公司"),  # a district without its 区
+    ("株式会社東芝", "東芝"),  # a Japanese legal form in front
+    ("Huawei Technologies Co., Ltd.", "华为技术有限公司"),
+])
+def test_the_index_finds_these_variants(entry, name):
+    assert NameIndex(["上海建设贸易有限公司", entry, "Acme Trading Co., Ltd."]).best(name, THRESHOLD).entry == entry
+
+
 @pytest.mark.parametrize("pairs", ["name_pairs.csv", "name_pairs_heldout.csv"])
 def test_precision_and_recall_on_the_labelled_pairs(pairs):
     """name_pairs.csv (173 pairs) tuned the matcher; the held-out 40 did not (docs/name-screening.md)."""

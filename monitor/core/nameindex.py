@@ -23,7 +23,7 @@ from typing import Iterable
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from monitor.core.names import Name, latin_as_pinyin, lend_pinyin_table, normalise_many, pinyin_table, pinyins, similarity
+from monitor.core.names import DISTRICT_ENDINGS, Name, latin_as_pinyin, lend_pinyin_table, normalise_many, pinyin_table, pinyins, similarity
 from monitor.core.packed import pack_texts, unpack_texts
 
 __all__ = ["Match", "NameIndex"]
@@ -56,9 +56,13 @@ def _entry_grams(name: Name) -> set[str]:
     trigrams of the pinyin it may render (a Chinese query's pinyin asks these)."""
     grams = _own_grams(name)
     if name.script == "latin":
-        spoken, whole, _regions = latin_as_pinyin(name.core)
+        spoken, whole, _regions, _own = latin_as_pinyin(name.core)
         grams |= _trigrams(spoken) | _trigrams(whole)
     return grams
+
+
+def _names_district(regions: Iterable[str]) -> bool:
+    return any(r.endswith(DISTRICT_ENDINGS) for r in regions)
 
 
 class _Postings:
@@ -267,15 +271,17 @@ class NameIndex:
                 out[q].append(Match(self.entries[i], i, round(score, 1), why))
         return out
 
-    def _heads(self) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    def _heads(self) -> tuple[dict[str, int], np.ndarray, np.ndarray, np.ndarray]:
         """The first two characters of the Chinese entries' cores, numbered (中国 always 0);
-        each entry's number (-2 for a Latin entry); each entry's core length: what
-        ``_worth_scoring`` compares in arrays."""
+        each entry's number (-2 for a Latin entry); each entry's core length; whether it
+        names a district: what ``_worth_scoring`` compares in arrays."""
         if self._head_table is None:
             numbers: dict[str, int] = {"中国": 0}
             heads = np.array([numbers.setdefault(c[:2], len(numbers)) if s == "zh" else -2
                               for c, s in zip(self.cores, self.scripts)], np.int64)
-            self._head_table = numbers, heads, np.array([len(c) for c in self.cores], np.int64)
+            regions = _Names.columns(self.names)[2]
+            self._head_table = (numbers, heads, np.array([len(c) for c in self.cores], np.int64),
+                                np.array([_names_district(r.split("/")) for r in regions], bool))
         return self._head_table
 
     def _worth_scoring(self, queries: list[Name], asker: list[int], entry: list[int], threshold: float) -> np.ndarray:
@@ -285,7 +291,7 @@ class NameIndex:
         lengths allow, 200·short/(short + long)) or one starts with 中国; other pairs
         (pinyin, Latin) are always scored."""
         at, of = np.asarray(asker), np.asarray(entry)
-        heads, entry_heads, entry_lengths = self._heads()
+        heads, entry_heads, entry_lengths, entry_districts = self._heads()
         # a query's head is -1 when no entry has it
         query_heads = np.array([heads.get(q.core[:2], -1) if q.script == "zh" else -2 for q in queries], np.int64)
         query_lengths = np.array([len(q.core) for q in queries], np.int64)
@@ -297,5 +303,8 @@ class NameIndex:
         short = np.minimum(query_lengths[at], entry_lengths[of])
         long = np.maximum(query_lengths[at], entry_lengths[of])
         subsequence = (short >= 4) & (short < long) & (ratio >= 200.0 * short / np.maximum(short + long, 1) - 0.01)  # cpdist: float32
-        could_rise = (mine == 0) | (theirs == 0) | (subsequence & (mine == theirs) & (mine >= 0))  # 0: 中国
+        # 「天河新兴贸易」 against 「新兴贸易」 of 天河区: a district written without its 区
+        query_districts = np.array([_names_district(q.regions) for q in queries], bool)
+        district = (entry_districts[of] | query_districts[at]) & (long - short <= 3)
+        could_rise = (mine == 0) | (theirs == 0) | (subsequence & (((mine == theirs) & (mine >= 0)) | district))  # 0: 中国
         return (ratio >= threshold - 0.01) | ~both_zh | could_rise

@@ -31,14 +31,16 @@ from cleanco import basename
 from rapidfuzz import fuzz
 
 
-__all__ = ["Name", "latin_as_pinyin", "lend_pinyin_table", "normalise", "normalise_many", "one_trade_word",
+__all__ = ["DISTRICT_ENDINGS", "Name", "latin_as_pinyin", "lend_pinyin_table", "normalise", "normalise_many", "one_trade_word",
            "pinyin_table", "pinyins", "similarity"]
 
 # Longest first: 集团股份有限公司 before 有限公司 before 公司.
 ORG_SUFFIXES = sorted({
     "集团股份有限公司", "集团有限责任公司", "集团有限公司", "股份有限公司", "有限责任公司", "有限公司", "股份公司",
-    "集团公司", "总公司", "分公司", "公司", "集团", "有限", "厂", "商行",
+    "集团公司", "总公司", "分公司", "公司", "集团", "有限", "厂", "商行", "株式会社", "有限会社", "合同会社",
 }, key=len, reverse=True)
+# Japanese legal forms also stand before the name (株式会社东芝).
+_LEADING_FORMS_ZH = ("株式会社", "有限会社", "合同会社")
 PROVINCES = (
     "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江", "安徽", "福建", "江西",
     "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南", "陕西", "甘肃", "青海", "台湾", "内蒙古",
@@ -57,7 +59,7 @@ _SUFFIX_ENDINGS = tuple(ORG_SUFFIXES)
 _SUFFIX_SET = frozenset(ORG_SUFFIXES)
 _SUFFIX_LENGTHS = sorted({len(s) for s in ORG_SUFFIXES}, reverse=True)
 _REGION_AT_START = re.compile("^(" + "|".join(_REGIONS) + ")(" + "|".join(REGION_SUFFIX) + ")?")
-_DISTRICT_ENDINGS = ("新区", "区", "县")
+DISTRICT_ENDINGS = ("新区", "区", "县")
 # A district or county after a province or city: two or three characters and 区/新区/县
 # (「社区」 is no district: one character before 区).
 _DISTRICT_AT_START = re.compile("^([\u4e00-\u9fff]{2,3}?(?:新区|区|县))")
@@ -87,6 +89,35 @@ _SPELLED_FORMS = re.compile(r"\b(?:" + "|".join(sorted((
     "naamloze vennootschap", "besloten vennootschap", "kabushiki [kg]aisha", "aktiebolag", "osakeyhti(?:ö|o)",
 ), key=len, reverse=True)) + r")\b")
 _DOTTED_INITIALS = re.compile(r"\b(?:[a-z]\.){2,}(?:[a-z]\b)?")
+# Countries and territories, as a Latin name says them at its start or end: weak
+# words set aside like a Chinese name's region ("Bank Melli Iran" is "Melli Bank";
+# "Korea Kwangson Banking"). Short names, not the official forms pycountry holds
+# ("Russian Federation"); China is left out: it is a trade word (中国) across scripts.
+COUNTRIES = frozenset({
+    "afghanistan", "albania", "algeria", "angola", "argentina", "armenia", "australia", "austria", "azerbaijan",
+    "bahrain", "bangladesh", "belarus", "belgium", "bolivia", "brazil", "bulgaria", "burma", "cambodia", "canada",
+    "chile", "colombia", "croatia", "cuba", "cyprus", "czech", "denmark", "egypt", "eritrea", "estonia", "ethiopia",
+    "finland", "france", "georgia", "germany", "greece", "hong kong", "hk", "hungary", "india", "indonesia", "iran",
+    "iraq", "ireland", "israel", "italy", "japan", "jordan", "kazakhstan", "kenya", "korea", "north korea",
+    "south korea", "dprk", "kuwait", "kyrgyzstan", "laos", "latvia", "lebanon", "libya", "lithuania", "luxembourg",
+    "macau", "macao", "malaysia", "mexico", "moldova", "mongolia", "morocco", "myanmar", "nepal", "netherlands",
+    "nicaragua", "nigeria", "norway", "oman", "pakistan", "panama", "peru", "philippines", "poland", "portugal",
+    "qatar", "romania", "russia", "saudi arabia", "serbia", "singapore", "slovakia", "slovenia", "somalia",
+    "south africa", "spain", "sri lanka", "sudan", "sweden", "switzerland", "syria", "taiwan", "tajikistan",
+    "thailand", "turkey", "turkmenistan", "uae", "united arab emirates", "uganda", "ukraine", "united kingdom", "uk",
+    "usa", "united states", "uzbekistan", "venezuela", "vietnam", "yemen", "zimbabwe",
+})
+_COUNTRY_AT_START = re.compile("^(" + "|".join(sorted(COUNTRIES, key=len, reverse=True)) + ") ")
+_COUNTRY_AT_END = re.compile(" (?:of )?(" + "|".join(sorted(COUNTRIES, key=len, reverse=True)) + ")$")
+# One name for a country said several ways; "Korea" may be either.
+_COUNTRY_ALIASES = {"hk": "hong kong", "macao": "macau", "dprk": "north korea", "uae": "united arab emirates",
+                    "uk": "united kingdom", "usa": "united states", "burma": "myanmar"}
+_COUNTRY_PARTS = {"north korea": "korea", "south korea": "korea"}
+# The places both scripts name: a Latin name's country as a Chinese name's region.
+COUNTRY_HAN = {"hong kong": "香港", "macau": "澳门", "taiwan": "台湾"}
+# Numbers that tell units apart (第八工程局 and 第七工程局, 14th and 38th Research Institute).
+_ZH_NUMBERS = re.compile(r"第[零〇一二三四五六七八九十百千两\d]+|\d+")
+_LATIN_NUMBERS = re.compile(r"\b(\d+)(?:st|nd|rd|th)?\b")
 
 
 @lru_cache(maxsize=1)
@@ -169,6 +200,9 @@ def _normalise_zh(raw: str, text: str) -> Name:
     text = _NOT_WORD.sub("", text)
     if _LATIN_IN_HAN.search(text) and len(_HAN.findall(text)) >= 2:
         text = _LATIN_IN_HAN.sub("", text)  # 「ZTE中兴通讯」: a brand in letters beside the name
+    for form in _LEADING_FORMS_ZH:
+        if text.startswith(form) and len(text) - len(form) >= 2:
+            text = text[len(form):]
     while (m := _REGION_AT_START.match(text)) and len(text) - m.end() >= 3:  # 「北京银行」 stays whole
         regions.add(m.group(1))
         text = text[m.end():]
@@ -190,6 +224,8 @@ def _normalise_zh(raw: str, text: str) -> Name:
 def _normalise_latin(raw: str, text: str) -> Name:
     if not text.isascii():  # "Société Générale", "Huáwéi Jìshù" (pinyin with its tones): letters without marks
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    regions = {_COUNTRY_ALIASES.get(inside.strip(), inside.strip())  # "Xinhua Trading (HK) Ltd"
+               for inside in _BRACKETED.findall(text) if inside.strip() in COUNTRIES}
     text = _BRACKETED.sub(" ", text.replace("&", " and "))  # "PT Bank Mandiri (Persero) Tbk": a note
     text = _DOTTED_INITIALS.sub(lambda m: m.group(0).replace(".", ""), text)  # "B.A.S.F." is "basf"
     text = _SPELLED_FORMS.sub(" ", text)  # "Aktiengesellschaft" is "AG": both are weak
@@ -201,18 +237,38 @@ def _normalise_latin(raw: str, text: str) -> Name:
         words.pop()
     while len(words) > 1 and words[0] in LATIN_LEADING_FORMS:  # "PAO Gazprom Neft", "PT Bank Mandiri"
         words.pop(0)
-    return Name(raw, "latin", " ".join(words), frozenset(), ())
+    core = " ".join(words)
+    for at in (_COUNTRY_AT_START, _COUNTRY_AT_END):
+        m = at.search(core)
+        rest = core[:m.start()] + core[m.end():] if m else ""
+        if m and len(rest.split()) >= 2:  # "Iran Air" and "Bank of China" stay whole
+            regions.add(_COUNTRY_ALIASES.get(m.group(1), m.group(1)))
+            core = rest.strip()
+    return Name(raw, "latin", core, frozenset(regions), ())
 
 
 def _regions_differ(a: frozenset[str], b: frozenset[str]) -> bool:
     """Two names' regions name different places: no province or city in common when
     both name one, or no district in common when both name one (海淀区 and 朝阳区 of 北京)."""
-    districts_a = {r for r in a if r.endswith(_DISTRICT_ENDINGS)}
-    districts_b = {r for r in b if r.endswith(_DISTRICT_ENDINGS)}
+    districts_a = {r for r in a if r.endswith(DISTRICT_ENDINGS)}
+    districts_b = {r for r in b if r.endswith(DISTRICT_ENDINGS)}
     if districts_a and districts_b and not districts_a & districts_b:
         return True
     cities_a, cities_b = a - districts_a, b - districts_b
     return bool(cities_a and cities_b and not cities_a & cities_b)
+
+
+def _countries_differ(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two Latin names' countries (``COUNTRIES``) have none in common ("Korea" is either Korea)."""
+    return bool(a and b and not ({_COUNTRY_PARTS.get(c, c) for c in a} & {_COUNTRY_PARTS.get(c, c) for c in b}))
+
+
+def _numbers_differ(a: str, b: str, numbers: re.Pattern) -> tuple[str, str] | None:
+    """The numbers two names hold, when both hold some and they differ (第十四 and 第三十八)."""
+    mine, theirs = numbers.findall(a), numbers.findall(b)
+    if mine and theirs and sorted(mine) != sorted(theirs):
+        return "/".join(mine), "/".join(theirs)
+    return None
 
 
 def _abbreviates(short: str, long: str) -> bool:
@@ -230,10 +286,22 @@ def _abbreviates(short: str, long: str) -> bool:
     return True
 
 
-def _cores(core: str) -> tuple[str, ...]:
-    """The core, and without a leading 中国 where four characters remain (「中国长江电力」, 「长江电力」)."""
+def _cores(core: str, their_regions: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The core, and without a leading 中国 where four characters remain (「中国长江电力」, 「长江电力」),
+    and without the other name's district written without its 区 or 县 (「天河新兴贸易」 beside 天河区).
+
+    >>> _cores("天河新兴贸易", frozenset({"广州", "天河区"}))
+    ('天河新兴贸易', '新兴贸易')
+    """
+    cores = [core]
     rest = core.removeprefix("中国")
-    return (core, rest) if rest != core and len(rest) >= 4 else (core,)
+    if rest != core and len(rest) >= 4:
+        cores.append(rest)
+    for region in their_regions:
+        stem = region.removesuffix("新区").removesuffix("区").removesuffix("县")
+        if stem != region and len(stem) >= 2 and core.startswith(stem) and len(core) - len(stem) >= 3:
+            cores.append(core[len(stem):])
+    return tuple(cores)
 
 
 def similarity(a: Name, b: Name) -> tuple[float, str]:
@@ -241,9 +309,11 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
     if a.script == "zh" and b.script == "zh":
         if a.regions and b.regions and _regions_differ(a.regions, b.regions):
             return 0.0, f"different regions ({'/'.join(sorted(a.regions))} vs {'/'.join(sorted(b.regions))})"
+        if numbers := _numbers_differ(a.core, b.core, _ZH_NUMBERS):
+            return 0.0, f"different numbers ({numbers[0]} vs {numbers[1]})"
         best = (-1.0, "")
-        for x in _cores(a.core):
-            for y in _cores(b.core):
+        for x in _cores(a.core, b.regions):
+            for y in _cores(b.core, a.regions):
                 score = fuzz.ratio(x, y)
                 short, long = sorted((x, y), key=len)
                 if score < 92 and _abbreviates(short, long):
@@ -253,15 +323,27 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
                 best = max(best, (score, why))
         return best
     if a.script == "latin" and b.script == "latin":
-        return fuzz.token_sort_ratio(a.core, b.core), f"'{a.core}' vs '{b.core}'"
+        if _countries_differ(a.regions, b.regions):
+            return 0.0, f"different countries ({'/'.join(sorted(a.regions))} vs {'/'.join(sorted(b.regions))})"
+        if numbers := _numbers_differ(a.core, b.core, _LATIN_NUMBERS):
+            return 0.0, f"different numbers ({numbers[0]} vs {numbers[1]})"
+        # word order aside ("Melli Bank", "Bank Melli"), and word breaks aside ("Gazprombank", "Gazprom Bank")
+        score = max(fuzz.token_sort_ratio(a.core, b.core), fuzz.ratio(a.core.replace(" ", ""), b.core.replace(" ", "")))
+        return score, f"'{a.core}' vs '{b.core}'"
     zh, latin = (a, b) if a.script == "zh" else (b, a)
-    spoken, whole, regions = latin_as_pinyin(latin.core)
+    spoken, whole, regions, distinct = latin_as_pinyin(latin.core)
+    regions |= {COUNTRY_HAN[c].translate(pinyin_table()) if c in COUNTRY_HAN else c for c in latin.regions}
     if regions and zh.regions:
         theirs = {region.translate(pinyin_table()) for region in zh.regions}
         if not regions & theirs:
             return 0.0, f"different regions ({'/'.join(sorted(theirs))} vs {'/'.join(sorted(regions))})"
     # 「上海电气」 keeps its region (two characters would remain), 「上海电气集团」 does not: both forms
     score, pinyin = max((fuzz.ratio(said, form), said) for said in zh.pinyins for form in (spoken, whole))
+    own = _zh_distinct(zh.core)
+    if own and distinct:  # the trade words alike, the names' own words must be too (鸿祥 is not 鸿达)
+        own_score = max(fuzz.ratio(said, distinct) for said in (own, *zh.pinyins))
+        if own_score < score:
+            return own_score, f"pinyin '{own}' vs '{distinct}' (without trade words)"
     return score, f"pinyin '{pinyin}' vs '{latin.core}'"
 
 
@@ -311,28 +393,43 @@ TRADE_WORDS = {
 
 
 @lru_cache(maxsize=1)
-def _spoken_tables() -> tuple[re.Pattern, dict[str, str], frozenset[str]]:
+def _spoken_tables() -> tuple[re.Pattern, dict[str, str], frozenset[str], frozenset[str], re.Pattern]:
     table = pinyin_table()
     words = {english: chinese.translate(table) for english, chinese in TRADE_WORDS.items()}
     pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b")
-    return pattern, words, frozenset(region.translate(table) for region in _REGIONS)
+    trade_han = {*TRADE_WORDS.values(), *SAME_TRADE, *SAME_TRADE.values()}
+    trade_said = frozenset(w.translate(table) for w in trade_han)  # "Huawei Jishu": jishu is a trade word
+    trade_zh = re.compile("|".join(sorted(trade_han, key=len, reverse=True)))
+    return pattern, words, frozenset(region.translate(table) for region in _REGIONS), trade_said, trade_zh
 
 
 @lru_cache(maxsize=50_000)
-def latin_as_pinyin(core: str) -> tuple[str, str, frozenset[str]]:
+def latin_as_pinyin(core: str) -> tuple[str, str, frozenset[str], str]:
     """A Latin core as the pinyin of the Chinese name it may render, with trade
     words said in pinyin and no spaces: without a leading region (kept aside
-    as a Chinese name's is), and whole; and that region.
+    as a Chinese name's is), and whole; that region; and the name's own words
+    (without region and trade words).
 
     >>> latin_as_pinyin("beijing zhongguancun technology")
-    ('zhongguancunkeji', 'beijingzhongguancunkeji', frozenset({'beijing'}))
+    ('zhongguancunkeji', 'beijingzhongguancunkeji', frozenset({'beijing'}), 'zhongguancun')
     >>> latin_as_pinyin("shanghai electric")
-    ('dianqi', 'shanghaidianqi', frozenset({'shanghai'}))
+    ('dianqi', 'shanghaidianqi', frozenset({'shanghai'}), '')
     """
-    pattern, words, regions = _spoken_tables()
-    spoken = pattern.sub(lambda m: words[m.group(0)], core).split()
-    whole = "".join(spoken)
+    pattern, words, regions, trade_said, _trade_zh = _spoken_tables()
+    spoken = pattern.sub(lambda m: "\0" + words[m.group(0)], core).split()  # \0 marks a trade word
+    whole = "".join(spoken).replace("\0", "")
     aside = set()
     while len(spoken) > 1 and spoken[0] in regions:
         aside.add(spoken.pop(0))
-    return "".join(spoken), whole, frozenset(aside)
+    distinct = "".join(w for w in spoken if not w.startswith("\0") and w not in trade_said)
+    return "".join(spoken).replace("\0", ""), whole, frozenset(aside), distinct
+
+
+@lru_cache(maxsize=50_000)
+def _zh_distinct(core: str) -> str:
+    """The pinyin of a Chinese core's own words, its trade words (科技, 贸易, 中国 …) left out.
+
+    >>> _zh_distinct("丹东鸿祥实业发展")
+    'dandonghongxiang'
+    """
+    return _spoken_tables()[4].sub("", core).translate(pinyin_table())
