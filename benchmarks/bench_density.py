@@ -24,14 +24,13 @@ memory target (peak RSS at 3M ≤ 1.2 × at 500k) needs both sizes in ``--sizes`
 With ``--state-dir DIR`` every run keeps its per-key state on disk there
 (``riskwatch run --state-dir``, with ``--state-cache`` entries and ``--state-memory`` MiB a process).
 
-    python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--rules DIR] [--memory]
+    python benchmarks/bench_density.py [--sizes 100000,1000000,3000000] [--seed N] [--rules DIR] [--memory]
                                        [--state-dir DIR [--state-cache N] [--state-memory MIB]] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_run import add_state_options, state_options, timed  # noqa: E402
+from bench_run import add_state_options, generator_version, state_options, timed  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "riskwatch-bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,15 +64,15 @@ GENERAL = {"det_org_amount_outlier", "det_payment_pattern", "det_payment_iforest
 TARGET_SPREAD, TARGET_PRECISION, TARGET_MEMORY = 1.5, 0.8, 1.2
 
 
-def stream_with_truth(events: int) -> tuple[Path, Path]:
-    """The generated stream and its ground truth, cached per size and generator version."""
+def stream_with_truth(events: int, seed: int | None = None) -> tuple[Path, Path]:
+    """The generated stream and its ground truth, cached per size, seed and generator version."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    version = hashlib.sha256((ROOT / "monitor" / "analyst" / "generator.py").read_bytes()).hexdigest()[:8]
-    path = CACHE / f"density-{events}-{version}.jsonl"
+    path = CACHE / f"density-{events}-{generator_version()}{'' if seed is None else f'-seed{seed}'}.jsonl"
     truth = path.with_name(path.stem + ".truth.jsonl")
     if not (path.exists() and truth.exists()):
         subprocess.run([sys.executable, "-m", "monitor.cli", "generate", "--events", str(events), "--out", str(path),
-                        "--labels", str(truth)], check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+                        "--labels", str(truth), *([] if seed is None else ["--seed", str(seed)])],
+                       check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     return path, truth
 
 
@@ -146,13 +145,14 @@ def main() -> None:
     parser.add_argument("--rules", type=Path, help="A rules folder (default: the embedded pack).")
     parser.add_argument("--memory", action="store_true", help="Also run each size with the rules alone (peak RSS).")
     add_state_options(parser)
+    parser.add_argument("--seed", type=int, help="Generate the streams with this seed (another draw of the same group).")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
     STATE.extend(state_options(args))
     sizes = [int(s) for s in args.sizes.split(",")]
     figures = {}
     for size in sizes:
-        path, truth = stream_with_truth(size)
+        path, truth = stream_with_truth(size, args.seed)
         alerts, events, seconds, peak = score(path, args.rules)
         anomalies, cases = planted(truth)
         per = judge(alerts, anomalies, cases)

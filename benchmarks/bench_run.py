@@ -37,12 +37,18 @@ for line in open(sys.argv[1], "rb"):
 """
 
 
+def generator_version() -> str:
+    """A hash of the generator's code (``monitor/analyst``: the builder, its plants, the fictional group)."""
+    digest = hashlib.sha256()
+    for module in sorted((Path(__file__).resolve().parent.parent / "monitor" / "analyst").glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def stream_file(events: int, days: int) -> Path:
     """The demo stream, cached per size and per version of the generator."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    generator = Path(__file__).resolve().parent.parent / "monitor" / "analyst" / "generator.py"
-    version = hashlib.sha256(generator.read_bytes()).hexdigest()[:8]
-    path = CACHE / f"demo-{events}-{days}d-{version}.jsonl"
+    path = CACHE / f"demo-{events}-{days}d-{generator_version()}.jsonl"
     if not path.exists():  # in a child process, so this one stays small for the RSS readings
         code = f"from monitor.analyst.generator import generate; generate(events={events}, days={days}).write({str(path)!r})"
         subprocess.run([sys.executable, "-c", code], check=True)

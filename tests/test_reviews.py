@@ -479,9 +479,10 @@ def test_silence_in_the_embedded_runner_fires_at_the_limit_not_before(default_pa
 
 
 def test_the_generator_knows_how_many_events_its_review_plants_emit():
-    from monitor.analyst.generator import DEFAULT_START, REVIEW_EVENTS_PER_ROUND, _Builder
+    from monitor.analyst.generator import DEFAULT_START, _Builder
+    from monitor.analyst.reviewplants import REVIEW_EVENTS_PER_ROUND, ReviewPlants
 
     builder = _Builder(4000, 1, DEFAULT_START, 90)
     before = len(builder.events)
-    builder.plant_reviews(1)
+    ReviewPlants(builder, 1).plant(1)
     assert len(builder.events) - before == REVIEW_EVENTS_PER_ROUND

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-__all__ = ["BRANDS", "CEST", "CITIES", "CST", "GIVEN_NAMES", "ORGS", "SUFFIXES", "SURNAMES", "TRADES"]
+__all__ = ["BRANDS", "CEST", "CITIES", "CST", "DEPARTMENT_LIMIT", "GIVEN_NAMES", "ORGS", "SUFFIXES", "SURNAMES", "TENDER",
+           "TRADES"]
 
 CST = dt.timezone(dt.timedelta(hours=8))
 CEST = dt.timezone(dt.timedelta(hours=2))
@@ -34,3 +35,8 @@ TRADES = ["建材", "机电设备", "工程咨询", "劳务", "信息技术", "�
 SUFFIXES = ["有限公司", "有限责任公司", "股份有限公司"]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN_NAMES = ["伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超", "秀英", "建国", "志强"]
+# The group's own limits, which the default rules know: a department's payment
+# authority (500,000 unless listed) and the amount from which a category must go
+# to tender.
+DEPARTMENT_LIMIT = {"SUB07": 300_000.0}
+TENDER = {"goods": 2_000_000.0, "services": 1_000_000.0, "construction": 4_000_000.0}

@@ -34,43 +34,25 @@ from typing import Any
 import orjson
 
 from monitor.analyst.fictional import BRANDS as _BRANDS
-from monitor.analyst.fictional import CEST, CST, ORGS
+from monitor.analyst.fictional import CST, DEPARTMENT_LIMIT, ORGS, TENDER
 from monitor.analyst.fictional import CITIES as _CITIES
 from monitor.analyst.fictional import GIVEN_NAMES as _GIVEN
 from monitor.analyst.fictional import SUFFIXES as _SUFFIX
 from monitor.analyst.fictional import SURNAMES as _SURNAMES
 from monitor.analyst.fictional import TRADES as _TRADES
 from monitor.analyst.matters import MATTER_SCENARIOS, MatterPlants
+from monitor.analyst.reviewplants import REVIEW_EVENTS_PER_ROUND, REVIEW_SCENARIOS, ReviewPlants
+from monitor.analyst.ruleplants import SCENARIOS, RulePlants
 from monitor.analyst.tenders import PARTY_SCENARIOS, TenderPlants
 from monitor.analyst.trades import TRADE_SCENARIOS, TradePlants
 
 __all__ = ["GeneratedStream", "Instance", "ORGS", "Truth", "generate"]
 
 DEFAULT_START = dt.datetime(2026, 6, 1, tzinfo=CST)
-DEPARTMENT_LIMIT = {"SUB07": 300_000.0}
-TENDER = {"goods": 2_000_000.0, "services": 1_000_000.0, "construction": 4_000_000.0}
 FRAMEWORK_RENEWED_AFTER = 30  # payments under one framework contract (sized for 60) before it is renewed
 
 _SOURCES = {"finance": "erp-finance", "procurement": "srm-procurement", "investment": "inv-mgmt", "governance": "oa-governance"}
 
-SCENARIOS = {
-    1: "proc_split_purchase", 2: "proc_debarred_supplier", 3: "proc_contract_without_legal_review",
-    4: "proc_contract_change_unapproved", 5: "fin_payment_without_contract", 6: "fin_payment_over_contract",
-    7: "fin_duplicate_invoice", 8: "fin_payment_over_authority", 9: "fin_large_payment_to_individual",
-    10: "fin_offhours_manual_entry", 11: "inv_disbursement_over_budget", 12: "inv_without_collective_decision",
-    13: "inv_overseas_without_filing", 14: "gov_decision_without_legal_review", 15: "gov_sanctioned_counterparty",
-    16: "gov_regulation_without_legal_review",
-}
-# The review process (review_controls.yaml), watched from the OA's events: each
-# breach and its near miss, planted by ``plant_reviews`` with a generator of
-# its own, so the rest of the stream stays what it was for a given seed.
-REVIEW_EVENTS_PER_ROUND = 41  # what one round of the review plants emits (a test counts them)
-REVIEW_SCENARIOS = {
-    17: ("RC-CON-01", "executed_early"), 18: ("RC-CON-01", "after_reject"), 19: ("RC-CON-01", "own_draft"),
-    20: ("RC-CON-01", "wrong_post"), 21: ("RC-DEC-01", "out_of_order"), 22: ("RC-CON-01", "changed"),
-    23: ("RC-CON-01", "silent"), 24: ("RC-REG-01", "executed_early"),
-}
-SCENARIO_7B = "fin_duplicate_amount"
 # Anomalies no rule names, which the default detectors should find.
 ANOMALIES = {101: "det_amount_outlier", 102: "det_counterparty_velocity", 103: "det_benford_journal"}
 
@@ -117,7 +99,7 @@ class GeneratedStream:
             f.writelines(self.lines)
 
 
-class _Builder:
+class _Builder(RulePlants):
     def __init__(self, n: int, seed: int, start: dt.datetime, days: int):
         self.rng = random.Random(seed)
         self.n, self.start, self.days = n, start, days
@@ -140,7 +122,6 @@ class _Builder:
             names.add(name)
             self.suppliers.append((f"SUP-{len(self.suppliers) + 1:05d}", name))
         self.org_weights = [w for _, _, w, _ in ORGS]
-        self.review_rng = random.Random(seed * 7919 + 17)  # the review plants' own: the rest stays as it was
         self.regulars: list[tuple] = []  # (org, tz, counterparty, usual amount, contract, days between payments)
         self.renewals: dict[str, list[tuple[int, str]]] = {}  # first contract -> (from day, contract in force)
         # per org, the staff who review, draft and take part: trained and committed (monitor.analyst.matters)
@@ -461,340 +442,6 @@ class _Builder:
                 or (review[0] if review else ANOMALIES[scenario]))
         self.truth.instances.append(Instance(scenario, rule, kind, ids, note))
 
-    # --- the review process ------------------------------------------------------
-    def plant_reviews(self, rounds: int) -> None:
-        for _ in range(rounds):
-            for scenario in REVIEW_SCENARIOS:
-                getattr(self, f"plant_{scenario}")()
-
-    def _review_at(self, tz, day: int, hour: int, minute: int = 0) -> dt.datetime:
-        return (self.start + dt.timedelta(days=day)).astimezone(tz).replace(hour=hour, minute=minute, second=0)
-
-    def _matter(self, matter_kind: str, amount: float | None = None, **attributes) -> tuple:
-        """A new matter in some org, submitted on some day: (org, tz, day, matter id, drafter, submission id)."""
-        rng = self.review_rng
-        org_id, _, _, tz = rng.choices(ORGS, self.org_weights)[0]
-        day = rng.randrange(3, self.days - 20)
-        matter = self.next_id({"contract": "HT", "regulation": "ZDH", "decision": "JCD"}[matter_kind])
-        drafter = self.staff_member(org_id, rng, drafter=True)
-        sub = self.emit("matter_submitted", "governance", org_id, self._review_at(tz, day, 9), amount,
-                        matter_id=matter, matter_kind=matter_kind, drafter_id=drafter, **attributes)
-        return org_id, tz, day, matter, drafter, sub
-
-    def _step(self, org_id, tz, day, hour, matter, kind, step, opinion="pass", post=None, reviewer=None, minute=0) -> str:
-        post = post or {"legal_review": "legal_compliance_officer", "compliance_review": "compliance_head"}[step]
-        return self.emit("review_step", "governance", org_id, self._review_at(tz, day, hour, minute), matter_id=matter,
-                         matter_kind=kind, step=step, reviewer_post=post,
-                         reviewer_id=reviewer or self.staff_member(org_id, self.review_rng), opinion=opinion,
-                         opinion_no=self.next_id("YJ"))
-
-    def _signed(self, org_id, tz, day, hour, matter, amount, minute=0) -> str:
-        # The ERP still says the review passed: only the OA's own record shows otherwise.
-        return self.emit("contract_signed", "procurement", org_id, self._review_at(tz, day, hour, minute), amount,
-                         self.review_rng.choice(self.suppliers), contract_id=matter, category="services",
-                         method="tender", legal_review="passed")
-
-    def _major(self) -> float:
-        return round(self.review_rng.uniform(1_200_000, 9_000_000), 2)
-
-    def plant_17(self) -> None:
-        amount = self._major()
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        self.record(17, "violation", [sub, self._signed(org, tz, day + 2, 11, matter, amount)], "signed with no legal review")
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        review = self._step(org, tz, day + 2, 10, matter, "contract", "legal_review", minute=55)
-        self.record(17, "near_miss", [sub, review, self._signed(org, tz, day + 2, 11, matter, amount)],
-                    "review passed five minutes before signing")
-
-    def plant_18(self) -> None:
-        amount = self._major()
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        reject = self._step(org, tz, day + 1, 15, matter, "contract", "legal_review", "reject")
-        self.record(18, "violation", [sub, reject, self._signed(org, tz, day + 3, 10, matter, amount)],
-                    "signed after the legal review rejected it")
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        ids = [sub, self._step(org, tz, day + 1, 15, matter, "contract", "legal_review", "conditional"),
-               self._step(org, tz, day + 2, 11, matter, "contract", "compliance_review"),
-               self._signed(org, tz, day + 3, 10, matter, amount)]
-        self.record(18, "near_miss", ids, "conditional opinion followed by the compliance review")
-
-    def plant_19(self) -> None:
-        amount = self._major()
-        org, tz, day, matter, drafter, sub = self._matter("contract", amount)
-        review = self._step(org, tz, day + 1, 14, matter, "contract", "legal_review", reviewer=drafter)
-        self._signed(org, tz, day + 2, 10, matter, amount)
-        self.record(19, "violation", [sub, review], "reviewed by its own drafter")
-
-    def plant_20(self) -> None:
-        amount = self._major()
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        review = self._step(org, tz, day + 1, 14, matter, "contract", "legal_review", post="finance_compliance_officer")
-        self._signed(org, tz, day + 2, 10, matter, amount)
-        self.record(20, "violation", [sub, review], "legal review by the finance compliance officer")
-
-    def plant_21(self) -> None:
-        kind = self.review_rng.choice(["major_decision", "major_project", "large_fund", "appointment"])
-        org, tz, day, matter, _, sub = self._matter("decision", None, kind=kind)
-        compliance = self._step(org, tz, day + 1, 10, matter, "decision", "compliance_review")
-        self._step(org, tz, day + 2, 10, matter, "decision", "legal_review")
-        self.emit("decision", "governance", org, self._review_at(tz, day + 3, 15), decision_id=matter, kind=kind,
-                  legal_review="passed", meeting="党委会")
-        self.record(21, "violation", [sub, compliance], "compliance review before the legal review")
-        org, tz, day, matter, _, sub = self._matter("decision", None, kind=kind)
-        ids = [sub, self._step(org, tz, day + 1, 10, matter, "decision", "legal_review"),
-               self._step(org, tz, day + 2, 10, matter, "decision", "compliance_review"),
-               self.emit("decision", "governance", org, self._review_at(tz, day + 3, 15), decision_id=matter, kind=kind,
-                         legal_review="passed", meeting="党委会")]
-        self.record(21, "near_miss", ids, "both reviews in order before the meeting")
-
-    def plant_22(self) -> None:
-        amount = self._major()
-        for raised, rereview, kind in ((1.3, False, "violation"), (1.3, True, "near_miss")):
-            org, tz, day, matter, _, sub = self._matter("contract", amount)
-            ids = [sub, self._step(org, tz, day + 1, 10, matter, "contract", "legal_review"),
-                   self._signed(org, tz, day + 2, 10, matter, amount)]
-            change = self.emit("contract_changed", "procurement", org, self._review_at(tz, day + 8, 10),
-                               round(amount * raised, 2), contract_id=matter, original_amount=amount,
-                               approval_ref=self.next_id("BGSP"))
-            if rereview:
-                ids += [change, self._step(org, tz, day + 10, 10, matter, "contract", "legal_review")]
-                self.record(22, kind, ids, "raised 30% and reviewed again within 5 days")
-            else:
-                self.record(22, kind, [sub, change], "raised 30% after review, not reviewed again")
-
-    def plant_23(self) -> None:
-        amount = self._major()
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        self.record(23, "violation", [sub], "no legal review within 5 days of submission")
-        org, tz, day, matter, _, sub = self._matter("contract", amount)
-        ids = [sub, self._step(org, tz, day + 4, 16, matter, "contract", "legal_review"),
-               self._signed(org, tz, day + 5, 10, matter, amount)]
-        self.record(23, "near_miss", ids, "reviewed on the fifth day")
-
-    def plant_24(self) -> None:
-        org, tz, day, matter, _, sub = self._matter("regulation")
-        issued = self.emit("regulation_issued", "governance", org, self._review_at(tz, day + 3, 10), regulation_id=matter,
-                           legal_review="passed")
-        self.record(24, "violation", [sub, issued], "regulation issued with no legal review")
-
-    def plant(self, rounds: int) -> None:
-        for _ in range(rounds):
-            for scenario in SCENARIOS:
-                getattr(self, f"plant_{scenario}")()
-
-    def _day(self) -> int:
-        return self.rng.randrange(5, self.days - 12)
-
-    def plant_1(self) -> None:
-        rng = self.rng
-        org_id, _, _, tz = self.org()
-        category = rng.choice(list(TENDER))
-        cp = self.supplier()
-        threshold = TENDER[category]
-        day = rng.randrange(5, self.days - 40)
-        parts = rng.randint(2, 3)
-        amounts = [round(threshold * rng.uniform(1.02, 1.3) / parts, 2) for _ in range(parts)]
-        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz, day + 4 * i), a, cp,
-                         po_no=self.next_id("CG"), category=category, method=rng.choice(["inquiry", "single_source"]))
-               for i, a in enumerate(amounts)]
-        self.po_history.setdefault((org_id, cp[0], category), []).extend(
-            (self.start.timestamp() + (day + 4 * i) * 86400, a) for i, a in enumerate(amounts))
-        self.record(1, "violation", ids, f"{parts} {category} orders summing over {threshold:,.0f}")
-        # near-miss: two orders over the threshold, 35 days apart
-        cp2 = self.supplier()
-        a = round(threshold * 0.6, 2)
-        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz, d), a, cp2,
-                         po_no=self.next_id("CG"), category=category, method="inquiry") for d in (day - 5, day + 30)]
-        self.po_history.setdefault((org_id, cp2[0], category), []).extend(
-            (self.start.timestamp() + d * 86400, a) for d in (day - 5, day + 30))
-        self.record(1, "near_miss", ids, "sum over threshold but 35 days apart")
-
-    def plant_2(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.rng.choice([("SUP-D001", "临江市恒泰建材有限公司"), ("SUP-D002", "南岭县宏达劳务有限公司"),
-                              ("SUP-D003", "东湖瑞丰商贸有限公司")])
-        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz), self.money(5_000, 90_000), cp,
-                         po_no=self.next_id("CG"), category="goods", method="inquiry")]
-        self.record(2, "violation", ids, f"order to debarred {cp[0]}")
-        expired = ("SUP-D004", "西山永盛机电设备有限公司")
-        ids = [self.emit("purchase_order", "procurement", org_id, self.business_time(tz), self.money(5_000, 90_000), expired,
-                         po_no=self.next_id("CG"), category="goods", method="inquiry")]
-        self.record(2, "near_miss", ids, "supplier whose debarment expired")
-
-    def plant_3(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.supplier()
-        when = self.business_time(tz, self._day())
-        cid = self.next_id("HT")
-        ids = [self.emit("contract_signed", "procurement", org_id, when, self.money(100_000, 900_000), cp, contract_id=cid,
-                         category="services", method="inquiry", legal_review=self.rng.choice(["pending", "none", "failed"]))]
-        self.record(3, "violation", ids, "signed before legal review passed")
-
-    def plant_4(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.supplier()
-        day = self._day()
-        original = self.money(500_000, 3_000_000)
-        cid = self.contract(org_id, tz, self.business_time(tz, day), original, cp)
-        ids = [self.emit("contract_changed", "procurement", org_id, self.business_time(tz, day + 5),
-                         round(original * self.rng.uniform(1.15, 1.6), 2), cp, contract_id=cid, original_amount=original)]
-        self.record(4, "violation", ids, "raised over 10% without approval")
-        cp2 = self.supplier()
-        cid2 = self.contract(org_id, tz, self.business_time(tz, day), original, cp2)
-        ids = [self.emit("contract_changed", "procurement", org_id, self.business_time(tz, day + 6),
-                         math.floor(original * 110) / 100, cp2, contract_id=cid2, original_amount=original)]
-        self.record(4, "near_miss", ids, "raised by exactly 10%")
-
-    def plant_5(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.supplier()
-        ids = [self.payment(org_id, tz, self.business_time(tz), self.unique_amount(org_id, cp[0], 50_000, 400_000), cp)]
-        self.record(5, "violation", ids, "no contract")
-        ids = [self.payment(org_id, tz, self.business_time(tz), 49_999.99, self.supplier())]
-        self.record(5, "near_miss", ids, "just under the limit")
-
-    def plant_6(self) -> None:
-        rng = self.rng
-        org_id, _, _, tz = self.org()
-        cp = self.supplier()
-        day = self._day()
-        amount = self.unique_amount(org_id, cp[0], 300_000, 2_000_000)
-        signed = self.business_time(tz, day, hour_range=(9, 11))
-        cid = self.contract(org_id, tz, signed, amount, cp)
-        contract_event = self.events[-1][1]["event_id"]
-        # The advance is paid the day of signing: it reaches riskwatch before the contract does.
-        first = round(amount * 0.5, 2)
-        ids = [contract_event, self.payment(org_id, tz, signed + dt.timedelta(hours=3), first, cp, cid)]
-        ids.append(self.payment(org_id, tz, self.business_time(tz, day + rng.randint(3, 10)),
-                                round(amount * rng.uniform(0.55, 0.8), 2), cp, cid))
-        self.record(6, "violation", ids, "paid over the contract amount; advance arrives before the contract")
-        cp2 = self.supplier()
-        amount2 = float(rng.randrange(300_000, 2_000_000))  # whole yuan: the two parts add up exactly
-        first2 = float(int(amount2 * 0.4))
-        cid2 = self.contract(org_id, tz, self.business_time(tz, day), amount2, cp2)
-        ids = [self.events[-1][1]["event_id"],
-               self.payment(org_id, tz, self.business_time(tz, day + 2), first2, cp2, cid2),
-               self.payment(org_id, tz, self.business_time(tz, day + 9), amount2 - first2, cp2, cid2)]
-        self.record(6, "near_miss", ids, "paid exactly the contract amount")
-
-    def plant_7(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.supplier()
-        day = self._day()
-        cid = self.contract(org_id, tz, self.business_time(tz, day - 4), self.money(5_000_000, 8_000_000), cp)
-        invoice = self.invoice()
-        a1 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
-        a2 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
-        ids = [self.payment(org_id, tz, self.business_time(tz, day), a1, cp, cid, invoice_no=invoice),
-               self.payment(org_id, tz, self.business_time(tz, min(self.days - 1, day + 40)), a2, cp, cid, invoice_no=invoice)]
-        self.record(7, "violation", ids, "same invoice paid twice, 40 days apart")
-        a3 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
-        ids = [self.payment(org_id, tz, self.business_time(tz, day + 2, hour_range=(9, 10)), a3, cp, cid),
-               self.payment(org_id, tz, self.business_time(tz, day + 6, hour_range=(9, 10)), a3, cp, cid)]
-        self.record(7, "violation", ids, "same amount twice within 7 days", rule=SCENARIO_7B)
-        a4 = self.unique_amount(org_id, cp[0], 60_000, 300_000)
-        ids = [self.payment(org_id, tz, self.business_time(tz, day + 1), a4, cp, cid),
-               self.payment(org_id, tz, self.business_time(tz, day + 10), a4, cp, cid)]
-        self.record(7, "near_miss", ids, "same amount 9 days apart", rule=SCENARIO_7B)
-
-    def plant_8(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.supplier()
-        day = self._day()
-        cid = self.contract(org_id, tz, self.business_time(tz, day - 3), self.money(5_000_000, 8_000_000), cp)
-        limit = DEPARTMENT_LIMIT.get(org_id, 500_000.0)
-        ids = [self.payment(org_id, tz, self.business_time(tz, day), self.unique_amount(org_id, cp[0], limit + 1, limit * 1.8),
-                            cp, cid, approver="department")]
-        self.record(8, "violation", ids, "department approved above its limit")
-        ids = [self.payment(org_id, tz, self.business_time(tz, day + 1), limit, cp, cid, approver="department")]
-        self.record(8, "near_miss", ids, "exactly at the department limit")
-
-    def plant_9(self) -> None:
-        org_id, _, _, tz = self.org()
-        person = ("IND-" + str(self.rng.randrange(10**6)), self.person())
-        day = self._day()
-        cid = self.contract(org_id, tz, self.business_time(tz, day - 2), 2_000_000.0, person, category="services")
-        ids = [self.payment(org_id, tz, self.business_time(tz, day), self.unique_amount(org_id, person[0], 200_000, 480_000),
-                            person, cid, payee_type="individual")]
-        self.record(9, "violation", ids, "large payment to a person")
-        ids = [self.payment(org_id, tz, self.business_time(tz, day + 1), 199_999.0, person, cid, payee_type="individual")]
-        self.record(9, "near_miss", ids, "just under the limit")
-
-    def plant_10(self) -> None:
-        rng = self.rng
-        org_id, _, _, tz = self.org()
-        day = self._day()
-        base = (self.start + dt.timedelta(days=day)).astimezone(tz)
-        while base.isoweekday() > 5:  # a weekday, so that 19:59 is in hours
-            base += dt.timedelta(days=1)
-        night = base.replace(hour=rng.choice([22, 23, 1, 5]), minute=rng.randrange(60))
-        ids = [self.emit("journal_entry", "finance", org_id, night, self.money(1_000_000, 9_000_000), entry_no=self.next_id("PZH"),
-                         manual=True, account="2202 应付账款", posted_by=self.person())]
-        self.record(10, "violation", ids, "manual entry at night")
-        evening = base.replace(hour=19, minute=59)
-        ids = [self.emit("journal_entry", "finance", org_id, evening, self.money(1_000_000, 9_000_000), entry_no=self.next_id("PZH"),
-                         manual=True, account="2202 应付账款", posted_by=self.person())]
-        self.record(10, "near_miss", ids, "19:59 local")
-        # 15:00 in Frankfurt is 21:00 in Beijing: local time decides, so this is in hours.
-        frankfurt = (self.start + dt.timedelta(days=day)).astimezone(CEST)
-        while frankfurt.isoweekday() > 5:
-            frankfurt += dt.timedelta(days=1)
-        ids = [self.emit("journal_entry", "finance", "SUB12", frankfurt.replace(hour=15, minute=0), self.money(1_000_000, 3_000_000),
-                         entry_no=self.next_id("PZH"), manual=True, account="1002 Bank", posted_by="K. Müller")]
-        self.record(10, "near_miss", ids, "15:00 in Frankfurt (21:00 in Beijing)")
-
-    def plant_11(self) -> None:
-        org_id, _, _, tz = self.org()
-        day = self._day()
-        budget = self.money(5_000_000, 50_000_000)
-        project = self.next_id("XM")
-        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz, day), budget,
-                         project_id=project, decision_ref=self.next_id("DS"), overseas=False)]
-        ids += [self.emit("investment_disbursement", "investment", org_id, self.business_time(tz, day + 2 + 3 * i),
-                          round(budget * 0.4, 2), project_id=project) for i in range(3)]
-        self.record(11, "violation", ids, "120% of the approved budget")
-        budget2 = 10_000_000.0
-        project2 = self.next_id("XM")
-        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz, day), budget2,
-                         project_id=project2, decision_ref=self.next_id("DS"), overseas=False)]
-        ids += [self.emit("investment_disbursement", "investment", org_id, self.business_time(tz, day + 3), 5_500_000.0, project_id=project2),
-                self.emit("investment_disbursement", "investment", org_id, self.business_time(tz, day + 6), 5_500_000.0, project_id=project2)]
-        self.record(11, "near_miss", ids, "exactly 110% of the budget")
-
-    def plant_12(self) -> None:
-        org_id, _, _, tz = self.org()
-        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz), self.money(10_000_000, 80_000_000),
-                         project_id=self.next_id("XM"), overseas=False)]
-        self.record(12, "violation", ids, "no collective decision")
-        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz), 9_999_999.0,
-                         project_id=self.next_id("XM"), overseas=False)]
-        self.record(12, "near_miss", ids, "just under the limit")
-
-    def plant_13(self) -> None:
-        org_id, _, _, tz = self.org()
-        ids = [self.emit("investment_approval", "investment", org_id, self.business_time(tz), self.money(1_000_000, 9_000_000),
-                         project_id=self.next_id("XM"), decision_ref=self.next_id("DS"), overseas=True)]
-        self.record(13, "violation", ids, "overseas without filing")
-
-    def plant_14(self) -> None:
-        org_id, _, _, tz = self.org()
-        ids = [self.emit("decision", "governance", org_id, self.business_time(tz), decision_id=self.next_id("JCD"),
-                         kind=self.rng.choice(["major_decision", "major_project", "large_fund"]),
-                         legal_review=self.rng.choice(["pending", "none"]), meeting="总经理办公会")]
-        self.record(14, "violation", ids, "decided before legal review")
-
-    def plant_15(self) -> None:
-        org_id, _, _, tz = self.org()
-        cp = self.rng.choice([("SUP-S001", "Northwind Dual-Use Trading LLC"), ("SUP-S002", "Baltic Meridian Shipping Ltd")])
-        ids = [self.payment(org_id, tz, self.business_time(tz), self.unique_amount(org_id, cp[0], 1_000, 40_000), cp)]
-        self.record(15, "violation", ids, f"payment to sanctioned {cp[0]}")
-
-    def plant_16(self) -> None:
-        org_id, _, _, tz = self.org()
-        ids = [self.emit("regulation_issued", "governance", org_id, self.business_time(tz), regulation_id=self.next_id("ZDH"),
-                         legal_review="none")]
-        self.record(16, "violation", ids, "issued without legal review")
-
     def malformed(self, count: int) -> list[bytes]:
         rng = self.rng
         kinds = [
@@ -848,7 +495,7 @@ def generate(events: int = 100_000, seed: int = 20260601, start: dt.datetime = D
     review_rounds = max(2, min(12, events // 8000))
     while len(b.events) + len(bad) + REVIEW_EVENTS_PER_ROUND * review_rounds < events:
         rng.choices(funcs, weights)[0]()
-    b.plant_reviews(review_rounds)  # last: the stream before it stays as it was, but for its length
+    ReviewPlants(b, seed).plant(review_rounds)  # last: the stream before it stays as it was, but for its length
     b.events.sort(key=lambda pair: pair[0])
     lines = [orjson.dumps(e) + b"\n" for _, e in b.events]
     # Malformed records arrive at random places in the stream.
