@@ -375,7 +375,5 @@ def default_workers() -> int:
 
 def write_alerts(path: Path, alerts: Iterable[Alert]) -> None:
     """One alert per line."""
-    encoder = msgspec.json.Encoder()
     with open(path, "wb") as f:
-        for alert in alerts:
-            f.write(encoder.encode(alert) + b"\n")
+        f.write(msgspec.json.Encoder().encode_lines(list(alerts)))
