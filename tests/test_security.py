@@ -13,7 +13,7 @@ import tempfile
 import time
 from io import BytesIO, StringIO
 
-import httpx
+import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
