@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.core.reviews import REVIEW_KINDS
+from monitor.core.controls import REVIEW_KINDS
 
 __all__ = ["Metrics", "MAX_SOURCES"]
 

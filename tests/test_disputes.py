@@ -4,7 +4,8 @@ restart, and the cases that stay quiet."""
 
 from __future__ import annotations
 
-from monitor.core.reviews import ControlSpec, Matter, ReviewWatch, StepSpec, compile_control_spec
+from monitor.core.controls import ControlSpec, StepSpec, compile_control_spec
+from monitor.core.reviews import Matter, ReviewWatch
 
 D = 86400.0
 CASES = compile_control_spec(ControlSpec(

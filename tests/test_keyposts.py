@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 from monitor.core.keyposts import KEEP_TRAININGS, training_coverage
-from monitor.core.reviews import ControlSpec, Matter, ReviewWatch, StepSpec, compile_control_spec
+from monitor.core.controls import ControlSpec, StepSpec, compile_control_spec
+from monitor.core.reviews import Matter, ReviewWatch
 
 D = 86400.0
 CST = dt.timezone(dt.timedelta(hours=8))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 from monitor.core.projects import participation_rates, stage_timeline
-from monitor.core.reviews import ControlSpec, Matter, ReviewWatch, StepSpec, compile_control_spec
+from monitor.core.controls import ControlSpec, StepSpec, compile_control_spec
+from monitor.core.reviews import Matter, ReviewWatch
 
 D = 86400.0
 T0 = dt.datetime(2026, 7, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from monitor.core.reviews import ChangeSpec, ControlSpec, Matter, ReviewWatch, StepSpec, compile_control_spec
+from monitor.core.controls import ChangeSpec, ControlSpec, StepSpec, compile_control_spec
+from monitor.core.reviews import Matter, ReviewWatch
 
 H = 3600.0
 D = 86400.0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 from monitor.analyst.backtest import BacktestResult
-from monitor.core.reviews import REVIEW_KINDS
+from monitor.core.controls import REVIEW_KINDS
 
 __all__ = ["write_backtest_report", "write_monthly_report"]
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from monitor.cases.schema import (OPEN_TICKET, AuditEntry, EvidenceRow, MatterReview, PackVersion, Ticket, WorkerClaim,
                                   migrate, ticket_row)
 from monitor.core.alerts import Alert
-from monitor.core.reviews import REVIEW_KINDS
+from monitor.core.controls import REVIEW_KINDS
 from monitor.core.rules import RulePack, parse_duration
 
 __all__ = ["Fence", "FencedError", "MemoryTicketStore", "SqlTicketStore", "TicketError", "TicketStore", "UpsertResult",

@@ -16,7 +16,9 @@ abroad, as defendant, a claim of 10,000,000 CNY or more — and gives them:
   has passed that limit by the control's ``lateness``, and the alert lists
   the case's events.
 
->>> from monitor.core.reviews import ControlSpec, ReviewWatch, StepSpec, compile_control_spec
+>>> from monitor.core.controls import ControlSpec, StepSpec, compile_control_spec
+
+>>> from monitor.core.reviews import ReviewWatch
 >>> control = compile_control_spec(ControlSpec(control="RC-LAW-01", title="t", matter_kind="legal_case",
 ...     risk="OVS-04", min_amount=1e7, only={"role": ["defendant"]}, unless={"jurisdiction": ["CN"]},
 ...     steps=[StepSpec(step="response", within="15d")]))
@@ -32,7 +34,8 @@ abroad, as defendant, a claim of 10,000,000 CNY or more — and gives them:
 from __future__ import annotations
 
 from monitor.core.findings import Finding
-from monitor.core.reviews import CompiledControl, Matter, MatterProcess, ReviewWatch
+from monitor.core.controls import CompiledControl
+from monitor.core.reviews import Matter, MatterProcess, ReviewWatch
 
 __all__ = ["ANSWERED", "CaseProcess", "STATUSES"]
 

@@ -26,7 +26,9 @@ The training coverage of key-post staff: each judged act gives two
 ``commitment``; one row each in the ticket database), ``training_coverage``
 counts the shares by org and month.
 
->>> from monitor.core.reviews import ControlSpec, ReviewWatch, StepSpec, compile_control_spec
+>>> from monitor.core.controls import ControlSpec, StepSpec, compile_control_spec
+
+>>> from monitor.core.reviews import ReviewWatch
 >>> control = compile_control_spec(ControlSpec(control="RC-KEY-01", title="t", matter_kind="key_post",
 ...     risk="REG-03", min_amount=1e6, steps=[StepSpec(step="compliance_training", within="365d"),
 ...                                           StepSpec(step="compliance_commitment")]))
@@ -45,7 +47,8 @@ from __future__ import annotations
 import datetime as dt
 
 from monitor.core.findings import Finding
-from monitor.core.reviews import CompiledControl, Judgement, Matter, MatterProcess, ReviewWatch
+from monitor.core.controls import CompiledControl
+from monitor.core.reviews import Judgement, Matter, MatterProcess, ReviewWatch
 
 __all__ = ["ACTS", "KeyPostProcess", "training_coverage"]
 

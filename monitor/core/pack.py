@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from monitor.core.controls import compile_controls
 from monitor.core.detectorspec import compile_detectors
-from monitor.core.reviews import compile_controls
 from monitor.core.rulelang import EVENT_FIELD_TYPES, Param
 from monitor.core.rules import (
     CompiledRule,

@@ -32,7 +32,9 @@ judged (a ``Judgement``): covered when every stage it has left so far was
 covered before it moved on. ``participation_rates`` counts, per org and month,
 the projects that moved on in that month and how many of them were covered.
 
->>> from monitor.core.reviews import ControlSpec, ReviewWatch, StepSpec, compile_control_spec
+>>> from monitor.core.controls import ControlSpec, StepSpec, compile_control_spec
+
+>>> from monitor.core.reviews import ReviewWatch
 >>> control = compile_control_spec(ControlSpec(control="RC-PRJ-01", title="t", matter_kind="project",
 ...     risk="INV-05", min_amount=5e7, watch_if=["overseas"],
 ...     steps=[StepSpec(step="legal_participation", post="legal_compliance_officer", within="10d")]))
@@ -50,7 +52,8 @@ from __future__ import annotations
 import datetime as dt
 
 from monitor.core.findings import Finding
-from monitor.core.reviews import CompiledControl, Judgement, Matter, MatterProcess, ReviewWatch
+from monitor.core.controls import CompiledControl
+from monitor.core.reviews import Judgement, Matter, MatterProcess, ReviewWatch
 
 __all__ = ["STAGES", "ProjectProcess", "participation_rates", "stage_timeline"]
 

@@ -20,8 +20,8 @@ import msgspec
 import orjson
 
 from monitor.core.batch import EventBatch
+from monitor.core.controls import ControlTest
 from monitor.core.event import EVENT_TYPES, Event, decode_one
-from monitor.core.reviews import ControlTest
 from monitor.core.rules import RulePack, RuleTest, parse_duration
 from monitor.core.scorer import Scorer
 from monitor.core.state import ScorerState

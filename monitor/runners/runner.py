@@ -31,8 +31,8 @@ import orjson
 
 from monitor.cases.notify import announce
 from monitor.core.alerts import Alert
+from monitor.core.controls import REVIEW_KINDS
 from monitor.core.event import Rejection
-from monitor.core.reviews import REVIEW_KINDS
 from monitor.core.rules import RulePack
 from monitor.metrics import Metrics
 from monitor.runners.heap import FrozenHeap
