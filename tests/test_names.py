@@ -78,6 +78,10 @@ def test_a_latin_name_sets_its_country_aside(raw, core, regions):
      "China Electronics Technology Group 38th Research Institute", "different numbers"),
     ("Sepah Bank Iran", "Sepah Bank Syria", "different countries"),
     ("Dandong Hongxiang Industrial Development Co Ltd", "丹东鸿达实业发展有限公司", "without trade words"),
+    ("Sunrise International Holdings Ltd", "Sunset International Holdings Ltd", "without trade words"),
+    ("TCL科技集团股份有限公司", "ABC科技有限公司", "different letters"),
+    ("中铁18局集团有限公司", "中铁19局集团有限公司", "different numbers"),
+    ("中铁十八局集团第一工程有限公司", "中铁十九局集团第一工程有限公司", "different numbers"),
 ])
 def test_what_tells_two_similar_names_apart_is_said(a, b, reason):
     score, why = similarity(normalise(a), normalise(b))
@@ -90,6 +94,9 @@ def test_what_tells_two_similar_names_apart_is_said(a, b, reason):
     ("Hong Kong Xinhua Trading Co Ltd", "香港新华贸易有限公司"),  # a territory both scripts name
     ("广州市天河区新兴贸易有限公司", "广州天河新兴贸易有限公司"),  # a district without its 区
     ("株式会社東芝", "東芝"),  # a Japanese legal form in front
+    ("中铁十八局集团有限公司", "中铁十八局集团有限公司第五工程分公司"),  # a branch, screened as its company
+    ("中国银行股份有限公司", "中国银行股份有限公司北京分行"),
+    ("上海医药集团股份有限公司", "上海医药"),  # the region stays where two characters would remain
     ("Huawei Technologies Co., Ltd.", "华为技术有限公司"),
 ])
 def test_the_index_finds_these_variants(entry, name):

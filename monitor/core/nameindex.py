@@ -92,17 +92,17 @@ class _Postings:
 class _Names:
     """A loaded index's normalised entries, kept as columns of text and made ``Name``s when asked."""
 
-    def __init__(self, entries: list[str], columns: tuple[list[str], list[str], list[str], list[str]]):
+    def __init__(self, entries: list[str], columns: tuple[list[str], ...]):
         self.entries = entries
-        self.scripts, self.cores, self.regions, self.suffixes = columns
+        self.scripts, self.cores, self.regions, self.suffixes, self.letters = columns
         self.made: dict[int, Name] = {}
 
     @staticmethod
-    def columns(names) -> tuple[list[str], list[str], list[str], list[str]]:
+    def columns(names) -> tuple[list[str], ...]:
         if isinstance(names, _Names):
-            return names.scripts, names.cores, names.regions, names.suffixes
+            return names.scripts, names.cores, names.regions, names.suffixes, names.letters
         return ([n.script for n in names], [n.core for n in names], ["/".join(sorted(n.regions)) for n in names],
-                ["/".join(n.suffixes) for n in names])
+                ["/".join(n.suffixes) for n in names], [n.letters for n in names])
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -113,7 +113,7 @@ class _Names:
             regions, suffixes = self.regions[i], self.suffixes[i]
             name = self.made[i] = Name(self.entries[i], self.scripts[i], self.cores[i],
                                        frozenset(regions.split("/")) if regions else frozenset(),
-                                       tuple(suffixes.split("/")) if suffixes else ())
+                                       tuple(suffixes.split("/")) if suffixes else (), self.letters[i])
         return name
 
     def __iter__(self):

@@ -39,6 +39,8 @@ ORG_SUFFIXES = sorted({
     "集团股份有限公司", "集团有限责任公司", "集团有限公司", "股份有限公司", "有限责任公司", "有限公司", "股份公司",
     "集团公司", "总公司", "分公司", "公司", "集团", "有限", "厂", "商行", "株式会社", "有限会社", "合同会社",
 }, key=len, reverse=True)
+# A branch, named as its company followed by where or what it is: 「…有限公司上海分公司」, 「…股份有限公司北京分行」.
+_BRANCH = re.compile(r"^(.+?(?:有限责任公司|股份有限公司|有限公司|集团公司|总公司))[^\s]+?(?:分公司|分行|支行|分厂|办事处)$")
 # Japanese legal forms also stand before the name (株式会社东芝).
 _LEADING_FORMS_ZH = ("株式会社", "有限会社", "合同会社")
 PROVINCES = (
@@ -116,7 +118,8 @@ _COUNTRY_PARTS = {"north korea": "korea", "south korea": "korea"}
 # The places both scripts name: a Latin name's country as a Chinese name's region.
 COUNTRY_HAN = {"hong kong": "香港", "macau": "澳门", "taiwan": "台湾"}
 # Numbers that tell units apart (第八工程局 and 第七工程局, 14th and 38th Research Institute).
-_ZH_NUMBERS = re.compile(r"第[零〇一二三四五六七八九十百千两\d]+|\d+")
+# (a Chinese name's digits are among its letters: 「中铁18局」)
+_ZH_NUMBERS = re.compile(r"第[零〇一二三四五六七八九十百千两]+|[零〇一二三四五六七八九十百千两]+(?=[局所师团厂院处队])|\d+")
 _LATIN_NUMBERS = re.compile(r"\b(\d+)(?:st|nd|rd|th)?\b")
 
 
@@ -133,6 +136,7 @@ class Name(NamedTuple):
     core: str  # Chinese without spaces; Latin as space-separated lower-case words
     regions: frozenset[str]
     suffixes: tuple[str, ...]
+    letters: str = ""  # a Chinese name's letters and digits, set aside (「ZTE中兴通讯」, 「中铁18局」)
 
     @property
     def pinyins(self) -> tuple[str, ...]:
@@ -198,17 +202,16 @@ def _normalise_zh(raw: str, text: str) -> Name:
             regions.update(region for region in _REGIONS if inside.startswith(region))
         text = _BRACKETED.sub("", text)
     text = _NOT_WORD.sub("", text)
+    letters = ""
     if _LATIN_IN_HAN.search(text) and len(_HAN.findall(text)) >= 2:
-        text = _LATIN_IN_HAN.sub("", text)  # 「ZTE中兴通讯」: a brand in letters beside the name
+        # 「ZTE中兴通讯」: a brand in letters beside the name, kept aside (「TCL科技」 is not 「ABC科技」)
+        letters = " ".join(_LATIN_IN_HAN.findall(text))
+        text = _LATIN_IN_HAN.sub("", text)
+    if (m := _BRANCH.match(text)) and len(m.group(1)) >= 4:
+        text = m.group(1)  # 「中铁十八局集团有限公司第五工程分公司」: a branch is screened as its company
     for form in _LEADING_FORMS_ZH:
         if text.startswith(form) and len(text) - len(form) >= 2:
             text = text[len(form):]
-    while (m := _REGION_AT_START.match(text)) and len(text) - m.end() >= 3:  # 「北京银行」 stays whole
-        regions.add(m.group(1))
-        text = text[m.end():]
-    if regions and (m := _DISTRICT_AT_START.match(text)) and len(text) - m.end() >= 3:
-        regions.add(m.group(1))  # 「北京市海淀区中关村科技」: a district after a city, kept with its 区
-        text = text[m.end():]
     suffixes = []
     while text.endswith(_SUFFIX_ENDINGS):
         for n in _SUFFIX_LENGTHS:  # longest first
@@ -218,7 +221,14 @@ def _normalise_zh(raw: str, text: str) -> Name:
                 break
         else:
             break
-    return Name(raw, "zh", text, frozenset(regions), tuple(suffixes))
+    # after the suffixes: 「上海医药集团」 keeps its region, as 「上海医药」 and 「北京银行」 do (two characters would remain)
+    while (m := _REGION_AT_START.match(text)) and len(text) - m.end() >= 3:
+        regions.add(m.group(1))
+        text = text[m.end():]
+    if regions and (m := _DISTRICT_AT_START.match(text)) and len(text) - m.end() >= 3:
+        regions.add(m.group(1))  # 「北京市海淀区中关村科技」: a district after a city, kept with its 区
+        text = text[m.end():]
+    return Name(raw, "zh", text, frozenset(regions), tuple(suffixes), letters)
 
 
 def _normalise_latin(raw: str, text: str) -> Name:
@@ -263,10 +273,21 @@ def _countries_differ(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a and b and not ({_COUNTRY_PARTS.get(c, c) for c in a} & {_COUNTRY_PARTS.get(c, c) for c in b}))
 
 
+def _letters_differ(a: Name, b: Name) -> bool:
+    """Two Chinese names' letters name two brands, or one name is its letters and
+    the other has none (「TCL科技」 against 「科技」: the Han characters are trade words)."""
+    mine, theirs = _LATIN_NUMBERS.sub("", a.letters).split(), _LATIN_NUMBERS.sub("", b.letters).split()
+    if mine and theirs:
+        return mine != theirs
+    lettered = a if mine else b
+    return bool(mine or theirs) and len(_spoken_tables()[4].sub("", lettered.core)) < 2
+
+
 def _numbers_differ(a: str, b: str, numbers: re.Pattern) -> tuple[str, str] | None:
-    """The numbers two names hold, when both hold some and they differ (第十四 and 第三十八)."""
-    mine, theirs = numbers.findall(a), numbers.findall(b)
-    if mine and theirs and sorted(mine) != sorted(theirs):
+    """The numbers two names hold, when both hold some and neither's are among the other's
+    (第十四 and 第三十八 differ; 十八局 and 十八局第五工程, a unit of it, do not)."""
+    mine, theirs = [n.removeprefix("第") for n in numbers.findall(a)], [n.removeprefix("第") for n in numbers.findall(b)]
+    if mine and theirs and not (set(mine) <= set(theirs) or set(theirs) <= set(mine)):
         return "/".join(mine), "/".join(theirs)
     return None
 
@@ -309,8 +330,10 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
     if a.script == "zh" and b.script == "zh":
         if a.regions and b.regions and _regions_differ(a.regions, b.regions):
             return 0.0, f"different regions ({'/'.join(sorted(a.regions))} vs {'/'.join(sorted(b.regions))})"
-        if numbers := _numbers_differ(a.core, b.core, _ZH_NUMBERS):
+        if numbers := _numbers_differ(f"{a.core} {a.letters}", f"{b.core} {b.letters}", _ZH_NUMBERS):
             return 0.0, f"different numbers ({numbers[0]} vs {numbers[1]})"
+        if (a.letters or b.letters) and _letters_differ(a, b):
+            return 0.0, f"different letters ({a.letters or '-'} vs {b.letters or '-'})"
         best = (-1.0, "")
         for x in _cores(a.core, b.regions):
             for y in _cores(b.core, a.regions):
@@ -329,6 +352,11 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
             return 0.0, f"different numbers ({numbers[0]} vs {numbers[1]})"
         # word order aside ("Melli Bank", "Bank Melli"), and word breaks aside ("Gazprombank", "Gazprom Bank")
         score = max(fuzz.token_sort_ratio(a.core, b.core), fuzz.ratio(a.core.replace(" ", ""), b.core.replace(" ", "")))
+        (own_a, trade_a), (own_b, trade_b) = _latin_own_words(a.core), _latin_own_words(b.core)
+        if own_a and own_b and trade_a and trade_a == trade_b:  # the same trade words lift two names alike
+            own_score = fuzz.token_sort_ratio(own_a, own_b)
+            if own_score < score:
+                return own_score, f"'{own_a}' vs '{own_b}' (without trade words)"
         return score, f"'{a.core}' vs '{b.core}'"
     zh, latin = (a, b) if a.script == "zh" else (b, a)
     spoken, whole, regions, distinct = latin_as_pinyin(latin.core)
@@ -423,6 +451,17 @@ def latin_as_pinyin(core: str) -> tuple[str, str, frozenset[str], str]:
         aside.add(spoken.pop(0))
     distinct = "".join(w for w in spoken if not w.startswith("\0") and w not in trade_said)
     return "".join(spoken).replace("\0", ""), whole, frozenset(aside), distinct
+
+
+@lru_cache(maxsize=50_000)
+def _latin_own_words(core: str) -> tuple[str, tuple[str, ...]]:
+    """A Latin core's own words, and its trade words (``TRADE_WORDS``) in order.
+
+    >>> _latin_own_words("sunrise international shipping")
+    ('sunrise', ('international', 'shipping'))
+    """
+    pattern = _spoken_tables()[0]
+    return " ".join(pattern.sub(" ", core).split()), tuple(m.group(0) for m in pattern.finditer(core))
 
 
 @lru_cache(maxsize=50_000)
