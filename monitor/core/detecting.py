@@ -51,9 +51,12 @@ def detector_model(det: CompiledDetector, state: ScorerState, org: Any) -> Detec
     return _model_in(det, state.detectors.setdefault(det.id, {}), org, state.per_key_maps)
 
 
+_MODEL_TYPES = frozenset(MODELS.values())
+
+
 def _model_in(det: CompiledDetector, store, org: Any, per_key_maps=None) -> Detector:
     held = store.get((org,))
-    if isinstance(held, Detector):
+    if type(held) in _MODEL_TYPES or isinstance(held, Detector):  # the first test skips the ABC's slow check
         return held
     model = det.new_model()
     if held is not None:
