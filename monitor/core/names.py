@@ -38,6 +38,7 @@ __all__ = ["DISTRICT_ENDINGS", "Name", "latin_as_pinyin", "lend_pinyin_table", "
 ORG_SUFFIXES = sorted({
     "集团股份有限公司", "集团有限责任公司", "集团有限公司", "股份有限公司", "有限责任公司", "有限公司", "股份公司",
     "集团公司", "总公司", "分公司", "公司", "集团", "有限", "厂", "商行", "株式会社", "有限会社", "合同会社",
+    "股份",  # a listed company's short name: 首钢股份
 }, key=len, reverse=True)
 # A branch, named as its company followed by where or what it is: 「…有限公司上海分公司」, 「…股份有限公司北京分行」.
 _BRANCH = re.compile(r"^(.+?(?:有限责任公司|股份有限公司|有限公司|集团公司|总公司))[^\s]+?(?:分公司|分行|支行|分厂|办事处)$")
@@ -89,6 +90,7 @@ _SPELLED_FORMS = re.compile(r"\b(?:" + "|".join(sorted((
     "soci(?:é|e)t(?:é|e) anonyme", "soci(?:é|e)t(?:é|e) (?:à|a) responsabilit(?:é|e) limit(?:é|e)e",
     "sociedad an(?:ó|o)nima", "sociedad de responsabilidad limitada", "societ(?:à|a) per azioni",
     "naamloze vennootschap", "besloten vennootschap", "kabushiki [kg]aisha", "aktiebolag", "osakeyhti(?:ö|o)",
+    "state corporation",
 ), key=len, reverse=True)) + r")\b")
 _DOTTED_INITIALS = re.compile(r"\b(?:[a-z]\.){2,}(?:[a-z]\b)?")
 # Countries and territories, as a Latin name says them at its start or end: weak
@@ -221,8 +223,10 @@ def _normalise_zh(raw: str, text: str) -> Name:
                 break
         else:
             break
-    # after the suffixes: 「上海医药集团」 keeps its region, as 「上海医药」 and 「北京银行」 do (two characters would remain)
-    while (m := _REGION_AT_START.match(text)) and len(text) - m.end() >= 3:
+    # after the suffixes: 「上海医药集团」 keeps its region, as 「上海医药」 and 「北京银行」 do (a trade word would
+    # remain); 「北京首钢股份」 does not (首钢 is a name)
+    while (m := _REGION_AT_START.match(text)) and (len(text) - m.end() >= 3 or (
+            len(text) - m.end() == 2 and _trade_zh().sub("", text[m.end():]))):
         regions.add(m.group(1))
         text = text[m.end():]
     if regions and (m := _DISTRICT_AT_START.match(text)) and len(text) - m.end() >= 3:
@@ -251,10 +255,19 @@ def _normalise_latin(raw: str, text: str) -> Name:
     for at in (_COUNTRY_AT_START, _COUNTRY_AT_END):
         m = at.search(core)
         rest = core[:m.start()] + core[m.end():] if m else ""
-        if m and len(rest.split()) >= 2:  # "Iran Air" and "Bank of China" stay whole
+        if m and _stands_alone(rest.split()):  # "Iran Air" and "Bank of Iran" stay whole
             regions.add(_COUNTRY_ALIASES.get(m.group(1), m.group(1)))
             core = rest.strip()
     return Name(raw, "latin", core, frozenset(regions), ())
+
+
+def _stands_alone(words: list[str]) -> bool:
+    """Whether what remains of a Latin name without its country still names it: two
+    words or more, or one of five letters or more that is no trade word ("Sberbank
+    of Russia" is Sberbank; "Iran Air" and "Cuba Trading" stay whole)."""
+    if len(words) >= 2:
+        return True
+    return len(words) == 1 and len(words[0]) >= 5 and words[0] not in TRADE_WORDS and words[0] not in LATIN_FORMS
 
 
 def _regions_differ(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -280,7 +293,7 @@ def _letters_differ(a: Name, b: Name) -> bool:
     if mine and theirs:
         return mine != theirs
     lettered = a if mine else b
-    return bool(mine or theirs) and len(_spoken_tables()[4].sub("", lettered.core)) < 2
+    return bool(mine or theirs) and len(_trade_zh().sub("", lettered.core)) < 2
 
 
 def _numbers_differ(a: str, b: str, numbers: re.Pattern) -> tuple[str, str] | None:
@@ -377,7 +390,8 @@ def similarity(a: Name, b: Name) -> tuple[float, str]:
 
 # Trade words a Latin name renders alike ("Technology" is 科技 or 技术): across
 # scripts each is said as the first, so that 「华为技术」 is "Huawei Technologies".
-SAME_TRADE = {"技术": "科技", "商贸": "贸易", "药业": "医药", "建筑": "建设", "工业": "实业", "电器": "电气"}
+SAME_TRADE = {"技术": "科技", "商贸": "贸易", "药业": "医药", "建筑": "建设", "工业": "实业", "电器": "电气",
+              "动力": "电力"}  # Power: 电力 and 动力
 _SAME_TRADE = re.compile("|".join(SAME_TRADE))
 
 
@@ -410,7 +424,7 @@ TRADE_WORDS = {
     "electrical": "电气", "pharmaceutical": "医药", "pharmaceuticals": "医药", "logistics": "物流", "energy": "能源",
     "new energy": "新能源", "international": "国际", "development": "发展", "import export": "进出口",
     "machinery": "机械", "chemical": "化工", "chemicals": "化工", "electronics": "电子", "electronic": "电子",
-    "materials": "材料", "environmental protection": "环保", "real estate": "房地产", "bank": "银行",
+    "building materials": "建材", "materials": "材料", "environmental protection": "环保", "real estate": "房地产", "bank": "银行",
     "securities": "证券", "insurance": "保险", "petroleum": "石油", "steel": "钢铁", "automobile": "汽车",
     "telecommunications": "通信", "communications": "通信", "software": "软件", "network": "网络",
     "information": "信息", "medical": "医疗", "food": "食品", "textile": "纺织", "shipping": "航运", "mining": "矿业",
@@ -420,15 +434,22 @@ TRADE_WORDS = {
 }
 
 
+_TRADE_HAN = frozenset({*TRADE_WORDS.values(), *SAME_TRADE, *SAME_TRADE.values()})
+
+
 @lru_cache(maxsize=1)
 def _spoken_tables() -> tuple[re.Pattern, dict[str, str], frozenset[str], frozenset[str], re.Pattern]:
     table = pinyin_table()
     words = {english: chinese.translate(table) for english, chinese in TRADE_WORDS.items()}
     pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b")
-    trade_han = {*TRADE_WORDS.values(), *SAME_TRADE, *SAME_TRADE.values()}
-    trade_said = frozenset(w.translate(table) for w in trade_han)  # "Huawei Jishu": jishu is a trade word
-    trade_zh = re.compile("|".join(sorted(trade_han, key=len, reverse=True)))
-    return pattern, words, frozenset(region.translate(table) for region in _REGIONS), trade_said, trade_zh
+    trade_said = frozenset(w.translate(table) for w in _TRADE_HAN)  # "Huawei Jishu": jishu is a trade word
+    return pattern, words, frozenset(region.translate(table) for region in _REGIONS), trade_said, _trade_zh()
+
+
+@lru_cache(maxsize=1)
+def _trade_zh() -> re.Pattern:
+    """The Chinese trade words (科技, 贸易, 银行, 中国 …), longest first."""
+    return re.compile("|".join(sorted(_TRADE_HAN, key=len, reverse=True)))
 
 
 @lru_cache(maxsize=50_000)
