@@ -111,8 +111,9 @@ COUNTRIES = frozenset({
     "thailand", "turkey", "turkmenistan", "uae", "united arab emirates", "uganda", "ukraine", "united kingdom", "uk",
     "usa", "united states", "uzbekistan", "venezuela", "vietnam", "yemen", "zimbabwe",
 })
-_COUNTRY_AT_START = re.compile("^(" + "|".join(sorted(COUNTRIES, key=len, reverse=True)) + ") ")
-_COUNTRY_AT_END = re.compile(" (?:of )?(" + "|".join(sorted(COUNTRIES, key=len, reverse=True)) + ")$")
+_COUNTRY_NAMES = "|".join(sorted(COUNTRIES, key=len, reverse=True))  # longest first: "north korea" before "korea"
+_COUNTRY_AT_START = re.compile(f"^({_COUNTRY_NAMES}) ")
+_COUNTRY_AT_END = re.compile(f" (?:of )?({_COUNTRY_NAMES})$")
 # One name for a country said several ways; "Korea" may be either.
 _COUNTRY_ALIASES = {"hk": "hong kong", "macao": "macau", "dprk": "north korea", "uae": "united arab emirates",
                     "uk": "united kingdom", "usa": "united states", "burma": "myanmar"}
@@ -438,12 +439,18 @@ _TRADE_HAN = frozenset({*TRADE_WORDS.values(), *SAME_TRADE, *SAME_TRADE.values()
 
 
 @lru_cache(maxsize=1)
-def _spoken_tables() -> tuple[re.Pattern, dict[str, str], frozenset[str], frozenset[str], re.Pattern]:
+def _spoken_tables() -> tuple[dict[str, str], frozenset[str], frozenset[str]]:
+    """The pinyin of ``TRADE_WORDS``, of the regions, and of the Chinese trade words."""
     table = pinyin_table()
     words = {english: chinese.translate(table) for english, chinese in TRADE_WORDS.items()}
-    pattern = re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, words), key=len, reverse=True)) + r")\b")
     trade_said = frozenset(w.translate(table) for w in _TRADE_HAN)  # "Huawei Jishu": jishu is a trade word
-    return pattern, words, frozenset(region.translate(table) for region in _REGIONS), trade_said, _trade_zh()
+    return words, frozenset(region.translate(table) for region in _REGIONS), trade_said
+
+
+@lru_cache(maxsize=1)
+def _trade_en() -> re.Pattern:
+    """The Latin trade words of ``TRADE_WORDS``, longest first (no pinyin needed: Latin names alone use it)."""
+    return re.compile(r"\b(?:" + "|".join(sorted(map(re.escape, TRADE_WORDS), key=len, reverse=True)) + r")\b")
 
 
 @lru_cache(maxsize=1)
@@ -464,8 +471,8 @@ def latin_as_pinyin(core: str) -> tuple[str, str, frozenset[str], str]:
     >>> latin_as_pinyin("shanghai electric")
     ('dianqi', 'shanghaidianqi', frozenset({'shanghai'}), '')
     """
-    pattern, words, regions, trade_said, _trade_zh = _spoken_tables()
-    spoken = pattern.sub(lambda m: "\0" + words[m.group(0)], core).split()  # \0 marks a trade word
+    words, regions, trade_said = _spoken_tables()
+    spoken = _trade_en().sub(lambda m: "\0" + words[m.group(0)], core).split()  # \0 marks a trade word
     whole = "".join(spoken).replace("\0", "")
     aside = set()
     while len(spoken) > 1 and spoken[0] in regions:
@@ -481,7 +488,7 @@ def _latin_own_words(core: str) -> tuple[str, tuple[str, ...]]:
     >>> _latin_own_words("sunrise international shipping")
     ('sunrise', ('international', 'shipping'))
     """
-    pattern = _spoken_tables()[0]
+    pattern = _trade_en()
     return " ".join(pattern.sub(" ", core).split()), tuple(m.group(0) for m in pattern.finditer(core))
 
 
@@ -492,4 +499,4 @@ def _zh_distinct(core: str) -> str:
     >>> _zh_distinct("丹东鸿祥实业发展")
     'dandonghongxiang'
     """
-    return _spoken_tables()[4].sub("", core).translate(pinyin_table())
+    return _trade_zh().sub("", core).translate(pinyin_table())
