@@ -21,6 +21,18 @@ committed after it — while the group's offsets do move on with those later
 commits. Recovering then would restore state older than the offsets scoring
 resumes from. So before recovering its active partitions, a worker waits
 until no transaction is open on them (their last stable offset is their end).
+
+After every rebalance the changelog is the only truth: the local table is
+emptied and each active partition recovered from its beginning (as Kafka
+Streams wipes a task's store when it is closed uncleanly under exactly-once).
+What stays in memory otherwise is wrong in two ways. A checkpoint whose
+transaction was aborted (revoked or fenced mid-commit) has already written its
+state locally, and faust would resume a partition the worker keeps from where
+it last read, so those writes would stand over the committed state. And the
+entries of partitions that moved away stay too (faust forgets only what it
+read from the changelog), and the worker's scans — the review deadlines, the
+events waiting for master data — would judge another worker's orgs a second
+time. The worker runs without standby replicas for the same reason.
 """
 
 from __future__ import annotations
@@ -49,6 +61,13 @@ OPEN_TRANSACTION_WAIT = TRANSACTION_TIMEOUT_MS / 1000 + 20.0
 
 
 class TransactionalRecovery(Recovery):
+    async def on_rebalance(self, assigned: set, revoked: set, newly_assigned: set, generation_id: int = 0) -> None:
+        for table in self.tables.values():
+            table.data.clear()
+        for offsets in (self.active_offsets, self.standby_offsets, self.active_highwaters, self.standby_highwaters):
+            offsets.clear()  # from each partition's beginning
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
     async def _build_highwaters(self, consumer: Any, tps: set, destination: Any, title: str) -> None:
         if title == "active":
             await self._claim_input_partitions()

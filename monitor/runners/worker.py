@@ -331,6 +331,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
         key_serializer="raw",  # every topic, the table's changelog included, carries plain bytes
         value_serializer="raw",
         TableManager=TransactionalTableManager,  # the changelog is written in transactions
+        table_standby_replicas=0,  # every rebalance recovers from the changelog (monitor.runners.txnrecovery)
     )
     # The event topics are subscribed here, not by an agent: their records go
     # to ``score_batch`` a fetch at a time (see ``monitor.runners.batchconsumer``).
@@ -447,6 +448,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     await asyncio.gather(state.send_records(producer, records), *futures,
                                          *([producer.send_offsets_to_transaction(offsets, app.conf.id)] if offsets else []))
                 return
+            except ProducerFenced:
+                # Another worker has claimed the partition (or the transaction outlived its
+                # timeout): a fresh producer under the same id would fence the new owner in
+                # turn and commit this one's stale work. Never renewed.
+                raise
             except KafkaError as exc:
                 transient = exc.retriable or isinstance(exc, KafkaTimeoutError)  # a batch that expired waiting
                 # A broker that restarted may have lost the tail of what the producer sent; its
@@ -660,8 +666,8 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             """Review deadlines in orgs whose topics went quiet, by the clock; events that
             waited for master data, once every input has caught up with them."""
             async with lock:
-                if not state_producers:
-                    return  # no partitions (yet): nothing of ours to judge
+                if not state_producers or app.rebalancing or app.in_recovery:
+                    return  # no partitions (yet), or their state is not all read back: nothing to judge
                 out = core.tick(time.time(), app.consumer.unread_partitions())
                 if out.alerts:
                     await _deliver(out, core.pack, set(state_producers))
