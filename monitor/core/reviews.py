@@ -127,6 +127,8 @@ class _Due:
         keys = []
         while heap and heap[0][0] <= now:
             keys.append(heapq.heappop(heap)[1])
+        if heap is not None and not heap:
+            del self.heaps[org]  # the orgs held are those with something waiting
         return list(dict.fromkeys(keys))
 
     def next_at(self, org: str) -> float:
@@ -228,6 +230,11 @@ class ReviewWatch:
         self._until = math.inf
         # executions judged since last taken: what the review rate (审查率) counts
         self.judged: list[Judgement] = []
+        # event type -> the controls that read it, in list order (a payment reaches only the key-post control)
+        self._readers: dict[str, list[CompiledControl]] = {}
+        for control in controls:
+            for kind in control.watched_types:
+                self._readers.setdefault(kind, []).append(control)
 
     # events in ------------------------------------------------------------------------------
     def apply(self, rows: list[dict[str, Any]], matters: dict[str, dict[tuple, Matter]],
@@ -237,8 +244,9 @@ class ReviewWatch:
         input has been read past it (``until``), else once they are."""
         self._until = until
         findings: list[Finding] = []
+        readers = self._readers
         for row in sorted(rows, key=lambda r: r["t"]):
-            for control in self.controls:
+            for control in readers.get(row["type"], ()):
                 process = control.process
                 key = self._key(control, row) if process is None else process.key(control, row)
                 if key is None:
@@ -478,10 +486,10 @@ class ReviewWatch:
         for control in self.controls:
             due, read_due = self._due[control.id], self._read_due[control.id]
             store = matters.get(control.id, {})
-            heaps, read_heaps = due.heaps, read_due.heaps
-            for org, mark in org_marks.items():
-                if not heaps.get(org) and not read_heaps.get(org):
-                    continue  # nothing waits in this org (most of a large group's, most batches)
+            # The given orgs where something waits, in order (set arithmetic in C: most of a
+            # large group's orgs, most batches, wait for nothing under most controls).
+            for org in sorted(org_marks.keys() & (due.heaps.keys() | read_due.heaps.keys())):
+                mark = org_marks[org]
                 now = min(mark, until)
                 for key in due.pop_due(org, now):
                     m = store.get(key)
