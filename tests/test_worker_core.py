@@ -236,6 +236,21 @@ def test_judging_stops_at_the_oldest_input_with_records_unread(default_pack):
     assert core.judge_until({(PROCUREMENT, 0)}) == march + 4 * 86400 + 3600
     assert core.judge_until({(PROCUREMENT, 5)}) == -math.inf  # never read
     assert core.judge_until(()) == math.inf  # caught up everywhere
+    assert core.judge_until(None) == -math.inf  # not known (no assignment, a rebalance under way)
+
+
+def test_nothing_is_judged_past_what_is_read_while_the_inputs_are_not_known(default_pack):
+    """A batch scored while the consumer knows no assignment (a restarted worker's
+    group rebalancing as its dead predecessor leaves) judges nothing a later
+    record on another input could change: HT2's signing waits, as if the OA's
+    topic were unread, and is judged once the inputs are known and read."""
+    core = WorkerCore(default_pack, {})
+    out = core.process([_signed(0, "c2", 2, "HT2")], unread=None)
+    assert out.alerts == []
+    assert core.scorer.judge_until == -math.inf
+    out = core.process([_governance(0, "s2", "matter_submitted", 1, "HT2", drafter_id="u1"),
+                        _governance(1, "s9", "matter_submitted", 20, "HT9", drafter_id="u1")], unread=set())
+    assert _by_matter(out.alerts) == {"HT2": ["RC-CON-01:executed_early:legal_review"]}
 
 
 def test_idle_window_keys_are_kept_while_their_topic_is_behind(default_pack):

@@ -107,17 +107,21 @@ class BatchConsumer(Consumer):
         else:
             await self._rewind(batch)
 
-    def unread_partitions(self) -> set[tuple[str, int]]:
+    def unread_partitions(self) -> set[tuple[str, int]] | None:
         """The batch topics' assigned partitions that hold records not handed
         over yet: the position short of the last stable offset, or either not
         known (nothing fetched since the assignment). Read from aiokafka's
         subscription state, as its own ``last_stable_offset()`` does; the
         position is past the records ``on_batch`` was last given (aiokafka moves
-        it when records are taken, and past transaction markers)."""
+        it when records are taken, and past transaction markers).
+
+        None while no assignment is known (a rebalance under way, as when a
+        restarted worker's dead predecessor leaves the group): which inputs
+        hold records is then unknown, and nothing may count as read to its end."""
         subscription = self._thread._ensure_consumer()._subscription.subscription
         assignment = subscription.assignment if subscription is not None else None
         if assignment is None:
-            return set()
+            return None
         unread = set()
         for tp in assignment.tps:
             if tp.topic not in self.batch_topics:

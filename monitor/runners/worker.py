@@ -147,7 +147,7 @@ class WorkerCore:
         return dropped
 
     def process(self, messages: list[Message], write_state: bool = True,
-                unread: Collection[tuple[str, int]] = ()) -> WorkerOutput:
+                unread: Collection[tuple[str, int]] | None = ()) -> WorkerOutput:
         """Score a batch. With ``write_state=False`` the state stays in memory until
         ``write_state()``: the worker first makes the batch's alerts and tickets
         durable, so a crash can never leave state that says "seen" for a finding
@@ -232,12 +232,15 @@ class WorkerCore:
         self.tables.flush()
         self.evidence.flush()
 
-    def judge_until(self, unread: Collection[tuple[str, int]]) -> float:
+    def judge_until(self, unread: Collection[tuple[str, int]] | None) -> float:
         """The oldest business time read on a partition with records still unread
-        (-inf for one nothing has been read from since the state was recovered)."""
+        (-inf for one nothing has been read from since the state was recovered,
+        and when which partitions hold records is not known: ``unread`` None)."""
+        if unread is None:
+            return -math.inf
         return min((self.partition_times.get(tp, -math.inf) for tp in unread), default=math.inf)
 
-    def tick(self, now: float, unread: Collection[tuple[str, int]] = ()) -> WorkerOutput:
+    def tick(self, now: float, unread: Collection[tuple[str, int]] | None = ()) -> WorkerOutput:
         """Let the clock stand in for business time in orgs gone quiet: a
         review step past its limit fires though no event comes to say so.
         An org counts as quiet after ``quiet_after`` seconds without events,
@@ -262,7 +265,7 @@ class WorkerCore:
             findings += self.scorer.advance_time(self.tables.state, quiet)
         return self._output(out, findings, released)
 
-    def release(self, unread: Collection[tuple[str, int]] = ()) -> WorkerOutput:
+    def release(self, unread: Collection[tuple[str, int]] | None = ()) -> WorkerOutput:
         """Judge the events that waited for master data, if every input has caught up
         with them (a graceful stop: the end of a stream is judged the same whenever the
         stop comes, not only when the timer happened to beat it)."""
