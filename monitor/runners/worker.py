@@ -307,7 +307,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     """
     import faust
     from aiokafka import TopicPartition
-    from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNumber, ProducerFenced
+    from aiokafka.errors import KafkaError, ProducerFenced
 
     from monitor.runners.batchconsumer import BatchConsumer
     from monitor.runners.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
@@ -451,21 +451,11 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     await asyncio.gather(state.send_records(producer, records), *futures,
                                          *([producer.send_offsets_to_transaction(offsets, app.conf.id)] if offsets else []))
                 return
-            except ProducerFenced:
-                # Another worker has claimed the partition (or the transaction outlived its
-                # timeout): a fresh producer under the same id would fence the new owner in
-                # turn and commit this one's stale work. Never renewed.
-                raise
             except KafkaError as exc:
-                transient = exc.retriable or isinstance(exc, KafkaTimeoutError)  # a batch that expired waiting
-                # A broker that restarted may have lost the tail of what the producer sent; its
-                # sender stops for good on the gap. The transaction was never committed: a fresh
-                # producer under the same transactional id aborts it, and sends it again whole.
-                # So does it on a connection closed while it looks for the transaction
-                # coordinator (the broker stopping): every later send then fails.
-                renew = isinstance(exc, OutOfOrderSequenceNumber) or _sender_stopped(producer)
-                if not (transient or renew) or rebalances != generation or time.monotonic() + pause > deadline:
+                plan = commit_failure_plan(exc, _sender_stopped(producer))
+                if plan == "raise" or rebalances != generation or time.monotonic() + pause > deadline:
                     raise
+                renew = plan == "renew"
                 log.warning("checkpoint not committed (%s: %s), aborted; trying again in %.1f s",
                             type(exc).__name__, exc, pause)
                 await asyncio.sleep(pause)
@@ -741,6 +731,35 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     return app
+
+
+def commit_failure_plan(exc: Exception, sender_stopped: bool) -> str:
+    """What a checkpoint does when its transaction failed with ``exc``: ``"raise"``,
+    ``"retry"`` (the same producer, the broker being briefly away) or ``"renew"``
+    (a fresh producer under the same transactional id aborts the transaction and
+    the checkpoint is sent again whole).
+
+    A broker that restarted may have lost the tail of what the producer sent; its
+    sender stops for good on the gap, as it does on a connection closed while it
+    looks for the transaction coordinator: renew. But never when fenced — another
+    worker has claimed the partition (or the transaction outlived its timeout),
+    and a fresh producer would fence the new owner in turn and commit stale work.
+
+    >>> from aiokafka.errors import ProducerFenced, KafkaTimeoutError, OutOfOrderSequenceNumber
+    >>> commit_failure_plan(ProducerFenced(), sender_stopped=True)
+    'raise'
+    >>> commit_failure_plan(KafkaTimeoutError(), False), commit_failure_plan(OutOfOrderSequenceNumber(), False)
+    ('retry', 'renew')
+    """
+    from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNumber, ProducerFenced
+
+    if isinstance(exc, ProducerFenced):
+        return "raise"
+    if isinstance(exc, OutOfOrderSequenceNumber) or sender_stopped:
+        return "renew"
+    if (isinstance(exc, KafkaError) and exc.retriable) or isinstance(exc, KafkaTimeoutError):  # a batch that expired
+        return "retry"
+    return "raise"
 
 
 def _sender_stopped(producer) -> bool:
