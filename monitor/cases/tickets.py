@@ -284,11 +284,23 @@ class SqlTicketStore:
                 _update(ticket, alert, now)
                 updated.append(alert)
         session.flush()
-        if planned:  # as rows, not ORM objects: the same batched INSERT, no object kept per ticket
-            ids = session.scalars(insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), planned).all()
-            session.execute(insert(AuditEntry), [_opened_entry(i, p, now) for i, p in zip(ids, planned)])
+        if planned:  # as rows, not ORM objects: one executemany, no object kept per ticket
+            conn = session.connection()
+            conn.execute(insert(Ticket.__table__), planned)
+            ids = self._open_ids(session, [p["dedup_key"] for p in planned])
+            conn.execute(insert(AuditEntry.__table__), [_opened_entry(ids[p["dedup_key"]], p, now) for p in planned])
         session.commit()
         return UpsertResult(opened, updated)
+
+    @staticmethod
+    def _open_ids(session: Session, keys: list[str]) -> dict[str, int]:
+        """The ids of the open tickets of these dedup keys. Read back by key rather than
+        with INSERT … RETURNING, which SQLite runs a row at a time when the order must hold."""
+        ids: dict[str, int] = {}
+        for i in range(0, len(keys), 500):
+            ids.update(session.execute(select(Ticket.dedup_key, Ticket.id)
+                                       .where(Ticket.dedup_key.in_(keys[i:i + 500]), OPEN_TICKET)).all())
+        return ids
 
     def _upsert_one(self, session: Session, alert: Alert, pack: RulePack, now: dt.datetime) -> bool:
         for _attempt in range(3):

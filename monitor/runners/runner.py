@@ -301,38 +301,49 @@ class EmbeddedRunner:
                  for i in range(self.workers)]
         for p in procs:
             p.start()
+        # The runner too keeps a heap of long-lived objects (the pack, its lists'
+        # name index, the alerts so far, the ticket store's modules): frozen, the
+        # collector stops rescanning it while the runner shares the cores with the workers.
+        with FrozenHeap() as heap:
+            try:
+                self.open_store()  # while the workers score
+                heap.settle()
+                self._collect(procs, results, switches, progress, heap)
+            except BaseException:
+                for p in procs:
+                    p.kill()  # a failed run (or a ticket database that cannot be opened) stops its workers now
+                raise
+            finally:
+                for p in procs:
+                    p.join(timeout=5)
+                    if p.is_alive():
+                        p.kill()
+            return self._finish(started)
+
+    def _collect(self, procs: list, results, switches: PackSwitches | None,
+                 progress: Callable[[int], None] | None, heap: FrozenHeap) -> None:
+        """Absorb the workers' batch results until each has said it is done."""
         done = 0
         finished: set[int] = set()
-        try:
-            self.open_store()  # while the workers score
-            while done < self.workers:
-                self._maybe_reload(switches)
-                try:
-                    item = results.get(timeout=WORKER_POLL_SECONDS)
-                except queue.Empty:
-                    check_alive(procs, finished)
-                    continue
-                if isinstance(item, bytes):
-                    item = pickle.loads(item)
-                elif isinstance(item, tuple):
-                    if item[0] == "error":
-                        raise RuntimeError(f"a scoring worker failed:\n{item[1]}")
-                    done += 1
-                    finished.add(item[1])
-                    continue
-                self.absorb(item)
-                if progress:
-                    progress(item.lines)
-        except BaseException:
-            for p in procs:
-                p.kill()  # a failed run (or a ticket database that cannot be opened) stops its workers now
-            raise
-        finally:
-            for p in procs:
-                p.join(timeout=5)
-                if p.is_alive():
-                    p.kill()
-        return self._finish(started)
+        while done < len(procs):
+            self._maybe_reload(switches)
+            try:
+                item = results.get(timeout=WORKER_POLL_SECONDS)
+            except queue.Empty:
+                check_alive(procs, finished)
+                continue
+            if isinstance(item, bytes):
+                item = pickle.loads(item)
+            elif isinstance(item, tuple):
+                if item[0] == "error":
+                    raise RuntimeError(f"a scoring worker failed:\n{item[1]}")
+                done += 1
+                finished.add(item[1])
+                continue
+            self.absorb(item)
+            heap.settle()
+            if progress:
+                progress(item.lines)
 
     def _finish(self, started: float) -> RunSummary:
         self.local.close()
