@@ -47,8 +47,6 @@ Auditing, and Fraud Detection. Wiley. Table 7.1.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 
 from detectors.base import Bounds, Columns, Detector, Scores, squash
@@ -88,6 +86,21 @@ def expected_mad(n: np.ndarray) -> np.ndarray:
     spread = np.sqrt(2 * EXPECTED * (1 - EXPECTED) / np.pi).mean()
     with np.errstate(divide="ignore"):
         return np.where(n > 0, spread / np.sqrt(np.maximum(n, 1)), np.nan)
+
+
+def first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Number equal values 0, 1, … in order of first appearance: (each value's number,
+    the position where each number first appears).
+
+    >>> codes, first = first_seen_codes(np.array([7, 3, 7, 9, 3]))
+    >>> codes.tolist(), first.tolist()
+    ([0, 1, 0, 2, 1], [0, 1, 3])
+    """
+    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    by_first = np.argsort(first)
+    rank = np.empty_like(by_first)
+    rank[by_first] = np.arange(len(first))
+    return rank[inverse.ravel()], first[by_first]
 
 
 def band(mad: float) -> str:
@@ -130,24 +143,30 @@ class Benford(Detector):
         self.keep_months = keep_months
         self._counts: dict[tuple, np.ndarray] = {}  # (key, "YYYY-MM") -> counts of digits 1..9
 
-    def _months(self, t: np.ndarray) -> list[str]:
-        shift = self.utc_offset_hours * 3600
-        cache: dict[int, str] = {}
-        out = []
-        for day in ((np.asarray(t, dtype=float) + shift) // 86400).astype(np.int64).tolist():
-            m = cache.get(day)
-            if m is None:
-                m = cache[day] = (dt.date(1970, 1, 1) + dt.timedelta(days=day)).strftime("%Y-%m")
-            out.append(m)
-        return out
+    def _month_index(self, t: np.ndarray) -> np.ndarray:
+        """Each time's calendar month in local time, as months since 1970-01."""
+        days = (np.asarray(t, dtype=float) + self.utc_offset_hours * 3600) // 86400
+        return days.astype(np.int64).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
 
-    def _groups(self, X: Columns) -> tuple[np.ndarray, list[str], dict[tuple, list[int]]]:
+    def _grouped(self, X: Columns, owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[tuple], np.ndarray]:
+        """(each row's first digit, each row's month "YYYY-MM", the groups, each row's group).
+        A group is a key-month ``(key, month)`` — with ``owner`` (pooled models) ``((owner, key), month)`` —
+        numbered in order of first appearance. Only the keys go through Python, a dict look-up a row."""
         digits = first_digits(X["amount"])
-        months = self._months(X["t"])
-        groups: dict[tuple, list[int]] = {}
-        for i, (k, m) in enumerate(zip(X["key"].tolist(), months)):
-            groups.setdefault((k, m), []).append(i)
-        return digits, months, groups
+        keys = X["key"].tolist()
+        codes: dict = {}
+        key_code = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), np.int64, len(keys))
+        months, month_code = np.unique(self._month_index(X["t"]), return_inverse=True)
+        month_code = month_code.ravel()
+        labels = np.datetime_as_string(months.astype("datetime64[M]")).astype(object)
+        combined = key_code if owner is None else owner * max(len(codes), 1) + key_code
+        group, first = first_seen_codes(combined * max(len(months), 1) + month_code)
+        period = labels[month_code]
+        if owner is None:
+            names = [(keys[i], period[i]) for i in first.tolist()]
+        else:
+            names = [((int(owner[i]), keys[i]), period[i]) for i in first.tolist()]
+        return digits, period, names, group
 
     def _score(self, X: Columns, learn: bool) -> Scores:
         scores, totals = self._score_groups(X, self._counts.get, learn)
@@ -156,19 +175,20 @@ class Benford(Detector):
             self._forget_old()
         return scores
 
-    def _score_groups(self, X: Columns, counts_of, learn: bool) -> tuple[Scores, dict[tuple, np.ndarray]]:
+    def _score_groups(self, X: Columns, counts_of, learn: bool,
+                      owner: np.ndarray | None = None) -> tuple[Scores, dict[tuple, np.ndarray]]:
         """Scores of ``X`` given each key-month's counts so far (``counts_of``),
-        and the key-months' counts after it (when ``learn``)."""
-        digits, months, groups = self._groups(X)
+        and the key-months' counts after it (when ``learn``); see ``_grouped`` for ``owner``."""
+        digits, period, names, group = self._grouped(X, owner)
         size = len(digits)
         # All key-months at once (a batch of a few events spans many): rows in
         # group order, each row's counts = its group's prior + the group's rows
         # before it (when learning).
-        order = np.fromiter((i for idx in groups.values() for i in idx), dtype=np.int64, count=size)
-        sizes = np.fromiter((len(idx) for idx in groups.values()), dtype=np.int64, count=len(groups))
-        group = np.repeat(np.arange(len(groups)), sizes)
+        order = np.argsort(group, kind="stable")
+        sizes = np.bincount(group, minlength=len(names))
+        group = group[order]
         none = np.zeros(9)
-        priors = np.array([counts_of(k, none) for k in groups]).reshape(len(groups), 9)
+        priors = np.array([counts_of(k, none) for k in names]).reshape(len(names), 9)
         d = digits[order]
         valid = d > 0
         onehot = np.zeros((size, 9))
@@ -197,11 +217,11 @@ class Benford(Detector):
         mads[order], zs[order], counts[order] = mad, z, n
         expected = EXPECTED[np.maximum(digits - 1, 0)]
         return Scores(scores, {
-            "period": np.array(months, dtype=object), "digit": digits, "mad": mads, "digit_z": zs,
+            "period": period, "digit": digits, "mad": mads, "digit_z": zs,
             "expected_mad": expected_mad(counts),
             "count": counts, "expected_share": expected,
             "band": bands(mads),
-        }), dict(zip(groups, totals)) if learn else {}
+        }), dict(zip(names, totals)) if learn else {}
 
     def _forget_old(self) -> None:
         months = sorted({m for _, m in self._counts})
@@ -214,9 +234,11 @@ class Benford(Detector):
         return self._score(X, learn=False)
 
     def learn_many(self, X: Columns) -> None:
-        digits, _, groups = self._groups(X)
-        for gkey, idx in groups.items():
-            self._counts[gkey] = self._counts.get(gkey, np.zeros(9)) + np.bincount(digits[idx], minlength=10)[1:]
+        digits, _, names, group = self._grouped(X)
+        counts = np.zeros((len(names), 10))
+        np.add.at(counts, (group, digits), 1)
+        for name, c in zip(names, counts[:, 1:]):
+            self._counts[name] = self._counts.get(name, np.zeros(9)) + c
         self._forget_old()
 
     def process_many(self, X: Columns) -> Scores:
@@ -230,16 +252,14 @@ class Benford(Detector):
         if len(models) < 2:
             return super().process_pooled(models, X, bounds)
         first = models[0]
-        owner = np.repeat(np.arange(len(models)), [b - a for a, b in bounds]).tolist()
-        keys = np.empty(len(owner), dtype=object)
-        keys[:] = list(zip(owner, X["key"].tolist()))
-        pooled = {"key": keys, "amount": np.asarray(X["amount"], dtype=float), "t": np.asarray(X["t"], dtype=float)}
+        owner = np.repeat(np.arange(len(models)), [b - a for a, b in bounds])
+        pooled = {"key": X["key"], "amount": np.asarray(X["amount"], dtype=float), "t": np.asarray(X["t"], dtype=float)}
 
         def counts_of(group: tuple, default: np.ndarray) -> np.ndarray:
             (i, key), month = group
             return models[i]._counts.get((key, month), default)
 
-        scores, totals = first._score_groups(pooled, counts_of, learn=True)
+        scores, totals = first._score_groups(pooled, counts_of, learn=True, owner=owner)
         new_month: set[int] = set()  # models given a key-month they did not hold: only they may have months to forget
         for ((i, key), month), counts in totals.items():
             held = models[i]._counts

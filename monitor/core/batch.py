@@ -81,13 +81,15 @@ class EventBatch:
     """Columns of a list of events. Top-level columns are built once per batch;
     attribute columns are read only for the rows an expression asks about."""
 
-    __slots__ = ("events", "_full", "_equal", "all_rows", "parties")
+    __slots__ = ("events", "_full", "_equal", "_attributes", "_org_codes", "all_rows", "parties")
 
     def __init__(self, events: list[Event]):
         self.events = events
         self.parties: PartyRegistry | None = None  # master data, set by the scorer for linked()
         self._full: dict[str, np.ndarray] = {}
         self._equal: dict[tuple[str, object], np.ndarray] = {}
+        self._org_codes: tuple[np.ndarray, list] | None = None
+        self._attributes: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (values, which rows are read)
         self.all_rows = np.arange(len(events))
 
     def __len__(self) -> int:
@@ -113,6 +115,24 @@ class EventBatch:
         if mask is None:
             mask = self._equal[(path, value)] = self.column(path, rows) == value
         return mask
+
+    def org_codes(self) -> tuple[np.ndarray, list]:
+        """(each row's org as a number, the orgs in order of first appearance), once a batch:
+        every detector groups its rows by org.
+
+        >>> from monitor.core.event import decode_lines
+        >>> line = b'{"event_id":"%s","source":"s","domain":"finance","type":"payment","occurred_at":"2026-03-07T21:30:00+08:00","org_id":"%s"}'
+        >>> events, _ = decode_lines([line % (b"a", b"O2"), line % (b"b", b"O1"), line % (b"c", b"O2")])
+        >>> codes, orgs = EventBatch(events).org_codes()
+        >>> codes.tolist(), orgs
+        ([0, 1, 0], ['O2', 'O1'])
+        """
+        if self._org_codes is None:
+            codes: dict = {}
+            orgs = self.column("org_id", self.all_rows).tolist()
+            numbers = np.fromiter((codes.setdefault(o, len(codes)) for o in orgs), np.int64, len(orgs))
+            self._org_codes = numbers, list(codes)
+        return self._org_codes
 
     def linked(self, rows: np.ndarray, party_ids: list, departments: list | None) -> np.ndarray:
         """For ``linked()``: whether each row's party shares details with an employee
@@ -150,6 +170,21 @@ class EventBatch:
         raise KeyError(f"unknown column {path!r}")
 
     def _attribute(self, name: str, rows: np.ndarray) -> np.ndarray:
+        # Rules read an attribute over overlapping subsets (the contract of payments,
+        # of invoices, of both): each row's value is read from its event once a batch.
+        kept = self._attributes.get(name)
+        if kept is None:
+            kind = ATTRIBUTE_TYPES.get(name, "str")
+            dtype = float if kind == "num" else bool if kind == "bool" else object
+            kept = self._attributes[name] = (np.empty(len(self.events), dtype=dtype), np.zeros(len(self.events), bool))
+        values, read = kept
+        unread = rows[~read[rows]]
+        if len(unread):
+            values[unread] = self._read_attribute(name, unread)
+            read[unread] = True
+        return values[rows]
+
+    def _read_attribute(self, name: str, rows: np.ndarray) -> np.ndarray:
         events = self.events
         values = list(map(dict.get, map(_attributes, map(events.__getitem__, rows.tolist())), repeat(name)))
         kind = ATTRIBUTE_TYPES.get(name, "str")

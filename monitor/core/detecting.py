@@ -102,25 +102,25 @@ class _Processed:
 
 def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, state: ScorerState) -> _Processed:
     """Each org's rows scored by its own model, the models of a kind in one call."""
-    codes: dict[Any, int] = {}
-    code = np.fromiter((codes.setdefault(o, len(codes)) for o in batch.column("org_id", selected).tolist()),
-                       np.int64, len(selected))
+    batch_codes, batch_orgs = batch.org_codes()
+    present, code = np.unique(batch_codes[selected], return_inverse=True)  # orgs as first seen in the batch
+    code = code.ravel()
+    orgs = [batch_orgs[i] for i in present.tolist()]
     order = np.argsort(code, kind="stable")  # by org, in stream order within each
-    counts = np.bincount(code, minlength=len(codes))
+    counts = np.bincount(code, minlength=len(orgs))
     starts = np.concatenate(([0], np.cumsum(counts)))
     kind = MODELS[det.model]
     columns = detector_columns(batch, selected, det.by, kind.inputs)
-    if len(codes) > 1:
+    if len(orgs) > 1:
         columns = {name: col[order] for name, col in columns.items()}  # each org's rows a slice
-    orgs = list(codes)
     tails = _tails(det, state, orgs) if det.calibrated else None
-    models = []
     store = state.detectors.setdefault(det.id, {})
-    for k, org in enumerate(orgs):
-        model = _model_in(det, store, org, state.per_key_maps)
+    models = [store.get((org,)) for org in orgs]
+    for k, model in enumerate(models):
+        if type(model) not in _MODEL_TYPES:  # not yet made, or held as plain state
+            models[k] = model = _model_in(det, store, orgs[k], state.per_key_maps)
         if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
-            model.explain_above = tails.floor(org, det.alpha, det.warmup, int(counts[k]))
-        models.append(model)
+            model.explain_above = tails.floor(orgs[k], det.alpha, det.warmup, int(counts[k]))
     edges = starts.tolist()
     pooled = kind.process_pooled(models, columns, list(zip(edges[:-1], edges[1:])))
     if type(store) is not dict:  # a table-backed store needs the write (a dict holds the model itself)
