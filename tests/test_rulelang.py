@@ -304,3 +304,15 @@ def test_lot_aggregates_check_their_field(source, message):
     having = Scope({"org_id": "str"}, aggregates=True)
     with pytest.raises(ExprError, match=re.escape(message)):
         compile_expr(source, having)
+
+
+def test_an_attribute_read_over_overlapping_rows_is_each_rows_own_value():
+    # Each row's value is read from its event once a batch, whichever subset asked first.
+    batch = EventBatch(EVENTS)
+    first = batch.column("attributes.contract_id", np.array([2, 3]))
+    again = batch.column("attributes.contract_id", np.array([3, 0, 2]))
+    numbers = batch.column("attributes.original_amount", np.array([1, 0]))
+    flags = batch.column("attributes.manual", np.array([0])), batch.column("attributes.manual", np.array([1, 0, 2]))
+    assert first.tolist() == ["HT-1", "12345"] and again.tolist() == ["12345", None, "HT-1"]
+    assert np.isnan(numbers[0]) and numbers[1] == 500_000.0
+    assert flags[0].tolist() == [True] and flags[1].tolist() == [False, True, False]
