@@ -169,15 +169,16 @@ class Benford(Detector):
         return digits, period, names, group
 
     def _score(self, X: Columns, learn: bool) -> Scores:
-        scores, totals = self._score_groups(X, self._counts.get, learn)
+        none = np.zeros(9)
+        scores, totals = self._score_groups(X, lambda names: [self._counts.get(k, none) for k in names], learn)
         if learn:
             self._counts.update(totals)
             self._forget_old()
         return scores
 
-    def _score_groups(self, X: Columns, counts_of, learn: bool,
+    def _score_groups(self, X: Columns, priors_of, learn: bool,
                       owner: np.ndarray | None = None) -> tuple[Scores, dict[tuple, np.ndarray]]:
-        """Scores of ``X`` given each key-month's counts so far (``counts_of``),
+        """Scores of ``X`` given each key-month's counts so far (``priors_of(groups)``),
         and the key-months' counts after it (when ``learn``); see ``_grouped`` for ``owner``."""
         digits, period, names, group = self._grouped(X, owner)
         size = len(digits)
@@ -187,8 +188,7 @@ class Benford(Detector):
         order = np.argsort(group, kind="stable")
         sizes = np.bincount(group, minlength=len(names))
         group = group[order]
-        none = np.zeros(9)
-        priors = np.array([counts_of(k, none) for k in names]).reshape(len(names), 9)
+        priors = np.array(priors_of(names)).reshape(len(names), 9)
         d = digits[order]
         valid = d > 0
         onehot = np.zeros((size, 9))
@@ -255,17 +255,17 @@ class Benford(Detector):
         owner = np.repeat(np.arange(len(models)), [b - a for a, b in bounds])
         pooled = {"key": X["key"], "amount": np.asarray(X["amount"], dtype=float), "t": np.asarray(X["t"], dtype=float)}
 
-        def counts_of(group: tuple, default: np.ndarray) -> np.ndarray:
-            (i, key), month = group
-            return models[i]._counts.get((key, month), default)
+        def priors_of(names: list[tuple]) -> list[np.ndarray]:
+            none = np.zeros(9)
+            return [models[i]._counts.get((key, month), none) for (i, key), month in names]
 
-        scores, totals = first._score_groups(pooled, counts_of, learn=True, owner=owner)
+        scores, totals = first._score_groups(pooled, priors_of, learn=True, owner=owner)
         new_month: set[int] = set()  # models given a key-month they did not hold: only they may have months to forget
         for ((i, key), month), counts in totals.items():
-            held = models[i]._counts
-            if (key, month) not in held:
+            if models[i]._counts.setdefault((key, month), counts) is counts:
                 new_month.add(i)
-            held[key, month] = counts
+            else:
+                models[i]._counts[key, month] = counts
         for i in new_month:
             models[i]._forget_old()
         return scores
