@@ -896,3 +896,32 @@ def test_a_stop_that_cannot_commit_in_time_aborts_and_a_second_signal_stops_at_o
     finally:
         third.stop()
     assert_committed_once(tmp_path / "stream.jsonl", orgs, since, expected, db_url)
+
+
+def test_the_group_coordinator_confirms_a_member_and_denies_one_it_dropped():
+    # Before renewing a producer the worker asks the coordinator whether it is still a member.
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    from monitor.runners.worker import MembershipUnconfirmed, confirm_membership
+    from tests.kafka_util import BROKER
+
+    group = f"rw-test-member-{uuid.uuid4().hex[:8]}"
+
+    async def check() -> None:
+        consumer = AIOKafkaConsumer(DEADLETTER_TOPIC, bootstrap_servers=BOOTSTRAP, group_id=group)
+        await consumer.start()
+        try:
+            await consumer.getmany(timeout_ms=2000)  # joined, assigned
+            member = consumer._coordinator.member_id
+            assert member
+            await confirm_membership(BROKER, group, member)  # listed: no error
+            with pytest.raises(MembershipUnconfirmed):
+                await confirm_membership(BROKER, group, f"{member}-dropped")
+        finally:
+            await consumer.stop()
+        with pytest.raises(MembershipUnconfirmed):  # it left: the group is empty
+            await confirm_membership(BROKER, group, member)
+
+    asyncio.run(check())

@@ -107,6 +107,12 @@ class BatchConsumer(Consumer):
         else:
             await self._rewind(batch)
 
+    def member_id(self) -> str:
+        """This consumer's member id in its group, as its coordinator last heard it
+        ("" before it first joined). A worker frozen past its session still holds
+        the old one: only the group coordinator knows it is gone."""
+        return self._thread._ensure_consumer()._coordinator.member_id or ""
+
     def unread_partitions(self) -> set[tuple[str, int]] | None:
         """The batch topics' assigned partitions that hold records not handed
         over yet: the position short of the last stable offset, or either not

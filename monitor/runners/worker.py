@@ -464,7 +464,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     try:
                         producer = await _renew_producer(producer)
                         renew = False
-                    except KafkaError as err:  # the broker still away: not a transaction on the dead one
+                    except (KafkaError, MembershipUnconfirmed) as err:  # the broker still away, or the group unsure
                         if rebalances != generation or time.monotonic() + pause > deadline:
                             raise
                         log.warning("the partition's producer did not start again (%s: %s); trying again in %.1f s",
@@ -473,10 +473,17 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                         pause = min(pause * 2, 10.0)
 
     async def _renew_producer(producer):
-        """A fresh producer in place of one whose sender stopped, for the partition it served."""
+        """A fresh producer in place of one whose sender stopped, for the partition it served.
+
+        Starting it fences whoever holds the transactional id, so first the group
+        coordinator must confirm this worker is still a member: one frozen past its
+        session (its partitions given to another) would otherwise fence their new
+        owner and commit stale work. Until the coordinator confirms it, the retry
+        loop waits — and a worker that was dropped hears of its revocation meanwhile."""
         partition = next((p for p, mine in state_producers.items() if mine is producer), None)
         if partition is None:  # claimed again meanwhile: the new owner's producer is not ours to replace
             raise RuntimeError("the partition's producer was replaced while its checkpoint was retried")
+        await confirm_membership(broker, app.conf.id, app.consumer.member_id())
         try:
             await producer.stop()
         except Exception as exc:  # noqa: BLE001 - it is dead already; the new one fences it anyway
@@ -760,6 +767,48 @@ def commit_failure_plan(exc: Exception, sender_stopped: bool) -> str:
     if (isinstance(exc, KafkaError) and exc.retriable) or isinstance(exc, KafkaTimeoutError):  # a batch that expired
         return "retry"
     return "raise"
+
+
+class MembershipUnconfirmed(Exception):
+    """The group coordinator does not (yet) list this worker as a member: a producer
+    renewed now might fence the partition's new owner. The retry loop waits for the
+    coordinator to confirm it, or for the revocation that says the partition is gone."""
+
+
+async def confirm_membership(broker: str, group_id: str, member_id: str) -> None:
+    """Raise ``MembershipUnconfirmed`` unless the group coordinator lists ``member_id`` in
+    ``group_id``, the group stable; a broker that cannot be reached raises aiokafka's error."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), client_id=f"{group_id}-membership")
+    try:
+        await admin.start()
+        described = [response.to_object() for response in await admin.describe_consumer_groups([group_id])]
+    finally:
+        await admin.close()
+    if not is_group_member(described, group_id, member_id):
+        raise MembershipUnconfirmed(f"the group coordinator does not list member {member_id!r} of {group_id}")
+
+
+def is_group_member(described: list[dict], group_id: str, member_id: str) -> bool:
+    """Whether a DescribeGroups answer (``Response.to_object()`` of each) lists ``member_id``
+    in ``group_id``, the group stable (not between generations).
+
+    >>> answer = [{"groups": [{"error_code": 0, "group": "rw", "state": "Stable",
+    ...                        "members": [{"member_id": "rw-1-abc"}, {"member_id": "rw-2-def"}]}]}]
+    >>> is_group_member(answer, "rw", "rw-2-def"), is_group_member(answer, "rw", "rw-9-old")
+    (True, False)
+    >>> answer[0]["groups"][0]["state"] = "PreparingRebalance"
+    >>> is_group_member(answer, "rw", "rw-2-def"), is_group_member(answer, "rw", "")
+    (False, False)
+    """
+    if not member_id:
+        return False
+    for response in described:
+        for group in response.get("groups", []):
+            if group.get("group") == group_id and group.get("error_code") == 0 and group.get("state") == "Stable":
+                return any(m.get("member_id") == member_id for m in group.get("members", []))
+    return False
 
 
 def _sender_stopped(producer) -> bool:
