@@ -138,12 +138,18 @@ def worker_alone(workers: int, extra: tuple[str, ...] = ()) -> tuple[int, float,
     return total, (total - start[1]) / elapsed, total / asyncio.run(raw_consume(total, first))
 
 
-def throughput(events: int, workers: int, extra: tuple[str, ...] = ()) -> None:
+def demo_stream(events: int) -> Path:
+    """A demo stream of about ``events`` events, generated once and cached."""
     path = CACHE / f"kafka-{events}.jsonl"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "monitor.cli", "generate", "--out", str(path), "--events", str(events)],
                        check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def throughput(events: int, workers: int, extra: tuple[str, ...] = ()) -> None:
+    path = demo_stream(events)
     lines = sum(1 for line in open(path, "rb") if line.strip())
     before = end_offsets(EVENT_TOPICS.values())
     # Workers first, reading from the current end: only this run's events count.

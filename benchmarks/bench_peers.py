@@ -37,7 +37,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent / "peers"))
 
-from bench_kafka import BOOTSTRAP, BROKER, CACHE, end_offsets, worker_alone  # noqa: E402
+from bench_kafka import BOOTSTRAP, BROKER, CACHE, demo_stream, end_offsets, worker_alone  # noqa: E402
 
 from monitor.packs.rulefiles import default_rules_dir, load_pack  # noqa: E402
 from monitor.runners.topics import ALERTS_TOPIC, EVENT_TOPICS, create_topics  # noqa: E402
@@ -86,11 +86,7 @@ def fresh_topics() -> None:
 
 
 def fill(events: int) -> int:
-    path = CACHE / f"kafka-{events}.jsonl"
-    if not path.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "monitor.cli", "generate", "--out", str(path), "--events", str(events)],
-                       check=True, stdout=subprocess.DEVNULL)
+    path = demo_stream(events)
     subprocess.run([sys.executable, "-m", "monitor.cli", "connect", "file", "--input", str(path), "--broker", BROKER],
                    check=True, stdout=subprocess.DEVNULL)
     return sum(end_offsets(EVENT_TOPICS.values()).values())
