@@ -212,3 +212,27 @@ def test_what_waits_is_judged_by_the_clock_once_the_inputs_caught_up_with_no_bat
         assert out.alerts[0].message.endswith("linked to 李四 (employee E1, 采购部): same phone 13800001111")  # this state's registry
         assert [e["event_id"] for _, e in out.evidence] == ["e3"]
         assert again.scorer.waiting_count(again.tables.state) == 0
+
+
+def test_an_employees_old_detail_is_gone_at_once_though_the_table_still_holds_it(default_pack):
+    # A worker restarted from its table (nothing cached), reading the employee's change
+    # and the order in one batch: the old phone's index entry is deleted but stays in the
+    # table until the flush. A read in between must not bring it back (a kill once
+    # raised a supplier-employee alert on a phone the employee no longer had).
+    table: dict[bytes, bytes] = {}
+    ts = TableState(default_pack, table)
+    reg = PartyRegistry(ts.state.party_records, ts.state.party_index)
+    reg.apply("O", "employee", "E1", 0.0, {"phone": "13800001111", "department": "采购部"})
+    ts.flush()
+    restarted = TableState(default_pack, table)
+    reg = PartyRegistry(restarted.state.party_records, restarted.state.party_index)
+    reg.apply("O", "employee", "E1", 10.0, {"phone": "13900002222", "department": "采购部"})
+    reg.apply("O", "supplier", "S1", 20.0, {"phone": "13800001111"})
+    assert reg.employee_links("O", "S1", at=30.0) == []  # before the flush
+    assert ("O", "phone", "13800001111") not in restarted.state.party_index
+    restarted.flush()
+    again = TableState(default_pack, table).state
+    assert PartyRegistry(again.party_records, again.party_index).employee_links("O", "S1", at=30.0) == []
+    reg = PartyRegistry(again.party_records, again.party_index)
+    reg.apply("O", "supplier", "S2", 20.0, {"phone": "13900002222"})
+    assert [link.party_id for link in reg.employee_links("O", "S2", at=30.0)] == ["E1"]  # the new phone links

@@ -202,6 +202,8 @@ class TableStore:
         if key in self.cache:
             self.touched.add(key)  # the scorer may change it in place
             return self.cache[key]
+        if key in self.deleted:  # the table still holds it until the flush: it is gone
+            return default
         raw = self.table.get(self._table_key(key))
         if raw is None:
             return default
@@ -213,6 +215,8 @@ class TableStore:
         """Like ``get``, for a value the caller only reads: not written back at the flush."""
         if key in self.cache:
             return self.cache[key]
+        if key in self.deleted:
+            return default
         raw = self.table.get(self._table_key(key))
         if raw is None:
             return default
@@ -244,6 +248,8 @@ class TableStore:
             head, sep, packed = raw_key.partition(self.prefix_tail)
             if sep and ORG_SEPARATOR not in head:
                 key = tuple(msgspec.msgpack.decode(packed))
+                if key in self.deleted:
+                    continue
                 value = self.cache.get(key)
                 yield key, value if value is not None else self._decode(self.table[raw_key])
 
