@@ -262,10 +262,10 @@ class Benford(Detector):
         scores, totals = first._score_groups(pooled, priors_of, learn=True, owner=owner)
         new_month: set[int] = set()  # models given a key-month they did not hold: only they may have months to forget
         for ((i, key), month), counts in totals.items():
-            if models[i]._counts.setdefault((key, month), counts) is counts:
+            held = models[i]._counts
+            if (key, month) not in held:
                 new_month.add(i)
-            else:
-                models[i]._counts[key, month] = counts
+            held[key, month] = counts
         for i in new_month:
             models[i]._forget_old()
         return scores
