@@ -7,7 +7,7 @@ import math
 
 import orjson
 
-from monitor.runners.changelog import org_partition
+from monitor.runners.changelog import ChangelogTable, org_partition
 from monitor.runners.worker import Message, WorkerCore
 from tests.conftest import live_state, make_event, org_watermarks
 
@@ -273,6 +273,12 @@ def test_idle_window_keys_are_kept_while_their_topic_is_behind(default_pack):
         ("fin_duplicate_amount", ["p1", "p2"])]
 
 
+def _another_orgs_payment() -> Message:
+    other = {"event_id": "x1", "source": "erp", "domain": "finance", "type": "payment", "org_id": "SUB02",
+             "occurred_at": "2026-03-10T10:00:00+08:00", "amount": 10.0}
+    return Message("riskwatch.events.finance", 1, 0, orjson.dumps(other))
+
+
 def test_a_restarted_worker_judges_what_a_lagging_topic_held_back_though_the_org_sends_nothing_more(default_pack):
     """HT1 is signed on the 2nd without a review; its execution check falls due
     on the 3rd, but the procurement topic lags, so it waits. The worker
@@ -286,7 +292,26 @@ def test_a_restarted_worker_judges_what_a_lagging_topic_held_back_though_the_org
     assert out.alerts == []
     core.write_state()
     core = WorkerCore(default_pack, table)
-    other = {"event_id": "x1", "source": "erp", "domain": "finance", "type": "payment", "org_id": "SUB02",
-             "occurred_at": "2026-03-10T10:00:00+08:00", "amount": 10.0}
-    out = core.process([Message("riskwatch.events.finance", 1, 0, orjson.dumps(other))])
+    out = core.process([_another_orgs_payment()])
     assert _by_matter(out.alerts) == {"HT1": ["RC-CON-01:executed_early:legal_review"]}
+
+
+def test_a_worker_taking_over_lists_the_table_its_recovery_wrote_behind_the_changelog_mapping(default_pack):
+    """The same restart over the worker's own table mapping, which keeps its keys
+    listed by kind: the matters, marks and held events a recovery wrote into the
+    store behind it are found once it is told to list them again."""
+    previous: dict[bytes, bytes] = {}  # what the previous owner committed
+    core = WorkerCore(default_pack, previous)
+    core.process([_signed(0, "c1", 2, "HT1")], unread={(PROCUREMENT, 0), (GOVERNANCE, 0)})
+    core.process([_governance(0, "s1", "matter_submitted", 1, "HT1", drafter_id="u1"),
+                  _governance(1, "s9", "matter_submitted", 9, "HT9", drafter_id="u1")], unread={(PROCUREMENT, 0)})
+    core.write_state()
+    store: dict[bytes, bytes] = {}
+    table = ChangelogTable(store, "riskwatch-state-changelog", partitions=8)
+    assert table.keys_of_kind(b"matter") == []  # listed while empty
+    store.update(previous)  # the recovery
+    table.reload()
+    core = WorkerCore(default_pack, table)
+    out = core.process([_another_orgs_payment()])
+    assert _by_matter(out.alerts) == {"HT1": ["RC-CON-01:executed_early:legal_review"]}
+    assert sorted(table.keys_of_kind(b"mark")) == sorted(k for k in store if k.endswith(b"\x1fmark"))

@@ -36,6 +36,9 @@ class BatchConsumer(Consumer):
 
     batch_topics: frozenset[str] = frozenset()
     on_batch: Callable[[list[Any]], Awaitable[None]] | None = None
+    #: takes a fetch of one partition's records of another topic (a changelog being
+    #: recovered) at once; False: not taken, each goes to faust as a message
+    on_fetch: Callable[[Any, list[Any]], bool] | None = None
     holding = False  # ``hold()``: no more records are handed over
 
     def hold(self) -> None:
@@ -94,6 +97,8 @@ class BatchConsumer(Consumer):
                     continue
             if tp.topic in self.batch_topics:
                 batch[tp] = tp_records
+            elif self.on_fetch is not None and self.on_fetch(tp, tp_records):
+                pass
             else:
                 for record in tp_records:
                     if self.app.consumer_generation_id != generation:

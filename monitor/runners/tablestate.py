@@ -36,7 +36,7 @@ from monitor.core.reviews import Matter
 from monitor.core.state import KeyTotal, ScorerState, _window_from_plain, _window_plain, model_plain
 
 __all__ = ["ORG_SEPARATOR", "AppliedOffsets", "TableAlerts", "TableEvidence", "TableState", "TableStore", "applied_key",
-           "org_of_table_key", "partition_of_applied_key"]
+           "keys_of_kind", "kind_of_table_key", "org_of_table_key", "partition_of_applied_key"]
 
 ORG_SEPARATOR = b"\x1f"
 HELD_INFIX = ORG_SEPARATOR + b"held" + ORG_SEPARATOR
@@ -47,6 +47,26 @@ MAX_CACHED = 200_000  # decoded entries kept between batches
 def org_of_table_key(key: bytes) -> bytes:
     """The partitioning part of a table key (the org), or the whole key."""
     return key.split(ORG_SEPARATOR, 1)[0]
+
+
+def kind_of_table_key(key: bytes) -> bytes:
+    """What a table key holds: the part after the org (b"window", b"matter", b"held",
+    b"mark", …; an applied-offset key gives its partition), b"" for a key without one.
+
+    >>> kind_of_table_key(b"ORG1\\x1fmatter\\x1fRC-1\\x1f\\x92"), kind_of_table_key(b"ORG1\\x1fmark")
+    (b'matter', b'mark')
+    """
+    parts = key.split(ORG_SEPARATOR, 2)
+    return parts[1] if len(parts) > 1 else b""
+
+
+def keys_of_kind(table: MutableMapping[bytes, bytes], kind: bytes) -> list[bytes]:
+    """The table's keys of one kind: from the table's own lists where it keeps
+    them (the worker's ``ChangelogTable``), else by reading every key."""
+    listed = getattr(table, "keys_of_kind", None)
+    if listed is not None:
+        return listed(kind)
+    return [key for key in list(table.keys()) if kind_of_table_key(key) == kind]
 
 
 def applied_key(topic: str, partition: int) -> bytes:
@@ -145,10 +165,11 @@ class OrgMarks:
         if self._loaded:
             return
         self._loaded = True
-        for key in list(self.table.keys()):
-            if key.endswith(MARK_SUFFIX) and key.count(ORG_SEPARATOR) == 1:
+        for key in keys_of_kind(self.table, MARK_SUFFIX[1:]):
+            raw = self.table.get(key)
+            if raw is not None and key.count(ORG_SEPARATOR) == 1:
                 org = key[: -len(MARK_SUFFIX)].decode()
-                self.marks[org] = max(self.marks.get(org, -math.inf), float(self.table[key]))
+                self.marks[org] = max(self.marks.get(org, -math.inf), float(raw))
 
     def touch(self, orgs) -> None:
         self._touched.update(orgs)
@@ -174,6 +195,7 @@ class TableStore:
         self.kind = kind  # "window", "total", "detector", "matter" or "plain" (msgpack as it is)
         self.org_index = org_index
         self.prefix_tail = ORG_SEPARATOR + kind.encode() + ORG_SEPARATOR + rule_id.encode() + ORG_SEPARATOR
+        self._kind = kind.encode()
         self.cache: dict[tuple, Any] = {}
         self.touched: set[tuple] = set()
         self.deleted: set[tuple] = set()
@@ -242,19 +264,29 @@ class TableStore:
     def __contains__(self, key: tuple) -> bool:
         return self.get(key) is not None
 
-    def items(self) -> Iterator[tuple[tuple, Any]]:
-        """Every entry of this rule in the table (for the idle sweep)."""
-        for raw_key in list(self.table.keys()):
+    def _raw_keys(self) -> Iterator[tuple[bytes, bytes]]:
+        """(table key, packed key) of every entry of this rule in the table."""
+        for raw_key in keys_of_kind(self.table, self._kind):
             head, sep, packed = raw_key.partition(self.prefix_tail)
             if sep and ORG_SEPARATOR not in head:
-                key = tuple(msgspec.msgpack.decode(packed))
-                if key in self.deleted:
+                yield raw_key, packed
+
+    def items(self) -> Iterator[tuple[tuple, Any]]:
+        """Every entry of this rule in the table (for the idle sweep and the review schedule)."""
+        for raw_key, packed in self._raw_keys():
+            key = tuple(msgspec.msgpack.decode(packed))
+            if key in self.deleted:
+                continue
+            value = self.cache.get(key)
+            if value is None:
+                raw = self.table.get(raw_key)
+                if raw is None:
                     continue
-                value = self.cache.get(key)
-                yield key, value if value is not None else self._decode(self.table[raw_key])
+                value = self._decode(raw)
+            yield key, value
 
     def __len__(self) -> int:
-        return sum(1 for k in self.table.keys() if self.prefix_tail in k)
+        return sum(1 for _ in self._raw_keys())
 
     def __bool__(self) -> bool:
         return True  # "any keys?" would scan the table; the sweep finds out anyway
@@ -272,10 +304,8 @@ class TableStore:
 
     def clear_all(self) -> None:
         """Delete every entry of this rule from the table (its definition changed)."""
-        for raw_key in [k for k in list(self.table.keys()) if self.prefix_tail in k]:
-            head = raw_key.split(self.prefix_tail, 1)[0]
-            if ORG_SEPARATOR not in head:
-                self.table.pop(raw_key, None)
+        for raw_key, _ in list(self._raw_keys()):
+            self.table.pop(raw_key, None)
         self.forget()
 
     def forget(self) -> None:
@@ -448,10 +478,10 @@ class TableEvidence(Evidence):
             return
         self._listed = True
         found: dict[tuple[str, int], list[tuple[int, bytes]]] = {}
-        for key in list(self.table.keys()):
-            head, sep, _ = key.partition(HELD_INFIX)
-            if sep and ORG_SEPARATOR not in head:
-                topic, partition, offset, _ = self.table[key].split(ORG_SEPARATOR, 3)
+        for key in keys_of_kind(self.table, HELD_INFIX[1:-1]):
+            raw = self.table.get(key)
+            if raw is not None and ORG_SEPARATOR not in key.partition(HELD_INFIX)[0]:
+                topic, partition, offset, _ = raw.split(ORG_SEPARATOR, 3)
                 found.setdefault((topic.decode(), int(partition)), []).append((int(offset), key))
         self._by_partition = {p: {key: offset for offset, key in sorted(held)} for p, held in found.items()}
 

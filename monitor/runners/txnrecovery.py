@@ -40,16 +40,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from time import monotonic
 from typing import Any, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.memory import Store as MemoryStore
 from faust.tables import TableManager
 from faust.tables.recovery import Recovery
 
 from monitor.runners.topics import bootstrap_servers
 
-__all__ = ["OPEN_TRANSACTION_WAIT", "TRANSACTION_TIMEOUT_MS", "TransactionalTableManager", "last_record_offsets",
-           "open_transactions"]
+__all__ = ["OPEN_TRANSACTION_WAIT", "TRANSACTION_TIMEOUT_MS", "TransactionalRecovery", "TransactionalTableManager",
+           "apply_records", "last_record_offsets", "open_transactions"]
 
 log = logging.getLogger("riskwatch.txnrecovery")
 
@@ -61,6 +63,9 @@ OPEN_TRANSACTION_WAIT = TRANSACTION_TIMEOUT_MS / 1000 + 20.0
 
 
 class TransactionalRecovery(Recovery):
+    """faust's recovery, reading to each changelog partition's last committed
+    record, and taking a fetch of records at a time (``apply_fetched``)."""
+
     async def on_rebalance(self, assigned: set, revoked: set, newly_assigned: set, generation_id: int = 0) -> None:
         for table in self.tables.values():
             table.data.clear()
@@ -83,6 +88,35 @@ class TransactionalRecovery(Recovery):
                 destination[tp] = offset  # a Counter: its update() would add
 
 
+    def apply_fetched(self, tp: Any, records: list) -> bool:
+        """Apply one fetch of an active changelog partition's records (aiokafka's
+        ConsumerRecords, in offset order) to its table at once, and end the
+        recovery when every active partition has reached its end. Returns False,
+        applying nothing, when the partition is not one being recovered into an
+        in-memory table: the caller then hands the records to faust one at a time.
+
+        faust's own path turns each record into an event, queues it, and checks
+        every partition's progress after each (about 11k records/s); a table
+        restored from a changelog of millions of records kept a taken-over
+        partition from being scored for minutes."""
+        table = self.tp_to_table.get(tp)
+        if tp not in self.active_tps or table is None or not isinstance(table.data, MemoryStore) \
+                or table._on_changelog_event is not None:
+            return False
+        seen = self.active_offsets.get(tp)
+        if seen is not None and records and records[0].offset <= seen:
+            records = [r for r in records if r.offset > seen]
+        if not records:
+            return True
+        apply_records(table.data, tp.partition, records)
+        self.active_offsets[tp] = records[-1].offset
+        self._active_events_received_at[tp] = monotonic()
+        if self.in_recovery and not self.need_recovery():
+            self.flush_buffers()  # anything faust's own path still holds
+            self._set_recovery_ended()
+            self.signal_recovery_end.set()
+        return True
+
     async def _claim_input_partitions(self) -> None:
         """Let the worker fence the previous owners of the input partitions it was
         just given (``app.riskwatch_claim``) before any of their state is read:
@@ -99,6 +133,32 @@ class TransactionalTableManager(TableManager):
         if self._recovery is None:
             self._recovery = TransactionalRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+def apply_records(store: MemoryStore, partition: int, records: list) -> None:
+    """Write changelog records into faust's in-memory store as its
+    ``apply_changelog_batch`` does with their events: in order, a record with no
+    value (a tombstone) deletes its key unless a later one gives it a value again.
+
+    >>> from collections import namedtuple
+    >>> Record = namedtuple("Record", "key value")
+    >>> store = MemoryStore.__new__(MemoryStore); store.data, store._key_partition = {b"a": b"1"}, {}
+    >>> apply_records(store, 3, [Record(b"b", b"2"), Record(b"a", None), Record(b"c", None), Record(b"c", b"4")])
+    >>> store.data, store._key_partition
+    ({b'b': b'2', b'c': b'4'}, {b'b': 3, b'c': 3})
+    """
+    data, key_partition = store.data, store._key_partition
+    deleted = []
+    for record in records:
+        key = record.key
+        data[key] = record.value
+        key_partition[key] = partition
+        if record.value is None:
+            deleted.append(key)
+    for key in deleted:
+        if not data[key]:
+            data.pop(key, None)
+            key_partition.pop(key, None)
 
 
 async def open_transactions(broker: str, tps: Iterable[Any], timeout: float) -> set:

@@ -598,6 +598,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
 
     app.consumer.batch_topics = frozenset(EVENT_TOPICS.values())
     app.consumer.on_batch = score_batch
+    app.consumer.on_fetch = app.tables.recovery.apply_fetched  # the changelog in bulk while recovering
 
     @app.on_before_shutdown.connect
     async def stop_producers(app_, **kwargs) -> None:
@@ -700,6 +701,10 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                 await asyncio.wait_for(asyncio.shield(finishing), timeout=REVOKE_WAIT_SECONDS)
             except asyncio.TimeoutError:
                 log.warning("a checkpoint was still committing when its partitions were revoked")
+
+    @app.on_rebalance_complete.connect
+    async def relist_table(app_, **kwargs) -> None:
+        state.reload()  # recovery emptied and refilled the table behind it; sent before scoring resumes
 
     if store is not None:
         @app.timer(60.0)
