@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 import numpy as np
 import pytest
 
-from monitor.core.calibration import OrgTails, bucket_of, calibrate_loop, parse_rate
+from monitor.core.calibration import BUCKETS, SMALLEST_GAP, OrgTails, bucket_of, calibrate_loop, parse_rate
 
 
 def _stream(n: int, orgs: int, seed: int, days: float = 90.0):
@@ -124,3 +126,32 @@ def test_buckets_are_finest_near_a_score_of_one():
                                         (0, None), (True, None)])
 def test_rates_read_as_analysts_write_them(text, alpha):
     assert parse_rate(text) == alpha
+
+
+def _floor_one_org(tails: OrgTails, org, alpha: float, warmup: int, coming: int) -> float:
+    """The lowest score that could alert among an org's next events, read off its histogram row by row."""
+    row = tails.rows.get(str(org))
+    seen = 0 if row is None else int(tails.totals[row])
+    if seen + coming - 1 < warmup or (seen + coming) * alpha < 1 - 1e-9:
+        return 1.01
+    if row is None:
+        return 0.0
+    counts = tails.counts[row]
+    for k in range(BUCKETS):
+        if int(counts[k:].sum()) + 1 <= alpha * (seen + coming + 1) + 1e-9:
+            return 1.0 - math.exp(-k * math.log(1 / SMALLEST_GAP) / (BUCKETS - 1)) if k > 0 else 0.0
+    return 0.0
+
+
+def test_every_orgs_floor_at_once_equals_each_read_alone():
+    rng = np.random.default_rng(11)
+    tails = OrgTails()
+    orgs = rng.choice(["A", "B", "C"], 5000).astype(object)
+    tails.calibrate(orgs, rng.beta(0.5, 3, 5000), np.zeros(5000), 0.01, 100)
+    asked = ["A", "B", "C", "unseen"]
+    for alpha in (0.0005, 0.01, 0.2):
+        for warmup in (0, 100, 3000):
+            coming = rng.integers(1, 800, len(asked))
+            expected = [_floor_one_org(tails, o, alpha, warmup, int(c)) for o, c in zip(asked, coming)]
+            assert tails.floors(asked, alpha, warmup, coming).tolist() == expected
+    assert 0 < tails.floors(["A"], 0.01, 100, np.array([1]))[0] < 1.01

@@ -13,7 +13,7 @@ from monitor.core.batch import EventBatch
 from monitor.core.event import decode_lines
 from monitor.analyst.generator import generate
 from monitor.core.scorer import Scorer
-from monitor.core.state import ScorerState
+from monitor.core.state import ScorerState, drop_rules
 from monitor.runners.worker import Message, WorkerCore
 from tests.conftest import make_event, score_all
 
@@ -151,6 +151,35 @@ def test_calibrated_detectors_alert_alike_at_any_batching_and_across_restarts(ca
     assert {k: (a.event_ids, a.score) for k, a in book.alerts.items()} == expected
     outlier = next(a for a in book.alerts.values() if a.rule_id == "det_amount_outlier")
     assert "(1 in " in outlier.message
+
+
+class _LookedUp(dict):
+    """A store of models that is not a plain dict: the scorer looks each org's model up in it."""
+
+
+def test_models_found_by_org_number_are_the_ones_each_org_looks_up(calibrated_pack, stream):
+    """In a plain-dict store an org's model is found by the org's number in the
+    state; the same alerts come as when each org's model is looked up, at two
+    batchings, with a detector's state dropped half-way (its definition changed)."""
+    _, events = stream
+    part = events[:60_000]
+
+    def alerts(store_type, batch_size):
+        scorer, book, state = Scorer(calibrated_pack), AlertBook(calibrated_pack), ScorerState()
+        state.detectors = {d.id: store_type() for d in calibrated_pack.detectors}
+        for i in range(0, len(part), batch_size):
+            if i == 30_000:
+                drop_rules(state, {"det_amount_outlier"})
+                state.detectors["det_amount_outlier"] = store_type()
+            book.merge([f for f in scorer.score(EventBatch(part[i:i + batch_size]), state) if f.rule_id.startswith("det_")])
+        return {k: (a.event_ids, a.score) for k, a in book.alerts.items()}
+
+    looked_up = alerts(_LookedUp, 5000)
+    assert sum(k.startswith("det_payment_pattern") for k in looked_up) >= 3
+    after_the_drop = {e.event_id for e in part[30_000:]}
+    assert any(k.startswith("det_amount_outlier") and set(ids) & after_the_drop for k, (ids, _) in looked_up.items())
+    assert alerts(dict, 5000) == looked_up
+    assert alerts(dict, 1000) == alerts(_LookedUp, 1000)
 
 
 def test_calibrated_histograms_live_in_the_worker_table_per_org(calibrated_pack, stream):

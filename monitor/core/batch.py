@@ -81,7 +81,7 @@ class EventBatch:
     """Columns of a list of events. Top-level columns are built once per batch;
     attribute columns are read only for the rows an expression asks about."""
 
-    __slots__ = ("events", "_full", "_equal", "_attributes", "_org_codes", "all_rows", "parties")
+    __slots__ = ("events", "_full", "_equal", "_attributes", "_org_codes", "_org_numbers", "all_rows", "parties")
 
     def __init__(self, events: list[Event]):
         self.events = events
@@ -89,6 +89,7 @@ class EventBatch:
         self._full: dict[str, np.ndarray] = {}
         self._equal: dict[tuple[str, object], np.ndarray] = {}
         self._org_codes: tuple[np.ndarray, list] | None = None
+        self._org_numbers: tuple[dict, np.ndarray] | None = None
         self._attributes: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (values, which rows are read)
         self.all_rows = np.arange(len(events))
 
@@ -133,6 +134,23 @@ class EventBatch:
             numbers = np.fromiter((codes.setdefault(o, len(codes)) for o in orgs), np.int64, len(orgs))
             self._org_codes = numbers, list(codes)
         return self._org_codes
+
+    def org_numbers(self, numbers: dict[str, int]) -> np.ndarray:
+        """Each org of ``org_codes()`` as its number in ``numbers``, a numbering kept
+        across batches (new orgs are added to it): one look-up per org, once a batch.
+
+        >>> from monitor.core.event import decode_lines
+        >>> line = b'{"event_id":"%s","source":"s","domain":"finance","type":"payment","occurred_at":"2026-03-07T21:30:00+08:00","org_id":"%s"}'
+        >>> events, _ = decode_lines([line % (b"a", b"O2"), line % (b"b", b"O1")])
+        >>> numbers = {"O1": 0}
+        >>> EventBatch(events).org_numbers(numbers).tolist(), numbers
+        ([1, 0], {'O1': 0, 'O2': 1})
+        """
+        if self._org_numbers is None or self._org_numbers[0] is not numbers:
+            orgs = self.org_codes()[1]
+            found = np.fromiter((numbers.setdefault(o, len(numbers)) for o in orgs), np.int64, len(orgs))
+            self._org_numbers = numbers, found
+        return self._org_numbers[1]
 
     def linked(self, rows: np.ndarray, party_ids: list, departments: list | None) -> np.ndarray:
         """For ``linked()``: whether each row's party shares details with an employee

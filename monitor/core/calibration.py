@@ -40,6 +40,8 @@ __all__ = ["BUCKETS", "OrgTails", "TailRecord", "bucket_of", "calibrate_loop", "
 BUCKETS = 256
 SMALLEST_GAP = 1e-6  # 1 - score below this shares the top bucket
 _LOG_GAMMA = math.log(1 / SMALLEST_GAP) / (BUCKETS - 1)  # each bucket ~5.6% of 1 - score
+# the lowest score of each bucket (bucket 0 from 0)
+_LOWEST_SCORE = np.array([1.0 - math.exp(-k * _LOG_GAMMA) if k > 0 else 0.0 for k in range(BUCKETS)])
 DAY = 86_400.0
 _CST = 8 * 3600.0  # a cap's day is a calendar day in China Standard Time
 
@@ -107,17 +109,30 @@ class OrgTails:
         >>> OrgTails().floor("A", 0.01, 100, 50)
         1.01
         """
-        row = self.rows.get(str(org))
-        seen = 0 if row is None else int(self.totals[row])
-        if seen + coming - 1 < warmup or (seen + coming) * alpha < 1 - 1e-9:
-            return 1.01
-        if row is None:
-            return 0.0
-        above = np.cumsum(self.counts[row, ::-1])[::-1]  # scores in this bucket or higher
-        ok = np.flatnonzero((above + 1) <= alpha * (seen + coming + 1) + 1e-9)
-        if not len(ok):
-            return 0.0
-        return float(1.0 - math.exp(-ok[0] * _LOG_GAMMA)) if ok[0] > 0 else 0.0
+        return float(self.floors([org], alpha, warmup, np.array([coming]))[0])
+
+    def floors(self, orgs: list, alpha: float, warmup: int, coming: np.ndarray) -> np.ndarray:
+        """``floor`` of each org, all at once.
+
+        >>> tails = OrgTails()
+        >>> _ = tails.calibrate(np.array(["A"] * 400, dtype=object), np.linspace(0, 0.9, 400), np.zeros(400), 0.01, 100)
+        >>> [round(f, 3) for f in tails.floors(["A", "B"], 0.01, 100, np.array([1, 50])).tolist()]
+        [0.897, 1.01]
+        """
+        found = [self.rows.get(str(org)) for org in orgs]
+        known = np.array([row is not None for row in found], dtype=bool)
+        rows = np.array([row if row is not None else 0 for row in found], dtype=np.int64)
+        seen = np.where(known, self.totals[rows] if len(self.totals) else 0, 0)
+        coming = np.asarray(coming, dtype=np.int64)
+        out = np.zeros(len(orgs))
+        out[(seen + coming - 1 < warmup) | ((seen + coming) * alpha < 1 - 1e-9)] = 1.01
+        asked = np.flatnonzero(known & (out < 1.01))
+        if len(asked):
+            above = np.cumsum(self.counts[rows[asked], ::-1], axis=1)[:, ::-1]  # scores in each bucket or higher
+            ok = (above + 1) <= alpha * (seen[asked] + coming[asked] + 1)[:, None] + 1e-9
+            first = np.argmax(ok, axis=1)
+            out[asked] = np.where(ok.any(axis=1), _LOWEST_SCORE[first], 0.0)
+        return out
 
     def calibrate(self, orgs: np.ndarray, scores: np.ndarray, times: np.ndarray, alpha: float, warmup: int,
                   daily_cap: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -113,20 +113,74 @@ def _process(det: CompiledDetector, batch: EventBatch, selected: np.ndarray, sta
     columns = detector_columns(batch, selected, det.by, kind.inputs)
     if len(orgs) > 1:
         columns = {name: col[order] for name, col in columns.items()}  # each org's rows a slice
-    tails = _tails(det, state, orgs) if det.calibrated else None
     store = state.detectors.setdefault(det.id, {})
-    models = [store.get((org,)) for org in orgs]
-    for k, model in enumerate(models):
-        if type(model) not in _MODEL_TYPES:  # not yet made, or held as plain state
-            models[k] = model = _model_in(det, store, orgs[k], state.per_key_maps)
-        if tails is not None and hasattr(model, "explain_above"):  # explain only what may alert
-            model.explain_above = tails.floor(orgs[k], det.alpha, det.warmup, int(counts[k]))
+    if type(store) is dict:
+        slots = _slots_of(det, state, store)
+        numbers = batch.org_numbers(state.org_numbers)[present]
+        models = slots.models_of(det, state, numbers, orgs)
+        tails = slots.tails_of(det, state, numbers, orgs) if det.calibrated else None
+    else:
+        tails = _tails(det, state, orgs) if det.calibrated else None
+        models = [store.get((org,)) for org in orgs]
+        for k, model in enumerate(models):
+            if type(model) not in _MODEL_TYPES:  # not yet made, or held as plain state
+                models[k] = _model_in(det, store, orgs[k], state.per_key_maps)
+    if tails is not None and models and hasattr(models[0], "explain_above"):  # explain only what may alert
+        for model, floor in zip(models, tails.floors(orgs, det.alpha, det.warmup, counts).tolist()):
+            model.explain_above = floor
     edges = starts.tolist()
     pooled = kind.process_pooled(models, columns, list(zip(edges[:-1], edges[1:])))
     if type(store) is not dict:  # a table-backed store needs the write (a dict holds the model itself)
         for org, model in zip(orgs, models):
             store[(org,)] = model
     return _Processed(order, pooled)
+
+
+class _Slots:
+    """A detector's models in a plain-dict store, by the orgs' numbers in the state
+    (``ScorerState.org_numbers``): found for a batch's orgs with one numpy index,
+    not a dict look-up per org. Valid while the store is the same dict: only
+    ``_model_in`` puts models into it, and a model, once in, stays (a changed
+    detector's store is replaced, a restored state is new)."""
+
+    __slots__ = ("store", "models", "tails", "tailed")
+
+    def __init__(self, store: dict):
+        self.store = store
+        self.models = np.empty(0, dtype=object)  # None: not looked up yet
+        self.tails: OrgTails | None = None  # what ``tailed`` refers to
+        self.tailed = np.zeros(0, dtype=bool)  # the org's histogram record is in the store, bound to ``tails``
+
+    def _fit(self, size: int) -> None:
+        if size > len(self.models):
+            more = max(size, 2 * len(self.models)) - len(self.models)
+            self.models = np.concatenate([self.models, np.empty(more, dtype=object)])
+            self.tailed = np.concatenate([self.tailed, np.zeros(more, dtype=bool)])
+
+    def models_of(self, det: CompiledDetector, state: ScorerState, numbers: np.ndarray, orgs: list) -> list:
+        self._fit(len(state.org_numbers))
+        found = self.models[numbers]
+        for k in np.flatnonzero(np.equal(found, None)).tolist():
+            found[k] = self.models[numbers[k]] = _model_in(det, self.store, orgs[k], state.per_key_maps)
+        return found.tolist()
+
+    def tails_of(self, det: CompiledDetector, state: ScorerState, numbers: np.ndarray, orgs: list) -> OrgTails:
+        tails = state.tails.get(det.id)
+        if tails is None or tails is not self.tails:
+            self.tailed[:] = False
+        self._fit(len(state.org_numbers))
+        new = np.flatnonzero(~self.tailed[numbers])
+        if len(new):
+            tails = self.tails = _tails(det, state, [orgs[k] for k in new.tolist()])
+            self.tailed[numbers[new]] = True
+        return state.tails[det.id]
+
+
+def _slots_of(det: CompiledDetector, state: ScorerState, store: dict) -> _Slots:
+    slots = state.model_slots.get(det.id)
+    if slots is None or slots.store is not store:
+        slots = state.model_slots[det.id] = _Slots(store)
+    return slots
 
 
 def _tails(det: CompiledDetector, state: ScorerState, orgs) -> OrgTails:

@@ -166,6 +166,11 @@ class ScorerState:
         # a calibrated detector's score histograms, all orgs in one array; each org's record
         # lives in ``detectors[id][(org, "tail")]`` (what is kept), this is rebuilt from it
         self.tails: dict[str, OrgTails] = {}
+        # each org's number in this state, and per detector its models by that number
+        # (``monitor.core.detecting``: a look-up per org a batch, not one per org and detector);
+        # rebuilt as orgs come, not part of the snapshot
+        self.org_numbers: dict[str, int] = {}
+        self.model_slots: dict[str, Any] = {}
         # review control id -> (org, matter id) -> what happened to the matter
         self.matters: dict[str, dict[tuple, Matter]] = {}
         # master data (monitor.core.parties): (org, kind, id) -> record; (org, detail, value) -> employees
