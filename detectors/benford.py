@@ -47,11 +47,13 @@ Auditing, and Fraud Detection. Wiley. Table 7.1.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from detectors.base import Bounds, Columns, Detector, Scores, squash
 
-__all__ = ["BANDS", "Benford", "EXPECTED", "expected_mad", "first_digits"]
+__all__ = ["BANDS", "Benford", "CountBank", "EXPECTED", "expected_mad", "first_digits"]
 
 EXPECTED = np.log10(1 + 1 / np.arange(1, 10))  # P(first digit = d), d = 1..9
 BANDS = ((0.006, "close"), (0.012, "acceptable"), (0.015, "marginal"), (np.inf, "nonconformity"))
@@ -88,21 +90,6 @@ def expected_mad(n: np.ndarray) -> np.ndarray:
         return np.where(n > 0, spread / np.sqrt(np.maximum(n, 1)), np.nan)
 
 
-def first_seen_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Number equal values 0, 1, … in order of first appearance: (each value's number,
-    the position where each number first appears).
-
-    >>> codes, first = first_seen_codes(np.array([7, 3, 7, 9, 3]))
-    >>> codes.tolist(), first.tolist()
-    ([0, 1, 0, 2, 1], [0, 1, 3])
-    """
-    _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
-    by_first = np.argsort(first)
-    rank = np.empty_like(by_first)
-    rank[by_first] = np.arange(len(first))
-    return rank[inverse.ravel()], first[by_first]
-
-
 def band(mad: float) -> str:
     return next(name for limit, name in BANDS if mad < limit)
 
@@ -113,6 +100,140 @@ def bands(mads: np.ndarray) -> np.ndarray:
     limits = np.array([limit for limit, _ in BANDS])
     index = np.where(np.isfinite(mads), np.searchsorted(limits, np.nan_to_num(mads), side="right") + 1, 0)
     return names[index]
+
+
+# A key-month's code: the model's number, the key's number and the month (months since
+# 1970-01 plus MONTH_OFFSET) in one int64, so that one model's rows sort together.
+KEY_SHIFT, OWNER_SHIFT = 16, 43
+MONTH_OFFSET = 1 << 15
+MAX_KEYS, MAX_OWNERS = 1 << (OWNER_SHIFT - KEY_SHIFT), 1 << (63 - OWNER_SHIFT)
+
+
+class CountBank:
+    """The digit counts of every Benford model's key-months, side by side: one row
+    each, found by its int64 code (``np.searchsorted`` over the sorted codes), so
+    that a pooled call reads and writes the counts of thousands of orgs' models
+    with a few numpy calls instead of dict look-ups per model and key-month.
+
+    A model joins the bank when it is made (``join``) and is given a number; its
+    rows go when it is garbage (``weakref.finalize``), at the next write. Keys
+    (the ``by`` values) are numbered once for all models.
+
+    >>> class Model: ...
+    >>> bank, model = CountBank(), Model()
+    >>> owner = bank.join(model)
+    >>> code = bank.code(np.array([owner]), bank.key_numbers_of([("ORG1",)]), np.array([676]))  # 2026-05
+    >>> bank.write(code, np.ones((1, 9)), bank.rows(code))
+    >>> bank.rows(code).tolist(), bank.key_of(int(code[0])), bank.month_of(code).tolist()
+    ([0], ('ORG1',), [676])
+    >>> del model; bank.write(code[:0], np.zeros((0, 9)), code[:0]); len(bank.codes)  # its rows go with it
+    0
+    """
+
+    def __init__(self) -> None:
+        self.codes = np.zeros(0, np.int64)  # sorted
+        self.counts = np.zeros((0, 9))  # row i: the counts of codes[i]
+        self.key_number: dict = {}
+        self.keys: list = []  # number -> key
+        self._owners = 0
+        self._free: list[int] = []
+        self._gone: list[int] = []  # models garbage-collected: their rows are dropped at the next write
+
+    # --- owners and keys --------------------------------------------------------------
+    def join(self, model: object) -> int:
+        if self._free:
+            owner = self._free.pop()
+        else:
+            owner = self._owners
+            if owner >= MAX_OWNERS:
+                raise OverflowError(f"more than {MAX_OWNERS:,} Benford models alive at once")
+            self._owners += 1
+        weakref.finalize(model, self._gone.append, owner)
+        return owner
+
+    def key_numbers_of(self, keys: list) -> np.ndarray:
+        numbers = self.key_number
+        before = len(numbers)
+        found = np.fromiter((numbers.setdefault(k, len(numbers)) for k in keys), np.int64, len(keys))
+        if len(numbers) > before:
+            if len(numbers) > MAX_KEYS:
+                raise OverflowError(f"more than {MAX_KEYS:,} Benford keys")
+            self.keys = list(numbers)
+        return found
+
+    @staticmethod
+    def code(owners: np.ndarray, keys: np.ndarray, months: np.ndarray) -> np.ndarray:
+        return (owners << OWNER_SHIFT) | (keys << KEY_SHIFT) | (months + MONTH_OFFSET)
+
+    @staticmethod
+    def owner_of(codes: np.ndarray) -> np.ndarray:
+        return codes >> OWNER_SHIFT
+
+    @staticmethod
+    def month_of(codes: np.ndarray) -> np.ndarray:
+        return (codes & ((1 << KEY_SHIFT) - 1)) - MONTH_OFFSET
+
+    def key_of(self, code: int):
+        return self.keys[(code >> KEY_SHIFT) & (MAX_KEYS - 1)]
+
+    # --- rows ----------------------------------------------------------------------------
+    def rows(self, codes: np.ndarray) -> np.ndarray:
+        """The row of each code, -1 where there is none."""
+        at = np.searchsorted(self.codes, codes)
+        found = at < len(self.codes)
+        found[found] = self.codes[at[found]] == codes[found]
+        return np.where(found, at, -1)
+
+    def rows_of(self, owner: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.codes, [owner << OWNER_SHIFT, (owner + 1) << OWNER_SHIFT])
+        return np.arange(lo, hi)
+
+    def priors(self, rows: np.ndarray) -> np.ndarray:
+        """The counts at ``rows``; zeros where a row is -1 (a key-month not held)."""
+        if not len(self.counts):
+            return np.zeros((len(rows), 9))
+        return np.where((rows >= 0)[:, None], self.counts[np.maximum(rows, 0)], 0.0)
+
+    def write(self, codes: np.ndarray, counts: np.ndarray, rows: np.ndarray) -> None:
+        """Set the counts of ``codes`` (``rows``: their rows, -1 for new ones)."""
+        held = rows >= 0
+        self.counts[rows[held]] = counts[held]
+        gone = self._take_gone()
+        if held.all() and not gone:
+            return
+        keep = ~np.isin(self.owner_of(self.codes), gone) if gone else slice(None)
+        codes_all = np.concatenate([self.codes[keep], codes[~held]])
+        counts_all = np.concatenate([self.counts[keep], counts[~held]])
+        order = np.argsort(codes_all, kind="stable")
+        self.codes, self.counts = codes_all[order], counts_all[order]
+        self._free.extend(gone)
+
+    def _take_gone(self) -> list[int]:
+        gone = self._gone[:]  # the list is never replaced: finalizers hold its append
+        del self._gone[:len(gone)]
+        return gone
+
+    def drop(self, rows: np.ndarray) -> None:
+        keep = np.ones(len(self.codes), dtype=bool)
+        keep[rows] = False
+        self.codes, self.counts = self.codes[keep], self.counts[keep]
+
+    def keep_newest_months(self, owners: np.ndarray, keep_months: int) -> None:
+        """Forget each of these owners' key-months older than its newest ``keep_months`` months."""
+        mine = np.flatnonzero(np.isin(self.owner_of(self.codes), owners))
+        if not len(mine):
+            return
+        codes = self.codes[mine]
+        owner_month = (self.owner_of(codes) << KEY_SHIFT) | (codes & ((1 << KEY_SHIFT) - 1))
+        distinct, which = np.unique(owner_month, return_inverse=True)
+        owner = distinct >> KEY_SHIFT
+        newer = np.searchsorted(owner, owner, side="right") - 1 - np.arange(len(distinct))  # the owner's months after it
+        old = (newer >= keep_months)[which.ravel()]
+        if old.any():
+            self.drop(mine[old])
+
+
+_BANK = CountBank()
 
 
 class Benford(Detector):
@@ -141,46 +262,29 @@ class Benford(Detector):
         self.max_excess_mad = max_excess_mad
         self.utc_offset_hours = utc_offset_hours
         self.keep_months = keep_months
-        self._counts: dict[tuple, np.ndarray] = {}  # (key, "YYYY-MM") -> counts of digits 1..9
+        self._owner = _BANK.join(self)  # its counts are rows of the bank: (key, month) -> counts of digits 1..9
+
+    def __getstate__(self) -> dict:
+        return {"params": self.params(), "state": self.state()}
+
+    def __setstate__(self, pickled: dict) -> None:
+        self.__init__(**pickled["params"])
+        self.load_state(pickled["state"])
 
     def _month_index(self, t: np.ndarray) -> np.ndarray:
         """Each time's calendar month in local time, as months since 1970-01."""
         days = (np.asarray(t, dtype=float) + self.utc_offset_hours * 3600) // 86400
         return days.astype(np.int64).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
 
-    def _grouped(self, X: Columns, owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[tuple], np.ndarray]:
-        """(each row's first digit, each row's month "YYYY-MM", the groups, each row's group).
-        A group is a key-month ``(key, month)`` — with ``owner`` (pooled models) ``((owner, key), month)`` —
-        numbered in order of first appearance. Only the keys go through Python, a dict look-up a row."""
+    def _score_rows(self, X: Columns, owners: np.ndarray, learn: bool) -> Scores:
+        """Each row scored against its key-month's counts before it (the models'
+        counts so far, then the batch's rows before it), and, when ``learn``, the
+        counts written back; ``owners``: each row's model number."""
         digits = first_digits(X["amount"])
-        keys = X["key"].tolist()
-        codes: dict = {}
-        key_code = np.fromiter((codes.setdefault(k, len(codes)) for k in keys), np.int64, len(keys))
-        months, month_code = np.unique(self._month_index(X["t"]), return_inverse=True)
-        month_code = month_code.ravel()
-        labels = np.datetime_as_string(months.astype("datetime64[M]")).astype(object)
-        combined = key_code if owner is None else owner * max(len(codes), 1) + key_code
-        group, first = first_seen_codes(combined * max(len(months), 1) + month_code)
-        period = labels[month_code]
-        if owner is None:
-            names = [(keys[i], period[i]) for i in first.tolist()]
-        else:
-            names = [((int(owner[i]), keys[i]), period[i]) for i in first.tolist()]
-        return digits, period, names, group
-
-    def _score(self, X: Columns, learn: bool) -> Scores:
-        none = np.zeros(9)
-        scores, totals = self._score_groups(X, lambda names: [self._counts.get(k, none) for k in names], learn)
-        if learn:
-            self._counts.update(totals)
-            self._forget_old()
-        return scores
-
-    def _score_groups(self, X: Columns, priors_of, learn: bool,
-                      owner: np.ndarray | None = None) -> tuple[Scores, dict[tuple, np.ndarray]]:
-        """Scores of ``X`` given each key-month's counts so far (``priors_of(groups)``),
-        and the key-months' counts after it (when ``learn``); see ``_grouped`` for ``owner``."""
-        digits, period, names, group = self._grouped(X, owner)
+        months = self._month_index(X["t"])
+        codes = _BANK.code(owners, _BANK.key_numbers_of(X["key"].tolist()), months)
+        names, group = np.unique(codes, return_inverse=True)
+        group = group.ravel()
         size = len(digits)
         # All key-months at once (a batch of a few events spans many): rows in
         # group order, each row's counts = its group's prior + the group's rows
@@ -188,18 +292,20 @@ class Benford(Detector):
         order = np.argsort(group, kind="stable")
         sizes = np.bincount(group, minlength=len(names))
         group = group[order]
-        priors = np.array(priors_of(names)).reshape(len(names), 9)
+        rows = _BANK.rows(names)
+        priors = _BANK.priors(rows)
         d = digits[order]
         valid = d > 0
         onehot = np.zeros((size, 9))
         onehot[np.flatnonzero(valid), d[valid] - 1] = 1
-        totals = priors
         if learn and size:
             running = np.cumsum(onehot, axis=0)
             starts = np.cumsum(sizes) - sizes
             at_start = running[starts] - onehot[starts]  # the batch's counts before each group's first row
             before = priors[group] + running - onehot - at_start[group]
-            totals = priors + running[starts + sizes - 1] - at_start
+            _BANK.write(names, priors + running[starts + sizes - 1] - at_start, rows)
+            if (rows < 0).any():  # a new key-month: older months may go
+                _BANK.keep_newest_months(np.unique(_BANK.owner_of(names[rows < 0])), self.keep_months)
         else:
             before = priors[group]
         n = before.sum(axis=1)
@@ -217,75 +323,71 @@ class Benford(Detector):
         mads[order], zs[order], counts[order] = mad, z, n
         expected = EXPECTED[np.maximum(digits - 1, 0)]
         return Scores(scores, {
-            "period": period, "digit": digits, "mad": mads, "digit_z": zs,
+            "period": _month_labels(months), "digit": digits, "mad": mads, "digit_z": zs,
             "expected_mad": expected_mad(counts),
             "count": counts, "expected_share": expected,
             "band": bands(mads),
-        }), dict(zip(names, totals)) if learn else {}
-
-    def _forget_old(self) -> None:
-        months = sorted({m for _, m in self._counts})
-        if len(months) > self.keep_months:
-            keep = set(months[-self.keep_months:])
-            self._counts = {k: v for k, v in self._counts.items() if k[1] in keep}
+        })
 
     # --- batches --------------------------------------------------------------------
+    def _mine(self, X: Columns) -> np.ndarray:
+        return np.full(len(X["amount"]), self._owner, dtype=np.int64)
+
     def score_many(self, X: Columns) -> Scores:
-        return self._score(X, learn=False)
+        return self._score_rows(X, self._mine(X), learn=False)
 
     def learn_many(self, X: Columns) -> None:
-        digits, _, names, group = self._grouped(X)
-        counts = np.zeros((len(names), 10))
-        np.add.at(counts, (group, digits), 1)
-        for name, c in zip(names, counts[:, 1:]):
-            self._counts[name] = self._counts.get(name, np.zeros(9)) + c
-        self._forget_old()
+        self._score_rows(X, self._mine(X), learn=True)
 
     def process_many(self, X: Columns) -> Scores:
-        return self._score(X, learn=True)
+        return self._score_rows(X, self._mine(X), learn=True)
 
     @classmethod
     def process_pooled(cls, models: list[Benford], X: Columns, bounds: Bounds) -> Scores:  # type: ignore[override]
         """All the orgs' models in one vectorised pass (a small batch touches many
-        orgs with a few amounts each; numpy's cost per call dominated). The
+        orgs with a few amounts each): their counts are rows of one bank. The
         models share their settings (one detector spec) but not their counts."""
-        if len(models) < 2:
-            return super().process_pooled(models, X, bounds)
-        first = models[0]
-        owner = np.repeat(np.arange(len(models)), [b - a for a, b in bounds])
+        if not models:
+            return Scores(np.zeros(0))
+        owners = np.repeat(np.array([m._owner for m in models], dtype=np.int64), [b - a for a, b in bounds])
         pooled = {"key": X["key"], "amount": np.asarray(X["amount"], dtype=float), "t": np.asarray(X["t"], dtype=float)}
+        return models[0]._score_rows(pooled, owners, learn=True)
 
-        def priors_of(names: list[tuple]) -> list[np.ndarray]:
-            none = np.zeros(9)
-            return [models[i]._counts.get((key, month), none) for (i, key), month in names]
-
-        scores, totals = first._score_groups(pooled, priors_of, learn=True, owner=owner)
-        new_month: set[int] = set()  # models given a key-month they did not hold: only they may have months to forget
-        for ((i, key), month), counts in totals.items():
-            held = models[i]._counts
-            if (key, month) not in held:
-                new_month.add(i)
-            held[key, month] = counts
-        for i in new_month:
-            models[i]._forget_old()
-        return scores
+    def _held(self) -> list[tuple]:
+        """(key, month label, counts) of every key-month held."""
+        rows = _BANK.rows_of(self._owner)
+        codes = _BANK.codes[rows]
+        labels = _month_labels(_BANK.month_of(codes))
+        return [(_BANK.key_of(int(c)), m, counts) for c, m, counts in zip(codes.tolist(), labels.tolist(), _BANK.counts[rows])]
 
     def month_mad(self) -> dict[tuple, tuple[float, int]]:
         """(MAD, count) of every key-month held."""
         out = {}
-        for k, c in self._counts.items():
+        for key, month, c in self._held():
             n = c.sum()
-            out[k] = (float(np.abs(c / n - EXPECTED).mean()) if n else float("nan"), int(n))
+            out[key, month] = (float(np.abs(c / n - EXPECTED).mean()) if n else float("nan"), int(n))
         return out
 
     def key_count(self) -> int:
-        return len(self._counts)
+        return len(_BANK.rows_of(self._owner))
 
     # --- state ------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"counts": [[list(k[0]) if isinstance(k[0], tuple) else k[0], k[1], c.tolist()]
-                           for k, c in self._counts.items()]}
+        return {"counts": [[list(k) if isinstance(k, tuple) else k, m, c.tolist()] for k, m, c in self._held()]}
 
     def load_state(self, state: dict) -> None:
-        self._counts = {(tuple(k) if isinstance(k, list) else k, m): np.array(c, dtype=float)
-                        for k, m, c in state["counts"]}
+        _BANK.drop(_BANK.rows_of(self._owner))
+        held = state["counts"]
+        if not held:
+            return
+        keys = [tuple(k) if isinstance(k, list) else k for k, _, _ in held]
+        months = np.array([m for _, m, _ in held], dtype="datetime64[M]").astype(np.int64)
+        codes = _BANK.code(np.full(len(held), self._owner, dtype=np.int64), _BANK.key_numbers_of(keys), months)
+        _BANK.write(codes, np.array([c for _, _, c in held], dtype=float).reshape(len(held), 9), _BANK.rows(codes))
+
+
+def _month_labels(months: np.ndarray) -> np.ndarray:
+    """"YYYY-MM" of each month index (months since 1970-01), as objects."""
+    distinct, which = np.unique(months, return_inverse=True)
+    labels = np.datetime_as_string(distinct.astype("datetime64[M]")).astype(object)
+    return labels[which.ravel()]

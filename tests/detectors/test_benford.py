@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 
 import numpy as np
 import pytest
 
-from detectors.benford import EXPECTED, Benford, band, expected_mad, first_digits
+from detectors.benford import _BANK, EXPECTED, Benford, band, expected_mad, first_digits
 from tests.detectors.helpers import end_to_end, part_bounds, restored
 
 JUNE = dt.datetime(2026, 6, 10, tzinfo=dt.timezone(dt.timedelta(hours=8))).timestamp()
@@ -97,3 +98,18 @@ def test_pooled_scoring_equals_one_org_at_a_time():
     assert scored > 0  # the made-up amounts were caught: the comparison covered real scores
     for a, b in zip(one_by_one, pooled):
         assert a.state() == b.state()
+
+
+def test_a_models_counts_leave_the_bank_with_it():
+    """Every model's counts are rows of one bank; a model that is gone (a store
+    dropping its cache, an org moving away) takes its rows along at the next write."""
+    det = Benford(min_count=10)
+    det.process_many(columns([123.0] * 20, "ORG1"))
+    owner = det._owner
+    assert len(_BANK.rows_of(owner)) == 1 and det.key_count() == 1
+    del det
+    gc.collect()
+    other = Benford(min_count=10)
+    other.process_many(columns([456.0] * 3, "ORG2"))
+    assert other._owner != owner and len(_BANK.rows_of(owner)) == 0
+    assert other.key_count() == 1 and other.month_mad()["ORG2", "2026-06"][1] == 3
