@@ -15,6 +15,12 @@ time, it is aborted, the log says how many events the partitions' next owner
 scores again, and the exit code is 1. A second signal stops at once (exit
 128 + the signal's number): the open transaction is aborted by the broker or
 fenced by the next owner, so nothing is committed twice or half.
+
+A worker that crashes (fenced: its partitions belong to another worker now)
+stops too, and ``crash`` makes sure it ends: faust's stop has been seen to
+wait for good on a consumer thread caught in a rebalance that began while it
+stopped, leaving a process that does nothing and never exits. After
+``CRASH_EXIT_SECONDS`` it exits with ``EXIT_UNFINISHED``.
 """
 
 from __future__ import annotations
@@ -23,14 +29,17 @@ import logging
 import os
 import signal
 import sys
+import threading
+from typing import Any
 
 import faust
 
-__all__ = ["EXIT_UNFINISHED", "FINISH_WITHIN_SECONDS", "GracefulWorker"]
+__all__ = ["CRASH_EXIT_SECONDS", "EXIT_UNFINISHED", "FINISH_WITHIN_SECONDS", "GracefulWorker", "crash"]
 
 log = logging.getLogger("riskwatch.worker")
 FINISH_WITHIN_SECONDS = 20.0
 EXIT_UNFINISHED = 1
+CRASH_EXIT_SECONDS = 10.0
 
 
 class GracefulWorker(faust.Worker):
@@ -79,3 +88,18 @@ class GracefulWorker(faust.Worker):
         super().stop_and_shutdown()
         if self.unfinished:
             raise SystemExit(EXIT_UNFINISHED)
+
+
+async def crash(app: Any, reason: BaseException, exit_within: float = CRASH_EXIT_SECONDS) -> None:
+    """``app.crash(reason)``, and exit the process ``exit_within`` seconds later if it is still there."""
+    def exit_stuck() -> None:
+        log.error("still stopping %g s after the crash (%s): exiting", exit_within, reason)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_UNFINISHED)
+
+    timer = threading.Timer(exit_within, exit_stuck)
+    timer.daemon = True  # a process that ends by itself does not wait for it
+    timer.start()
+    await app.crash(reason)

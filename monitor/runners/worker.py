@@ -310,6 +310,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
     from aiokafka.errors import KafkaError, ProducerFenced
 
     from monitor.runners.batchconsumer import BatchConsumer
+    from monitor.runners.graceful import crash
     from monitor.runners.txnrecovery import TRANSACTION_TIMEOUT_MS, TransactionalTableManager
     from monitor.cases.tickets import Fence, FencedError, SqlTicketStore
 
@@ -429,7 +430,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
             if isinstance(exc, ProducerFenced):
                 log.error("fenced: another worker owns these partitions now; this one stops without committing (%s)", exc)
             # Without this checkpoint the in-memory state is ahead of what a restart recovers.
-            await app.crash(exc)
+            await crash(app, exc)
             raise
 
     async def _commit_partition(producer, records: list, offsets: dict, messages: list, generation: int) -> None:
@@ -652,7 +653,7 @@ def create_app(pack: RulePack, broker: str, db_url: str | None, metrics: Metrics
                     None, store.upsert, live, pack, dt.datetime.now(dt.timezone.utc), mine)
             except FencedError as exc:
                 log.error("fenced: %s; this worker stops without writing its tickets", exc)
-                await app.crash(exc)
+                await crash(app, exc)
                 raise
             await asyncio.get_running_loop().run_in_executor(None, store.add_evidence, out.evidence)
             announce(metrics, notifier, opened=result.opened)
