@@ -35,7 +35,7 @@ from array import array
 
 import numpy as np
 
-from detectors.base import Bounds, Columns, Detector, Scores, squash
+from detectors.base import Bounds, Columns, Detector, Scores, max_of_parts, squash
 
 __all__ = ["RobustAmount"]
 
@@ -145,55 +145,55 @@ class RobustAmount(Detector):
     @classmethod
     def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """Each org's rows scored then learned by its own model, in one loop over
-        all rows and one pass of arithmetic (the per-org cost of a small org)."""
+        all rows and one pass of arithmetic (the per-org cost of a small org).
+        The models share their settings (one detector spec), not their keys."""
         keys, amounts, times = X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()
         n = len(keys)
         score, usual, robust_z, history = [0.0] * n, [math.nan] * n, [math.nan] * n, [0] * n
-        for model, (start, stop) in zip(models, bounds):
-            model._process_rows(keys, amounts, times, start, stop, score, usual, robust_z, history)  # type: ignore[attr-defined]
+        if models:
+            first: RobustAmount = models[0]  # type: ignore[assignment]
+            warmup, floor, two_sided, window = first.warmup, first.min_spread, first.two_sided, first.window
+            log, exp, insort, bisect_left = math.log, math.exp, bisect.insort, bisect.bisect_left
+            # _score then _learn per row, inlined: this loop is the detector's cost.
+            for model, (lo, hi) in zip(models, bounds):
+                store = model._keys  # type: ignore[attr-defined]
+                for i in range(lo, hi):
+                    a = amounts[i]
+                    if not a > 0:
+                        continue
+                    k = keys[i]
+                    v = log(a)
+                    h = store.get(k)
+                    if h is None:
+                        h = store[k] = _History()
+                    else:
+                        s = h.ordered
+                        m = len(s)
+                        history[i] = m
+                        if m >= warmup:
+                            med = s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
+                            usual[i] = exp(med)
+                            if v > med or two_sided:  # at or below the usual scores 0: no MAD needed
+                                z = 0.6745 * abs(v - med) / max(sorted_mad(s, med), floor)
+                                ratio = z / _Z_CUTOFF
+                                score[i], robust_z[i] = ratio / (ratio + 1.0), z
+                            else:
+                                robust_z[i] = 0.0
+                    h.arrived.append(v)
+                    insort(h.ordered, v)
+                    if len(h.arrived) > window:
+                        del h.ordered[bisect_left(h.ordered, h.arrived.pop(0))]
+                    t = times[i]
+                    if t > h.last_t:
+                        h.last_t = t
+            for model, (lo, hi), newest in zip(models, bounds, max_of_parts(X["t"], bounds)):
+                if hi > lo:
+                    model._note_learned(hi - lo, newest)  # type: ignore[attr-defined]
         usual_a = np.array(usual)
         with np.errstate(divide="ignore", invalid="ignore"):
             times_usual = np.asarray(amounts, dtype=float) / usual_a
         return Scores(np.array(score), {"usual_amount": usual_a, "times_usual": times_usual,
                                         "robust_z": np.array(robust_z), "history": np.array(history, dtype=np.int64)})
-
-    def _process_rows(self, keys: list, amounts: list, times: list, lo: int, hi: int,
-                      score: list, usual: list, robust_z: list, history: list) -> None:
-        """Rows ``lo:hi`` scored then learned, the results written at their positions."""
-        # _score then _learn per row, inlined: this loop is the detector's cost.
-        store, warmup, floor, two_sided, window = self._keys, self.warmup, self.min_spread, self.two_sided, self.window
-        log, exp, insort, bisect_left = math.log, math.exp, bisect.insort, bisect.bisect_left
-        for i in range(lo, hi):
-            a = amounts[i]
-            if not a > 0:
-                continue
-            k = keys[i]
-            v = log(a)
-            h = store.get(k)
-            if h is None:
-                h = store[k] = _History()
-            else:
-                s = h.ordered
-                m = len(s)
-                history[i] = m
-                if m >= warmup:
-                    med = s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
-                    usual[i] = exp(med)
-                    if v > med or two_sided:  # at or below the usual scores 0: no MAD needed
-                        z = 0.6745 * abs(v - med) / max(sorted_mad(s, med), floor)
-                        ratio = z / _Z_CUTOFF
-                        score[i], robust_z[i] = ratio / (ratio + 1.0), z
-                    else:
-                        robust_z[i] = 0.0
-            h.arrived.append(v)
-            insort(h.ordered, v)
-            if len(h.arrived) > window:
-                del h.ordered[bisect_left(h.ordered, h.arrived.pop(0))]
-            t = times[i]
-            if t > h.last_t:
-                h.last_t = t
-        if hi > lo:
-            self._note_learned(hi - lo, max(times[lo:hi]))
 
     def _note_learned(self, n: int, newest: float) -> None:
         before = self._learned

@@ -315,3 +315,27 @@ def test_a_worker_taking_over_lists_the_table_its_recovery_wrote_behind_the_chan
     out = core.process([_another_orgs_payment()])
     assert _by_matter(out.alerts) == {"HT1": ["RC-CON-01:executed_early:legal_review"]}
     assert sorted(table.keys_of_kind(b"mark")) == sorted(k for k in store if k.endswith(b"\x1fmark"))
+
+
+def test_the_idle_sweep_reads_each_entrys_last_time_without_decoding_it(default_pack):
+    """The sweep after a restart reads when each window and total entry was last
+    seen straight off its plain form: the same time the decoded entry gives."""
+    from monitor.analyst.generator import generate
+    from monitor.core.event import decode_lines
+    from monitor.core.keyed import _total_last_seen, _window_last_seen
+
+    events, _ = decode_lines(generate(events=6000, seed=7).lines)
+    table: dict[bytes, bytes] = {}
+    core = WorkerCore(default_pack, table)
+    core.process([message(i, e) for i, e in enumerate(events)])
+    core.write_state()
+    state = WorkerCore(default_pack, table).tables.state  # a restarted worker: nothing decoded yet
+    checked = 0
+    for stores, last_seen in ((state.windows, _window_last_seen), (state.totals, _total_last_seen)):
+        for store in stores.values():
+            decoded = sorted((k, last_seen(v)) for k, v in store.items())
+            for k, _ in decoded[::2]:
+                store.get(k)  # half of them decoded (and cached) by a batch
+            assert sorted(store.last_seen_items(last_seen)) == decoded
+            checked += len(decoded)
+    assert checked > 1000

@@ -300,14 +300,17 @@ def sweep_keys(rules: list[CompiledRule], state: ScorerState, until: float) -> N
             continue
         state.swept_at[rule.id] = state.watermark
         last_seen = _window_last_seen if rule.kind == "window" else _total_last_seen
+        # a table-backed store reads the time off each entry without decoding it whole
+        seen = store.last_seen_items(last_seen) if hasattr(store, "last_seen_items") else (
+            (k, last_seen(v)) for k, v in store.items())
         if "org_id" in rule.key:
             # Per org; an org with no stream time known keeps its state.
             org_at = rule.key.index("org_id")
             cutoffs = {org: min(mark, until) - horizon for org, mark in state.org_watermarks.items()}
-            stale = [k for k, v in store.items() if last_seen(v) < cutoffs.get(k[org_at], -math.inf)]
+            stale = [k for k, t in seen if t < cutoffs.get(k[org_at], -math.inf)]
         else:
             cutoff = min(state.watermark, until) - horizon
-            stale = [k for k, v in store.items() if last_seen(v) < cutoff]
+            stale = [k for k, t in seen if t < cutoff]
         for k in stale:
             del store[k]
 

@@ -285,6 +285,25 @@ class TableStore:
                 value = self._decode(raw)
             yield key, value
 
+    def last_seen_items(self, last_seen) -> Iterator[tuple[tuple, float]]:
+        """(key, when it was last seen) of every entry of this window or total rule,
+        for the idle sweep: an entry not decoded yet is read from its plain form,
+        whose last element is that time (``KeyWindow.to_plain``'s ``max_t``, a lone
+        entry's time, ``KeyTotal.to_plain``'s ``last_t``), without building it;
+        ``last_seen`` reads a decoded one."""
+        decode = msgspec.msgpack.decode
+        for raw_key, packed in self._raw_keys():
+            key = tuple(decode(packed))
+            if key in self.deleted:
+                continue
+            value = self.cache.get(key)
+            if value is not None:
+                yield key, last_seen(value)
+                continue
+            raw = self.table.get(raw_key)
+            if raw is not None:
+                yield key, float(decode(raw)[-1])
+
     def __len__(self) -> int:
         return sum(1 for _ in self._raw_keys())
 
