@@ -58,16 +58,16 @@ class PaymentFeatures:
         self.last_paid: dict[object, float] = {}
         self._sum = np.zeros(len(FEATURES))  # of every row learned, for the typical values
         self._count = 0
-        self._before = (self._sum, np.zeros((0, len(FEATURES))), 0)  # the last batch's prefix sums
+        self._before = (self._sum, np.zeros((0, len(FEATURES))), 0)  # the sum before the last batch, its rows learned
         self._horizon = -math.inf  # last paid before this: forgotten, swept or not
         self._swept_to = -math.inf
 
     def transform(self, X: Columns, learn: bool) -> np.ndarray:
         M = _matrix(X, self._days(X, learn))
         if learn:
-            self._learned(M, np.cumsum(M, axis=0) - M)
+            self._learned(M)
         else:
-            self._before = (self._sum.copy(), np.zeros_like(M), self._count)
+            self._before = (self._sum, np.zeros_like(M), self._count)
         return M
 
     @staticmethod
@@ -81,8 +81,7 @@ class PaymentFeatures:
             f._days_into(keys, times, a, b, True, days)
         M = _matrix(X, days)
         for f, (a, b) in zip(features, bounds):
-            part = M[a:b]
-            f._learned(part, np.cumsum(part, axis=0) - part)  # summed as one org alone sums them
+            f._learned(M[a:b])  # summed as one org alone sums them
         return M
 
     def _days(self, X: Columns, learn: bool) -> np.ndarray:
@@ -103,16 +102,19 @@ class PaymentFeatures:
             if learn and (prev is None or t > prev):
                 last[k] = t
 
-    def _learned(self, M: np.ndarray, prefix: np.ndarray) -> None:
-        """Note learned rows (``prefix``: the sums of the rows before each, within the batch)."""
-        self._before = (self._sum.copy(), prefix, self._count)
-        self._sum = self._sum + M.sum(axis=0)
+    def _learned(self, M: np.ndarray) -> None:
+        """Note learned rows. ``typical`` sums the rows before each only when asked
+        (an org with a row to explain, seldom): a batch touches thousands of orgs."""
+        # a copy: a view would keep the whole batch's matrix alive until the org's next batch
+        self._before = (self._sum, M.copy(), self._count)  # ``_sum`` is replaced, never changed in place
+        self._sum = self._sum + (M[0] if len(M) == 1 else M.sum(axis=0))
         self._count += len(M)
 
     def typical(self, rows: np.ndarray) -> np.ndarray:
         """The mean of each feature over every row learned before each of ``rows``
         (of the last batch transformed); the same whatever the batch boundaries."""
-        total, prefix, count = self._before
+        total, learned, count = self._before
+        prefix = np.cumsum(learned, axis=0) - learned  # the sums of the rows before each, within the batch
         n = count + rows
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n[:, None] > 0, (total + prefix[rows]) / n[:, None], np.nan)
