@@ -327,7 +327,8 @@ class MassPool:
         starts, lengths, slots, scored = [], [], [], []
         for k in inside:
             model = models[k]
-            pool.adopt(model)
+            if model._pool is not pool:  # joined once; the test here spares a call per org and batch
+                pool.adopt(model)
             a, b = bounds[k]
             starts.append(a)
             lengths.append(b - a)
