@@ -4,7 +4,6 @@ and the default set finding the anomalies the generator plants."""
 from __future__ import annotations
 
 import msgspec
-import numpy as np
 import orjson
 import pytest
 

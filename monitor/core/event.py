@@ -22,7 +22,6 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 import msgspec
-import orjson
 
 __all__ = [
     "ATTRIBUTE_TYPES",
