@@ -36,7 +36,8 @@ from monitor.core.reviews import Matter
 from monitor.core.state import KeyTotal, ScorerState, _window_from_plain, _window_plain, model_plain
 
 __all__ = ["ORG_SEPARATOR", "AppliedOffsets", "TableAlerts", "TableEvidence", "TableState", "TableStore", "applied_key",
-           "keys_of_kind", "kind_of_table_key", "org_of_table_key", "partition_of_applied_key"]
+           "keys_of_kind", "kind_of_table_key", "last_seen_of_plain", "org_of_table_key",
+           "partition_of_applied_key"]
 
 ORG_SEPARATOR = b"\x1f"
 HELD_INFIX = ORG_SEPARATOR + b"held" + ORG_SEPARATOR
@@ -67,6 +68,16 @@ def keys_of_kind(table: MutableMapping[bytes, bytes], kind: bytes) -> list[bytes
     if listed is not None:
         return listed(kind)
     return [key for key in list(table.keys()) if kind_of_table_key(key) == kind]
+
+
+def last_seen_of_plain(raw: bytes) -> float:
+    """When a stored window or total entry was last seen: its plain form's last element
+    (``KeyWindow.to_plain``'s ``max_t``, a lone entry's time, ``KeyTotal.to_plain``'s ``last_t``).
+
+    >>> last_seen_of_plain(msgspec.msgpack.encode([[5.0, 9.0], [], 9.0]))
+    9.0
+    """
+    return float(msgspec.msgpack.decode(raw)[-1])
 
 
 def applied_key(topic: str, partition: int) -> bytes:
@@ -291,9 +302,8 @@ class TableStore:
         whose last element is that time (``KeyWindow.to_plain``'s ``max_t``, a lone
         entry's time, ``KeyTotal.to_plain``'s ``last_t``), without building it;
         ``last_seen`` reads a decoded one."""
-        decode = msgspec.msgpack.decode
         for raw_key, packed in self._raw_keys():
-            key = tuple(decode(packed))
+            key = tuple(msgspec.msgpack.decode(packed))
             if key in self.deleted:
                 continue
             value = self.cache.get(key)
@@ -302,7 +312,7 @@ class TableStore:
                 continue
             raw = self.table.get(raw_key)
             if raw is not None:
-                yield key, float(decode(raw)[-1])
+                yield key, last_seen_of_plain(raw)
 
     def __len__(self) -> int:
         return sum(1 for _ in self._raw_keys())
