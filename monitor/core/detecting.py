@@ -167,13 +167,13 @@ class _Slots:
     def tails_of(self, det: CompiledDetector, state: ScorerState, numbers: np.ndarray, orgs: list) -> OrgTails:
         tails = state.tails.get(det.id)
         if tails is None or tails is not self.tails:
-            self.tailed[:] = False
+            self.tailed[:] = False  # new histograms: every org's record is bound again
         self._fit(len(state.org_numbers))
         new = np.flatnonzero(~self.tailed[numbers])
-        if len(new):
-            tails = self.tails = _tails(det, state, [orgs[k] for k in new.tolist()])
+        if len(new):  # (the scorer calls with rows: after a reset every org is new)
+            self.tails = _tails(det, state, [orgs[k] for k in new.tolist()])
             self.tailed[numbers[new]] = True
-        return state.tails[det.id]
+        return self.tails
 
 
 def _slots_of(det: CompiledDetector, state: ScorerState, store: dict) -> _Slots:

@@ -38,7 +38,7 @@ import msgspec
 
 from monitor.core.rules import RulePack
 from monitor.core.state import ScorerState
-from monitor.runners.tablestate import ORG_SEPARATOR, TableStore, last_seen_of_plain
+from monitor.runners.tablestate import ORG_SEPARATOR, TableStore
 
 __all__ = ["DISK_CACHED", "DiskState", "DiskStore", "DiskTable"]
 
@@ -191,18 +191,9 @@ class DiskStore(TableStore):
             self.count -= 1
         super().__delitem__(key)
 
-    def items(self) -> Iterator[tuple[tuple, Any]]:
-        """Every live entry of this rule (for the idle sweep): the cached ones, then the
-        rest of the table's."""
-        return self._entries(lambda value: value, self._decode)
-
-    def last_seen_items(self, last_seen) -> Iterator[tuple[tuple, float]]:
-        """(key, when it was last seen) of every live entry of this window or total
-        rule, for the idle sweep: an entry in the table gives it off its plain form
-        (see ``TableStore.last_seen_items``), without being decoded."""
-        return self._entries(last_seen, last_seen_of_plain)
-
     def _entries(self, of_cached, of_stored) -> Iterator[tuple[tuple, Any]]:
+        """Every live entry of this rule (``items``, ``last_seen_items``): the cached
+        ones, then the rest of the table's."""
         cache = self.cache
         for key, value in list(cache.items()):
             yield key, of_cached(value)

@@ -284,35 +284,27 @@ class TableStore:
 
     def items(self) -> Iterator[tuple[tuple, Any]]:
         """Every entry of this rule in the table (for the idle sweep and the review schedule)."""
-        for raw_key, packed in self._raw_keys():
-            key = tuple(msgspec.msgpack.decode(packed))
-            if key in self.deleted:
-                continue
-            value = self.cache.get(key)
-            if value is None:
-                raw = self.table.get(raw_key)
-                if raw is None:
-                    continue
-                value = self._decode(raw)
-            yield key, value
+        return self._entries(lambda value: value, self._decode)
 
     def last_seen_items(self, last_seen) -> Iterator[tuple[tuple, float]]:
         """(key, when it was last seen) of every entry of this window or total rule,
-        for the idle sweep: an entry not decoded yet is read from its plain form,
-        whose last element is that time (``KeyWindow.to_plain``'s ``max_t``, a lone
-        entry's time, ``KeyTotal.to_plain``'s ``last_t``), without building it;
-        ``last_seen`` reads a decoded one."""
+        for the idle sweep: an entry not decoded yet gives it off its plain form
+        (``last_seen_of_plain``), without being built; ``last_seen`` reads a decoded one."""
+        return self._entries(last_seen, last_seen_of_plain)
+
+    def _entries(self, of_cached, of_stored) -> Iterator[tuple[tuple, Any]]:
+        """(key, ``of_cached(value)``) of every entry, or ``of_stored(raw)`` for one not decoded."""
         for raw_key, packed in self._raw_keys():
             key = tuple(msgspec.msgpack.decode(packed))
             if key in self.deleted:
                 continue
             value = self.cache.get(key)
             if value is not None:
-                yield key, last_seen(value)
+                yield key, of_cached(value)
                 continue
             raw = self.table.get(raw_key)
             if raw is not None:
-                yield key, last_seen_of_plain(raw)
+                yield key, of_stored(raw)
 
     def __len__(self) -> int:
         return sum(1 for _ in self._raw_keys())
