@@ -172,3 +172,43 @@ def test_the_coverage_reaches_the_database_and_the_monthly_report(default_pack, 
     _, html = write_monthly_report(tmp_path / "out", month, {}, rows)
     table = html.read_text(encoding="utf-8").split("Key-post staff trained and committed")[1].split("</table>")[0]
     assert "<td>SUB01</td><td>2</td><td>1</td><td>50.0%</td><td>2</td><td>100.0%</td>" in table
+
+
+def test_the_batch_prefilter_keeps_every_act_the_control_keys_and_drops_the_rest():
+    """``ReviewWatch.may_read`` narrows a batch's payments on its columns before any row
+    dict is made: it must keep every row ``key`` keys (a missed act is a missed warning)."""
+    import itertools
+
+    import msgspec
+
+    from monitor.core.batch import EventBatch
+    from monitor.core.event import decode_lines
+
+    posts = ["finance_manager", "cashier", "", None, 7, True]
+    amounts = [2_000_000.0, 1_000_000.0, 999_999.0, None]
+    kinds = ["payment", "contract_signed", "review_step", "training_completed", "journal_entry"]
+    lines, rows = [], []
+    for n, (kind, post, amount) in enumerate(itertools.product(kinds, posts, amounts)):
+        attrs = {"approver_id": "E1", "approver_post": post, "signer_id": "E2", "signer_post": post,
+                 "reviewer_id": "E3", "reviewer_post": post, "opinion": "pass", "employee_id": "E4"}
+        event = {"event_id": f"e{n}", "source": "s", "domain": "finance", "type": kind,
+                 "occurred_at": "2026-07-01T10:00:00+08:00", "org_id": "SUB01", "attributes": attrs}
+        if amount is not None:
+            event["amount"] = amount
+        lines.append(msgspec.json.encode(event))
+        rows.append({"event_id": f"e{n}", "type": kind, "org_id": "SUB01", "t": T0, "amount": amount,
+                     "attributes": attrs})
+    events, rejected = decode_lines(lines)
+    assert not rejected
+    batch = EventBatch(events)
+    kept = ReviewWatch([KEY]).may_read(batch, batch.all_rows)
+    keyed = [KEY.process.key(KEY, row) is not None for row in rows]
+    watched = [row["type"] in KEY.watched_types for row in rows]
+    assert all(kept[i] for i, k in enumerate(keyed) if k)
+    assert not any(kept[i] for i, w in enumerate(watched) if not w)
+    dropped = [rows[i]["attributes"]["approver_post"] for i in range(len(rows))
+               if rows[i]["type"] == "payment" and not kept[i]]
+    assert "cashier" in dropped and "finance_manager" in dropped  # off a key post, or under the min amount
+    keyed_payments = [rows[i]["amount"] for i, k in enumerate(keyed) if k and rows[i]["type"] == "payment"]
+    assert keyed_payments == [2_000_000.0, 1_000_000.0]  # on a key post and of the min amount or more
+    assert sum(kept[i] for i in range(len(rows)) if rows[i]["type"] == "payment") == 2

@@ -33,6 +33,8 @@ abroad, as defendant, a claim of 10,000,000 CNY or more — and gives them:
 
 from __future__ import annotations
 
+from bisect import insort
+
 from monitor.core.findings import Finding
 from monitor.core.controls import CompiledControl
 from monitor.core.reviews import Matter, MatterProcess, ReviewWatch
@@ -60,8 +62,7 @@ class CaseProcess(MatterProcess):
         status = row["attributes"].get("status")
         status = status if isinstance(status, str) else None
         first_served = self._served(m) is None and status == "served"
-        m.marks.append((row["t"], row["event_id"], status))
-        m.marks.sort()
+        insort(m.marks, (row["t"], row["event_id"], status))
         self.note(control, m, row)
         if first_served or (status == "served" and row["t"] < self._served(m)[0]):
             for at in self.due(control, m):

@@ -45,10 +45,14 @@ counts the shares by org and month.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import insort
 
+import numpy as np
+
+from monitor.core.batch import EventBatch
 from monitor.core.findings import Finding
 from monitor.core.controls import CompiledControl
-from monitor.core.reviews import Judgement, Matter, MatterProcess, ReviewWatch
+from monitor.core.reviews import Judgement, Matter, MatterProcess, ReviewWatch, insort_mark
 
 __all__ = ["ACTS", "KeyPostProcess", "training_coverage"]
 
@@ -88,6 +92,15 @@ class KeyPostProcess(MatterProcess):
             return None
         return None if employee in (None, "") else (row["org_id"], str(employee))
 
+    def may_key(self, control: CompiledControl, kind: str, batch: EventBatch, rows: np.ndarray) -> np.ndarray:
+        """An act only by someone on a key post (and a payment only of ``min_amount`` or more)."""
+        if kind not in ACTS:
+            return np.ones(len(rows), dtype=bool)
+        on_post = np.isin(batch.column(f"attributes.{ACTS[kind][1]}", rows), list(control.key_posts))
+        if kind == "payment" and control.min_amount is not None:
+            on_post &= batch.column("amount", rows) >= control.min_amount
+        return on_post
+
     @staticmethod
     def _acts(control: CompiledControl, row: dict) -> bool:
         kind = row["type"]
@@ -106,16 +119,14 @@ class KeyPostProcess(MatterProcess):
         attrs, t, eid, kind = row["attributes"], row["t"], row["event_id"], row["type"]
         if kind == "training_completed":
             if attrs.get("course_kind") == "compliance":
-                m.marks.append((t, eid, "trained", None))
+                insort_mark(m.marks, (t, eid, "trained", None))
         elif kind == "commitment_signed":
             year = attrs.get("year")
             if isinstance(year, (int, float)) and not isinstance(year, bool):
-                m.marks.append((t, eid, "signed", int(year)))
+                insort_mark(m.marks, (t, eid, "signed", int(year)))
         else:
-            m.steps.append((t, eid, kind, attrs.get(ACTS[kind][1])))
-            m.steps.sort()
+            insort(m.steps, (t, eid, kind, attrs.get(ACTS[kind][1])))
             watch.schedule(control, t + control.lateness, key)
-        m.marks.sort(key=lambda k: (k[0], k[1]))
         return []
 
     def judge(self, watch: ReviewWatch, control: CompiledControl, key: tuple, m: Matter, now: float) -> list[Finding]:

@@ -50,10 +50,11 @@ the projects that moved on in that month and how many of them were covered.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import insort
 
 from monitor.core.findings import Finding
 from monitor.core.controls import CompiledControl
-from monitor.core.reviews import Judgement, Matter, MatterProcess, ReviewWatch
+from monitor.core.reviews import Judgement, Matter, MatterProcess, ReviewWatch, insort_mark
 
 __all__ = ["STAGES", "ProjectProcess", "participation_rates", "stage_timeline"]
 
@@ -85,31 +86,30 @@ class ProjectProcess(MatterProcess):
                  row: dict) -> list[Finding]:
         attrs, t, eid, kind = row["attributes"], row["t"], row["event_id"], row["type"]
         if kind == "review_step":
-            m.steps.append((t, eid, _text(attrs.get("step")), _text(attrs.get("reviewer_post")),
-                            _text(attrs.get("reviewer_id")), _text(attrs.get("opinion")), _text(attrs.get("opinion_no")),
-                            _text(attrs.get("stage"))))
-            m.steps.sort()
+            insort(m.steps, (t, eid, _text(attrs.get("step")), _text(attrs.get("reviewer_post")),
+                             _text(attrs.get("reviewer_id")), _text(attrs.get("opinion")),
+                             _text(attrs.get("opinion_no")), _text(attrs.get("stage"))))
             return []
         if kind == "project_stage":
             stage = _text(attrs.get("stage"))
             if stage not in _ORDER:
                 return []  # not a stage of the list: the project's timeline does not move
-            m.marks.append((t, eid, "stage", stage))
+            mark = (t, eid, "stage", stage)
             self.note(control, m, row)  # the project's total and whether it is overseas
         elif kind == "investment_disbursement":
-            m.marks.append((t, eid, "disbursed", row["amount"]))
+            mark = (t, eid, "disbursed", row["amount"])
         else:
-            m.marks.append((t, eid, "approval", None))
-        m.marks.sort(key=lambda k: (k[0], k[1]))
-        for at in self._moments(control, m, t, eid):
+            mark = (t, eid, "approval", None)
+        insort_mark(m.marks, mark)
+        for at in self._moments(control, mark):
             watch.schedule(control, at, key)
         return []
 
-    def _moments(self, control: CompiledControl, m: Matter, t: float, eid: str) -> list[float]:
-        """When the checks an event starts fall due (a stage: its silence, and the moving on
-        of the stages before it; a disbursement: its own)."""
+    def _moments(self, control: CompiledControl, mark: tuple) -> list[float]:
+        """When the checks an event's mark starts fall due (a stage: its silence, and the
+        moving on of the stages before it; a disbursement: its own)."""
         within = self._within(control)
-        mark = next(k for k in m.marks if k[1] == eid)
+        t = mark[0]
         out = [t + control.lateness]
         if mark[2] == "stage" and within is not None:
             out.append(t + within + control.lateness)
@@ -146,7 +146,7 @@ class ProjectProcess(MatterProcess):
         return out
 
     def due(self, control: CompiledControl, m: Matter) -> list[float]:
-        return [at for t, eid, _what, _v in m.marks for at in self._moments(control, m, t, eid)]
+        return [at for mark in m.marks for at in self._moments(control, mark)]
 
     # what a project's history says -------------------------------------------------------
     @staticmethod

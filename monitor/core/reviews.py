@@ -42,13 +42,35 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import insort
 from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from monitor.core.controls import BREACHES, REVIEW_KINDS, CompiledControl, CompiledStep
 from monitor.core.findings import Finding
 
-__all__ = ["Judgement", "Matter", "MatterProcess", "ReviewWatch", "review_rates"]
+if TYPE_CHECKING:
+    from monitor.core.batch import EventBatch
+
+__all__ = ["Judgement", "Matter", "MatterProcess", "ReviewWatch", "insort_mark", "review_rates"]
+
+_MARK_ORDER = itemgetter(0, 1)  # (business time, event id)
+
+
+def insort_mark(marks: list[tuple], mark: tuple) -> None:
+    """Put ``mark`` in its place among ``marks``, kept sorted by (time, event id), after
+    any equal: as appending and sorting again would, without sorting a matter's whole
+    history at each of its events.
+
+    >>> marks = [(1.0, "a", "stage", "initiation"), (3.0, "c", "disbursed", 5.0)]
+    >>> insort_mark(marks, (2.0, "b", "approval", None))
+    >>> [m[1] for m in marks]
+    ['a', 'b', 'c']
+    """
+    insort(marks, mark, key=_MARK_ORDER)
 
 # --- a matter's history ------------------------------------------------------------------
 
@@ -196,6 +218,11 @@ class MatterProcess:
         """Whether the control is about this matter (default: its amount and attributes, ``applies``)."""
         return watch.applies(control, m)
 
+    def may_key(self, control: CompiledControl, kind: str, batch: EventBatch, rows: np.ndarray) -> np.ndarray:
+        """Which of a batch's rows of type ``kind`` ``key`` may give a matter, on the columns at
+        once (default: all). It may say yes too often, never no too often: ``key`` still decides."""
+        return np.ones(len(rows), dtype=bool)
+
     @staticmethod
     def note(control: CompiledControl, m: Matter, row: dict) -> None:
         """Keep what ``applies`` asks: the largest amount, the latest value of each attribute named."""
@@ -237,6 +264,23 @@ class ReviewWatch:
                 self._readers.setdefault(kind, []).append(control)
 
     # events in ------------------------------------------------------------------------------
+    def may_read(self, batch: EventBatch, rows: np.ndarray) -> np.ndarray:
+        """Which rows some control may read, for ``apply``: of a watched type, and not ruled
+        out by every process reading the type (most payments approved off a key post)."""
+        out = np.zeros(len(rows), dtype=bool)
+        for kind, readers in self._readers.items():
+            of_kind = rows[batch.equals("type", kind, rows)]
+            if not len(of_kind):
+                continue
+            kept = np.zeros(len(of_kind), dtype=bool)
+            for control in readers:
+                if control.process is None:
+                    kept[:] = True
+                    break
+                kept |= control.process.may_key(control, kind, batch, of_kind)
+            out[np.searchsorted(rows, of_kind[kept])] = True
+        return out
+
     def apply(self, rows: list[dict[str, Any]], matters: dict[str, dict[tuple, Matter]],
               until: float = math.inf) -> list[Finding]:
         """Fold events in (dicts with event_id, type, org_id, t, amount, attributes), in business order.
@@ -292,8 +336,7 @@ class ReviewWatch:
         elif kind == "review_step":
             step = (t, eid, _text(attrs.get("step")), _text(attrs.get("reviewer_post")), _text(attrs.get("reviewer_id")),
                     _text(attrs.get("opinion")), _text(attrs.get("opinion_no")))
-            m.steps.append(step)
-            m.steps.sort()
+            insort(m.steps, step)
             if t <= self._until:
                 out += self._reviewer_checks(control, key, m, step)
                 out += self._order_check(control, key, m, step)

@@ -45,7 +45,6 @@ class Scorer:
         self.held_rows = np.zeros(0, dtype=np.int64)  # the last batch's rows held by stateful rules
         self.controls = [c for c in pack.controls if c.status in statuses]
         self.watch = ReviewWatch(self.controls) if self.controls else None
-        self._watched_types = sorted({t for c in self.controls for t in c.watched_types})
         self._superseding = {}  # flag rule id -> the controls that supersede it
         for c in self.controls:
             for rule_id in c.supersedes:
@@ -124,10 +123,7 @@ class Scorer:
     # the review process --------------------------------------------------------
     def _review_findings(self, batch, rows, times, state: ScorerState, findings: list[Finding], held) -> list[Finding]:
         self.recover_reviews(state)
-        watched = np.zeros(len(batch), dtype=bool)
-        for kind in self._watched_types:
-            watched |= batch.equals("type", kind, rows)
-        selected = rows[watched]
+        selected = rows[self.watch.may_read(batch, rows)]
         if len(selected):
             held[selected] = True  # the events behind a review ticket are its evidence
             events = batch.events
