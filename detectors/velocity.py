@@ -123,9 +123,7 @@ class Velocity(Detector):
         self._newest = max(self._newest, t)
         self._learned += 1
         if self._learned % _SWEEP_EVERY == 0:
-            horizon = self._newest - self.dormant_days * _DAY
-            for key_ in [x for x, v in self._keys.items() if v.last_t < horizon]:
-                del self._keys[key_]
+            self._sweep()
 
     # --- batches --------------------------------------------------------------------
     def score_many(self, X: Columns) -> Scores:
@@ -143,14 +141,66 @@ class Velocity(Detector):
     def process_pooled(cls, models: list[Detector], X: Columns, bounds: Bounds) -> Scores:
         """Each org's rows scored then learned by its own model; the columns made once for all."""
         keys, amounts, times = X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()
-        rows: list[tuple] = []
+        n = len(keys)
+        columns = ([0.0] * n, [""] * n, [0] * n, [0.0] * n, [math.nan] * n)
         for model, (start, stop) in zip(models, bounds):
-            score, learn, held = model._score, model._learn, model._keys  # type: ignore[attr-defined]
-            for i in range(start, stop):
-                k, a, t = keys[i], amounts[i], times[i]
-                rows.append(score(held.get(k), a, t))
-                learn(k, a, t)
-        return _scores(rows)
+            if stop > start:
+                model._process_rows(keys, amounts, times, start, stop, columns)  # type: ignore[attr-defined]
+        return _scores_of(*columns)
+
+    def _process_rows(self, keys: list, amounts: list, times: list, start: int, stop: int,
+                      columns: tuple[list, ...]) -> None:
+        """``_score`` then ``_learn`` of rows ``start:stop``, inlined: this loop is the detector's cost.
+        Writes each row's score, status, payments, window total and days since into ``columns``."""
+        score, statuses, payments_of, totals, since_of = columns
+        held = self._keys
+        dormant, window, history = self.dormant_days, self.window_days * _DAY, self.history_days * _DAY
+        min_payments, min_amount = self.min_payments, self.min_amount
+        for i in range(start, stop):
+            key, a, t = keys[i], amounts[i], times[i]
+            k = held.get(key)
+            # _episode: (status, payments before, total before, days since the previous payment)
+            if k is None:
+                status, payments, total, since = "new", 0, 0.0, math.nan
+            else:
+                since = (t - k.last_t) / _DAY
+                if since > dormant:
+                    status, payments, total = "dormant", 0, 0.0
+                elif k.status and t - k.episode_start <= window:
+                    status, payments, total = k.status, k.payments, k.total
+                else:
+                    status, payments, total = "", 0, 0.0
+            since_of[i] = since
+            paid = a if a == a else 0.0
+            if status and t - self._first_t >= history:
+                ratio = (payments + 1) / min_payments
+                if payments >= 1:  # two payments or more: the total counts too
+                    ratio = max(ratio, (total + paid) / min_amount)
+                    score[i] = ratio / (ratio + 1.0)
+                statuses[i], payments_of[i], totals[i] = status, payments + 1, total + paid
+            # _learn
+            if k is None:
+                k = held[key] = _Key()
+            if status and not payments:  # a new episode opens
+                k.episode_start, k.payments, k.total = t, 0, 0.0
+            k.status = status
+            if status:
+                k.payments += 1
+                k.total += paid
+            if t > k.last_t:
+                k.last_t = t
+            if t < self._first_t:
+                self._first_t = t
+            if t > self._newest:
+                self._newest = t
+            self._learned += 1
+            if self._learned % _SWEEP_EVERY == 0:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        horizon = self._newest - self.dormant_days * _DAY
+        for key in [x for x, v in self._keys.items() if v.last_t < horizon]:
+            del self._keys[key]
 
     def key_count(self) -> int:
         return len(self._keys)
@@ -171,9 +221,12 @@ class Velocity(Detector):
 
 
 def _scores(rows: list[tuple]) -> Scores:
-    if not rows:
+    return _scores_of(*map(list, zip(*rows))) if rows else _scores_of([], [], [], [], [])
+
+
+def _scores_of(score: list, status: list, payments: list, total: list, since: list) -> Scores:
+    if not score:
         return Scores(np.zeros(0), {"status": np.zeros(0, dtype=object), "payments": np.zeros(0, dtype=np.int64),
                                     "window_total": np.zeros(0), "days_since_previous": np.zeros(0)})
-    score, status, payments, total, since = zip(*rows)
     return Scores(np.array(score), {"status": np.array(status, dtype=object), "payments": np.array(payments),
                                     "window_total": np.array(total), "days_since_previous": np.array(since)})

@@ -73,12 +73,7 @@ class Scorer:
         rows = batch.all_rows
         times = batch.column("occurred_at", rows)
         state.watermark = max(state.watermark, float(times.max()))
-        # Per org too: partitions (and so orgs) move through business time at
-        # their own pace, and idle state may only be judged against its own org.
-        org_marks = state.org_watermarks
-        for org, t in zip(batch.column("org_id", rows).tolist(), times.tolist()):
-            if t > org_marks.get(org, -math.inf):
-                org_marks[org] = t
+        self._advance_org_marks(batch, times, state)
         if self.uses_parties:
             self._parties = batch.parties = self._learn_parties(batch, rows, state)
         findings: list[Finding] = []
@@ -119,6 +114,19 @@ class Scorer:
             self._sweep_matters(state)
         sweep_keys(self.rules, state, self.judge_until)
         return findings
+
+    @staticmethod
+    def _advance_org_marks(batch: EventBatch, times: np.ndarray, state: ScorerState) -> None:
+        """Each org's watermark to its latest business time in the batch. Per org: partitions
+        (and so orgs) move through business time at their own pace, and idle state may only
+        be judged against its own org."""
+        org_marks = state.org_watermarks
+        codes, orgs = batch.org_codes()
+        latest = np.full(len(orgs), -math.inf)
+        np.maximum.at(latest, codes, times)  # one look-up per org, not per row
+        for org, t in zip(orgs, latest.tolist()):
+            if t > org_marks.get(org, -math.inf):
+                org_marks[org] = t
 
     # the review process --------------------------------------------------------
     def _review_findings(self, batch, rows, times, state: ScorerState, findings: list[Finding], held) -> list[Finding]:

@@ -57,3 +57,26 @@ def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
     streams = [payment_columns(n, keys=60, seed=s) for n, s in ((600, 21), (15, 22), (900, 23))]
     alone = pooled_equals_alone(make, streams, [(0, 10), (10, 350), (350, 900)], ("status", "payments", "window_total"))
     assert max(w.scores.max() for w in alone) >= 0.5
+
+
+def test_the_batch_loop_gives_every_detail_of_scoring_then_learning_row_by_row_across_sweeps():
+    """``process_many`` runs ``_score`` and ``_learn`` inlined: each row's score and details
+    equal theirs, also across the idle sweeps (every 20,000 rows), where a forgotten
+    counterparty is new again."""
+    X = payment_columns(45_000, keys=3000, seed=8, days=400)
+    make = lambda: Velocity(window_days=5, min_payments=3, min_amount=2e5, dormant_days=30, history_days=10)  # noqa: E731
+    reference, expected = make(), []
+    for k, a, t in zip(X["key"].tolist(), X["amount"].tolist(), X["t"].tolist()):
+        expected.append(reference._score(reference._keys.get(k), a, t))
+        reference._learn(k, a, t)
+    detector = make()
+    got = [detector.process_many({name: col[a:b] for name, col in X.items()})
+           for a, b in ((0, 7), (7, 19_999), (19_999, 20_001), (20_001, 45_000))]
+    rows = [(float(s.scores[i]), *(s.row(i)[name] for name in ("status", "payments", "window_total",
+                                                                 "days_since_previous")))
+            for s in got for i in range(len(s.scores))]
+    assert len(rows) == len(expected)
+    for mine, theirs in zip(rows, expected):
+        assert mine[:4] == theirs[:4] and (mine[4] == theirs[4] or (mine[4] != mine[4] and theirs[4] != theirs[4]))
+    assert detector.key_count() == reference.key_count() < 3000  # the sweeps forgot the same keys
+    assert sum(1 for r in expected if r[1] == "dormant") > 10 and max(r[0] for r in expected) > 0.5
