@@ -153,13 +153,13 @@ class CountBank:
 
     def key_numbers_of(self, keys: list) -> np.ndarray:
         numbers = self.key_number
-        before = len(numbers)
-        found = np.fromiter((numbers.setdefault(k, len(numbers)) for k in keys), np.int64, len(keys))
-        if len(numbers) > before:
-            if len(numbers) > MAX_KEYS:
+        new = [k for k in dict.fromkeys(keys) if k not in numbers]  # in order of first appearance
+        if new:
+            if len(numbers) + len(new) > MAX_KEYS:
                 raise OverflowError(f"more than {MAX_KEYS:,} Benford keys")
+            numbers.update(zip(new, range(len(numbers), len(numbers) + len(new))))
             self.keys = list(numbers)
-        return found
+        return np.fromiter(map(numbers.__getitem__, keys), np.int64, len(keys))  # a look-up a row, in C
 
     @staticmethod
     def code(owners: np.ndarray, keys: np.ndarray, months: np.ndarray) -> np.ndarray:
@@ -349,7 +349,8 @@ class Benford(Detector):
         models share their settings (one detector spec) but not their counts."""
         if not models:
             return Scores(np.zeros(0))
-        owners = np.repeat(np.array([m._owner for m in models], dtype=np.int64), [b - a for a, b in bounds])
+        edges = np.array(bounds, dtype=np.int64).reshape(-1, 2)
+        owners = np.repeat(np.fromiter((m._owner for m in models), np.int64, len(models)), edges[:, 1] - edges[:, 0])
         pooled = {"key": X["key"], "amount": np.asarray(X["amount"], dtype=float), "t": np.asarray(X["t"], dtype=float)}
         return models[0]._score_rows(pooled, owners, learn=True)
 

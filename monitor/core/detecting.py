@@ -56,7 +56,7 @@ _MODEL_TYPES = frozenset(MODELS.values())
 
 def _model_in(det: CompiledDetector, store, org: Any, per_key_maps=None) -> Detector:
     held = store.get((org,))
-    if type(held) in _MODEL_TYPES or isinstance(held, Detector):  # the first test skips the ABC's slow check
+    if held is not None and (type(held) in _MODEL_TYPES or isinstance(held, Detector)):  # skips the ABC's slow check
         return held
     model = det.new_model()
     if held is not None:
