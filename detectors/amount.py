@@ -44,17 +44,23 @@ _SWEEP_EVERY = 20_000
 
 
 class _History:
-    """A key's last log amounts, in arrival order and sorted. Kept as packed
-    doubles: a key holds a few values, and keys grow with the stream's density
-    (one per contract), so a list of float objects and a deque (whose first
-    block alone is over 500 bytes) would be most of a dense stream's memory."""
+    """A key's last log amounts, in arrival order, and sorted once the key is scored.
+    Kept as packed doubles: a key holds a few values, and keys grow with the stream's
+    density (one per contract), so a list of float objects and a deque (whose first
+    block alone is over 500 bytes) would be most of a dense stream's memory. Most keys
+    never reach ``warmup``: they keep no sorted copy (``ordered`` is None until asked)."""
 
     __slots__ = ("arrived", "ordered", "last_t")
 
     def __init__(self, values: list[float] | None = None) -> None:
-        self.arrived = array("d", values or ())  # log amounts, oldest first
-        self.ordered = array("d", sorted(values or ()))  # the same, sorted
+        self.arrived = array("d", values) if values else array("d")  # log amounts, oldest first
+        self.ordered: array | None = None  # the same, sorted: made when first scored, then kept
         self.last_t = -math.inf
+
+    def sorted_values(self) -> array:
+        if self.ordered is None:
+            self.ordered = array("d", sorted(self.arrived))
+        return self.ordered
 
 
 class RobustAmount(Detector):
@@ -92,9 +98,9 @@ class RobustAmount(Detector):
     # --- one key ----------------------------------------------------------------
     def _stats(self, h: _History | None) -> tuple[float, float, int]:
         """(median, MAD) of a key's log amounts, and how many there are."""
-        if h is None or not h.ordered:
+        if h is None or not h.arrived:
             return math.nan, math.nan, 0
-        s = h.ordered
+        s = h.sorted_values()
         n = len(s)
         med = s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
         mad = sorted_mad(s, med)
@@ -118,10 +124,12 @@ class RobustAmount(Detector):
             h = self._keys[key] = _History()
         v = math.log(amount)
         h.arrived.append(v)
-        bisect.insort(h.ordered, v)
+        if h.ordered is not None:
+            bisect.insort(h.ordered, v)
         if len(h.arrived) > self.window:
             old = h.arrived.pop(0)
-            del h.ordered[bisect.bisect_left(h.ordered, old)]
+            if h.ordered is not None:
+                del h.ordered[bisect.bisect_left(h.ordered, old)]
         h.last_t = max(h.last_t, t)
         self._newest = max(self._newest, t)
         self._learned += 1
@@ -167,10 +175,12 @@ class RobustAmount(Detector):
                     if h is None:
                         h = store[k] = _History()
                     else:
-                        s = h.ordered
-                        m = len(s)
+                        m = len(h.arrived)
                         history[i] = m
                         if m >= warmup:
+                            s = h.ordered
+                            if s is None:
+                                s = h.ordered = array("d", sorted(h.arrived))
                             med = s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
                             usual[i] = exp(med)
                             if v > med or two_sided:  # at or below the usual scores 0: no MAD needed
@@ -180,9 +190,14 @@ class RobustAmount(Detector):
                             else:
                                 robust_z[i] = 0.0
                     h.arrived.append(v)
-                    insort(h.ordered, v)
+                    s = h.ordered
+                    if s is not None:
+                        insort(s, v)
                     if len(h.arrived) > window:
-                        del h.ordered[bisect_left(h.ordered, h.arrived.pop(0))]
+                        if s is not None:
+                            del s[bisect_left(s, h.arrived.pop(0))]
+                        else:
+                            h.arrived.pop(0)
                     t = times[i]
                     if t > h.last_t:
                         h.last_t = t

@@ -153,13 +153,13 @@ class CountBank:
 
     def key_numbers_of(self, keys: list) -> np.ndarray:
         numbers = self.key_number
-        new = [k for k in dict.fromkeys(keys) if k not in numbers]  # in order of first appearance
-        if new:
-            if len(numbers) + len(new) > MAX_KEYS:
+        before = len(numbers)
+        found = np.fromiter((numbers.setdefault(k, len(numbers)) for k in keys), np.int64, len(keys))
+        if len(numbers) > before:
+            if len(numbers) > MAX_KEYS:
                 raise OverflowError(f"more than {MAX_KEYS:,} Benford keys")
-            numbers.update(zip(new, range(len(numbers), len(numbers) + len(new))))
             self.keys = list(numbers)
-        return np.fromiter(map(numbers.__getitem__, keys), np.int64, len(keys))  # a look-up a row, in C
+        return found
 
     @staticmethod
     def code(owners: np.ndarray, keys: np.ndarray, months: np.ndarray) -> np.ndarray:

@@ -79,3 +79,20 @@ def test_many_orgs_in_one_pooled_call_equal_each_org_alone():
         X["amount"][::37] *= 30  # outliers, so that scores are not all 0
     alone = pooled_equals_alone(make, streams, [(0, 20), (20, 400), (400, 1100)], ("usual_amount", "robust_z", "history"))
     assert max(w.scores.max() for w in alone) > 0.5
+
+
+def test_a_key_keeps_a_sorted_copy_only_once_it_is_scored_and_scores_as_if_it_always_had():
+    """Most keys (a contract's few payments) never reach ``warmup``: they keep their
+    amounts in arrival order alone. A key that reaches it, in the pooled loop or
+    ``score_one``, sorts them once and keeps them sorted from then on."""
+    X = payment_columns(4000, keys=400, seed=3)  # ten payments a key on average: many stay under warmup
+    loop = one_at_a_time(RobustAmount(window=12, warmup=9), X)
+    det = RobustAmount(window=12, warmup=9)
+    assert np.array_equal(in_batches(det, X, [5, 300, 1, 2000]), loop) and (loop > 0).any()
+    held = list(det._keys.values())
+    young = [h for h in held if len(h.arrived) < 9]
+    assert young and all(h.ordered is None for h in young)
+    for h in held:
+        if h.ordered is not None:
+            assert list(h.ordered) == sorted(h.arrived)
+    assert sum(h.ordered is not None for h in held) > 100
