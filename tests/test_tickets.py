@@ -146,3 +146,23 @@ def test_a_tickets_dedup_key_is_looked_up_through_the_open_ticket_index(tmp_path
             bound = tuple(compiled.params[name] for name in compiled.positiontup)
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", bound).all()
             assert any("uq_tickets_open_dedup_key" in row[-1] for row in plan), plan
+
+
+def test_review_judgements_are_kept_one_row_a_matter_its_latest_judgement(database_url):
+    """A matter judged again (in the same call or a later one) keeps its latest judgement;
+    a call of more rows than one statement carries keeps them all."""
+    from monitor.core.reviews import Judgement
+
+    store = SqlTicketStore(database_url)
+    march = dt.datetime(2026, 3, 10, tzinfo=dt.timezone.utc).timestamp()
+    many = [Judgement("RC-CON-01", f"SUB{i % 7:02d}", f"HT{i}", "contract", march + i, i % 3 == 0) for i in range(1203)]
+    store.record_reviews(many + [Judgement("RC-CON-01", "SUB00", "HT0", "contract", march, False)])
+    rates = {(r["org_id"], r["month"]): (r["reviewed"], r["executed"]) for r in store.review_rates()}
+    assert sum(e for _r, e in rates.values()) == 1203
+    assert rates[("SUB00", "2026-03")] == (sum(1 for i in range(1203) if i % 7 == 0 and i % 3 == 0) - 1,
+                                          sum(1 for i in range(1203) if i % 7 == 0))  # HT0 judged again: not reviewed
+    later = dt.datetime(2026, 4, 2, tzinfo=dt.timezone.utc).timestamp()
+    store.record_reviews([Judgement("RC-CON-01", "SUB01", "HT1", "contract", later, True)])  # executed again, in April
+    assert {(r["org_id"], r["month"], r["reviewed"], r["executed"]) for r in store.review_rates("2026-04")} == {
+        ("SUB01", "2026-04", 1, 1)}
+    assert sum(r["executed"] for r in store.review_rates()) == 1203

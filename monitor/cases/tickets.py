@@ -102,10 +102,13 @@ def _update(ticket: Ticket, alert: Alert, now: dt.datetime) -> None:
     ticket.updated_at = now
 
 
-def _review_row(j) -> MatterReview:
+def _review_values(j) -> dict[str, Any]:
     executed = dt.datetime.fromtimestamp(j.executed_at, dt.timezone.utc)
-    return MatterReview(control_id=j.control, org_id=j.org_id, matter_id=j.matter_id, matter_kind=j.matter_kind,
-                        month=executed.astimezone(_CST).strftime("%Y-%m"), executed_at=executed, reviewed=j.reviewed)
+    return {"control_id": j.control, "org_id": j.org_id, "matter_id": j.matter_id, "matter_kind": j.matter_kind,
+            "month": executed.astimezone(_CST).strftime("%Y-%m"), "executed_at": executed, "reviewed": j.reviewed}
+
+
+_REVIEW_KEY = ("control_id", "org_id", "matter_id")
 
 
 _CST = dt.timezone(dt.timedelta(hours=8))
@@ -184,9 +187,25 @@ class SqlTicketStore:
         """Keep the executed matters the review controls judged (a matter judged again keeps its latest)."""
         if not judgements:
             return
-        with Session(self.engine) as session, session.begin():
-            for j in judgements:
-                session.merge(_review_row(j))
+        latest = {}  # a matter judged twice in one call: its latest (one statement may not touch a row twice)
+        for j in judgements:
+            row = _review_values(j)
+            latest[tuple(row[c] for c in _REVIEW_KEY)] = row
+        rows = list(latest.values())
+        upsert = self._dialect_insert()(MatterReview)
+        upsert = upsert.on_conflict_do_update(index_elements=list(_REVIEW_KEY), set_={
+            c: upsert.excluded[c] for c in ("matter_kind", "month", "executed_at", "reviewed")})
+        with self.engine.begin() as conn:
+            for i in range(0, len(rows), 500):
+                conn.execute(upsert, rows[i:i + 500])
+
+    def _dialect_insert(self):
+        """The database's own INSERT, with its ON CONFLICT clauses (PostgreSQL's or SQLite's)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert
 
     def review_rates(self, month: str | None = None, org: str | None = None) -> list[dict[str, Any]]:
         """The review rate (审查率) per org, matter kind and month: the share of
@@ -436,10 +455,7 @@ class SqlTicketStore:
             return
         rows = list({(k, e["event_id"]): {"dedup_key": k, "event_id": e["event_id"], "occurred_at": e.get("occurred_at"),
                                           "event": e} for k, e in items}.values())
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as insert_or_skip
-        else:
-            from sqlalchemy.dialects.sqlite import insert as insert_or_skip
+        insert_or_skip = self._dialect_insert()
         named: dict[str, dict] = {}  # dedup key -> the first of its events that names a counterparty
         for k, e in items:
             if k not in named and isinstance(e.get("counterparty_id") or e.get("counterparty_name"), str):
