@@ -142,7 +142,7 @@ class Scorer:
             findings += self.watch.apply(items, state.matters, self.judge_until)
             if self._superseding:
                 findings = [f for f in findings if not self._superseded(f, state)]
-        orgs = set(batch.column("org_id", rows).tolist()) | self.watch.take_held_back()
+        orgs = set(batch.org_codes()[1]) | self.watch.take_held_back()  # the batch's orgs, each once
         marks = state.org_watermarks
         return findings + self.watch.advance({org: marks.get(org, -math.inf) for org in sorted(orgs)}, state.matters,
                                              self.judge_until)
