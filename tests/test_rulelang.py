@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.core.batch import EventBatch
 from monitor.core.rulelang import ExprError, Param, Scope, compile_expr, required_minimum
@@ -316,3 +318,25 @@ def test_an_attribute_read_over_overlapping_rows_is_each_rows_own_value():
     assert first.tolist() == ["HT-1", "12345"] and again.tolist() == ["12345", None, "HT-1"]
     assert np.isnan(numbers[0]) and numbers[1] == 500_000.0
     assert flags[0].tolist() == [True] and flags[1].tolist() == [False, True, False]
+
+
+_ATTRIBUTE_VALUES = st.one_of(st.none(), st.text(max_size=4), st.booleans(), st.integers(-2**63, 2**63 - 1),
+                              st.floats(allow_nan=False, allow_infinity=False), st.lists(st.integers(0, 3), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_ATTRIBUTE_VALUES, min_size=1, max_size=30))
+def test_an_attribute_column_holds_each_rows_value_as_its_type_reads_it(values):
+    """A whole column of an attribute is converted at once when its values are already
+    of the column's type; the result equals converting each row alone, whatever the mix."""
+    from monitor.core.batch import _as_num, _as_str
+
+    events = [make_event(i, attributes={"contract_id": v, "original_amount": v, "manual": v})
+              for i, v in enumerate(values)]
+    batch = EventBatch(events)
+    rows = batch.all_rows
+    assert batch.column("attributes.contract_id", rows).tolist() == [_as_str(v) for v in values]
+    numbers = batch.column("attributes.original_amount", rows)
+    assert numbers.dtype == float
+    assert np.array_equal(numbers, np.array([_as_num(v) for v in values], dtype=float), equal_nan=True)
+    assert batch.column("attributes.manual", rows).tolist() == [v is True or v == "true" for v in values]

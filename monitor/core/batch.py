@@ -35,6 +35,8 @@ _timestamp = dt.datetime.timestamp
 _isoweekday = dt.datetime.isoweekday
 
 _TIME_PARTS = ("occurred_at:hour", "occurred_at:weekday", "occurred_at:day")
+_TEXT_TYPES = frozenset({str, type(None)})
+_NUMBER_TYPES = frozenset({float, int, type(None)})  # (not bool: true is no number)
 _STR_FIELDS = ("event_id", "source", "domain", "type", "org_id", "currency", "counterparty_id", "counterparty_name")
 
 
@@ -172,9 +174,7 @@ class EventBatch:
     def _build(self, path: str, events: list[Event]) -> np.ndarray:
         # map() over C getters: no Python frame per event.
         if path in _STR_FIELDS:
-            out = np.empty(len(events), dtype=object)
-            out[:] = list(map(attrgetter(path), events))
-            return out
+            return np.fromiter(map(attrgetter(path), events), dtype=object, count=len(events))
         if path == "amount":
             return np.array(list(map(_amount, events)), dtype=float)  # None -> NaN
         if path == "occurred_at":
@@ -207,12 +207,14 @@ class EventBatch:
         values = list(map(dict.get, map(_attributes, map(events.__getitem__, rows.tolist())), repeat(name)))
         kind = ATTRIBUTE_TYPES.get(name, "str")
         if kind == "num":
+            if set(map(type, values)) <= _NUMBER_TYPES:  # None -> NaN, as _as_num gives
+                return np.array(values, dtype=float)
             return np.fromiter((_as_num(v) for v in values), float, len(values))
         if kind == "bool":
             return np.fromiter((v is True or v == "true" for v in values), bool, len(values))
-        out = np.empty(len(values), dtype=object)
-        out[:] = [v if v is None or type(v) is str else _as_str(v) for v in values]
-        return out
+        if not set(map(type, values)) <= _TEXT_TYPES:  # (the test runs in C; mostly text already)
+            values = [v if v is None or type(v) is str else _as_str(v) for v in values]
+        return np.fromiter(values, dtype=object, count=len(values))
 
     def value(self, path: str, row: int):
         """One field of one event, for messages and keys (None when absent)."""
