@@ -269,16 +269,16 @@ class ReviewWatch:
         out by every process reading the type (most payments approved off a key post)."""
         out = np.zeros(len(rows), dtype=bool)
         for kind, readers in self._readers.items():
-            of_kind = rows[batch.equals("type", kind, rows)]
-            if not len(of_kind):
+            at = np.flatnonzero(batch.equals("type", kind, rows))  # positions in ``rows``
+            if not len(at):
                 continue
-            kept = np.zeros(len(of_kind), dtype=bool)
+            kept = np.zeros(len(at), dtype=bool)
             for control in readers:
                 if control.process is None:
                     kept[:] = True
                     break
-                kept |= control.process.may_key(control, kind, batch, of_kind)
-            out[np.searchsorted(rows, of_kind[kept])] = True
+                kept |= control.process.may_key(control, kind, batch, rows[at])
+            out[at[kept]] = True
         return out
 
     def apply(self, rows: list[dict[str, Any]], matters: dict[str, dict[tuple, Matter]],
