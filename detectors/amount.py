@@ -58,6 +58,7 @@ class _History:
         self.last_t = -math.inf
 
     def sorted_values(self) -> array:
+        """The amounts sorted: made on first use, then kept sorted as they come and go."""
         if self.ordered is None:
             self.ordered = array("d", sorted(self.arrived))
         return self.ordered
@@ -178,9 +179,7 @@ class RobustAmount(Detector):
                         m = len(h.arrived)
                         history[i] = m
                         if m >= warmup:
-                            s = h.ordered
-                            if s is None:
-                                s = h.ordered = array("d", sorted(h.arrived))
+                            s = h.ordered if h.ordered is not None else h.sorted_values()
                             med = s[m // 2] if m % 2 else 0.5 * (s[m // 2 - 1] + s[m // 2])
                             usual[i] = exp(med)
                             if v > med or two_sided:  # at or below the usual scores 0: no MAD needed
